@@ -1,0 +1,1 @@
+"""Click front end of geosr, installed as ``geosr_cli`` (console script ``geosr``)."""

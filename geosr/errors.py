@@ -1,0 +1,79 @@
+"""One error hierarchy. Every message says what is wrong *and* how to fix it.
+
+Subclasses also inherit the matching builtin so callers that catch ``OSError`` or
+``ValueError`` keep working.
+"""
+from __future__ import annotations
+
+
+class GeosrError(Exception):
+    """Root of all geosr errors. The CLI prints ``str(err)`` on one line and exits 1."""
+
+    exit_code: int = 1
+
+
+class InputError(GeosrError, ValueError):
+    """The input raster cannot be used (missing, unreadable, unsupported dtype, empty)."""
+
+
+class RasterReadError(GeosrError, OSError):
+    """The input exists but GDAL cannot read it (truncated, not a raster)."""
+
+
+class OutputError(GeosrError, OSError):
+    """The output cannot be written (exists, same as input, directory missing, disk full)."""
+
+
+class ParameterError(GeosrError, ValueError):
+    """An option value is invalid (scale, tile size, bands, device...)."""
+
+
+class ModelError(GeosrError, KeyError):
+    """Unknown model name or a model/scale/band combination that is not supported."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(GeosrError, ValueError):
+    """Weights are missing, unsafe, or do not fit the architecture."""
+
+
+class ResourceError(GeosrError, MemoryError):
+    """The job would not fit in memory (estimated before work starts) or the device ran out."""
+
+
+class DeviceError(GeosrError, RuntimeError):
+    """The requested compute device is unavailable or failed."""
+
+
+class Interrupted(GeosrError, KeyboardInterrupt):
+    """The run was interrupted by SIGINT/SIGTERM; temporary output was removed."""
+
+    def __init__(self, message: str, *, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class GeosrWarning(UserWarning):
+    """Root of geosr warnings."""
+
+
+class GeoreferencingWarning(GeosrWarning):
+    """The raster has no CRS or no geotransform; the output keeps pixel geometry only."""
+
+
+__all__ = [
+    "GeosrError",
+    "InputError",
+    "RasterReadError",
+    "OutputError",
+    "ParameterError",
+    "ModelError",
+    "WeightsError",
+    "ResourceError",
+    "DeviceError",
+    "Interrupted",
+    "GeosrWarning",
+    "GeoreferencingWarning",
+]

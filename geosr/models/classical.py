@@ -1,0 +1,142 @@
+"""Classical interpolators as registry models: nearest, bilinear, bicubic (Keys a=-0.5), Lanczos-3.
+
+They are linear and band-agnostic, run on raw values of any dtype (no normalisation) and
+declare exact receptive fields, so the tiler treats them like any network. Upsampling uses the
+pixel-centre convention (the output grid has the same bounds as the input) with symmetric
+(half-sample) border extension, as MATLAB's ``imresize`` does.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._base import SRModel
+from ._registry import register_model
+
+
+def keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution kernel (a=-0.5 is MATLAB's ``bicubic``)."""
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return np.where(
+        ax <= 1,
+        (a + 2) * ax3 - (a + 3) * ax2 + 1,
+        np.where(ax < 2, a * ax3 - 5 * a * ax2 + 8 * a * ax - 4 * a, 0.0),
+    )
+
+
+def triangle(x: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - np.abs(x), 0.0, None)
+
+
+def lanczos3(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3.0), 0.0)
+
+
+def symmetric_index(n: int, pad: int) -> np.ndarray:
+    """Indices of a length-``n`` axis extended by ``pad`` on both sides, mirrored with the edge
+    sample repeated (MATLAB 'symmetric')."""
+    idx = np.arange(-pad, n + pad)
+    period = 2 * n
+    idx = np.mod(idx, period)
+    return np.where(idx >= n, period - 1 - idx, idx)
+
+
+def phase_weights(kernel: Callable[[np.ndarray], np.ndarray], support: float, scale: int):
+    """Per-phase filter taps for integer upscaling: shape (scale, taps), offsets -r..r."""
+    r = int(math.ceil(support / 2)) + 1
+    offsets = np.arange(-r, r + 1)
+    w = np.zeros((scale, offsets.size))
+    for p in range(scale):
+        d = (p + 0.5) / scale - 0.5  # fractional LR position of output phase p
+        w[p] = kernel(d - offsets)
+        w[p] /= w[p].sum()
+    return w, r
+
+
+class SeparableUpsampler(SRModel):
+    """Integer upscaling with a separable kernel, as a polyphase convolution."""
+
+    in_chans = None
+    out_chans = None
+    linear = True
+
+    def __init__(self, *, scale: int, kernel: Callable[[np.ndarray], np.ndarray], support: float,
+                 in_chans: int | None = None, out_chans: int | None = None) -> None:
+        super().__init__()
+        self.scale = int(scale)
+        w, r = phase_weights(kernel, support, self.scale)
+        self.pad = r
+        # The receptive radius: taps reach r LR pixels, but taps at +-r carry zero weight for
+        # kernels of support <= 2r-1; keep the exact nonzero reach.
+        nz = np.nonzero(np.abs(w).sum(axis=0) > 0)[0]
+        self.receptive_field = int(max(r - nz.min(), nz.max() - r))
+        self.register_buffer("weight", torch.from_numpy(w).float()[:, None, :], persistent=False)
+
+    def _up1d(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, L) rows; returns (B, L*s)
+        n = x.shape[-1]
+        idx = torch.from_numpy(symmetric_index(n, self.pad)).to(x.device)
+        xp = x.index_select(-1, idx)[:, None, :]
+        y = F.conv1d(xp, self.weight.to(x.dtype))  # (B, s, L)
+        return y.transpose(1, 2).reshape(x.shape[0], n * self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        s = self.scale
+        y = self._up1d(x.reshape(-1, w)).reshape(n, c, h, w * s)
+        y = y.transpose(2, 3).reshape(-1, h)
+        y = self._up1d(y).reshape(n, c, w * s, h * s).transpose(2, 3)
+        return y.contiguous()
+
+
+class Nearest(SRModel):
+    """Nearest neighbour: each LR pixel becomes an s x s block."""
+
+    in_chans = None
+    out_chans = None
+    linear = True
+    receptive_field = 0
+
+    def __init__(self, *, scale: int, in_chans: int | None = None, out_chans: int | None = None):
+        super().__init__()
+        self.scale = int(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.scale
+        return x.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+
+
+_SCALES = tuple(range(2, 9))
+
+
+@register_model(scales=_SCALES, family="classical", kind="classical", default_in_chans=None,
+                paper="-")
+def nearest(*, scale: int, **_: object) -> SRModel:
+    """Nearest-neighbour enlargement (pixel replication)."""
+    return Nearest(scale=scale)
+
+
+@register_model(scales=_SCALES, family="classical", kind="classical", default_in_chans=None,
+                paper="-")
+def bilinear(*, scale: int, **_: object) -> SRModel:
+    """Bilinear interpolation (triangle kernel, pixel-centre aligned)."""
+    return SeparableUpsampler(scale=scale, kernel=triangle, support=2)
+
+
+@register_model(scales=_SCALES, family="classical", kind="classical", default_in_chans=None,
+                paper="Keys 1981")
+def bicubic(*, scale: int, **_: object) -> SRModel:
+    """Bicubic interpolation, Keys a=-0.5 (MATLAB imresize), symmetric borders."""
+    return SeparableUpsampler(scale=scale, kernel=keys_cubic, support=4)
+
+
+@register_model(scales=_SCALES, family="classical", kind="classical", default_in_chans=None,
+                paper="Duchon 1979")
+def lanczos(*, scale: int, **_: object) -> SRModel:
+    """Lanczos-3 windowed sinc interpolation."""
+    return SeparableUpsampler(scale=scale, kernel=lanczos3, support=6)

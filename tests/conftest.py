@@ -1,0 +1,79 @@
+"""Shared fixtures: synthetic GeoTIFFs written by GDAL into tmp_path, and ../shared/data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip when it is absent (a user's fresh clone)."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED
+
+
+def smooth_image(bands: int, height: int, width: int, *, seed: int = 0,
+                 dtype: str = "uint8") -> np.ndarray:
+    """A band-interleaved test image with structure at several frequencies."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    out = np.empty((bands, height, width))
+    for b in range(bands):
+        fx, fy = rng.uniform(0.02, 0.25, 2)
+        out[b] = (0.5 + 0.25 * np.sin(fx * xx + b) * np.cos(fy * yy)
+                  + 0.15 * np.sin(0.013 * (xx + 2 * yy) + b) + 0.1 * rng.random((height, width)))
+    out = np.clip(out, 0, 1)
+    dt = np.dtype(dtype)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        hi = min(info.max, 10000 if dt.itemsize > 1 else 255)
+        lo = max(info.min, -1000) if dt.kind == "i" else 0
+        return np.round(lo + out * (hi - lo)).astype(dt)
+    return (out * 100.0 - 20.0).astype(dt)
+
+
+@pytest.fixture
+def make_geotiff(tmp_path):
+    """Factory: ``make_geotiff(name, bands=3, height=.., width=.., dtype=.., **profile)``."""
+    import rasterio
+    from affine import Affine
+
+    def _make(name: str = "in.tif", *, bands: int = 3, height: int = 64, width: int = 80,
+              dtype: str = "uint8", data: np.ndarray | None = None,
+              crs: str | None = "EPSG:32633",
+              transform: Affine | None = None, nodata: float | None = None,
+              tiled: bool = True, blocksize: int = 32, tags: dict | None = None,
+              descriptions: list[str] | None = None, gcps=None, area_or_point: str | None = None,
+              seed: int = 0) -> Path:
+        if data is None:
+            data = smooth_image(bands, height, width, seed=seed, dtype=dtype)
+        bands, height, width = data.shape
+        path = tmp_path / name
+        profile = dict(driver="GTiff", width=width, height=height, count=bands,
+                       dtype=str(data.dtype), nodata=nodata)
+        if tiled:
+            profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+        if gcps is None:
+            profile["crs"] = crs
+            profile["transform"] = transform or Affine(2.0, 0, 500000.0, 0, -2.0, 4100000.0)
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(data)
+            if gcps is not None:
+                ds.gcps = (gcps, rasterio.crs.CRS.from_string(crs or "EPSG:4326"))
+            if tags:
+                ds.update_tags(**tags)
+            if area_or_point:
+                ds.update_tags(AREA_OR_POINT=area_or_point)
+            for i, d in enumerate(descriptions or [], start=1):
+                ds.set_band_description(i, d)
+        return path
+
+    return _make
