@@ -58,6 +58,14 @@ class LazyGroup(click.Group):
                 raise
             click.echo("geosr: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as err:  # a bug: still one line, the traceback with --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"geosr: internal error: {type(err).__name__}: {err} (rerun with "
+                       "--debug for the traceback and report it)", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,33 @@
+"""Options shared by several commands."""
+from __future__ import annotations
+
+import click
+
+device_option = click.option(
+    "--device", default="auto", show_default=True,
+    help="Compute device: auto (first GPU if any, else CPU), cpu, cuda or cuda:N.")
+model_option = click.option(
+    "--model", "-m", default=None,
+    help="Registered model name (see `geosr models`). Default: the best model with bundled "
+         "weights for the scale (RDN > EDSR-baseline > ESPCN), or bicubic when none is bundled.")
+weights_option = click.option(
+    "--weights", type=click.Path(dir_okay=False), default=None,
+    help="Weights file (.safetensors, or .pth/.pt loaded with weights_only) for the model.")
+allow_random_option = click.option(
+    "--allow-random-weights", is_flag=True, hidden=True,
+    help="Testing only: run a network with random weights.")
+
+
+def parse_data_range(value: str | None):
+    """'255' -> 255.0, '0,10000' -> (0.0, 10000.0)."""
+    if value is None:
+        return None
+    try:
+        parts = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected HI or LO,HI, got {value!r}") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        return tuple(parts)
+    raise click.BadParameter(f"expected HI or LO,HI, got {value!r}")

@@ -1,0 +1,117 @@
+"""``geosr upscale IN OUT``: super-resolve a GeoTIFF."""
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+import click
+
+from .options import (allow_random_option, device_option, model_option, parse_data_range,
+                      weights_option)
+from .progress import Progress
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM → :class:`geosr.errors.Interrupted` in the main thread (exit 143), so the
+    temporary output is removed exactly as for Ctrl-C."""
+    from geosr.errors import Interrupted
+
+    def handler(signum, frame):
+        raise Interrupted("terminated; no output was written", signum=signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. inside a test runner thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("src", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("dst", type=click.Path(path_type=str))
+@model_option
+@click.option("--scale", "-s", type=int, default=None,
+              help="Integer upscaling factor (default 2, or derived from --target-gsd).")
+@click.option("--target-gsd", type=float, default=None,
+              help="Desired output pixel size in metres; picks the integer scale that reaches it.")
+@weights_option
+@click.option("--tile", type=int, default=None, help="Tile edge in LR pixels (default 256).")
+@click.option("--halo", type=int, default=None,
+              help="Context pixels around each tile (default: the model's receptive field).")
+@click.option("--block", type=int, default=None, help="Processing/writing block edge in LR pixels.")
+@device_option
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+              help="Inference precision (auto: bf16/fp16 on GPU, fp32 on CPU).")
+@click.option("--batch-size", type=int, default=None, help="Tiles per batch (default: automatic).")
+@click.option("--bands", default=None, help="1-based bands to process, e.g. 1,2,3 (default: all).")
+@click.option("--data-range", default=None,
+              help="Value range networks normalise from: HI or LO,HI (default: dtype/card/data).")
+@click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
+@click.option("--compress", type=click.Choice(["deflate", "lzw", "zstd", "none"]), default="deflate")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--resume", is_flag=True,
+              help="Make the run resumable (keeps a partial file and journal if interrupted) and "
+                   "continue an interrupted resumable run.")
+@click.option("--threads", type=int, default=2, help="Reader/worker threads.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (GPU).")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]),
+              default="bar", help="Progress on stderr: a bar, JSON lines (for programs) or none.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@allow_random_option
+def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, device, precision,
+            batch_size, bands, data_range, cog, compress, overwrite, resume, threads, compile_,
+            progress_mode, quiet, allow_random_weights):
+    """Super-resolve raster SRC into GeoTIFF DST (same CRS and bounds, pixel size / scale).
+
+    The output is written to a temporary file beside DST and renamed when complete.
+    Example: geosr upscale in.tif out.tif --model bicubic --scale 4
+    """
+    from geosr.engine import upscale_file
+    from geosr.errors import ParameterError
+
+    if scale is not None and target_gsd is not None:
+        raise click.UsageError("give either --scale or --target-gsd, not both")
+    if scale is None and target_gsd is not None:
+        scale = _scale_for_gsd(src, target_gsd, model)
+    if scale is None:
+        scale = 2
+    if scale < 2:
+        raise ParameterError(f"--scale must be an integer >= 2, got {scale}")
+    mode = "none" if quiet else progress_mode
+    prog = Progress(mode)
+    try:
+        with _terminate_as_interrupt():
+            out = upscale_file(src, dst, model=model, scale=scale, weights=weights, tile=tile,
+                               halo=halo, block=block, device=device, precision=precision,
+                               bands=bands, cog=cog, compress=compress, overwrite=overwrite,
+                               resume=resume, allow_random_weights=allow_random_weights,
+                               data_range=parse_data_range(data_range), batch_size=batch_size,
+                               compile=compile_, workers=threads, progress=prog)
+    except BaseException as err:
+        prog.close()
+        prog.emit({"event": "error", "message": str(err)})
+        raise
+    prog.close()
+    prog.emit({"event": "done", "output": str(out)})
+    if mode == "bar":
+        click.echo(f"wrote {out}", err=True)
+
+
+def _scale_for_gsd(src: str, target: float, model: str | None) -> int:
+    from geosr.geo.gsd import gsd_m, scale_for_target_gsd
+    from geosr.io import read_meta
+    from geosr.models import get_spec
+
+    meta = read_meta(src)
+    if meta.crs is None:
+        from geosr.errors import ParameterError
+
+        raise ParameterError("--target-gsd needs a georeferenced input (it has no CRS); use --scale")
+    g = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
+    scales = get_spec(model).scales if model else (2, 3, 4)
+    return scale_for_target_gsd(max(g), target, available_scales=scales)

@@ -1,0 +1,672 @@
+"""read → plan → infer → stitch → write.
+
+``upscale(da, ...)`` returns a lazy DataArray (one dask task per processing block);
+``upscale_file(src, dst, ...)`` streams the same blocks from the file through a bounded pool of
+workers (threads, or a dask.distributed ``Client``) into a temporary GeoTIFF that is renamed at
+the end. Both use :func:`process_block`, so they give identical pixels.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import hashlib
+import json
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .errors import (GeoreferencingWarning, GeosrError, Interrupted, OutputError, ParameterError,
+                     ResourceError)
+from .geo.grid import output_grid, pixel_size, scale_gcps
+from .io import GeoTIFFWriter, RasterMeta, check_output, meta_from_dataarray, read_meta
+from .tiling import Block, default_block, plan_blocks, plan_tiles
+
+ProgressFn = Callable[[int, int], None]
+
+#: Largest output edge a GeoTIFF can hold.
+MAX_EDGE = 2**31 - 1
+
+
+# -- the job: everything a worker needs, picklable --------------------------------------------
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How to (re)build the model in any process: registry name + weights file."""
+
+    name: str
+    scale: int
+    in_chans: int | None = None
+    weights: str | None = None
+    allow_random: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated plan for one raster."""
+
+    model: ModelRef
+    scale: int
+    tile: int
+    halo: int
+    block: int
+    bands: tuple[int, ...]          # 0-based source band indices
+    meta_in: RasterMeta             # of the selected bands
+    meta_out: RasterMeta
+    lo: tuple[float, ...] | None    # normalisation (networks only)
+    hi: tuple[float, ...] | None
+    fill: tuple[float, ...]         # value that replaces nodata before inference
+    src: str | None = None
+
+    def blocks(self) -> list[Block]:
+        return plan_blocks(self.meta_in.height, self.meta_in.width, block=self.block, halo=self.halo)
+
+
+_PREDICTORS: dict[ModelRef, Any] = {}
+_PRED_LOCK = threading.Lock()
+_STOP = threading.Event()
+
+
+def get_predictor(ref: ModelRef):
+    """The process-wide predictor for ``ref``: each process/worker loads a model once."""
+    with _PRED_LOCK:
+        pred = _PREDICTORS.get(ref)
+        if pred is None:
+            from .predictor import Predictor
+
+            model = build_model(ref)
+            pred = Predictor(model, device=ref.device, precision=ref.precision,
+                             batch_size=ref.batch_size, compile=ref.compile,
+                             should_stop=_STOP.is_set)
+            _PREDICTORS[ref] = pred
+        return pred
+
+
+def build_model(ref: ModelRef):
+    """Registry model with its weights (bundled or given); refuses random weights."""
+    from .models import get_spec
+
+    spec = get_spec(ref.name)
+    try:
+        from .models.loading import load_model
+    except ImportError:  # pragma: no cover - loading module not present
+        load_model = None
+    if load_model is not None:
+        return load_model(spec.name, scale=ref.scale, in_chans=ref.in_chans, weights=ref.weights,
+                          allow_random=ref.allow_random, device="cpu")
+    from .errors import WeightsError
+    from .models import create_model
+
+    if spec.kind != "classical" and not ref.allow_random:
+        raise WeightsError(f"model {spec.name!r} has no weights; pass --weights PATH")
+    return create_model(spec.name, scale=ref.scale, in_chans=ref.in_chans)
+
+
+# -- one block --------------------------------------------------------------------------------
+
+def _valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Per-band validity (bands, h, w)."""
+    valid = np.ones(data.shape, dtype=bool)
+    if nodata is not None:
+        if np.isnan(nodata):
+            valid &= ~np.isnan(data)
+        else:
+            valid &= data != np.asarray(nodata).astype(data.dtype)
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data)
+    return valid
+
+
+def cast_output(y: np.ndarray, dtype: str, nodata: float | None, valid: np.ndarray | None) -> np.ndarray:
+    """Round/clip to ``dtype``'s range (integers only), apply the nodata mask, and keep valid
+    pixels from colliding with the nodata value."""
+    dt = np.dtype(dtype)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        out = np.clip(np.rint(y), info.min, info.max).astype(dt)
+        if nodata is not None and valid is not None and not np.isnan(nodata):
+            nd = dt.type(nodata)
+            clash = valid & (out == nd)
+            if clash.any():
+                out[clash] = nd + 1 if nd < info.max else nd - 1
+    else:
+        out = y.astype(dt)
+    if valid is not None and nodata is not None:
+        out[~valid] = nodata
+    return out
+
+
+def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.ndarray:
+    """Super-resolve one block; ``data`` is its fetch window (bands, fh, fw) in the source dtype."""
+    s = job.scale
+    nodata = job.meta_in.nodata
+    valid = _valid_mask(data, nodata)
+    r0, c0 = blk.rows.start - blk.fetch_rows.start, blk.cols.start - blk.fetch_cols.start
+    inner_valid = valid[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
+    out_valid = inner_valid.repeat(s, axis=1).repeat(s, axis=2)
+    shape = (data.shape[0], blk.rows.size * s, blk.cols.size * s)
+    if not inner_valid.any():  # all nodata: nothing to infer
+        return cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
+    x = data.astype(np.float32)
+    if not valid.all():
+        fill = np.asarray(job.fill, dtype=np.float32)[:, None, None]
+        x = np.where(valid, x, fill)
+    pred = predictor or get_predictor(job.model)
+    tiles = plan_tiles(blk, tile=job.tile, halo=job.halo)
+    fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
+    batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
+                        t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
+    norm = None
+    if job.lo is not None:
+        from .predictor import Normalisation
+
+        norm = Normalisation(np.asarray(job.lo, np.float32), np.asarray(job.hi, np.float32))
+    y = pred(batch, norm)
+    out = np.empty(shape, np.float32)
+    for t, yt in zip(tiles, y):
+        ty, tx = (t.rows.start - t.win_rows.start) * s, (t.cols.start - t.win_cols.start) * s
+        oy, ox = (t.rows.start - blk.rows.start) * s, (t.cols.start - blk.cols.start) * s
+        out[:, oy:oy + t.rows.size * s, ox:ox + t.cols.size * s] = \
+            yt[:, ty:ty + t.rows.size * s, tx:tx + t.cols.size * s]
+    return cast_output(out, job.meta_out.dtype, nodata, out_valid if nodata is not None else None)
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def _parse_bands(bands, count: int) -> tuple[int, ...]:
+    if bands is None:
+        return tuple(range(count))
+    if isinstance(bands, str):
+        try:
+            bands = [int(b) for b in bands.replace(" ", "").split(",") if b]
+        except ValueError:
+            raise ParameterError(f"--bands must be 1-based band numbers like 1,2,3; got {bands!r}") from None
+    out = tuple(int(b) - 1 for b in bands)
+    bad = [b + 1 for b in out if not 0 <= b < count]
+    if not out or bad:
+        raise ParameterError(f"band(s) {bad or bands} out of range: the raster has {count} band(s) "
+                             f"(1..{count})")
+    return out
+
+
+def _sample_stats(sample: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-band mean and robust (0.1, 99.9 percentile) range of the valid pixels of a sample."""
+    valid = _valid_mask(sample, nodata)
+    c = sample.shape[0]
+    mean, lo, hi = np.zeros(c), np.zeros(c), np.ones(c)
+    for b in range(c):
+        v = sample[b][valid[b]].astype(np.float64)
+        if v.size:
+            mean[b] = v.mean()
+            lo[b], hi[b] = np.percentile(v, [0.1, 99.9])
+    return mean, lo, hi
+
+
+def _read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta, size: int = 512) -> np.ndarray:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    f = max(1, max(meta.width, meta.height) // size)
+    shape = (max(1, meta.height // f), max(1, meta.width // f))
+    with rasterio.open(path) as ds:
+        return ds.read([b + 1 for b in bands], out_shape=(len(bands), *shape),
+                       resampling=Resampling.nearest)
+
+
+def _normalisation(model, dtype: str, sample_lo, sample_hi, data_range) -> tuple | None:
+    """(lo, hi) per band for networks: --data-range, else the card's range for the same dtype,
+    uint8 → [0, 255], else a common robust range of the data (global, so tiling-invariant)."""
+    if getattr(model, "linear", False):
+        return None
+    n = len(sample_lo)
+    if data_range is not None:
+        lo, hi = (0.0, float(data_range)) if np.isscalar(data_range) else map(float, data_range)
+        if not hi > lo:
+            raise ParameterError(f"data range must have hi > lo, got {data_range}")
+        return (lo,) * n, (hi,) * n
+    card = getattr(model, "card", None) or {}
+    vr = card.get("value_range")
+    if vr and card.get("dtype", "uint8" if vr == [0, 255] else None) == dtype:
+        return (float(vr[0]),) * n, (float(vr[1]),) * n
+    if dtype == "uint8":
+        return (0.0,) * n, (255.0,) * n
+    lo, hi = float(np.min(sample_lo)), float(np.max(sample_hi))
+    if not hi > lo:
+        hi = lo + 1.0
+    return (lo,) * n, (hi,) * n
+
+
+def default_model_name(scale: int) -> str:
+    """The best model with bundled weights for ``scale`` (bicubic when none are bundled)."""
+    try:
+        from .models.loading import bundled_weights
+    except ImportError:  # pragma: no cover
+        return "bicubic"
+    for name in ("rdn", "edsr-baseline", "espcn"):
+        try:
+            if bundled_weights(name, scale=scale, bands=3) is not None:
+                return name
+        except GeosrError:
+            continue
+    return "bicubic"
+
+
+def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | None = None,
+             tile: int | None = None, halo: int | None = None, block: int | None = None,
+             device: str = "auto", precision: str = "auto", bands=None,
+             allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
+             compile: bool = False, sample: np.ndarray | None = None, src: str | None = None,
+             extra_tags: dict | None = None) -> tuple[Job, Any]:
+    """Validate options against the raster and the model; returns the job and the model."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
+        if isinstance(scale, float) and scale.is_integer() and scale >= 2:
+            scale = int(scale)
+        else:
+            raise ParameterError(f"scale must be an integer >= 2, got {scale!r}")
+    scale = int(scale)
+    name = model or default_model_name(scale)
+    sel = _parse_bands(bands, meta.count)
+    meta_sel = meta.select_bands(list(sel))
+    ref = ModelRef(name=name, scale=scale, weights=str(weights) if weights else None,
+                   allow_random=allow_random_weights, device=device, precision=precision,
+                   batch_size=batch_size, compile=compile)
+    net = build_model(ref)  # validates name/scale/weights before any work
+    in_chans = getattr(net, "in_chans", None)
+    ref = replace(ref, in_chans=in_chans)
+    _PREDICTORS.pop(ref, None)
+    mhalo = int(getattr(net, "halo", getattr(net, "receptive_field", 0)))
+    h = mhalo if halo is None else int(halo)
+    if h < 0:
+        raise ParameterError(f"halo must be >= 0, got {h}")
+    t = int(tile) if tile is not None else 256
+    if t < 1 or t < h:
+        raise ParameterError(f"tile {t} is smaller than the halo {h} of model {name!r}; use "
+                             f"--tile {max(4 * h, 64)} or larger")
+    if t > 8192:
+        raise ParameterError(f"tile {t} is too large; use at most 8192 (default 256)")
+    b = int(block) if block else default_block(scale, t)
+    if b < t:
+        b = t
+    out_w, out_h = meta.width * scale, meta.height * scale
+    if out_w > MAX_EDGE or out_h > MAX_EDGE:
+        raise ResourceError(f"output would be {out_w}×{out_h} pixels, beyond GeoTIFF's limit; "
+                            "use a smaller --scale or process a subset")
+    _check_memory(meta_sel, scale=scale, tile=t, halo=h, block=b)
+    # statistics for nodata fill and normalisation (global → tiling-invariant)
+    if sample is None:
+        sample = np.zeros((len(sel), 1, 1), dtype=meta.dtype)
+    mean, slo, shi = _sample_stats(sample, meta.nodata)
+    norm = _normalisation(net, meta.dtype, slo, shi, data_range)
+    grid = output_grid(meta.transform, meta.width, meta.height, scale)
+    tags = dict(meta.tags)
+    tags.update(_geosr_tags(meta, scale=scale, model=name, net=net))
+    tags.update(extra_tags or {})
+    if not meta.has_georef:
+        warnings.warn("input has no CRS or geotransform; the output keeps the pixel grid only",
+                      GeoreferencingWarning, stacklevel=3)
+    meta_out = replace(meta_sel, width=grid.width, height=grid.height, transform=grid.transform,
+                       gcps=tuple(scale_gcps(meta.gcps, scale)) if meta.gcps else (), tags=tags,
+                       path=None)
+    job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
+              meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
+              hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),
+              src=src)
+    return job, net
+
+
+def _geosr_tags(meta: RasterMeta, *, scale: int, model: str, net) -> dict[str, str]:
+    px, py = pixel_size(meta.transform)
+    tags = {"GEOSR_SCALE_FACTOR": str(scale), "GEOSR_MODEL": model,
+            "GEOSR_VERSION": __version__,
+            "GEOSR_SOURCE_PIXEL_SIZE_X": repr(px), "GEOSR_SOURCE_PIXEL_SIZE_Y": repr(py),
+            "GEOSR_WEIGHTS": str(getattr(net, "weights_path", None) or
+                                 ("none (classical)" if getattr(net, "linear", False) else "unknown"))}
+    gsd = None
+    try:
+        from .geo.gsd import gsd_m
+
+        if meta.crs is not None:
+            gsd = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
+    except ImportError:  # gsd module not available
+        gsd = None
+    except GeosrError:
+        gsd = None
+    if gsd:
+        tags["GEOSR_SOURCE_GSD_X"], tags["GEOSR_SOURCE_GSD_Y"] = repr(gsd[0]), repr(gsd[1])
+        tags["GEOSR_NOTE"] = (f"{scale}x super-resolution by {model}: pixel size is nominal; the "
+                              f"sensor's ground sampling distance is still {gsd[0]:.4g} x "
+                              f"{gsd[1]:.4g} m")
+    else:
+        tags["GEOSR_NOTE"] = (f"{scale}x super-resolution by {model}: pixel size is nominal; "
+                              "resampling does not change the sensor's ground sampling distance")
+    return tags
+
+
+def _check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: int) -> None:
+    """Refuse plans whose per-block working set cannot fit, before any work."""
+    import psutil
+
+    c = meta.count
+    out_block = (block * scale) ** 2 * c * 4 * 3  # float32 output + casts, a few blocks in flight
+    win = (tile + 2 * halo) ** 2 * scale ** 2 * c * 4 * 2 * 4  # batch of tile outputs
+    need = out_block + win
+    avail = psutil.virtual_memory().available
+    if need > 0.6 * avail:
+        raise ResourceError(f"scale {scale} with tile {tile} and block {block} needs about "
+                            f"{need / 2**30:.1f} GiB of memory per block but only "
+                            f"{avail / 2**30:.1f} GiB is available; use a smaller --tile/--block "
+                            "or --scale")
+
+
+# -- lazy DataArray path -----------------------------------------------------------------------
+
+def upscale(da, *, model: str | None = None, scale: int, weights: str | None = None,
+            tile: int | None = None, halo: int | None = None, block: int | None = None,
+            device: str = "auto", precision: str = "auto", bands=None,
+            allow_random_weights: bool = False, data_range=None, batch_size: int | None = None):
+    """Super-resolve a (band, y, x) DataArray lazily; returns a dask-backed DataArray on the
+    upscaled grid (same CRS and bounds, pixel size / ``scale``, tags describing the run)."""
+    import dask.array as dsa
+    import xarray as xr
+
+    if da.ndim == 2:
+        da = da.expand_dims("band")
+    if da.ndim != 3:
+        raise ParameterError(f"expected a (band, y, x) DataArray, got dims {da.dims}")
+    meta = meta_from_dataarray(da)
+    if str(da.dtype) != meta.dtype:
+        meta = replace(meta, dtype=str(da.dtype))
+    sel = _parse_bands(bands, meta.count)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data),
+                                                                         chunks=(-1, 1024, 1024))
+    f = max(1, max(meta.width, meta.height) // 512)
+    sample = np.asarray(arr[list(sel), ::f, ::f])
+    job, net = plan_job(meta, model=model, scale=scale, weights=weights, tile=tile, halo=halo,
+                        block=block, device=device, precision=precision, bands=bands,
+                        allow_random_weights=allow_random_weights, data_range=data_range,
+                        batch_size=batch_size, sample=sample)
+    pred = _predictor_for(job, net)
+    arr = arr[list(job.bands)]
+    blocks = job.blocks()
+    nrow = max(b.index[0] for b in blocks) + 1
+    ncol = max(b.index[1] for b in blocks) + 1
+    grid: list[list[Any]] = [[None] * ncol for _ in range(nrow)]
+    s = job.scale
+    out_dtype = np.dtype(job.meta_out.dtype)
+    for blk in blocks:
+        win = arr[:, blk.fetch_rows.start:blk.fetch_rows.stop,
+                  blk.fetch_cols.start:blk.fetch_cols.stop].rechunk(-1)
+        grid[blk.index[0]][blk.index[1]] = win.map_blocks(
+            _block_fn, job=job, blk=blk, pred=pred, dtype=out_dtype,
+            chunks=((len(job.bands),), (blk.rows.size * s,), (blk.cols.size * s,)),
+            meta=np.empty((0, 0, 0), out_dtype))
+    data = dsa.block(grid)
+    return _wrap_output(da, data, job)
+
+
+def _block_fn(x: np.ndarray, *, job: Job, blk: Block, pred) -> np.ndarray:
+    return process_block(job, x, blk, pred)
+
+
+def _predictor_for(job: Job, net):
+    from .predictor import Predictor
+
+    with _PRED_LOCK:
+        pred = _PREDICTORS.get(job.model)
+        if pred is None:
+            ref = job.model
+            pred = Predictor(net, device=ref.device, precision=ref.precision,
+                             batch_size=ref.batch_size, compile=ref.compile,
+                             should_stop=_STOP.is_set)
+            _PREDICTORS[job.model] = pred
+        return pred
+
+
+def _wrap_output(da, data, job: Job):
+    import xarray as xr
+
+    m = job.meta_out
+    out = xr.DataArray(data, dims=("band", "y", "x"),
+                       coords={"band": np.asarray(da["band"].values)[list(job.bands)]
+                               if "band" in da.coords else np.arange(1, len(job.bands) + 1)})
+    if m.crs is not None or not m.gcps:
+        out = out.rio.write_transform(m.transform)
+        # pixel-centre coordinates of the new grid
+        xs = m.transform.c + m.transform.a * (np.arange(m.width) + 0.5)
+        ys = m.transform.f + m.transform.e * (np.arange(m.height) + 0.5)
+        if m.transform.b == 0 and m.transform.d == 0:
+            out = out.assign_coords(x=xs, y=ys)
+    if m.crs is not None:
+        out = out.rio.write_crs(m.crs)
+    if m.nodata is not None:
+        out = out.rio.write_nodata(m.nodata)
+    out.attrs.update({k: v for k, v in m.tags.items()})
+    out.attrs["AREA_OR_POINT"] = m.area_or_point
+    if m.descriptions:
+        out.attrs["long_name"] = tuple(d or "" for d in m.descriptions)
+    out.attrs["geosr_meta"] = m
+    return out
+
+
+def _write_lazy(da, dst: Path, *, overwrite: bool, compress: str, cog: bool) -> Path:
+    """Write a lazy DataArray block by block (dask chunks) with an atomic rename."""
+    import dask.array as dsa
+
+    dst = check_output(dst, overwrite=overwrite)
+    meta = meta_from_dataarray(da)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data))
+    if arr.ndim == 2:
+        arr = arr[None]
+    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog).open()
+    try:
+        offs = [np.cumsum((0,) + c) for c in arr.chunks]
+        for i in range(len(arr.chunks[1])):
+            for j in range(len(arr.chunks[2])):
+                part = np.concatenate([np.asarray(arr.blocks[k, i, j].compute())
+                                       for k in range(len(arr.chunks[0]))], axis=0)
+                writer.write((offs[1][i], offs[1][i + 1]), (offs[2][j], offs[2][j + 1]), part)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+# -- file path ---------------------------------------------------------------------------------
+
+_LOCAL = threading.local()
+
+
+def _read_window(path: str, bands: tuple[int, ...], blk: Block) -> np.ndarray:
+    import rasterio
+    from rasterio.windows import Window
+
+    cache = getattr(_LOCAL, "datasets", None)
+    if cache is None:
+        cache = _LOCAL.datasets = {}
+    ds = cache.get(path)
+    if ds is None or ds.closed:
+        ds = cache[path] = rasterio.open(path)
+    win = Window(blk.fetch_cols.start, blk.fetch_rows.start, blk.fetch_cols.size, blk.fetch_rows.size)
+    return ds.read([b + 1 for b in bands], window=win)
+
+
+def run_block(job: Job, blk: Block) -> tuple[Block, np.ndarray]:
+    """Read, super-resolve and return one block (runs in a thread or on a dask worker)."""
+    data = _read_window(job.src, job.bands, blk)
+    return blk, process_block(job, data, blk)
+
+
+class Journal:
+    """Sidecar record of the blocks already written, for ``--resume``."""
+
+    def __init__(self, dst: Path, key: str) -> None:
+        self.path = dst.with_name(dst.name + ".geosr-journal.json")
+        self.key = key
+        self.done: set[tuple[int, int]] = set()
+
+    def load(self) -> bool:
+        try:
+            d = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False
+        if d.get("key") != self.key:
+            return False
+        self.done = {tuple(x) for x in d.get("done", [])}
+        return True
+
+    def add(self, idx: tuple[int, int]) -> None:
+        self.done.add(idx)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "done": sorted(self.done)}))
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _job_key(job: Job) -> str:
+    m = job.meta_in
+    st = os.stat(job.src) if job.src and os.path.exists(job.src) else None
+    parts = [job.src, st.st_size if st else 0, st.st_mtime_ns if st else 0, job.model.name,
+             job.model.weights, job.scale, job.tile, job.halo, job.block, job.bands,
+             m.width, m.height, job.lo, job.hi, job.fill]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
+                 scale: int, weights: str | os.PathLike | None = None, tile: int | None = None,
+                 halo: int | None = None, block: int | None = None, device: str = "auto",
+                 precision: str = "auto", bands=None, cog: bool = False,
+                 compress: str = "deflate", overwrite: bool = False, resume: bool = False,
+                 allow_random_weights: bool = False, data_range=None,
+                 batch_size: int | None = None, compile: bool = False, workers: int = 2,
+                 client=None, progress: ProgressFn | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Path:
+    """Super-resolve the raster file ``src`` into GeoTIFF/COG ``dst``.
+
+    Blocks stream through ``workers`` threads (or a dask.distributed ``client``) and are written
+    by this thread as they complete, so memory stays flat. The output appears under ``dst`` only
+    when complete; with ``resume=True`` an interrupted run keeps its partial file and journal and
+    the next ``resume=True`` run continues from the blocks already written.
+    """
+    src_s = str(src)
+    dst_p = check_output(dst, src=src, overwrite=overwrite or resume)
+    if dst_p.exists() and resume and not overwrite:
+        raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
+                          "--overwrite to redo it")
+    meta = read_meta(src_s)
+    sel = _parse_bands(bands, meta.count)
+    sample = _read_sample(src_s, sel, meta)
+    job, net = plan_job(meta, model=model, scale=scale, weights=str(weights) if weights else None,
+                        tile=tile, halo=halo, block=block, device=device, precision=precision,
+                        bands=bands, allow_random_weights=allow_random_weights,
+                        data_range=data_range, batch_size=batch_size, compile=compile,
+                        sample=sample, src=src_s)
+    if client is None:
+        _predictor_for(job, net)  # reuse the model already loaded for validation
+    _check_disk(dst_p, job)
+    writer = GeoTIFFWriter(dst_p, job.meta_out, compress=compress, cog=cog, partial=resume)
+    journal = Journal(dst_p, _job_key(job))
+    resuming = resume and writer.tmp.exists() and journal.load()
+    if not resuming:
+        journal.done = set()
+    writer.open(resume=resuming)
+    blocks = [b for b in job.blocks() if b.index not in journal.done]
+    total = job.meta_in.width * job.meta_in.height
+    done_px = sum(b.rows.size * b.cols.size for b in job.blocks() if b.index in journal.done)
+    stop = should_stop or (lambda: False)
+    _STOP.clear()
+    s = job.scale
+    try:
+        if progress:
+            progress(done_px, total)
+        for blk, out in _run_blocks(job, blocks, workers=workers, client=client, stop=stop):
+            writer.write((blk.rows.start * s, blk.rows.stop * s),
+                         (blk.cols.start * s, blk.cols.stop * s), out)
+            if resume:
+                journal.add(blk.index)
+            done_px += blk.rows.size * blk.cols.size
+            if progress:
+                progress(done_px, total)
+        result = writer.commit()
+        journal.remove()
+        return result
+    except BaseException as err:
+        interrupted = isinstance(err, (KeyboardInterrupt, Interrupted))
+        writer.abort(keep_partial=resume and interrupted)
+        if not (resume and interrupted):
+            journal.remove()
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
+            raise Interrupted("interrupted; no output was written" +
+                              (" (resume with --resume)" if resume else ""), signum=2) from None
+        raise
+
+
+def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop):
+    """Yield (block, array) as blocks complete, keeping a bounded number in flight."""
+    inflight_max = max(2, workers + 1)
+    if client is not None:
+        from distributed import as_completed as d_as_completed
+
+        it = iter(blocks)
+        futs = [client.submit(run_block, job, b, pure=False) for _, b in zip(range(inflight_max * 2), it)]
+        ac = d_as_completed(futs)
+        try:
+            for fut in ac:
+                if stop():
+                    raise Interrupted("interrupted; no output was written", signum=15)
+                blk, out = fut.result()
+                del fut
+                nxt = next(it, None)
+                if nxt is not None:
+                    ac.add(client.submit(run_block, job, nxt, pure=False))
+                yield blk, out
+        finally:
+            for f in futs:
+                f.cancel()
+        return
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geosr")
+    pending: set[cf.Future] = set()
+    it = iter(blocks)
+    try:
+        for b in it:
+            pending.add(pool.submit(run_block, job, b))
+            if len(pending) >= inflight_max:
+                break
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            if stop():
+                raise Interrupted("interrupted; no output was written", signum=15)
+            for fut in sorted(done, key=lambda f: f.result()[0].index):
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.add(pool.submit(run_block, job, nxt))
+                yield fut.result()
+    finally:
+        _STOP.set()
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        _STOP.clear()
+
+
+def _check_disk(dst: Path, job: Job) -> None:
+    import shutil
+
+    m = job.meta_out
+    raw = m.width * m.height * m.count * np.dtype(m.dtype).itemsize
+    free = shutil.disk_usage(dst.parent if str(dst.parent) else ".").free
+    if raw > 20 * free:
+        raise OutputError(f"the output needs about {raw / 2**30:.1f} GiB uncompressed but only "
+                          f"{free / 2**30:.1f} GiB is free in {str(dst.parent)!r}; free space or "
+                          "write elsewhere")

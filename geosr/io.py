@@ -1,0 +1,346 @@
+"""Reading rasters lazily and writing GeoTIFF/COG safely (temp file + atomic rename).
+
+``open_raster`` validates the file first so that every way a file can be bad becomes one clear
+:class:`~geosr.errors.GeosrError`; ``RasterMeta`` carries everything the output must keep.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp
+
+from .errors import GeoreferencingWarning, InputError, OutputError, RasterReadError
+
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class RasterMeta:
+    """What a raster is, besides its pixels: grid, nodata, band metadata, tags."""
+
+    width: int
+    height: int
+    count: int
+    dtype: str
+    transform: Affine
+    crs: Any = None
+    gcps: tuple = ()
+    gcps_crs: Any = None
+    nodata: float | None = None
+    descriptions: tuple = ()
+    colorinterp: tuple = ()
+    scales: tuple = ()
+    offsets: tuple = ()
+    units: tuple = ()
+    tags: dict = field(default_factory=dict)
+    band_tags: tuple = ()
+    area_or_point: str = "Area"
+    block_shape: tuple[int, int] = (256, 256)
+    path: str | None = None
+
+    @property
+    def has_georef(self) -> bool:
+        return self.crs is not None or bool(self.gcps)
+
+    def select_bands(self, bands: list[int]) -> "RasterMeta":
+        """Metadata of a band subset (0-based indices)."""
+
+        def pick(t: tuple) -> tuple:
+            return tuple(t[b] for b in bands) if len(t) == self.count else t
+
+        return replace(self, count=len(bands), descriptions=pick(self.descriptions),
+                       colorinterp=pick(self.colorinterp), scales=pick(self.scales),
+                       offsets=pick(self.offsets), units=pick(self.units),
+                       band_tags=pick(self.band_tags))
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"input {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        raise InputError(f"input {str(path)!r} is a directory; give a raster file "
+                         "(for many files use a glob or folder with an output folder)")
+    if path.stat().st_size == 0:
+        raise InputError(f"input {str(path)!r} is an empty (0-byte) file; re-export or re-download it")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input {str(path)!r} is not readable; check its permissions")
+
+
+def read_meta(path: str | os.PathLike) -> RasterMeta:
+    """Open ``path`` with GDAL, validate it and return its :class:`RasterMeta`."""
+    p = Path(path)
+    if not str(path).startswith("/vsi"):
+        _check_readable(p)
+    try:
+        with rasterio.Env(CPL_LOG="OFF"), rasterio.open(path) as ds:
+            meta = _meta_from_dataset(ds, str(path))
+            # Touch the last block: truncated files open fine but fail here.
+            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))
+    except rasterio.errors.RasterioIOError as err:
+        raise RasterReadError(
+            f"cannot read {str(path)!r} as a raster ({_first_line(err)}); is it a GeoTIFF, "
+            "complete and not corrupt? Try `gdalinfo` on it") from None
+    except (rasterio.errors.RasterioError, ValueError) as err:
+        raise RasterReadError(f"cannot read {str(path)!r}: {_first_line(err)}") from None
+    if meta.dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"{str(path)!r} has data type {meta.dtype}, which geosr cannot "
+                         f"super-resolve; supported: {', '.join(SUPPORTED_DTYPES)} "
+                         "(convert complex data to amplitude first, e.g. with gdal_translate)")
+    if meta.width == 0 or meta.height == 0 or meta.count == 0:
+        raise InputError(f"{str(path)!r} is empty ({meta.count} bands, {meta.width}×{meta.height} "
+                         "pixels); nothing to super-resolve")
+    return meta
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _meta_from_dataset(ds, path: str | None) -> RasterMeta:
+    tags = ds.tags()
+    aop = tags.pop("AREA_OR_POINT", "Area")
+    gcps, gcps_crs = ds.gcps if ds.gcps and ds.gcps[0] else ((), None)
+    transform = ds.transform
+    if gcps and ds.crs is None:
+        transform = Affine.identity()
+    return RasterMeta(
+        width=ds.width, height=ds.height, count=ds.count, dtype=ds.dtypes[0] if ds.count else "",
+        transform=transform, crs=ds.crs, gcps=tuple(gcps), gcps_crs=gcps_crs, nodata=ds.nodata,
+        descriptions=tuple(ds.descriptions), colorinterp=tuple(ds.colorinterp),
+        scales=tuple(ds.scales), offsets=tuple(ds.offsets), units=tuple(ds.units),
+        tags=tags, band_tags=tuple(ds.tags(i) for i in range(1, ds.count + 1)),
+        area_or_point=aop, block_shape=tuple(ds.block_shapes[0]) if ds.count else (256, 256),
+        path=path,
+    )
+
+
+def open_raster(path: str | os.PathLike, *, chunks: int | None = None):
+    """Open a raster lazily as an ``xarray.DataArray`` (band, y, x) backed by dask.
+
+    Chunks are whole multiples of the file's internal blocks (all bands in one chunk). The
+    DataArray carries CRS/transform/nodata through ``.rio`` and, in ``attrs``, band descriptions
+    (``long_name``), ``colorinterp``, ``scale_factor``/``add_offset``, ``AREA_OR_POINT`` and the
+    file's tags; ``da.attrs["geosr_meta"]`` holds the full :class:`RasterMeta`.
+    """
+    import rioxarray
+
+    meta = read_meta(path)
+    bh, bw = meta.block_shape
+    if chunks is None:
+        target = 512
+        ch = {"band": -1, "y": max(bh, target // bh * bh), "x": max(bw, target // bw * bw)}
+    else:
+        ch = {"band": -1, "y": chunks, "x": chunks}
+    da = rioxarray.open_rasterio(path, chunks=ch, mask_and_scale=False, lock=False)
+    da.attrs.setdefault("AREA_OR_POINT", meta.area_or_point)
+    da.attrs["colorinterp"] = tuple(ci.name for ci in meta.colorinterp)
+    da.attrs["long_name"] = tuple(d or "" for d in meta.descriptions)
+    da.attrs["geosr_meta"] = meta
+    return da
+
+
+def meta_from_dataarray(da) -> RasterMeta:
+    """:class:`RasterMeta` for a DataArray (from :func:`open_raster` or built by the user)."""
+    meta = da.attrs.get("geosr_meta")
+    if da.ndim == 2:
+        da = da.expand_dims("band")
+    count, height, width = (int(n) for n in da.shape)
+    if isinstance(meta, RasterMeta) and (meta.height, meta.width, meta.count) == (height, width, count):
+        return meta
+    try:
+        transform = da.rio.transform(recalc=True)
+        crs = da.rio.crs
+        nodata = da.rio.nodata
+    except Exception:  # plain arrays without coordinates
+        transform, crs, nodata = Affine.identity(), None, None
+    names = da.attrs.get("long_name", ())
+    if isinstance(names, str):
+        names = (names,)
+    tags = {k: str(v) for k, v in da.attrs.items()
+            if isinstance(v, (str, int, float)) and k not in ("_FillValue", "scale_factor",
+                                                               "add_offset", "AREA_OR_POINT")}
+    return RasterMeta(width=width, height=height, count=count, dtype=str(da.dtype),
+                      transform=transform, crs=crs, nodata=nodata,
+                      descriptions=tuple(names) if len(names) == count else (),
+                      tags=tags, area_or_point=str(da.attrs.get("AREA_OR_POINT", "Area")))
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def check_output(dst: str | os.PathLike, *, src: str | os.PathLike | None = None,
+                 overwrite: bool = False) -> Path:
+    """Refuse outputs that would lose data or cannot be written, before any work starts."""
+    d = Path(dst)
+    if src is not None:
+        s = Path(src)
+        same = d.resolve() == s.resolve()
+        if not same and d.exists():
+            try:
+                same = os.path.samefile(d, s)
+            except OSError:
+                same = False
+        if same:
+            raise OutputError(f"output {str(d)!r} is the input file; choose another output path "
+                              "(geosr never overwrites its input)")
+    if d.is_dir():
+        raise OutputError(f"output {str(d)!r} is a directory; give a file name such as "
+                          f"{str(d / 'out.tif')!r}")
+    if d.exists() and not overwrite:
+        raise OutputError(f"output {str(d)!r} already exists; pass --overwrite (overwrite=True) "
+                          "to replace it")
+    parent = d.parent if str(d.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output directory {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {str(parent)!r} is not writable; choose another "
+                          "location or fix its permissions")
+    return d
+
+
+COMPRESSIONS = ("deflate", "lzw", "zstd", "none")
+
+
+def creation_options(dtype: str, *, compress: str = "deflate", blocksize: int = 512) -> dict:
+    """GTiff creation options: tiled, compressed with a predictor, BigTIFF when needed."""
+    c = compress.lower()
+    if c not in COMPRESSIONS:
+        raise OutputError(f"unknown compression {compress!r}; use one of {', '.join(COMPRESSIONS)}")
+    opts: dict[str, Any] = {"tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
+                            "BIGTIFF": "IF_SAFER"}
+    if c != "none":
+        opts["compress"] = c
+        opts["predictor"] = 3 if np.dtype(dtype).kind == "f" else 2
+        if c == "zstd":
+            opts["zstd_level"] = 9
+    return opts
+
+
+class GeoTIFFWriter:
+    """Streams windows into a temporary GeoTIFF beside ``dst`` and renames it at the end.
+
+    With ``partial`` set, the temporary file has a fixed name (``<dst>.geosr-partial.tif``) and is
+    kept when the run is interrupted so that ``--resume`` can continue it.
+    """
+
+    def __init__(self, dst: Path, meta: RasterMeta, *, compress: str = "deflate",
+                 cog: bool = False, blocksize: int = 512, partial: bool = False) -> None:
+        self.dst = Path(dst)
+        self.meta = meta
+        self.cog = cog
+        self.compress = compress
+        self.blocksize = blocksize
+        self.partial = partial
+        if partial:
+            self.tmp = self.dst.with_name(self.dst.name + ".geosr-partial.tif")
+        else:
+            self.tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.tmp.tif")
+        self.ds = None
+        self.opts = creation_options(meta.dtype, compress=compress, blocksize=blocksize)
+
+    def open(self, *, resume: bool = False) -> "GeoTIFFWriter":
+        m = self.meta
+        try:
+            if resume and self.tmp.exists():
+                self.ds = rasterio.open(self.tmp, "r+")
+                return self
+            profile = dict(driver="GTiff", width=m.width, height=m.height, count=m.count,
+                           dtype=m.dtype, nodata=m.nodata, **self.opts)
+            if m.count == 3 and m.dtype == "uint8" and tuple(m.colorinterp[:3]) == (
+                    ColorInterp.red, ColorInterp.green, ColorInterp.blue):
+                profile["photometric"] = "RGB"
+            if not m.gcps:
+                profile["crs"] = m.crs
+                profile["transform"] = m.transform
+            self.ds = rasterio.open(self.tmp, "w", **profile)
+            self._write_metadata()
+        except rasterio.errors.RasterioIOError as err:
+            self.abort()
+            raise OutputError(f"cannot create {str(self.tmp)!r}: {_first_line(err)}") from None
+        return self
+
+    def _write_metadata(self) -> None:
+        m, ds = self.meta, self.ds
+        if m.gcps:
+            ds.gcps = (list(m.gcps), m.gcps_crs)
+        ds.update_tags(AREA_OR_POINT=m.area_or_point, **{k: str(v) for k, v in m.tags.items()})
+        for i in range(m.count):
+            if i < len(m.descriptions) and m.descriptions[i]:
+                ds.set_band_description(i + 1, m.descriptions[i])
+            if i < len(m.band_tags) and m.band_tags[i]:
+                ds.update_tags(i + 1, **m.band_tags[i])
+            if i < len(m.units) and m.units[i]:
+                ds.set_band_unit(i + 1, m.units[i])
+        if len(m.scales) == m.count and any(s != 1 for s in m.scales):
+            ds.scales = m.scales
+        if len(m.offsets) == m.count and any(o != 0 for o in m.offsets):
+            ds.offsets = m.offsets
+        if len(m.colorinterp) == m.count and m.colorinterp:
+            try:
+                ds.colorinterp = m.colorinterp
+            except (ValueError, rasterio.errors.RasterioError):
+                pass  # GDAL refuses some combinations (e.g. palette); the pixels matter more
+
+    def write(self, rows: tuple[int, int], cols: tuple[int, int], data: np.ndarray) -> None:
+        """Write ``data`` (bands, h, w) at output rows/cols (half-open)."""
+        window = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+        try:
+            self.ds.write(data, window=window)
+        except (rasterio.errors.RasterioIOError, OSError) as err:
+            raise OutputError(f"writing {str(self.dst)!r} failed: {_first_line(err)} "
+                              "(disk full? check free space with df)") from None
+
+    def commit(self) -> Path:
+        """Close, convert to COG if asked, and atomically move into place."""
+        try:
+            self.ds.close()
+            self.ds = None
+            src = self.tmp
+            if self.cog:
+                cog_tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.cog.tif")
+                try:
+                    rasterio.shutil.copy(
+                        src, cog_tmp, driver="COG", BLOCKSIZE=self.blocksize, BIGTIFF="IF_SAFER",
+                        COMPRESS=("NONE" if self.compress == "none" else self.compress.upper()),
+                        OVERVIEWS="AUTO", RESAMPLING="AVERAGE")
+                except BaseException:
+                    cog_tmp.unlink(missing_ok=True)
+                    raise
+                src.unlink(missing_ok=True)
+                src = cog_tmp
+            os.replace(src, self.dst)
+        except (rasterio.errors.RasterioIOError, OSError) as err:
+            self.abort()
+            raise OutputError(f"finishing {str(self.dst)!r} failed: {_first_line(err)} "
+                              "(disk full? check free space with df)") from None
+        return self.dst
+
+    def abort(self, *, keep_partial: bool = False) -> None:
+        """Close and remove the temporary file (or keep it for ``--resume``)."""
+        if self.ds is not None:
+            try:
+                self.ds.close()
+            except Exception:
+                pass
+            self.ds = None
+        if not (keep_partial and self.partial):
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compress: str = "deflate",
+                 cog: bool = False) -> Path:
+    """Write a (possibly lazy) DataArray to GeoTIFF/COG, block by block, atomically."""
+    from .engine import _write_lazy  # engine owns block streaming
+
+    return _write_lazy(da, Path(path), overwrite=overwrite, compress=compress, cog=cog)
+
+
+__all__ = ["RasterMeta", "read_meta", "open_raster", "meta_from_dataarray", "check_output",
+           "GeoTIFFWriter", "write_raster", "creation_options", "SUPPORTED_DTYPES",
+           "GeoreferencingWarning"]

@@ -1,0 +1,198 @@
+"""Run a model on batches of tiles: device, precision, batching, band grouping, normalisation.
+
+Inputs and outputs are float32 numpy arrays in the data's own units; the predictor normalises
+to the model's [0, data_range] with a per-band (lo, hi) mapping and maps back, without clamping.
+Linear (classical) models run on raw values.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DeviceError, Interrupted, ParameterError, ResourceError
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → first CUDA device if present, else CPU; validates ``cuda[:i]``."""
+    d = (device or "auto").strip().lower()
+    if d == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(d)
+    except RuntimeError:
+        raise ParameterError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available in this "
+                              "torch build; use --device cpu or install a CUDA build of torch")
+        idx = dev.index or 0
+        if idx >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} does not exist: {torch.cuda.device_count()} "
+                              "CUDA device(s) visible; check CUDA_VISIBLE_DEVICES")
+        return torch.device("cuda", idx)
+    if dev.type != "cpu":
+        raise ParameterError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device, *, linear: bool) -> torch.dtype:
+    """``auto``: bf16 on CUDA where supported, else fp16; fp32 on CPU and for linear models."""
+    p = precision.lower()
+    table = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if p == "auto":
+        if linear or device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if p not in table:
+        raise ParameterError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
+    return table[p]
+
+
+def band_groups(n_bands: int, in_chans: int | None) -> list[tuple[int, ...]]:
+    """How a model with ``in_chans`` inputs covers ``n_bands`` bands.
+
+    - band-agnostic models (``None``) and exact matches: one group of all bands;
+    - otherwise consecutive groups of ``in_chans`` bands; each leftover band runs as a grey
+      group (the band repeated ``in_chans`` times) whose outputs are averaged. No band is dropped.
+    """
+    if in_chans is None or in_chans == n_bands:
+        return [tuple(range(n_bands))]
+    groups = [tuple(range(a, a + in_chans)) for a in range(0, n_bands - in_chans + 1, in_chans)]
+    done = len(groups) * in_chans
+    groups += [(b,) * in_chans for b in range(done, n_bands)]
+    return groups
+
+
+@dataclass
+class Normalisation:
+    """Per-band affine map data -> [0, 1]·data_range: (x - lo) / (hi - lo)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def span(self) -> np.ndarray:
+        return np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
+
+
+class Predictor:
+    """Batched, thread-safe inference of an :class:`~geosr.models.SRModel` on numpy tiles."""
+
+    def __init__(self, model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+                 batch_size: int | None = None, channels_last: bool = True,
+                 compile: bool = False, threads: int | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.linear = bool(getattr(model, "linear", False))
+        self.dtype = resolve_precision(precision, self.device, linear=self.linear)
+        self.scale = int(model.scale)
+        self.in_chans = getattr(model, "in_chans", None)
+        self.out_chans = getattr(model, "out_chans", None)
+        self.channels_last = channels_last and not self.linear
+        self.batch_size = batch_size
+        self.should_stop = should_stop or (lambda: False)
+        self._lock = threading.Lock()
+        if self.device.type == "cpu":
+            torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0))))
+        else:
+            torch.backends.cudnn.benchmark = True
+        model = model.eval().to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._run = torch.compile(model) if compile else model
+
+    # -- batching ---------------------------------------------------------------------------
+    def _auto_batch(self, shape: Sequence[int]) -> int:
+        if self.batch_size:
+            return self.batch_size
+        if self.device.type == "cpu":
+            return 4
+        c, h, w = shape
+        free, _ = torch.cuda.mem_get_info(self.device)
+        # activations of deep SR nets: a few hundred floats per output pixel is a safe budget
+        per = h * w * self.scale ** 2 * 256 * 2
+        return int(max(1, min(64, free * 0.5 // max(per, 1))))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.dtype == torch.float32 or self.linear:
+            return self._run(x.float()).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            y = self._run(x)
+        y = y.float()
+        if not torch.isfinite(y).all():  # fp16/bf16 overflow: redo this batch in fp32
+            y = self._run(x.float()).float()
+        return y
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        bs = self._auto_batch(x.shape[1:])
+        out = None
+        i = 0
+        while i < n:
+            if self.should_stop():
+                raise Interrupted("interrupted; no output was written")
+            chunk = x[i:i + bs]
+            try:
+                with self._lock, torch.inference_mode():
+                    t = torch.from_numpy(np.ascontiguousarray(chunk))
+                    if self.device.type == "cuda":
+                        t = t.pin_memory().to(self.device, non_blocking=True)
+                    y = self._forward(t).cpu().numpy()
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if bs == 1:
+                    raise ResourceError(
+                        f"out of GPU memory on {self.device} even with batch 1; use a smaller "
+                        "--tile, --precision fp16/bf16, or --device cpu") from None
+                bs = max(1, bs // 2)
+                continue
+            except RuntimeError as err:
+                if self.device.type == "cuda" and "CUDA" in str(err):
+                    raise DeviceError(f"CUDA error on {self.device}: {err}. Try --device cpu, a "
+                                      "smaller --tile, or check the driver (nvidia-smi)") from err
+                raise
+            if out is None:
+                out = np.empty((n, *y.shape[1:]), dtype=np.float32)
+            out[i:i + len(chunk)] = y
+            i += len(chunk)
+        assert out is not None
+        return out
+
+    # -- public -----------------------------------------------------------------------------
+    def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None) -> np.ndarray:
+        """Super-resolve ``tiles`` (N, C, h, w) float32 -> (N, C, h*s, w*s) float32."""
+        n, c, h, w = tiles.shape
+        x = tiles.astype(np.float32, copy=False)
+        if norm is not None and not self.linear:
+            x = (x - norm.lo[None, :, None, None]) / norm.span[None, :, None, None]
+        groups = band_groups(c, self.in_chans)
+        s = self.scale
+        if len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
+            y = self._infer(x)
+        elif self.in_chans == 1:
+            y = self._infer(x.reshape(n * c, 1, h, w)).reshape(n, c, h * s, w * s)
+        else:
+            y = np.zeros((n, c, h * s, w * s), dtype=np.float32)
+            count = np.zeros(c)
+            for g in groups:
+                yg = self._infer(np.ascontiguousarray(x[:, list(g)]))
+                if len(set(g)) == 1:
+                    y[:, g[0]] += yg.mean(axis=1)
+                    count[g[0]] += 1
+                else:
+                    for k, b in enumerate(g):
+                        y[:, b] += yg[:, k]
+                        count[b] += 1
+            y /= count[None, :, None, None]
+        if norm is not None and not self.linear:
+            y = y * norm.span[None, :, None, None] + norm.lo[None, :, None, None]
+        return y
