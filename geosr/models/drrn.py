@@ -1,0 +1,75 @@
+"""DRRN: Tai, Yang & Liu 2017, "Image Super-Resolution via Deep Recursive Residual Network"
+(CVPR). http://openaccess.thecvf.com/content_cvpr_2017/papers/Tai_Image_Super-Resolution_via_CVPR_2017_paper.pdf
+
+On the bicubic-upsampled image: B recursive blocks, each an entry convolution followed by U
+residual units that share ONE pair of 3x3 convolutions (pre-activation ReLU-conv-ReLU-conv);
+every unit adds the block's entry features (multi-path: the block input is the identity branch
+of every unit). A last convolution predicts the residual added to the upsampled image. Like
+the authors' PyTorch port (jt827859032/DRRN-pytorch) the convolutions have no bias and no batch
+normalisation; :func:`checkpoint_filter_fn` maps that port's B1 names (``input``, ``conv1``,
+``conv2``, ``output``) to ours.
+
+Parameters of B1U25 (128 filters): 297,216 for the paper's 1-band network (its "297K");
+301,824 for the 3 bands registered as ``paper_params`` (any scale).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._base import SRModel
+from ._registry import register_model
+from ._rf import Bicubic, Conv, bicubic_upsampler, lr_radius, same_bands
+
+
+class DRRN(SRModel):
+    """DRRN B``blocks``U``units`` with ``features`` filters."""
+
+    def __init__(self, *, scale: int, in_chans: int = 3, out_chans: int | None = None,
+                 blocks: int = 1, units: int = 25, features: int = 128) -> None:
+        super().__init__()
+        self.scale, self.in_chans = int(scale), in_chans
+        self.out_chans = same_bands("drrn", in_chans, out_chans)
+        self.units = int(units)
+        self.upsample = bicubic_upsampler(self.scale)
+
+        def conv(i: int, o: int) -> nn.Conv2d:
+            return nn.Conv2d(i, o, 3, padding=1, bias=False)
+
+        self.input = nn.ModuleList(
+            [conv(in_chans if b == 0 else features, features) for b in range(blocks)])
+        self.conv1 = nn.ModuleList([conv(features, features) for _ in range(blocks)])
+        self.conv2 = nn.ModuleList([conv(features, features) for _ in range(blocks)])
+        self.output = conv(features, self.out_chans)
+        self.relu = nn.ReLU()
+        self.receptive_field = lr_radius(
+            [Bicubic(self.scale), Conv(blocks * (1 + 2 * self.units) + 1)], self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.upsample(x)
+        out = x
+        for entry, conv1, conv2 in zip(self.input, self.conv1, self.conv2):
+            inputs = entry(self.relu(out))
+            out = inputs
+            for _ in range(self.units):
+                out = conv2(self.relu(conv1(self.relu(out)))) + inputs
+        return self.output(self.relu(out)) + x
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map the B1 names of jt827859032/DRRN-pytorch (``input.weight``...) to ours."""
+    out = {}
+    for key, value in state_dict.items():
+        head, _, rest = key.partition(".")
+        if head in ("input", "conv1", "conv2") and rest == "weight":
+            key = f"{head}.0.weight"
+        out[key] = value
+    return out
+
+
+@register_model(scales=(2, 3, 4), family="drrn", paper="Tai et al. 2017, Image Super-Resolution "
+                "via Deep Recursive Residual Network", paper_params=301824,
+                tiny={"units": 2, "features": 8})
+def drrn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> DRRN:
+    """DRRN B1U25: recursive residual units sharing one pair of convolutions."""
+    return DRRN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
