@@ -1,0 +1,25 @@
+"""``geosr info``: size, bands, CRS, pixel size, GSD, map scale and print size of a raster."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("info")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dpi", type=click.FloatRange(min=0, min_open=True), default=300.0,
+              show_default=True, help="Printer resolution for map scale and print size.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def info(path: str, dpi: float, as_json: bool) -> None:
+    """Describe PATH: grid, GSD in metres, and what it means for map scale and printing.
+
+    For a geosr output the source GSD, scale factor and model are read from its tags.
+    """
+    from geosr.geo.info import format_info, raster_info
+
+    result = raster_info(path, dpi=dpi)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(format_info(result))

@@ -1,0 +1,69 @@
+"""``geosr plot``: comparison figures and metric charts as PNG."""
+from __future__ import annotations
+
+import click
+
+
+def _parse_bands(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    from geosr.errors import ParameterError
+
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ParameterError(f"--bands {text!r} must be band numbers separated by commas, "
+                             f"e.g. 1,2,3 or 4,3,2") from None
+
+
+def _parse_stretch(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    from geosr.errors import ParameterError
+
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ParameterError(f"--stretch {text!r} must be two percentiles LOW,HIGH, "
+                             f"e.g. 2,98") from None
+    return lo, hi
+
+
+@click.group("plot")
+def plot() -> None:
+    """Draw figures (PNG) from rasters and evaluation results."""
+
+
+@plot.command("compare")
+@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="OUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--window", default=None, metavar="COL,ROW,W,H",
+              help="Window in source pixels: col_off,row_off,width,height "
+                   "[default: central 64x64].")
+@click.option("--bands", default=None, metavar="B[,B,B]",
+              help="1 or 3 band numbers to show [default: 1,2,3, or 1 for single-band].")
+@click.option("--stretch", default=None, metavar="LOW,HIGH",
+              help="Percentile stretch of the original window, applied to every panel "
+                   "[default: none for uint8, 2,98 otherwise].")
+@click.option("--png", "png", required=True, type=click.Path(dir_okay=False),
+              help="Output PNG file.")
+def compare(src: str, out: str, window: str | None, bands: str | None, stretch: str | None,
+            png: str) -> None:
+    """Original, bicubic and OUT side by side over the same ground window of IN."""
+    from geosr.plot import compare_figure
+
+    fig = compare_figure(src, out, png=png, window=window, bands=_parse_bands(bands),
+                         stretch=_parse_stretch(stretch))
+    click.echo(f"wrote {fig.png} ({fig.size_px[0]}x{fig.size_px[1]} px)")
+
+
+@plot.command("metrics")
+@click.argument("evaluation", metavar="EVAL.json", type=click.Path(dir_okay=False))
+@click.option("--png", "png", required=True, type=click.Path(dir_okay=False),
+              help="Output PNG file.")
+def metrics(evaluation: str, png: str) -> None:
+    """PSNR/SSIM bars from `geosr evaluate --json` output (one model or a list of models)."""
+    from geosr.plot import metrics_figure
+
+    fig = metrics_figure(evaluation, png=png)
+    click.echo(f"wrote {fig.png} ({fig.size_px[0]}x{fig.size_px[1]} px)")

@@ -1,0 +1,272 @@
+"""What ``geosr info`` reports about a raster: grid, GSD, map scale and print size, provenance.
+
+For a geosr output the dataset-level tags written by ``geosr upscale`` (``GEOSR_*``, see
+:data:`TAG_KEYS`) are read back, so the report can say plainly that the pixel size is nominal and
+the sensor's ground sampling distance is still the source's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, RasterReadError
+from .gsd import (
+    MissingCRSError,
+    describe_gsd,
+    max_map_scale_denominator,
+    print_size_cm,
+    print_size_in,
+)
+
+#: Dataset-level GeoTIFF tags that ``geosr upscale`` writes (and ``geosr info`` reads).
+TAG_KEYS = {
+    "source_gsd_x": "GEOSR_SOURCE_GSD_X",        # metres
+    "source_gsd_y": "GEOSR_SOURCE_GSD_Y",        # metres
+    "scale_factor": "GEOSR_SCALE_FACTOR",
+    "model": "GEOSR_MODEL",
+    "weights": "GEOSR_WEIGHTS",
+    "source_pixel_size_x": "GEOSR_SOURCE_PIXEL_SIZE_X",  # CRS units
+    "source_pixel_size_y": "GEOSR_SOURCE_PIXEL_SIZE_Y",  # CRS units
+    "note": "GEOSR_NOTE",
+}
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """The facts ``geosr info`` prints. Lengths in metres unless the name says otherwise."""
+
+    path: str
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    crs: str | None
+    crs_name: str | None
+    transform: tuple[float, ...]
+    pixel_size: tuple[float, float]
+    units: str | None
+    bounds: tuple[float, float, float, float]
+    nodata: float | None
+    band_descriptions: tuple[str | None, ...]
+    dpi: float
+    gsd_m: tuple[float, float] | None
+    ground_gsd_m: tuple[float, float] | None
+    source_gsd_m: tuple[float, float] | None
+    scale_factor: float
+    model: str | None
+    weights: str | None
+    note: str | None
+    is_geosr_output: bool
+    map_scale_denominator: float | None
+    source_map_scale_denominator: float | None
+    print_size_in: tuple[float, float]
+    print_size_cm: tuple[float, float]
+    gsd_notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (the ``geosr info --json`` schema)."""
+        lst = lambda v: None if v is None else list(v)  # noqa: E731
+        return {
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "bands": self.bands,
+            "dtype": self.dtype,
+            "crs": self.crs,
+            "crs_name": self.crs_name,
+            "transform": list(self.transform),
+            "pixel_size": list(self.pixel_size),
+            "pixel_size_units": self.units,
+            "bounds": list(self.bounds),
+            "nodata": self.nodata,
+            "band_descriptions": list(self.band_descriptions),
+            "gsd_m": lst(self.gsd_m),
+            "ground_gsd_m": lst(self.ground_gsd_m),
+            "source_gsd_m": lst(self.source_gsd_m),
+            "scale_factor": self.scale_factor,
+            "model": self.model,
+            "weights": self.weights,
+            "note": self.note,
+            "is_geosr_output": self.is_geosr_output,
+            "dpi": self.dpi,
+            "map_scale_denominator": self.map_scale_denominator,
+            "source_map_scale_denominator": self.source_map_scale_denominator,
+            "print_size_in": list(self.print_size_in),
+            "print_size_cm": list(self.print_size_cm),
+            "gsd_notes": list(self.gsd_notes),
+        }
+
+
+def _float_tag(tags: dict[str, str], key: str, path: str) -> float | None:
+    raw = tags.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InputError(f"{path}: tag {key}={raw!r} is not a number; the file's geosr tags are "
+                         f"damaged, fix or remove them with `gdal_edit.py -mo {key}=`") from None
+    if not (math.isfinite(v) and v > 0):
+        raise InputError(f"{path}: tag {key}={raw!r} must be a positive number; fix or remove it "
+                         f"with `gdal_edit.py -mo {key}=`")
+    return v
+
+
+def _fmt_len(m: float) -> str:
+    """A length in metres, with a unit a person would use."""
+    if m >= 1000:
+        return f"{m / 1000:.4g} km"
+    return f"{m:.4g} m"
+
+
+def _fmt_pair(pair: tuple[float, float], unit: str = "m") -> str:
+    x, y = pair
+    if math.isclose(x, y, rel_tol=1e-3):
+        return _fmt_len(x) if unit == "m" else f"{x:.6g} ({unit})"
+    if unit == "m":
+        return f"{_fmt_len(x)} x {_fmt_len(y)}"
+    return f"{x:.6g} x {y:.6g} ({unit})"
+
+
+def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
+    """Read a raster's header and compute GSD, map scale and print size at ``dpi``.
+
+    Rasters without a CRS are reported with ``gsd_m = None`` (and no map scale) instead of
+    failing, because size, bands and print size are still meaningful.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    p = str(path)
+    if not Path(p).exists() and "://" not in p and not p.startswith("/vsi"):
+        raise InputError(f"{p}: no such file; check the path")
+    try:
+        ds = rasterio.open(p)
+    except RasterioIOError as err:
+        raise RasterReadError(f"{p}: GDAL cannot read it as a raster ({err}); "
+                              f"check that it is a complete GeoTIFF") from None
+    with ds:
+        tags = ds.tags()
+        t = ds.transform
+        crs = ds.crs
+        crs_str = None
+        crs_name = None
+        if crs is not None:
+            epsg = crs.to_epsg()
+            crs_str = f"EPSG:{epsg}" if epsg else crs.to_wkt()
+            try:
+                import pyproj
+
+                crs_name = pyproj.CRS.from_user_input(crs).name
+            except Exception:  # a name is a courtesy; the WKT above is the fact
+                crs_name = None
+        gsd_info = None
+        try:
+            gsd_info = describe_gsd(crs, t, width=ds.width, height=ds.height)
+        except MissingCRSError:
+            gsd_info = None
+        px, py = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
+        nodata = ds.nodata
+        info_common = dict(
+            path=p, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0],
+            crs=crs_str, crs_name=crs_name, transform=tuple(t)[:6], pixel_size=(px, py),
+            units=gsd_info.units if gsd_info else None, bounds=tuple(ds.bounds),
+            nodata=None if nodata is None else float(nodata),
+            band_descriptions=tuple(ds.descriptions),
+        )
+
+    gsd = gsd_info.gsd_m if gsd_info else None
+    sx = _float_tag(tags, TAG_KEYS["source_gsd_x"], p)
+    sy = _float_tag(tags, TAG_KEYS["source_gsd_y"], p)
+    factor = _float_tag(tags, TAG_KEYS["scale_factor"], p)
+    is_output = factor is not None or sx is not None
+    if sx is not None or sy is not None:
+        source = (sx if sx is not None else sy, sy if sy is not None else sx)
+    elif factor is not None and gsd is not None:
+        source = (gsd[0] * factor, gsd[1] * factor)
+    else:
+        source = gsd
+    if factor is None:
+        if is_output and gsd is not None and source is not None:
+            factor = math.sqrt((source[0] / gsd[0]) * (source[1] / gsd[1]))
+        else:
+            factor = 1.0
+    scale = max_map_scale_denominator(gsd, dpi=dpi) if gsd else None
+    src_scale = max_map_scale_denominator(source, dpi=dpi) if source else None
+    return RasterInfo(
+        **info_common,  # type: ignore[arg-type]
+        dpi=float(dpi), gsd_m=gsd, ground_gsd_m=gsd_info.ground_gsd_m if gsd_info else None,
+        source_gsd_m=source, scale_factor=float(factor),
+        model=tags.get(TAG_KEYS["model"]) or None, weights=tags.get(TAG_KEYS["weights"]) or None,
+        note=tags.get(TAG_KEYS["note"]) or None, is_geosr_output=is_output,
+        map_scale_denominator=scale, source_map_scale_denominator=src_scale,
+        print_size_in=print_size_in(info_common["width"], info_common["height"], dpi=dpi),
+        print_size_cm=print_size_cm(info_common["width"], info_common["height"], dpi=dpi),
+        gsd_notes=gsd_info.notes if gsd_info else (),
+    )
+
+
+def provenance_sentence(info: RasterInfo) -> str:
+    """One plain sentence about what the pixel size means, e.g. ``pixel size 0.025 m (nominal,
+    4x super-resolution of 0.1 m imagery; the sensor's ground sampling distance is still
+    0.1 m)``."""
+    if info.gsd_m is None:
+        return (f"pixel size {_fmt_pair(info.pixel_size, 'units')} (no CRS: the size on the "
+                f"ground is unknown)")
+    if not info.is_geosr_output or info.source_gsd_m is None:
+        return f"pixel size {_fmt_pair(info.gsd_m)} (the ground sampling distance of this imagery)"
+    f = info.scale_factor
+    fs = f"{f:g}" if math.isclose(f, round(f), rel_tol=1e-6) else f"{f:.3g}"
+    how = f"{info.model} " if info.model else ""
+    what = "super-resolution" if info.model not in ("nearest", "bilinear", "bicubic",
+                                                    "lanczos") else "interpolation"
+    return (f"pixel size {_fmt_pair(info.gsd_m)} (nominal, {fs}x {how}{what} of "
+            f"{_fmt_pair(info.source_gsd_m)} imagery; the sensor's ground sampling distance is "
+            f"still {_fmt_pair(info.source_gsd_m)})")
+
+
+def format_info(info: RasterInfo) -> str:
+    """The human-readable ``geosr info`` report."""
+    lines = [f"{info.path}"]
+    lines.append(f"  size          {info.width} x {info.height} pixels, {info.bands} band(s), "
+                 f"{info.dtype}")
+    if any(info.band_descriptions):
+        lines.append("  bands         " + ", ".join(
+            f"{i}:{d or '-'}" for i, d in enumerate(info.band_descriptions, start=1)))
+    if info.crs is None:
+        crs = "none"
+    else:
+        crs = info.crs if info.crs.startswith("EPSG:") else "custom WKT"
+        if info.crs_name:
+            crs += f" ({info.crs_name})"
+    lines.append(f"  crs           {crs}")
+    lines.append(f"  pixel size    {_fmt_pair(info.pixel_size, info.units or 'units')}")
+    if info.gsd_m is not None:
+        lines.append(f"  GSD           {_fmt_pair(info.gsd_m)}")
+    lines.append("  bounds        left {:.10g}, bottom {:.10g}, right {:.10g}, top {:.10g}"
+                 .format(*info.bounds))
+    lines.append(f"  nodata        {info.nodata if info.nodata is not None else 'none'}")
+    lines.append(f"  meaning       {provenance_sentence(info)}")
+    if info.is_geosr_output:
+        lines.append(f"  model         {info.model or 'unknown'}"
+                     + (f" (weights {info.weights})" if info.weights else ""))
+        if info.note:
+            lines.append(f"  note          {info.note}")
+    for n in info.gsd_notes:
+        lines.append(f"  note          {n}")
+    w_in, h_in = info.print_size_in
+    w_cm, h_cm = info.print_size_cm
+    lines.append(f"  print size    {w_in:.2f} x {h_in:.2f} in ({w_cm:.1f} x {h_cm:.1f} cm) at "
+                 f"{info.dpi:g} dpi, one pixel per dot")
+    if info.map_scale_denominator is not None:
+        lines.append(f"  map scale     1:{info.map_scale_denominator:,.0f} at {info.dpi:g} dpi")
+        if info.is_geosr_output and info.source_map_scale_denominator is not None:
+            lines.append(f"                (the source detail supports 1:"
+                         f"{info.source_map_scale_denominator:,.0f}; printing larger than that "
+                         f"shows interpolated or predicted, not measured, detail)")
+    return "\n".join(lines)
+
+
+__all__ = ["TAG_KEYS", "RasterInfo", "raster_info", "format_info", "provenance_sentence"]

@@ -1,0 +1,197 @@
+"""Comparison and metric figures render to PNG with the right size and distinct panels."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from click.testing import CliRunner
+from PIL import Image
+
+from geosr.errors import InputError, ParameterError
+from geosr.models import create_model
+from geosr.plot import Window, compare_figure, metrics_figure, nice_length, percentile_stretch
+from geosr_cli.main import cli
+
+torch.set_num_threads(1)
+
+
+def upscale_with(model: str, src, dst, *, scale: int, tags: dict | None = None):
+    """A real (classical) upscale of the whole file, on the refined grid with geosr's tags."""
+    with rasterio.open(src) as ds:
+        data = ds.read().astype(np.float32)
+        prof = ds.profile
+        t = ds.transform
+    m = create_model(model, scale=scale)
+    with torch.no_grad():
+        up = m(torch.from_numpy(data)[None])[0].numpy()
+    info = np.iinfo(prof["dtype"]) if np.dtype(prof["dtype"]).kind in "ui" else None
+    if info is not None:
+        up = np.clip(np.round(up), info.min, info.max)
+    prof.update(width=up.shape[2], height=up.shape[1], tiled=False,
+                transform=Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f))
+    prof.pop("blockxsize", None)
+    prof.pop("blockysize", None)
+    with rasterio.open(dst, "w", **prof) as ds:
+        ds.write(up.astype(prof["dtype"]))
+        ds.update_tags(GEOSR_SCALE_FACTOR=str(scale), GEOSR_MODEL=model, **(tags or {}))
+    return dst
+
+
+def png_panel(fig, title: str) -> np.ndarray:
+    x0, y0, x1, y1 = fig.panel_boxes[title]
+    with Image.open(fig.png) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float64)
+    return arr[y0 + 2:y1 - 2, x0 + 2:x1 - 2]
+
+
+def test_nice_length():
+    assert nice_length(576) == 500
+    assert nice_length(0.31) == pytest.approx(0.2)
+    assert nice_length(1.0) == 1
+    assert nice_length(19.9) == 10
+    with pytest.raises(ParameterError):
+        nice_length(0)
+
+
+def test_window_parse():
+    assert Window.parse("10, 20,30,40") == Window(10, 20, 30, 40)
+    with pytest.raises(ParameterError, match="col_off,row_off,width,height"):
+        Window.parse("10,20,30")
+
+
+def test_percentile_stretch_shares_limits():
+    ref = np.arange(100, dtype=float).reshape(1, 10, 10)
+    other = ref * 2
+    a, b = percentile_stretch([ref, other], reference=ref, percentiles=(0, 100))
+    assert a.min() == 0 and a.max() == 1
+    assert b[0, 0, 0] == 0 and b[0, 9, 9] == 1 and b[0, 5, 0] == 1  # 2*50 > 99 clips
+
+
+def test_compare_uint8(make_geotiff, tmp_path):
+    src = make_geotiff("in.tif", bands=3, height=48, width=56,
+                       transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0))
+    out = upscale_with("lanczos", src, tmp_path / "out.tif", scale=2)
+    fig = compare_figure(src, out, png=tmp_path / "c.png", window="8,4,32,24", dpi=80,
+                         panel_inches=3.0)
+    # figure size: 3 panels of 3 in + 0.6 in margin, height 3 in * 48/64 + 1 in, at 80 dpi
+    assert fig.size_px == (round((3 * 3 + 0.6) * 80), round((3 * 24 / 32 + 1.0) * 80))
+    with Image.open(fig.png) as im:
+        assert im.size == fig.size_px
+    near, bic, sr = (fig.panels[t] for t in fig.titles)
+    assert near.shape == bic.shape == sr.shape == (48, 64, 3)
+    assert np.abs(near - bic).mean() > 1e-3
+    assert np.abs(bic - sr).mean() > 1e-4
+    # and in the PNG itself
+    p = [png_panel(fig, t) for t in fig.titles]
+    h = min(a.shape[0] for a in p)
+    w = min(a.shape[1] for a in p)
+    p = [a[:h, :w] for a in p]
+    assert np.abs(p[0] - p[1]).mean() > 0.5 and np.abs(p[1] - p[2]).mean() > 0.05
+    # the bicubic panel is the whole-image bicubic result cropped (no window-edge effects)
+    with rasterio.open(src) as ds:
+        full = torch.from_numpy(ds.read().astype(np.float32))[None]
+    with torch.no_grad():
+        ref = create_model("bicubic", scale=2)(full)[0].numpy()[:, 8:56, 16:80]
+    np.testing.assert_allclose(bic, np.clip(ref / 255, 0, 1).transpose(1, 2, 0), atol=1e-5)
+    assert "GSD 50 cm" in fig.titles[0] and "pixel 25 cm (nominal" in fig.titles[2]
+    assert "lanczos" in fig.titles[2]
+    assert fig.north_arrow
+    assert fig.scale_bar_m == 2  # at most 30 % of the panel: 0.3 * 32 px * 0.5 m = 4.8 m -> 2 m
+
+
+def test_compare_uint16_multiband_stretch(make_geotiff, tmp_path):
+    src = make_geotiff("in16.tif", bands=4, height=40, width=40, dtype="uint16",
+                       transform=Affine(30.0, 0, 700000.0, 0, -30.0, -2770000.0),
+                       crs="EPSG:32621")
+    out = upscale_with("nearest", src, tmp_path / "out16.tif", scale=3)
+    fig = compare_figure(src, out, png=tmp_path / "c16.png", bands=[4, 3, 2])
+    near, bic, sr = (fig.panels[t] for t in fig.titles)
+    # nearest SR equals the nearest-enlarged original exactly; bicubic differs
+    np.testing.assert_array_equal(near, sr)
+    assert np.abs(near - bic).mean() > 1e-3
+    # 2-98 % stretch: values span [0, 1] and are not stuck at a uint16 raw / 255 scale
+    assert near.min() == 0.0 and near.max() == 1.0
+    assert 0.2 < near.mean() < 0.8
+    assert fig.scale_bar_m == nice_length(0.3 * 120 * 10.0)
+
+
+def test_compare_rotated_no_north_arrow_single_band(make_geotiff, tmp_path):
+    t = Affine.translation(500000, 4100000) @ Affine.rotation(20) @ Affine.scale(2.0, -2.0)
+    src = make_geotiff("rot.tif", bands=1, height=32, width=32, dtype="float32", transform=t)
+    out = upscale_with("bilinear", src, tmp_path / "rot_out.tif", scale=2)
+    fig = compare_figure(src, out, png=tmp_path / "rot.png")
+    assert not fig.north_arrow
+    near, bic, sr = (fig.panels[x] for x in fig.titles)
+    assert near.shape == (64, 64, 3)
+    assert np.array_equal(near[..., 0], near[..., 1])  # grey
+    assert np.abs(bic - sr).mean() > 1e-4
+
+
+def test_compare_errors(make_geotiff, tmp_path):
+    src = make_geotiff("in.tif", height=32, width=32)
+    out = upscale_with("bilinear", src, tmp_path / "out.tif", scale=2)
+    with pytest.raises(ParameterError, match="does not fit inside IN"):
+        compare_figure(src, out, png=tmp_path / "x.png", window=Window(20, 0, 16, 16))
+    with pytest.raises(ParameterError, match="do not exist"):
+        compare_figure(src, out, png=tmp_path / "x.png", bands=[1, 2, 5])
+    with pytest.raises(ParameterError, match="1 or 3 bands"):
+        compare_figure(src, out, png=tmp_path / "x.png", bands=[1, 2])
+    shifted = make_geotiff("shifted.tif", height=64, width=64,
+                           transform=Affine(1.0, 0, 500010.0, 0, -1.0, 4100000.0))
+    with pytest.raises(InputError, match="not IN's grid refined 2x"):
+        compare_figure(src, shifted, png=tmp_path / "x.png")
+
+
+EVAL_BICUBIC = {"model": "bicubic", "scale": 4, "psnr": 28.42, "ssim": 0.8104, "dataset": "Set5",
+                "images": [{"name": "baby", "psnr": 31.78, "ssim": 0.857},
+                           {"name": "bird", "psnr": 30.18, "ssim": 0.872}]}
+EVAL_EDSR = {"model": "edsr-baseline", "scale": 4, "psnr": 30.1, "ssim": 0.85,
+             "images": [{"name": "baby", "psnr": 32.9, "ssim": 0.88},
+                        {"name": "bird", "psnr": 32.4, "ssim": 0.91}]}
+
+
+def test_metrics_single_and_list(tmp_path):
+    f1 = metrics_figure(EVAL_BICUBIC, png=tmp_path / "m1.png", dpi=50)
+    with Image.open(f1.png) as im:
+        assert im.size == f1.size_px and im.size[0] >= 6 * 50
+    np.testing.assert_allclose(f1.panels["psnr:bicubic x4"], [31.78, 30.18, 28.42])
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps([EVAL_BICUBIC, EVAL_EDSR]))
+    f2 = metrics_figure(path, png=tmp_path / "m2.png", dpi=50)
+    assert f2.titles == ("bicubic x4", "edsr-baseline x4")
+    np.testing.assert_allclose(f2.panels["ssim:edsr-baseline x4"], [0.88, 0.91, 0.85])
+    with Image.open(f1.png) as a, Image.open(f2.png) as b:
+        assert a.size != b.size or not np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_metrics_rejects_wrong_json(tmp_path):
+    with pytest.raises(InputError, match="lacks ssim"):
+        metrics_figure({"model": "x", "scale": 2, "psnr": 1.0}, png=tmp_path / "m.png")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(InputError, match="not valid JSON"):
+        metrics_figure(bad, png=tmp_path / "m.png")
+
+
+def test_cli_plot(make_geotiff, tmp_path):
+    src = make_geotiff("in.tif", height=32, width=32)
+    out = upscale_with("lanczos", src, tmp_path / "out.tif", scale=2)
+    png = tmp_path / "cmp.png"
+    res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(out), "--window",
+                                   "0,0,16,16", "--bands", "3,2,1", "--stretch", "1,99",
+                                   "--png", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.is_file() and "wrote" in res.stdout
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps(EVAL_BICUBIC))
+    res = CliRunner().invoke(cli, ["plot", "metrics", str(ev), "--png", str(tmp_path / "m.png")])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "m.png") as im:
+        assert im.size[0] > 100
+    res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(out), "--bands", "a",
+                                   "--png", str(png)])
+    assert res.exit_code == 1 and "--bands" in res.stderr
