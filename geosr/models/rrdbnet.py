@@ -1,0 +1,120 @@
+"""RRDBNet: the ESRGAN generator (residual-in-residual dense blocks).
+
+Wang, Yu, Wu, Gu, Liu, Dong, Qiao, Loy 2018, "ESRGAN: Enhanced Super-Resolution Generative
+Adversarial Networks", ECCVW, https://arxiv.org/abs/1809.00219 (code: xinntao/ESRGAN,
+XPixelGroup/BasicSR ``rrdbnet_arch.py``).
+
+23 RRDBs (3 five-conv dense blocks each, growth 32, residual scaling 0.2), 64 features, then two
+nearest-neighbour x2 upsamplings each followed by a conv. 16,697,987 parameters at x4 RGB
+(the paper's 16.7 M). x2 follows BasicSR (Real-ESRGAN x2): the input is pixel-unshuffled by 2
+(4x the channels at half resolution) and the same x4 trunk runs, so the LR size must be even.
+
+Parameter names follow BasicSR (``conv_first``, ``body.i.rdb1.conv1``, ``conv_body``,
+``conv_up1``, ``conv_up2``, ``conv_hr``, ``conv_last``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ParameterError
+from ._base import SRModel
+from ._common import default_conv, receptive_radius
+from ._registry import register_model
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected 3x3 convs (LeakyReLU 0.2), residual scaled by 0.2."""
+
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        self.conv1 = default_conv(num_feat, num_grow_ch, 3)
+        self.conv2 = default_conv(num_feat + num_grow_ch, num_grow_ch, 3)
+        self.conv3 = default_conv(num_feat + 2 * num_grow_ch, num_grow_ch, 3)
+        self.conv4 = default_conv(num_feat + 3 * num_grow_ch, num_grow_ch, 3)
+        self.conv5 = default_conv(num_feat + 4 * num_grow_ch, num_feat, 3)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.lrelu(self.conv1(x))
+        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * 0.2 + x
+
+
+class RRDB(nn.Module):
+    """Three residual dense blocks inside a residual scaled by 0.2."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+class RRDBNet(SRModel):
+    """ESRGAN generator for x4, and x2 through a pixel-unshuffled input."""
+
+    def __init__(self, *, scale: int, in_chans: int = 3, out_chans: int | None = None,
+                 num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        out_chans = out_chans or in_chans
+        self.scale, self.in_chans, self.out_chans = int(scale), int(in_chans), int(out_chans)
+        # The trunk always upsamples x4; x2 first halves the resolution losslessly.
+        self.unshuffle = 4 // self.scale
+        self.size_multiple = self.unshuffle
+        self.conv_first = default_conv(in_chans * self.unshuffle ** 2, num_feat, 3)
+        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
+        self.conv_body = default_conv(num_feat, num_feat, 3)
+        self.conv_up1 = default_conv(num_feat, num_feat, 3)
+        self.conv_up2 = default_conv(num_feat, num_feat, 3)
+        self.conv_hr = default_conv(num_feat, num_feat, 3)
+        self.conv_last = default_conv(num_feat, out_chans, 3)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        self.receptive_field = receptive_radius(
+            lambda r: rrdbnet_trace(r, self.unshuffle, num_block))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.unshuffle > 1:
+            u = self.unshuffle
+            if x.shape[-1] % u or x.shape[-2] % u:
+                raise ParameterError(
+                    f"RRDBNet x{self.scale} needs an LR height and width that are multiples of "
+                    f"{u} (got {tuple(x.shape[-2:])}); pad the input (the tiler does this using "
+                    f"size_multiple)")
+            x = F.pixel_unshuffle(x, u)
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.conv_last(self.lrelu(self.conv_hr(feat)))
+
+
+def rrdbnet_trace(r, unshuffle: int, num_block: int):
+    if unshuffle > 1:
+        r = r.down(unshuffle)
+    r = r.conv(3)
+    for _ in range(3 * num_block):  # dense block: its deepest path is 5 convs
+        for _ in range(5):
+            r = r.conv(3)
+    r = r.conv(3)
+    return r.up(2).conv(3).up(2).conv(3).conv(3).conv(3)
+
+
+@register_model(scales=(2, 4), family="rrdbnet", paper="Wang et al. 2018, ESRGAN (ECCVW)",
+                paper_params=16.70e6, tiny={"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+                # The field is exact, but with default init the edge pixels' effect (~1e-19) is
+                # below float64 round-off of the output: tests check tightness by gradient.
+                rf_exact=False)
+def rrdbnet(*, scale: int, in_chans: int = 3, out_chans: int | None = None,
+            **kw: Any) -> RRDBNet:
+    """RRDBNet (ESRGAN generator): 23 RRDBs, 64 features, growth 32."""
+    return RRDBNet(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)

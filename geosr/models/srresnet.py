@@ -1,0 +1,164 @@
+"""SRResNet (the SRGAN generator) and BasicSR's modified SRResNet (MSRResNet).
+
+Ledig et al. 2017, "Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial
+Network", CVPR, https://arxiv.org/abs/1609.04802. MSRResNet: Wang et al. 2018 (ESRGAN paper's
+baseline), XPixelGroup/BasicSR ``srresnet_arch.py``.
+
+- ``srresnet``: 9x9 head + PReLU, 16 residual blocks (conv-BN-PReLU-conv-BN), conv-BN with a
+  global skip, one PixelShuffle x2 stage (conv 64 -> 256, PReLU) per factor 2, 9x9 tail.
+  1,549,462 parameters at x4 RGB (the commonly quoted 1.55 M; the paper gives none).
+- ``msrresnet``: no batch norm, 3x3 head, LeakyReLU 0.1, conv_hr before conv_last, and a bilinear
+  skip from the input. 1,517,571 parameters at x4 RGB.
+
+Names follow BasicSR (``conv_first``, ``body.i.conv1``, ``upconv1``, ``conv_hr``, ``conv_last``),
+with ``bn1``/``bn2``/``prelu`` inside SRResNet's blocks.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ParameterError
+from ._base import SRModel
+from ._common import default_conv, receptive_radius
+from ._registry import register_model
+
+
+def _up_factors(scale: int) -> list[int]:
+    if scale in (2, 4):
+        return [2] * (scale // 2)
+    if scale == 3:
+        return [3]
+    raise ParameterError(f"SRResNet supports scales 2, 3 and 4, not {scale}; pick one of those")
+
+
+class ResidualBlockBN(nn.Module):
+    """conv - BN - PReLU - conv - BN, plus the input (SRGAN)."""
+
+    def __init__(self, num_feat: int = 64) -> None:
+        super().__init__()
+        self.conv1 = default_conv(num_feat, num_feat, 3)
+        self.bn1 = nn.BatchNorm2d(num_feat)
+        self.prelu = nn.PReLU()
+        self.conv2 = default_conv(num_feat, num_feat, 3)
+        self.bn2 = nn.BatchNorm2d(num_feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bn2(self.conv2(self.prelu(self.bn1(self.conv1(x)))))
+
+
+class ResidualBlockNoBN(nn.Module):
+    """conv - ReLU - conv, plus the input (BasicSR, EDSR-style)."""
+
+    def __init__(self, num_feat: int = 64) -> None:
+        super().__init__()
+        self.conv1 = default_conv(num_feat, num_feat, 3)
+        self.conv2 = default_conv(num_feat, num_feat, 3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class SRResNet(SRModel):
+    """SRGAN generator: 9x9 head, BN residual blocks, PixelShuffle stages, 9x9 tail."""
+
+    def __init__(self, *, scale: int, in_chans: int = 3, out_chans: int | None = None,
+                 num_feat: int = 64, num_block: int = 16) -> None:
+        super().__init__()
+        out_chans = out_chans or in_chans
+        self.scale, self.in_chans, self.out_chans = int(scale), int(in_chans), int(out_chans)
+        factors = _up_factors(self.scale)
+        self.conv_first = default_conv(in_chans, num_feat, 9)
+        self.prelu = nn.PReLU()
+        self.body = nn.Sequential(*[ResidualBlockBN(num_feat) for _ in range(num_block)])
+        self.conv_body = default_conv(num_feat, num_feat, 3)
+        self.bn_body = nn.BatchNorm2d(num_feat)
+        self.upconv1 = default_conv(num_feat, num_feat * factors[0] ** 2, 3)
+        self.prelu_up1 = nn.PReLU()
+        if len(factors) == 2:
+            self.upconv2 = default_conv(num_feat, num_feat * 4, 3)
+            self.prelu_up2 = nn.PReLU()
+        self.pixel_shuffle = nn.PixelShuffle(factors[0])
+        self.conv_last = default_conv(num_feat, out_chans, 9)
+
+        def trace(r):
+            r = r.conv(9)
+            for _ in range(2 * num_block + 1):
+                r = r.conv(3)
+            for f in factors:
+                r = r.conv(3).up(f)
+            return r.conv(9)
+
+        self.receptive_field = receptive_radius(trace)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.prelu(self.conv_first(x))
+        out = feat + self.bn_body(self.conv_body(self.body(feat)))
+        out = self.prelu_up1(self.pixel_shuffle(self.upconv1(out)))
+        if hasattr(self, "upconv2"):
+            out = self.prelu_up2(self.pixel_shuffle(self.upconv2(out)))
+        return self.conv_last(out)
+
+
+class MSRResNet(SRModel):
+    """BasicSR's modified SRResNet: no BN, LeakyReLU, bilinear global skip."""
+
+    def __init__(self, *, scale: int, in_chans: int = 3, out_chans: int | None = None,
+                 num_feat: int = 64, num_block: int = 16) -> None:
+        super().__init__()
+        out_chans = out_chans or in_chans
+        self.scale, self.in_chans, self.out_chans = int(scale), int(in_chans), int(out_chans)
+        if out_chans != in_chans:
+            raise ParameterError(
+                f"MSRResNet adds the bilinearly upsampled input to its output, so out_chans "
+                f"({out_chans}) must equal in_chans ({in_chans}); drop out_chans or use srresnet"
+            )
+        factors = _up_factors(self.scale)
+        self.conv_first = default_conv(in_chans, num_feat, 3)
+        self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat) for _ in range(num_block)])
+        self.upconv1 = default_conv(num_feat, num_feat * factors[0] ** 2, 3)
+        if len(factors) == 2:
+            self.upconv2 = default_conv(num_feat, num_feat * 4, 3)
+        self.pixel_shuffle = nn.PixelShuffle(factors[0])
+        self.conv_hr = default_conv(num_feat, num_feat, 3)
+        self.conv_last = default_conv(num_feat, out_chans, 3)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+
+        def trace(r):
+            net = r.conv(3)
+            for _ in range(2 * num_block):
+                net = net.conv(3)
+            for f in factors:
+                net = net.conv(3).up(f)
+            return net.conv(3).conv(3) | r.bilinear(self.scale)
+
+        self.receptive_field = receptive_radius(trace)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(self.lrelu(self.conv_first(x)))
+        out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
+        if hasattr(self, "upconv2"):
+            out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
+        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return out + base
+
+
+@register_model(scales=(2, 3, 4), family="srresnet", paper="Ledig et al. 2017, SRGAN (CVPR)",
+                paper_params=1.55e6, tiny={"num_feat": 8, "num_block": 1})
+def srresnet(*, scale: int, in_chans: int = 3, out_chans: int | None = None,
+             **kw: Any) -> SRResNet:
+    """SRResNet (SRGAN generator): 16 BN residual blocks, PReLU, 9x9 head and tail."""
+    return SRResNet(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+@register_model(scales=(2, 3, 4), family="srresnet", paper="Wang et al. 2018, ESRGAN (ECCVW)",
+                paper_params=1.52e6, tiny={"num_feat": 8, "num_block": 1})
+def msrresnet(*, scale: int, in_chans: int = 3, out_chans: int | None = None,
+              **kw: Any) -> MSRResNet:
+    """MSRResNet (BasicSR): SRResNet without BN, with a bilinear skip."""
+    return MSRResNet(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
