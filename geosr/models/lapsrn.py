@@ -3,18 +3,23 @@ Super-Resolution" (CVPR). https://arxiv.org/abs/1704.03915
 
 A Laplacian pyramid that upscales by 2 per level (scales 2, 4, 8 = 1, 2, 3 levels). After an
 input convolution, each level has a feature-extraction branch (d 3x3 convolutions with 64
-filters and LeakyReLU(0.2), then a 4x4 stride-2 transposed convolution) and an
+filters and LeakyReLU(0.2), then a stride-2 transposed convolution + LeakyReLU) and an
 image-reconstruction branch (a 4x4 stride-2 transposed convolution of the previous level's image,
 initialised to bilinear) to which a 3x3 convolution of the features adds the sub-band residual.
 ``shared=True`` uses one set of level weights for every level (MS-LapSRN-style sharing).
 ``forward(x, return_all=True)`` returns the list of every level's output (x2, x4, ...), for the
-multi-level Charbonnier loss; plain ``forward`` returns the last level. Names and bias-free
-layers follow twtygqyy/pytorch-LapSRN (``conv_input``, ``convt_F1.cov_block.N``, ``convt_R1``,
-``convt_I1``...).
+multi-level Charbonnier loss; plain ``forward`` returns the last level.
 
-Parameters. Counting these layers for the paper's x4 network (d=10, 1 band) gives 870,112;
-the paper quotes 812K, which these 4x4 transposed convolutions do not reproduce (3x3 ones would
-give 812,768). For the 3-band x4 network registered as ``paper_params``: 873,824.
+The defaults follow the authors' MatConvNet code (phoenix104104/LapSRN, ``init_LapSRN_model.m``):
+the feature upsampling is a 3x3 transposed convolution whose full (2H+1) output is cropped by 0
+rows/columns before and 1 after, and every convolution has a bias. twtygqyy/pytorch-LapSRN
+instead uses bias-free layers and a 4x4 feature deconvolution (``upconv_kernel=4,
+bias=False``); parameter names follow that port (``conv_input``, ``convt_F1.cov_block.N``,
+``convt_R1``, ``convt_I1``...).
+
+Parameters of the paper's x4 network (d=10): 814,242 for 1 band (the paper's "812K" counts
+weights only: 812,768); 817,958 for the 3-band x4 network registered as ``paper_params``. The
+twtygqyy variant has 870,112 (1 band).
 """
 from __future__ import annotations
 
@@ -39,16 +44,31 @@ def bilinear_kernel(size: int) -> np.ndarray:
     return np.outer(k, k)
 
 
+class Upsample2x(nn.ConvTranspose2d):
+    """Stride-2 transposed convolution cropped like MatConvNet's: of the full ``2H + k - 2``
+    output, ``(k-2)//2`` leading and the remaining trailing rows/columns are dropped, so the
+    output is exactly 2H and the kernel of LR pixel i starts at HR row ``2i - (k-2)//2``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, bias: bool) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride=2, bias=bias)
+        self.lead = (kernel - 2) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        h, w = x.shape[-2:]
+        y = super().forward(x)
+        return y[..., self.lead:self.lead + 2 * h, self.lead:self.lead + 2 * w]
+
+
 class FeatureBlock(nn.Module):
     """d convolutions + LeakyReLU, then a x2 transposed convolution + LeakyReLU."""
 
-    def __init__(self, features: int, depth: int) -> None:
+    def __init__(self, features: int, depth: int, *, upconv_kernel: int, bias: bool) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for _ in range(depth):
-            layers += [nn.Conv2d(features, features, 3, padding=1, bias=False),
+            layers += [nn.Conv2d(features, features, 3, padding=1, bias=bias),
                        nn.LeakyReLU(0.2, inplace=True)]
-        layers += [nn.ConvTranspose2d(features, features, 4, stride=2, padding=1, bias=False),
+        layers += [Upsample2x(features, features, upconv_kernel, bias=bias),
                    nn.LeakyReLU(0.2, inplace=True)]
         self.cov_block = nn.Sequential(*layers)
 
@@ -60,7 +80,8 @@ class LapSRN(SRModel):
     """LapSRN with log2(scale) levels of ``depth`` convolutions each."""
 
     def __init__(self, *, scale: int, in_chans: int = 3, out_chans: int | None = None,
-                 depth: int = 10, features: int = 64, shared: bool = False) -> None:
+                 depth: int = 10, features: int = 64, shared: bool = False,
+                 upconv_kernel: int = 3, bias: bool = True) -> None:
         super().__init__()
         self.scale, self.in_chans = int(scale), in_chans
         self.out_chans = out_chans or in_chans
@@ -74,22 +95,26 @@ class LapSRN(SRModel):
                              f"leave out_chans unset")
         self.shared = bool(shared)
         c = in_chans
-        self.conv_input = nn.Conv2d(c, features, 3, padding=1, bias=False)
+        if upconv_kernel < 2:
+            raise ModelError(f"LapSRN's feature upsampling needs a kernel of at least 2, not "
+                             f"{upconv_kernel}; use 3 (paper) or 4 (twtygqyy port)")
+        self.conv_input = nn.Conv2d(c, features, 3, padding=1, bias=bias)
         self.relu = nn.LeakyReLU(0.2, inplace=True)
         for lvl in range(1, (1 if self.shared else self.levels) + 1):
-            convt_i = nn.ConvTranspose2d(c, c, 4, stride=2, padding=1, bias=False)
+            convt_i = Upsample2x(c, c, 4, bias=False)
             with torch.no_grad():  # start the image branch as bilinear x2, band by band
                 convt_i.weight.zero_()
                 k = torch.from_numpy(bilinear_kernel(4)).float()
                 for b in range(c):
                     convt_i.weight[b, b] = k
             setattr(self, f"convt_I{lvl}", convt_i)
-            setattr(self, f"convt_R{lvl}", nn.Conv2d(features, c, 3, padding=1, bias=False))
-            setattr(self, f"convt_F{lvl}", FeatureBlock(features, depth))
+            setattr(self, f"convt_R{lvl}", nn.Conv2d(features, c, 3, padding=1, bias=bias))
+            setattr(self, f"convt_F{lvl}", FeatureBlock(features, depth,
+                                                        upconv_kernel=upconv_kernel, bias=bias))
         # Union of paths to the last level: the residual of level k goes through the image
         # branch of levels k+1..L; the pure image branch reads the least.
-        up = ConvT(4, 2, 1)
-        paths = [[Conv(1)] + [Conv(depth), up] * k + [Conv(1)] + [up] * (self.levels - k)
+        up_f, up_i = ConvT(upconv_kernel, 2, (upconv_kernel - 2) // 2), ConvT(4, 2, 1)
+        paths = [[Conv(1)] + [Conv(depth), up_f] * k + [Conv(1)] + [up_i] * (self.levels - k)
                  for k in range(1, self.levels + 1)]
         self.receptive_field = max(lr_radius(p, self.scale) for p in paths)
 
@@ -111,7 +136,7 @@ class LapSRN(SRModel):
 _PAPER = "Lai et al. 2017, Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution"
 
 
-@register_model(scales=(2, 4, 8), family="lapsrn", paper=_PAPER, paper_params=873824,
+@register_model(scales=(2, 4, 8), family="lapsrn", paper=_PAPER, paper_params=817958,
                 tiny={"depth": 1, "features": 8})
 def lapsrn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> LapSRN:
     """LapSRN: progressive x2 Laplacian pyramid with per-level outputs."""

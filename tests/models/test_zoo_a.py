@@ -173,7 +173,8 @@ def test_lapsrn_levels_sharing_and_bilinear_image_branch():
     # With the residual branch off, a constant image stays constant inside (bilinear x2 init).
     with torch.no_grad():
         for lvl in (1, 2, 3):
-            getattr(model, f"convt_R{lvl}").weight.zero_()
+            for p in getattr(model, f"convt_R{lvl}").parameters():
+                p.zero_()
         y = model(torch.full((1, 1, 6, 6), 0.7, dtype=torch.float64))
     torch.testing.assert_close(y[..., 8:-8, 8:-8], torch.full_like(y[..., 8:-8, 8:-8], 0.7))
     with pytest.raises(ModelError, match="x2, x4 and x8"):
@@ -209,3 +210,51 @@ def test_paper_weight_counts_of_the_one_band_networks():
     assert weights("vdsr") == 664704
     assert weights("drcn") == 1774080
     assert weights("drrn") == 297216
+
+
+def _assert_exact_rf(model: nn.Module, scale: int) -> None:
+    rf = model.receptive_field
+    n = 2 * rf + 5
+    c = n // 2
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 1, n, n, generator=gen, dtype=torch.float64)
+    yy, xx = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    dist = torch.maximum((yy - c).abs(), (xx - c).abs())
+
+    def block(t):
+        with torch.no_grad():
+            return model(t)[..., c * scale:(c + 1) * scale, c * scale:(c + 1) * scale]
+
+    ref = block(x)
+    noise = torch.rand(x.shape, generator=gen, dtype=torch.float64) - 0.5
+    assert torch.equal(block(x + (dist > rf) * noise), ref)
+    # random weights may leave a ReLU dead for one draw: a few draws must reach the ring
+    changes = [float((block(x + (dist == rf) * (torch.rand(x.shape, generator=gen,
+                dtype=torch.float64) - 0.5)) - ref).abs().max()) for _ in range(3)]
+    assert max(changes) > 1e-9
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_lapsrn_upconv_variants_have_exact_size_and_receptive_field(kernel, scale):
+    model = create_model("lapsrn", scale=scale, in_chans=1, depth=1, features=4,
+                         upconv_kernel=kernel, bias=kernel != 4).double().eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 5, 3, dtype=torch.float64)).shape == (1, 1, 5 * scale,
+                                                                             3 * scale)
+    _assert_exact_rf(model, scale)
+
+
+def test_lapsrn_paper_and_port_parameter_counts():
+    paper = create_model("lapsrn", scale=4, in_chans=1)
+    port = create_model("lapsrn", scale=4, in_chans=1, upconv_kernel=4, bias=False)
+    assert sum(p.numel() for n, p in paper.named_parameters() if n.endswith("weight")) == 812768
+    assert sum(p.numel() for p in port.parameters()) == 870112
+    assert "convt_F2.cov_block.20.weight" in port.state_dict()  # twtygqyy's names
+
+
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_srdensenet_deconv_kernels_keep_exact_receptive_field(kernel):
+    model = create_model("srdensenet", scale=4, in_chans=1, blocks=1, layers=2, growth=4,
+                         bottleneck=8, deconv_kernel=kernel).double().eval()
+    _assert_exact_rf(model, 4)
