@@ -7,6 +7,8 @@ Super-Resolution", CVPRW, https://arxiv.org/abs/1707.02921 (code: sanghyun-son/E
   43,089,923 at x4 RGB (40.7 M at x2, 43.7 M at x3 as built here).
 - ``edsr-baseline``: 16 blocks x 64 features, no residual scaling: 1,517,571 at x4 RGB (1.37 M x2).
 
+Receptive field (LR pixels): 68 for ``edsr``, 36 for ``edsr-baseline``, at every scale.
+
 Parameter names follow EDSR-PyTorch (``head.0``, ``body.N.body.0``, ``tail.0.0``, ``tail.1``).
 The per-band mean shift works on [0, 1] data (EDSR-PyTorch's ``rgb_range=1``).
 """

@@ -8,6 +8,8 @@ head of two 5x5 residual blocks and a sub-pixel upsampler per scale. All branche
 one state dict serves every scale; :meth:`MDSR.select_scale` switches the active branch. Paper:
 8.0 M parameters (Table 1, rounded); 7,953,987 for the RGB network with x2/x3/x4 branches.
 
+Receptive field: 172 LR pixels for every branch.
+
 Parameter names follow EDSR-PyTorch (``head.0``, ``pre_process.i.j.body.0``, ``body.N.body.0``,
 ``upsample.i.0``, ``tail.0``).
 """
@@ -79,7 +81,7 @@ def mdsr_trace(r, scale: int, n_resblocks: int, k: int):
     return Upsampler.trace(r, scale).conv(k)
 
 
-@register_model(scales=(2, 3, 4), family="edsr", paper="Lim et al. 2017, EDSR (CVPRW)",
+@register_model(scales=(2, 3, 4), family="mdsr", paper="Lim et al. 2017, EDSR (CVPRW)",
                 paper_params=7.954e6, tiny={"n_resblocks": 2, "n_feats": 8})
 def mdsr(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw: Any) -> MDSR:
     """MDSR: multi-scale EDSR, 80 shared blocks x 64, per-scale heads and tails."""

@@ -9,6 +9,8 @@ nearest-neighbour x2 upsamplings each followed by a conv. 16,697,987 parameters 
 (the paper's 16.7 M). x2 follows BasicSR (Real-ESRGAN x2): the input is pixel-unshuffled by 2
 (4x the channels at half resolution) and the same x4 trunk runs, so the LR size must be even.
 
+Receptive field: 349 LR pixels at x4, 698 at x2 (the trunk runs at half resolution).
+
 Parameter names follow BasicSR (``conv_first``, ``body.i.rdb1.conv1``, ``conv_body``,
 ``conv_up1``, ``conv_up2``, ``conv_hr``, ``conv_last``).
 """

@@ -5,10 +5,11 @@ Network", CVPR, https://arxiv.org/abs/1609.04802. MSRResNet: Wang et al. 2018 (E
 baseline), XPixelGroup/BasicSR ``srresnet_arch.py``.
 
 - ``srresnet``: 9x9 head + PReLU, 16 residual blocks (conv-BN-PReLU-conv-BN), conv-BN with a
-  global skip, one PixelShuffle x2 stage (conv 64 -> 256, PReLU) per factor 2, 9x9 tail.
-  1,549,462 parameters at x4 RGB (the commonly quoted 1.55 M; the paper gives none).
+  global skip, one PixelShuffle x2 stage (conv 64 -> 256, PReLU) per factor 2 (one x3 stage at
+  x3), 9x9 tail. 1,549,462 parameters at x4 RGB (the usual 1.55 M; the paper gives none).
+  Receptive field 40 LR pixels.
 - ``msrresnet``: no batch norm, 3x3 head, LeakyReLU 0.1, conv_hr before conv_last, and a bilinear
-  skip from the input. 1,517,571 parameters at x4 RGB.
+  skip from the input. 1,517,571 parameters at x4 RGB. Receptive field 35 LR pixels.
 
 Names follow BasicSR (``conv_first``, ``body.i.conv1``, ``upconv1``, ``conv_hr``, ``conv_last``),
 with ``bn1``/``bn2``/``prelu`` inside SRResNet's blocks.

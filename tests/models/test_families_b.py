@@ -69,8 +69,9 @@ def test_receptive_field_is_exact_by_gradient(name, scale):
 
 
 def test_paper_configuration_receptive_fields():
-    # Computed from the full configurations without building them: EDSR 1+65+2, RDN 2+128+1+2,
-    # ESRGAN 1+345+1+ceil(1/2)+ceil(1/4)*3... documented in the family docstrings.
+    # The full configurations, traced without building them. By hand: EDSR x4 = head 1 + 65
+    # body convs + 2 (x4 tail); RDN = 2 + 16*8 + 1 (GFF) + 2 (UPNet); RRDBNet x4 =
+    # 1 + 23*3*5 + 1 + 2 (the four convs after the nearest-neighbour upsamplings) = 349.
     from geosr.models.dbpn import PROJECTION, dbpn_trace
     from geosr.models.edsr import edsr_trace
     from geosr.models.mdsr import mdsr_trace
