@@ -9,7 +9,9 @@ deconvolution with stride = scale. Layer names follow yjn870/FSRCNN-pytorch
 The deconvolution's padding / output_padding are chosen per scale so that the output is exactly
 ``H*scale`` and the kernel centre of LR pixel i lands on HR pixel ``i*scale + (scale-1)//2``;
 each output pixel reads the same LR neighbourhood at every position (shift-equivariant by
-``scale`` HR pixels per LR pixel, so tiled and whole-image results agree).
+``scale`` HR pixels per LR pixel, so tiled and whole-image results agree). yjn870's port pads
+the deconvolution by 4 at every scale, which places x3/x4 outputs one HR pixel earlier: its
+weights load by name, but x3/x4 results are shifted by that pixel relative to its outputs.
 
 Parameters. The paper counts 12,464 weights for FSRCNN(56, 12, 4) on 1 band (the 9x9 deconv
 has the same size at every scale). With biases and per-channel PReLU slopes: 12,809 for 1 band,
