@@ -60,6 +60,7 @@ class Figure:
 
 
 def _fmt_len(m: float) -> str:
+    """A ground length with a unit a person would use (km, m, cm, mm)."""
     if m >= 1000:
         return f"{m / 1000:.3g} km"
     if m >= 1:
@@ -301,11 +302,13 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
     )
     ph, pw = rgb[0].shape[:2]
     fig_w = 3 * panel_inches + 0.6
-    fig_h = panel_inches * ph / pw + 1.0
+    fig_h = panel_inches * ph / pw + 0.7
     fig = MplFigure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / fig_h, wspace=0.05)
+    # two caption lines need ~0.5 in at 9 pt
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.15 / fig_h, top=1 - 0.52 / fig_h,
+                        wspace=0.05)
     north = _north_up(t) and src_gsd is not None
     bar_m = None
     for ax, img, title in zip(axes, rgb, titles):

@@ -77,8 +77,8 @@ def test_compare_uint8(make_geotiff, tmp_path):
     out = upscale_with("lanczos", src, tmp_path / "out.tif", scale=2)
     fig = compare_figure(src, out, png=tmp_path / "c.png", window="8,4,32,24", dpi=80,
                          panel_inches=3.0)
-    # figure size: 3 panels of 3 in + 0.6 in margin, height 3 in * 48/64 + 1 in, at 80 dpi
-    assert fig.size_px == (round((3 * 3 + 0.6) * 80), round((3 * 24 / 32 + 1.0) * 80))
+    # figure size: 3 panels of 3 in + 0.6 in margin, height 3 in * 48/64 + 0.7 in, at 80 dpi
+    assert fig.size_px == (round((3 * 3 + 0.6) * 80), round((3 * 24 / 32 + 0.7) * 80))
     with Image.open(fig.png) as im:
         assert im.size == fig.size_px
     near, bic, sr = (fig.panels[t] for t in fig.titles)
@@ -195,3 +195,19 @@ def test_cli_plot(make_geotiff, tmp_path):
     res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(out), "--bands", "a",
                                    "--png", str(png)])
     assert res.exit_code == 1 and "--bands" in res.stderr
+
+
+def test_compare_real_geosr_upscale_output(make_geotiff, tmp_path):
+    """On a `geosr upscale --model bicubic` output the SR panel is the bicubic panel (up to the
+    output's uint8 rounding): the comparison reads the same ground window from both files."""
+    src = make_geotiff("in.tif", height=40, width=48,
+                       transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0))
+    out = tmp_path / "up.tif"
+    res = CliRunner().invoke(cli, ["upscale", str(src), str(out), "--model", "bicubic",
+                                   "--scale", "3", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    fig = compare_figure(src, out, png=tmp_path / "c.png", window=Window(5, 7, 30, 20))
+    near, bic, sr = (fig.panels[t] for t in fig.titles)
+    assert np.abs(bic - sr).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(near - sr).mean() > 1e-3
+    assert "bicubic 3x" in fig.titles[2] and "pixel 16.7 cm (nominal; GSD 50 cm)" in fig.titles[2]

@@ -85,7 +85,9 @@ class RasterInfo:
             "gsd_m": lst(self.gsd_m),
             "ground_gsd_m": lst(self.ground_gsd_m),
             "source_gsd_m": lst(self.source_gsd_m),
-            "scale_factor": self.scale_factor,
+            # 4 rather than 4.0 when integral, as users type it
+            "scale_factor": (int(self.scale_factor) if float(self.scale_factor).is_integer()
+                             else self.scale_factor),
             "model": self.model,
             "weights": self.weights,
             "note": self.note,
@@ -216,6 +218,11 @@ def provenance_sentence(info: RasterInfo) -> str:
         return (f"pixel size {_fmt_pair(info.pixel_size, 'units')} (no CRS: the size on the "
                 f"ground is unknown)")
     if not info.is_geosr_output or info.source_gsd_m is None:
+        g = info.ground_gsd_m
+        if g is not None and any(abs(a / b - 1) > 0.01 for a, b in zip(g, info.gsd_m)):
+            return (f"pixel size {_fmt_pair(info.gsd_m)} in map units (the ground sampling "
+                    f"distance of this imagery; about {_fmt_pair(g)} on the ground at the "
+                    f"centre, where the projection's scale is not 1)")
         return f"pixel size {_fmt_pair(info.gsd_m)} (the ground sampling distance of this imagery)"
     f = info.scale_factor
     fs = f"{f:g}" if math.isclose(f, round(f), rel_tol=1e-6) else f"{f:.3g}"
@@ -250,11 +257,14 @@ def format_info(info: RasterInfo) -> str:
     lines.append(f"  nodata        {info.nodata if info.nodata is not None else 'none'}")
     lines.append(f"  meaning       {provenance_sentence(info)}")
     if info.is_geosr_output:
+        has_weights = info.weights and not info.weights.lower().startswith("none")
         lines.append(f"  model         {info.model or 'unknown'}"
-                     + (f" (weights {info.weights})" if info.weights else ""))
+                     + (f" (weights {info.weights})" if has_weights else ""))
         if info.note:
             lines.append(f"  note          {info.note}")
     for n in info.gsd_notes:
+        if "projection's scale" in n and not info.is_geosr_output:
+            continue  # already said in the "meaning" line
         lines.append(f"  note          {n}")
     w_in, h_in = info.print_size_in
     w_cm, h_cm = info.print_size_cm

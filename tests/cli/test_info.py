@@ -183,3 +183,21 @@ def test_every_shared_geotiff(shared_data):
     assert oam["ground_gsd_m"][0] == pytest.approx(0.1001 * math.cos(math.radians(14.6)),
                                                    rel=5e-3)
     assert any("scale at the raster centre is not 1" in n for n in oam["gsd_notes"])
+
+
+def test_real_geosr_upscale_output(make_geotiff, tmp_path):
+    src = make_geotiff("in.tif", height=40, width=48,
+                       transform=Affine(2.0, 0, 500000.0, 0, -2.0, 4100000.0))
+    out = tmp_path / "up.tif"
+    res = CliRunner().invoke(cli, ["upscale", str(src), str(out), "--model", "bicubic",
+                                   "--scale", "2", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    d = info_json(out)
+    assert (d["width"], d["height"]) == (96, 80)
+    assert d["gsd_m"] == pytest.approx([1.0, 1.0])
+    assert d["source_gsd_m"] == pytest.approx([2.0, 2.0])
+    assert d["scale_factor"] == 2 and d["model"] == "bicubic" and d["is_geosr_output"]
+    assert d["bounds"] == info_json(src)["bounds"]
+    code, text, _ = run_info(str(out))
+    assert ("pixel size 1 m (nominal, 2x bicubic interpolation of 2 m imagery; the sensor's "
+            "ground sampling distance is still 2 m)") in text
