@@ -152,14 +152,18 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     nodata = job.meta_in.nodata
     valid = _valid_mask(data, nodata)
     r0, c0 = blk.rows.start - blk.fetch_rows.start, blk.cols.start - blk.fetch_cols.start
+    inner = data[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
     inner_valid = valid[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
     out_valid = inner_valid.repeat(s, axis=1).repeat(s, axis=2)
     shape = (data.shape[0], blk.rows.size * s, blk.cols.size * s)
     if not inner_valid.any():  # all nodata: nothing to infer
-        return cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
-    x = data.astype(np.float32)
+        out = cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
+        return _carry_nonfinite(out, inner, s)
+    linear = job.lo is None
+    wdt = np.float64 if (data.dtype == np.float64 and linear) else np.float32
+    x = data.astype(wdt)
     if not valid.all():
-        fill = np.asarray(job.fill, dtype=np.float32)[:, None, None]
+        fill = np.asarray(job.fill, dtype=wdt)[:, None, None]
         x = np.where(valid, x, fill)
     pred = predictor or get_predictor(job.model)
     tiles = plan_tiles(blk, tile=job.tile, halo=job.halo)
@@ -172,13 +176,25 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
 
         norm = Normalisation(np.asarray(job.lo, np.float32), np.asarray(job.hi, np.float32))
     y = pred(batch, norm)
-    out = np.empty(shape, np.float32)
+    out = np.empty(shape, y.dtype)
     for t, yt in zip(tiles, y):
         ty, tx = (t.rows.start - t.win_rows.start) * s, (t.cols.start - t.win_cols.start) * s
         oy, ox = (t.rows.start - blk.rows.start) * s, (t.cols.start - blk.cols.start) * s
         out[:, oy:oy + t.rows.size * s, ox:ox + t.cols.size * s] = \
             yt[:, ty:ty + t.rows.size * s, tx:tx + t.cols.size * s]
-    return cast_output(out, job.meta_out.dtype, nodata, out_valid if nodata is not None else None)
+    out = cast_output(out, job.meta_out.dtype, nodata, out_valid if nodata is not None else None)
+    return _carry_nonfinite(out, inner, s)
+
+
+def _carry_nonfinite(out: np.ndarray, inner: np.ndarray, s: int) -> np.ndarray:
+    """NaN/inf input pixels stay NaN/inf in the output (nearest), instead of becoming nodata."""
+    if inner.dtype.kind == "f":
+        bad = ~np.isfinite(inner)
+        if bad.any():
+            up = inner.repeat(s, axis=1).repeat(s, axis=2)
+            badup = bad.repeat(s, axis=1).repeat(s, axis=2)
+            out[badup] = up[badup]
+    return out
 
 
 # -- planning ---------------------------------------------------------------------------------

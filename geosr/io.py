@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
+import rasterio.windows
 from affine import Affine
 from rasterio.enums import ColorInterp
 

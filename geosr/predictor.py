@@ -123,7 +123,9 @@ class Predictor:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.dtype == torch.float32 or self.linear:
+        if self.linear:  # exact interpolators keep float64 input in float64
+            return self._run(x if x.dtype == torch.float64 else x.float())
+        if self.dtype == torch.float32:
             return self._run(x.float()).float()
         with torch.autocast(self.device.type, dtype=self.dtype):
             y = self._run(x)
@@ -161,7 +163,7 @@ class Predictor:
                                       "smaller --tile, or check the driver (nvidia-smi)") from err
                 raise
             if out is None:
-                out = np.empty((n, *y.shape[1:]), dtype=np.float32)
+                out = np.empty((n, *y.shape[1:]), dtype=y.dtype)
             out[i:i + len(chunk)] = y
             i += len(chunk)
         assert out is not None
@@ -169,9 +171,11 @@ class Predictor:
 
     # -- public -----------------------------------------------------------------------------
     def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None) -> np.ndarray:
-        """Super-resolve ``tiles`` (N, C, h, w) float32 -> (N, C, h*s, w*s) float32."""
+        """Super-resolve ``tiles`` (N, C, h, w) -> (N, C, h*s, w*s), float32 (float64 stays
+        float64 for linear models)."""
         n, c, h, w = tiles.shape
-        x = tiles.astype(np.float32, copy=False)
+        keep64 = self.linear and tiles.dtype == np.float64
+        x = tiles.astype(np.float64 if keep64 else np.float32, copy=False)
         if norm is not None and not self.linear:
             x = (x - norm.lo[None, :, None, None]) / norm.span[None, :, None, None]
         groups = band_groups(c, self.in_chans)
@@ -181,7 +185,7 @@ class Predictor:
         elif self.in_chans == 1:
             y = self._infer(x.reshape(n * c, 1, h, w)).reshape(n, c, h * s, w * s)
         else:
-            y = np.zeros((n, c, h * s, w * s), dtype=np.float32)
+            y = np.zeros((n, c, h * s, w * s), dtype=x.dtype)
             count = np.zeros(c)
             for g in groups:
                 yg = self._infer(np.ascontiguousarray(x[:, list(g)]))

@@ -16,10 +16,10 @@ from ..errors import ParameterError
 
 
 def scale_transform(transform: Affine, scale: float) -> Affine:
-    """``transform * Affine.scale(1/scale)``: pixel size / scale, rotation and shear terms too."""
+    """``transform @ Affine.scale(1/scale)`` (``*`` in affine < 3): pixel size / scale, rotation and shear terms too."""
     if not scale > 0:
         raise ParameterError(f"scale must be positive, got {scale}")
-    return transform * Affine.scale(1.0 / scale)
+    return transform @ Affine.scale(1.0 / scale)
 
 
 def scale_gcps(gcps, scale: float):
@@ -37,7 +37,7 @@ def bounds_of(transform: Affine, width: int, height: int) -> tuple[float, float,
     """(left, bottom, right, top) of the four corners, valid for rotated grids too."""
     xs, ys = [], []
     for c, r in ((0, 0), (width, 0), (0, height), (width, height)):
-        x, y = transform * (c, r)
+        x, y = transform @ (c, r)
         xs.append(x)
         ys.append(y)
     return min(xs), min(ys), max(xs), max(ys)
