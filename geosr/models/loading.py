@@ -1,0 +1,339 @@
+"""Ready-to-run models: registry architecture + weights (bundled, given, or refused).
+
+- :func:`load_model` builds a registry model in eval mode with its weights; the result carries
+  ``model.card`` (the model card, or ``None``) and ``model.weights_path``.
+- Bundled weights live in ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors`` with a
+  ``.json`` card next to each; :func:`list_bundled` lists them.
+- ``name="auto"`` takes the architecture from the weights: the card of a geosr file, the layout
+  of an official checkpoint, or - when the optional ``spandrel`` package is installed
+  (``pip install geosr[community]``) - any architecture spandrel recognises.
+
+A network is never silently run with random weights: without weights it raises
+:class:`~geosr.errors.WeightsError` saying how to get some, unless ``allow_random=True``.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DeviceError, ParameterError, WeightsError
+from ._base import SRModel
+from ._registry import ModelSpec, create_model, get_spec, list_models
+from ._weights import (_load_into, _sha256, describe_info, infer_architecture, model_family,
+                       read_checkpoint, sidecar_path)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_BUNDLED_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")
+#: Receptive field assumed for community (spandrel) models, whose architectures geosr does not
+#: analyse: a halo this wide makes tile seams invisible for the CNNs and window transformers
+#: spandrel loads, but tiled output is not guaranteed bit-identical to whole-image output.
+COMMUNITY_RECEPTIVE_FIELD = 64
+
+
+def weights_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a weights file (streamed)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file {str(p)!r} does not exist; check the path")
+    return _sha256(p)
+
+
+def bundled_weights(name: str, *, scale: int, bands: int) -> Path | None:
+    """Path of the bundled weights of ``name`` at ``scale`` for ``bands`` bands, or ``None``."""
+    spec = get_spec(name)
+    p = WEIGHTS_DIR / f"{spec.name}_x{int(scale)}_{int(bands)}b.safetensors"
+    return p if p.is_file() else None
+
+
+def list_bundled() -> list[dict[str, Any]]:
+    """Bundled weights: ``{"arch", "scale", "bands", "path", "card"}`` per file, sorted."""
+    out = []
+    if not WEIGHTS_DIR.is_dir():
+        return out
+    for p in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        m = _BUNDLED_RE.match(p.name)
+        if m is None:
+            continue
+        card = None
+        side = sidecar_path(p)
+        if side.is_file():
+            try:
+                card = json.loads(side.read_text())
+            except (OSError, json.JSONDecodeError):
+                card = None
+        out.append({"arch": m["arch"], "scale": int(m["scale"]), "bands": int(m["bands"]),
+                    "path": p, "card": card})
+    return out
+
+
+def _no_weights_message(spec: ModelSpec, scale: int, bands: int) -> str:
+    have = [f"x{b['scale']}/{b['bands']}b" for b in list_bundled() if b["arch"] == spec.name]
+    bundled = (f"bundled weights of {spec.name} exist for {', '.join(have)}"
+               if have else f"geosr bundles no weights for {spec.name}")
+    return (f"no weights for {spec.name} x{scale} with {bands} bands ({bundled}). Train some "
+            f"with `geosr train --model {spec.name} --scale {scale} ...` and pass them with "
+            f"`--weights PATH` (weights=PATH), use a model with bundled weights (see "
+            f"`geosr models`), or pass allow_random=True / --allow-random-weights to run an "
+            f"untrained network (testing only)")
+
+
+def _family_of(spec: ModelSpec) -> str:
+    return spec.builder.__module__.rsplit(".", 1)[-1]
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise DeviceError(f"unknown device {device!r} ({err}); use cpu, cuda, cuda:N or mps") \
+            from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} requested but CUDA is not available; use "
+                          f"device='cpu' or install a CUDA build of torch")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                  and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {device!r} requested but MPS is not available; use 'cpu'")
+    return dev
+
+
+def _builder_kwargs(spec: ModelSpec, args: dict[str, Any]) -> dict[str, Any]:
+    """Architecture args the builder's model accepts (inferred args may name more)."""
+    try:
+        params = inspect.signature(spec.builder).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            # builders forward **kw to the class: check the class signature via the return
+            # annotation when it is a class, else pass everything.
+            ret = inspect.signature(spec.builder).return_annotation
+            cls = spec.builder.__globals__.get(ret) if isinstance(ret, str) else ret
+            if inspect.isclass(cls):
+                params = inspect.signature(cls.__init__).parameters
+            else:
+                return dict(args)
+        return {k: v for k, v in args.items() if k in params}
+    except (TypeError, ValueError):
+        return dict(args)
+
+
+def _finish(model: torch.nn.Module, *, card: dict[str, Any] | None, path: Path | None,
+            device: str | torch.device) -> torch.nn.Module:
+    model.eval()
+    model.to(_device(device))
+    model.card = card
+    model.weights_path = str(path) if path is not None else None
+    return model
+
+
+def load_model(name: str, *, scale: int, in_chans: int | None = None,
+               weights: str | os.PathLike[str] | None = None, allow_random: bool = False,
+               device: str | torch.device = "cpu", input_range: float | None = None) -> SRModel:
+    """Build registry model ``name`` for ``scale`` with its weights, in eval mode on ``device``.
+
+    Parameters
+    ----------
+    name
+        Registry name (see :func:`geosr.models.list_models`), or ``"auto"`` to take the
+        architecture from ``weights``.
+    in_chans
+        Band count; defaults to the weights' (card or first convolution), else the
+        architecture's default.
+    weights
+        A geosr ``.safetensors`` file or an official checkpoint of this architecture. Without
+        it, bundled weights for (name, scale, bands) are used.
+    allow_random
+        Build an untrained network when no weights exist (tests, benchmarks).
+    input_range
+        Value range of an official checkpoint's inputs when it differs from its layout's
+        default (see :mod:`geosr.models._checkpoints`).
+
+    Raises
+    ------
+    WeightsError
+        No weights, or weights for another architecture, scale or band count.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ParameterError(f"scale must be a positive integer, got {scale!r}")
+    if name.strip().lower() == "auto":
+        if weights is None:
+            raise WeightsError("model 'auto' takes its architecture from the weights; pass "
+                               "--weights PATH, or name a model (see `geosr models`)")
+        return _load_auto(Path(weights), scale=scale, in_chans=in_chans, device=device,
+                          input_range=input_range)
+    spec = get_spec(name)
+    if spec.kind == "classical":
+        if weights is not None:
+            raise WeightsError(f"{spec.name} is a classical interpolator and has no weights; "
+                               f"drop --weights or pick a network")
+        return _finish(create_model(spec.name, scale=scale, in_chans=in_chans), card=None,
+                       path=None, device=device)
+    if scale not in spec.scales:
+        raise ParameterError(f"model {spec.name!r} supports scales {list(spec.scales)}, not "
+                             f"{scale}; pick one of those or another model")
+    path: Path | None
+    if weights is None:
+        bands = in_chans if in_chans is not None else (spec.default_in_chans or 3)
+        path = bundled_weights(spec.name, scale=scale, bands=bands)
+        if path is None:
+            if not allow_random:
+                raise WeightsError(_no_weights_message(spec, scale, bands))
+            model = create_model(spec.name, scale=scale, in_chans=in_chans)
+            return _finish(model, card=None, path=None, device=device)
+    else:
+        path = Path(weights)
+    sd, card = read_checkpoint(path)
+    if card is not None:
+        model = _model_from_card(spec, card, scale=scale, in_chans=in_chans, path=path)
+        _load_into(model, sd, strict=True, layout="geosr", input_range=None,
+                   exact_is_native=True)
+    else:
+        model = _model_from_checkpoint(spec, sd, scale=scale, in_chans=in_chans, path=path)
+        _load_into(model, sd, strict=True, layout=None, input_range=input_range,
+                   exact_is_native=False)
+    return _finish(model, card=card, path=path, device=device)
+
+
+def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
+                     in_chans: int | None, path: Path) -> torch.nn.Module:
+    try:
+        card_spec = get_spec(card["arch"])
+    except Exception:
+        raise WeightsError(f"{path.name} is for architecture {card['arch']!r}, which this geosr "
+                           f"does not know; upgrade geosr or use other weights") from None
+    if card_spec.name != spec.name:
+        raise WeightsError(f"{path.name} holds {card_spec.name} weights, not {spec.name}; use "
+                           f"--model {card_spec.name} or weights trained for {spec.name}")
+    args = dict(card["args"])
+    scales = args.get("scales") or [card["scale"]]
+    if scale not in scales:
+        raise WeightsError(f"{path.name} is for {spec.name} x{card['scale']}, not x{scale}; use "
+                           f"--scale {card['scale']} or weights trained for x{scale}")
+    if in_chans is not None and in_chans != card["bands"]:
+        raise WeightsError(f"{path.name} is for {card['bands']}-band input, not {in_chans} "
+                           f"bands; select {card['bands']} bands or use weights trained for "
+                           f"{in_chans}")
+    args["scale"] = scale
+    return create_model(spec.name, **args)
+
+
+def _model_from_checkpoint(spec: ModelSpec, sd: dict[str, torch.Tensor], *, scale: int,
+                           in_chans: int | None, path: Path) -> torch.nn.Module:
+    info = infer_architecture(sd)
+    fam = _family_of(spec)
+    if info["family"] is not None and info["family"] != fam:
+        raise WeightsError(f"{path.name} looks like {describe_info(info)}, not {spec.name}; "
+                           f"use the matching --model or weights for {spec.name}")
+    arch = info.get("arch")
+    if arch and arch != spec.name and arch in list_models():
+        raise WeightsError(f"{path.name} looks like {describe_info(info)}; use --model {arch} "
+                           f"(it is configured differently from {spec.name})")
+    if info.get("scale") is not None and info["scale"] != scale:
+        raise WeightsError(f"{path.name} is for x{info['scale']} ({describe_info(info)}), not "
+                           f"x{scale}; use --scale {info['scale']} or weights made for x{scale}")
+    if info.get("scales") and scale not in info["scales"]:
+        raise WeightsError(f"{path.name} has branches for scales {info['scales']}, not x{scale}")
+    file_bands = info.get("in_chans")
+    if in_chans is not None and file_bands is not None and in_chans != file_bands:
+        raise WeightsError(f"{path.name} is for {file_bands}-band input, not {in_chans} bands; "
+                           f"select {file_bands} bands or use weights made for {in_chans}")
+    bands = in_chans if in_chans is not None else file_bands
+    kwargs = _builder_kwargs(spec, dict(info.get("args") or {}))
+    out = info.get("out_chans")
+    if out is not None and bands is not None and out != bands:
+        kwargs["out_chans"] = out
+    return create_model(spec.name, scale=scale, in_chans=bands, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# name="auto" and community models
+
+
+def _load_auto(path: Path, *, scale: int, in_chans: int | None, device: str | torch.device,
+               input_range: float | None) -> torch.nn.Module:
+    sd, card = read_checkpoint(path)
+    if card is not None:
+        return load_model(card["arch"], scale=scale, in_chans=in_chans, weights=path,
+                          device=device)
+    info = infer_architecture(sd)
+    if info.get("layout") is not None and info.get("arch") in list_models():
+        return load_model(info["arch"], scale=scale, in_chans=in_chans, weights=path,
+                          device=device, input_range=input_range)
+    model = _community_model(path, sd)
+    if model is None:
+        raise WeightsError(f"cannot tell which architecture {path.name} is for "
+                           f"({describe_info(info)}); name the model with --model, or install "
+                           f"the optional community loader: pip install 'geosr[community]'")
+    if model.scale != scale:
+        raise WeightsError(f"{path.name} is a x{model.scale} {model.architecture} model, not "
+                           f"x{scale}; use --scale {model.scale}")
+    if in_chans is not None and in_chans != model.in_chans:
+        raise WeightsError(f"{path.name} takes {model.in_chans} bands, not {in_chans}")
+    return _finish(model, card=None, path=path, device=device)
+
+
+class CommunityModel(SRModel):
+    """A model loaded by ``spandrel`` (optional), wrapped in geosr's contract.
+
+    ``scale``, band counts and size requirements come from spandrel; inputs are padded
+    (reflect) to the size multiple spandrel asks for and the output is cropped back, so the
+    tiler sees ``size_multiple == 1``. ``receptive_field`` is not analysed for these
+    architectures: it is set to :data:`COMMUNITY_RECEPTIVE_FIELD`, a conservative halo (tiled
+    output is seam-free in practice but not guaranteed identical to whole-image output).
+    """
+
+    def __init__(self, descriptor: Any) -> None:
+        super().__init__()
+        self.descriptor = descriptor
+        self.net = descriptor.model
+        self.scale = int(descriptor.scale)
+        self.in_chans = int(descriptor.input_channels)
+        self.out_chans = int(descriptor.output_channels)
+        self.receptive_field = COMMUNITY_RECEPTIVE_FIELD
+        req = getattr(descriptor, "size_requirements", None)
+        self._multiple = int(getattr(req, "multiple_of", 1) or 1)
+        self._minimum = int(getattr(req, "minimum", 0) or 0)
+        self.architecture = str(getattr(getattr(descriptor, "architecture", None), "name",
+                                        getattr(descriptor, "architecture", "community")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        th = max(self._minimum, -(-h // self._multiple) * self._multiple)
+        tw = max(self._minimum, -(-w // self._multiple) * self._multiple)
+        if (th, tw) != (h, w):
+            mode = "reflect" if th - h < h and tw - w < w else "replicate"
+            x = F.pad(x, (0, tw - w, 0, th - h), mode=mode)
+        y = self.net(x)
+        return y[..., : h * self.scale, : w * self.scale]
+
+
+def _community_model(path: Path, sd: dict[str, torch.Tensor]) -> CommunityModel | None:
+    """Wrap ``sd`` with spandrel when it is installed and recognises it, else ``None``.
+
+    The state dict was read by geosr's safe reader; spandrel only builds the architecture.
+    """
+    try:
+        from spandrel import ModelLoader
+    except ImportError:
+        return None
+    try:
+        desc = ModelLoader().load_from_state_dict(sd)
+    except Exception as err:  # spandrel raises its own types for unknown architectures
+        detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
+        raise WeightsError(f"spandrel does not recognise {path.name} ({detail}); name the "
+                           f"model with --model") from None
+    if getattr(desc, "purpose", "SR") not in ("SR", None):
+        raise WeightsError(f"{path.name} is a {desc.purpose} model, not super-resolution")
+    return CommunityModel(desc).eval()
+
+
+__all__ = ["load_model", "bundled_weights", "list_bundled", "weights_sha256", "WEIGHTS_DIR",
+           "CommunityModel"]

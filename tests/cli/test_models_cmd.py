@@ -1,0 +1,63 @@
+"""``geosr models``: every registered model with its scales, size, receptive field and bundled
+weights, as a table and as JSON."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from geosr_cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def rows():
+    result = CliRunner().invoke(cli, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    return {r["name"]: r for r in json.loads(result.output)}
+
+
+def test_json_lists_every_registered_model(rows):
+    from geosr.models import create_model, get_spec, list_models
+
+    assert sorted(rows) == list_models()
+    edsr = rows["edsr"]
+    spec = get_spec("edsr")
+    assert edsr["scales"] == list(spec.scales) and edsr["family"] == spec.family
+    assert edsr["paper"] == spec.paper and edsr["kind"] == "network"
+    # parameter count and receptive field of the x4 RGB network, computed, not declared
+    tiny_rf = create_model("espcn", scale=4).receptive_field
+    assert rows["espcn"]["receptive_field"] == tiny_rf
+    assert rows["espcn"]["params"] == sum(
+        p.numel() for p in create_model("espcn", scale=4).parameters())
+    assert abs(edsr["params"] - spec.paper_params) / spec.paper_params < 0.005
+    assert rows["bicubic"]["params"] == 0 and rows["bicubic"]["kind"] == "classical"
+
+
+def test_bundled_weights_are_reported(monkeypatch, tmp_path):
+    from geosr.models import create_model, loading
+    from geosr.models._weights import make_card, save_weights
+
+    monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
+    args = {"scale": 3, "in_chans": 3}
+    save_weights(create_model("espcn", **args), tmp_path / "espcn_x3_3b.safetensors",
+                 card=make_card(arch="espcn", args=args, value_range=[0, 255]))
+    res = CliRunner().invoke(cli, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    got = {r["name"]: r["bundled_weights"] for r in json.loads(res.output)}
+    assert got["espcn"] == [{"scale": 3, "bands": 3}] and got["edsr"] == []
+    table = CliRunner().invoke(cli, ["models"])
+    assert table.exit_code == 0
+    line = next(ln for ln in table.output.splitlines() if ln.startswith("espcn "))
+    assert "x3/3b" in line
+
+
+def test_table_has_one_line_per_model(rows):
+    res = CliRunner().invoke(cli, ["models"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split()[:6] == ["name", "kind", "family", "scales", "params", "rf"]
+    names = [ln.split()[0] for ln in lines[1:] if ln and not ln.startswith("params at")]
+    assert names == sorted(rows)
+    rdn_line = next(ln for ln in lines if ln.startswith("rdn "))
+    assert "22.27M" in rdn_line and str(rows["rdn"]["receptive_field"]) in rdn_line.split()
