@@ -211,3 +211,19 @@ def test_compare_real_geosr_upscale_output(make_geotiff, tmp_path):
     assert np.abs(bic - sr).max() <= 0.5 / 255 + 1e-6
     assert np.abs(near - sr).mean() > 1e-3
     assert "bicubic 3x" in fig.titles[2] and "pixel 16.7 cm (nominal; GSD 50 cm)" in fig.titles[2]
+
+
+def test_compare_nodata_is_ignored_by_the_stretch(make_geotiff, tmp_path):
+    from conftest import smooth_image
+
+    data = smooth_image(1, 32, 32, dtype="float32")
+    data[:, :, :4] = -9999.0  # a nodata strip on the left
+    src = make_geotiff("nd.tif", data=data, nodata=-9999.0,
+                       transform=Affine(10.0, 0, 500000.0, 0, -10.0, 4100000.0))
+    out = upscale_with("nearest", src, tmp_path / "nd_out.tif", scale=2)
+    fig = compare_figure(src, out, png=tmp_path / "nd.png", window=Window(0, 0, 32, 32))
+    near, bic, sr = (fig.panels[t] for t in fig.titles)
+    assert np.all(near[:, :8] == 0) and np.all(bic[:, :8] == 0)  # nodata drawn black
+    valid = near[:, 8:, 0]
+    # limits come from valid data only: the 2-98 % stretch spans the full range there
+    assert valid.min() == 0.0 and valid.max() == 1.0 and 0.2 < valid.mean() < 0.8

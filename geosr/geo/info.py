@@ -64,6 +64,8 @@ class RasterInfo:
     print_size_in: tuple[float, float]
     print_size_cm: tuple[float, float]
     gsd_notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Geographic CRSs: x GSD at the north-most and south-most rows (min, max); else None.
+    gsd_x_range_m: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the ``geosr info --json`` schema)."""
@@ -97,6 +99,7 @@ class RasterInfo:
             "source_map_scale_denominator": self.source_map_scale_denominator,
             "print_size_in": list(self.print_size_in),
             "print_size_cm": list(self.print_size_cm),
+            "gsd_x_range_m": lst(self.gsd_x_range_m),
             "gsd_notes": list(self.gsd_notes),
         }
 
@@ -132,6 +135,13 @@ def _fmt_pair(pair: tuple[float, float], unit: str = "m") -> str:
     return f"{x:.6g} x {y:.6g} ({unit})"
 
 
+def _bounds(t, width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) envelope of the four corners (right for rotated grids too)."""
+    xs, ys = zip(*[(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f)
+                   for c, r in ((0, 0), (width, 0), (0, height), (width, height))])
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
     """Read a raster's header and compute GSD, map scale and print size at ``dpi``.
 
@@ -153,6 +163,16 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         tags = ds.tags()
         t = ds.transform
         crs = ds.crs
+        extra_notes: list[str] = []
+        gcps, gcp_crs = ds.gcps
+        if crs is None and gcps and gcp_crs is not None:
+            from rasterio.transform import from_gcps
+
+            # No geotransform, only tie points: an affine fit gives the pixel size a warp
+            # (gdalwarp) would roughly keep.
+            t, crs = from_gcps(gcps), gcp_crs
+            extra_notes.append(f"georeferenced by {len(gcps)} GCPs, not a geotransform: pixel "
+                               f"size and GSD are approximate (from an affine fit to the GCPs)")
         crs_str = None
         crs_name = None
         if crs is not None:
@@ -169,12 +189,14 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
             gsd_info = describe_gsd(crs, t, width=ds.width, height=ds.height)
         except MissingCRSError:
             gsd_info = None
+        except InputError as err:  # a CRS without metres (engineering, geocentric): say why
+            extra_notes.append(f"no GSD: {err}")
         px, py = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
         nodata = ds.nodata
         info_common = dict(
             path=p, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0],
             crs=crs_str, crs_name=crs_name, transform=tuple(t)[:6], pixel_size=(px, py),
-            units=gsd_info.units if gsd_info else None, bounds=tuple(ds.bounds),
+            units=gsd_info.units if gsd_info else None, bounds=_bounds(t, ds.width, ds.height),
             nodata=None if nodata is None else float(nodata),
             band_descriptions=tuple(ds.descriptions),
         )
@@ -206,7 +228,8 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         map_scale_denominator=scale, source_map_scale_denominator=src_scale,
         print_size_in=print_size_in(info_common["width"], info_common["height"], dpi=dpi),
         print_size_cm=print_size_cm(info_common["width"], info_common["height"], dpi=dpi),
-        gsd_notes=gsd_info.notes if gsd_info else (),
+        gsd_x_range_m=gsd_info.gsd_x_range_m if gsd_info else None,
+        gsd_notes=(gsd_info.notes if gsd_info else ()) + tuple(extra_notes),
     )
 
 

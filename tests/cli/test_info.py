@@ -201,3 +201,36 @@ def test_real_geosr_upscale_output(make_geotiff, tmp_path):
     code, text, _ = run_info(str(out))
     assert ("pixel size 1 m (nominal, 2x bicubic interpolation of 2 m imagery; the sensor's "
             "ground sampling distance is still 2 m)") in text
+
+
+def test_rotated_grid_bounds_and_pixel_size(make_geotiff):
+    from affine import Affine as A
+
+    t = A.translation(500000, 4100000) @ A.rotation(30) @ A.scale(2.0, -2.0)
+    p = make_geotiff("rot.tif", height=10, width=20, transform=t)
+    d = info_json(p)
+    assert d["pixel_size"] == pytest.approx([2.0, 2.0])
+    corners = [t @ (c, r) for c, r in ((0, 0), (20, 0), (0, 10), (20, 10))]
+    xs, ys = zip(*corners)
+    assert d["bounds"] == pytest.approx([min(xs), min(ys), max(xs), max(ys)])
+    assert any("rotated grid" in n for n in d["gsd_notes"])
+
+
+def test_gcp_georeferenced_raster(make_geotiff):
+    from rasterio.control import GroundControlPoint as G
+
+    gcps = [G(row=0, col=0, x=500000.0, y=4100000.0), G(row=0, col=80, x=500040.0, y=4100000.0),
+            G(row=64, col=0, x=500000.0, y=4099968.0), G(row=64, col=80, x=500040.0,
+                                                           y=4099968.0)]
+    p = make_geotiff("gcp.tif", gcps=gcps, crs="EPSG:32633")
+    d = info_json(p)
+    assert d["gsd_m"] == pytest.approx([0.5, 0.5])
+    assert any("GCPs" in n for n in d["gsd_notes"])
+
+
+def test_geographic_json_latitude_range(make_geotiff):
+    p = make_geotiff("geo.tif", crs="EPSG:4326", height=100, width=100,
+                     transform=Affine(0.1, 0, 0.0, 0, -0.1, 55.0))
+    d = info_json(p)
+    lo, hi = d["gsd_x_range_m"]
+    assert lo < d["gsd_m"][0] < hi  # x GSD shrinks towards the pole
