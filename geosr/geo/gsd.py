@@ -201,6 +201,8 @@ def _geodesic_sides(pc, t: Affine, col: float, row: float) -> tuple[float, float
     pts = [_apply(t, col - 0.5, row), _apply(t, col + 0.5, row), _apply(t, col, row - 0.5),
            _apply(t, col, row + 0.5), _apply(t, col, row)]
     lon, lat = _to_lonlat(pc, [p[0] for p in pts], [p[1] for p in pts])
+    # global grids often end a rounding error beyond a pole
+    lat = [max(-90.0, min(90.0, v)) if abs(v) - 90 < 1e-6 else v for v in lat]
     if not all(math.isfinite(v) for v in lon + lat) or any(abs(v) > 90 for v in lat):
         raise InputError(
             "the raster centre does not map to a valid longitude/latitude in its CRS; "
@@ -239,8 +241,14 @@ def describe_gsd(crs: Any, transform: Affine, *, width: int, height: int) -> GSD
     if pc.is_geographic:
         gsd = (gx, gy)
         mpu = None
-        # x GSD ~ cos(lat): report the extremes over the raster's rows.
-        xs = [_geodesic_sides(pc, t, col, r)[0] for r in (0.5, max(height - 0.5, 0.5))]
+        # x GSD ~ cos(lat): report the extremes over the raster's rows, sampling the edge rows,
+        # evenly spaced rows and the equator's row when the raster crosses it.
+        rows = {0.5 + (height - 1) * i / 32 for i in range(33)}
+        if abs(t.e) > 0 and t.d == 0:
+            eq_row = -(t.d * col + t.f) / t.e
+            if 0.5 <= eq_row <= height - 0.5:
+                rows.add(eq_row)
+        xs = [_geodesic_sides(pc, t, col, r)[0] for r in sorted(rows)]
         x_range = (min(xs), max(xs))
         notes.append(
             f"geographic CRS: pixels are {px:.6g} x {py:.6g} {unit}s; the GSD in metres is "

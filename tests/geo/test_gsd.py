@@ -227,3 +227,18 @@ def test_scale_for_target_gsd_names_nearest_options():
 def test_scale_for_target_gsd_coarser_target():
     with pytest.raises(ParameterError, match="only makes pixels smaller"):
         scale_for_target_gsd(0.10, 0.2, available_scales=(2, 4))
+
+
+def test_global_geographic_raster():
+    # 1-degree global grid: centre on the equator, x GSD from ~0 at the poles to 111 km
+    info = describe_gsd("EPSG:4326", Affine(1.0, 0, -180.0, 0, -1.0, 90.0), width=360,
+                        height=180)
+    assert info.gsd_m[0] == pytest.approx(math.radians(1) * A, rel=1e-9)
+    lo, hi = info.gsd_x_range_m
+    assert hi == pytest.approx(math.radians(1) * A, rel=1e-9)  # the equator row
+    # near the pole the geodesic is a little shorter than the arc along the parallel
+    assert lo == pytest.approx(math.radians(1) * parallel_radius(89.5), rel=1e-4)
+    assert lo < math.radians(1) * parallel_radius(89.5)
+    # a grid ending a rounding error beyond the pole still works
+    t = Affine(0.5, 0, 0.0, 0, -0.5, 90.0 + 1e-9)
+    assert describe_gsd("EPSG:4326", t, width=10, height=10).gsd_m[1] > 0
