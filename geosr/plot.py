@@ -292,8 +292,10 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
         if src_gsd is None:
             return "pixel size unknown (no CRS)"
         gx, gy = src_gsd[0] / div, src_gsd[1] / div
-        v = _fmt_len(gx) if math.isclose(gx, gy, rel_tol=1e-3) else f"{_fmt_len(gx)} x {_fmt_len(gy)}"
-        return v
+        if math.isclose(gx, gy, rel_tol=1e-3):
+            return _fmt_len(gx)
+        return f"{_fmt_len(gx)} x {_fmt_len(gy)}"
+
     src_txt = gsd_txt(1)
     titles = (
         f"original, GSD {src_txt}\n(nearest-neighbour enlarged {s}x)",

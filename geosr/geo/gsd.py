@@ -262,7 +262,8 @@ def describe_gsd(crs: Any, transform: Affine, *, width: int, height: int) -> GSD
         if abs(kx - 1) > _SCALE_NOTE_TOL or abs(ky - 1) > _SCALE_NOTE_TOL:
             notes.append(
                 f"the projection's scale at the raster centre is not 1: one pixel covers "
-                f"{gx:.4g} x {gy:.4g} m on the ground (vs the nominal {gsd[0]:.4g} x {gsd[1]:.4g} m "
+                f"{gx:.4g} x {gy:.4g} m on the ground (vs the nominal "
+                f"{gsd[0]:.4g} x {gsd[1]:.4g} m "
                 f"in map units)")
     if rotated:
         notes.append("rotated grid: the GSD is the length of each pixel side")

@@ -7,6 +7,7 @@ the sensor's ground sampling distance is still the source's.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,10 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
     if not Path(p).exists() and "://" not in p and not p.startswith("/vsi"):
         raise InputError(f"{p}: no such file; check the path")
     try:
-        ds = rasterio.open(p)
+        with warnings.catch_warnings():
+            # a missing geotransform is reported in the output, not as a warning
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            ds = rasterio.open(p)
     except RasterioIOError as err:
         raise RasterReadError(f"{p}: GDAL cannot read it as a raster ({err}); "
                               f"check that it is a complete GeoTIFF") from None
@@ -238,15 +242,22 @@ def provenance_sentence(info: RasterInfo) -> str:
     4x super-resolution of 0.1 m imagery; the sensor's ground sampling distance is still
     0.1 m)``."""
     if info.gsd_m is None:
-        return (f"pixel size {_fmt_pair(info.pixel_size, 'units')} (no CRS: the size on the "
-                f"ground is unknown)")
+        if info.crs is None:
+            return (f"pixel size {_fmt_pair(info.pixel_size, 'CRS units')} (no CRS: the size on "
+                    f"the ground is unknown)")
+        unit = info.units or "CRS units"
+        return f"pixel size {_fmt_pair(info.pixel_size, unit)} (no GSD in metres)"
+    where = ""
+    if info.gsd_x_range_m is not None:
+        where = " at the raster centre; it varies with latitude"
     if not info.is_geosr_output or info.source_gsd_m is None:
         g = info.ground_gsd_m
         if g is not None and any(abs(a / b - 1) > 0.01 for a, b in zip(g, info.gsd_m)):
             return (f"pixel size {_fmt_pair(info.gsd_m)} in map units (the ground sampling "
                     f"distance of this imagery; about {_fmt_pair(g)} on the ground at the "
                     f"centre, where the projection's scale is not 1)")
-        return f"pixel size {_fmt_pair(info.gsd_m)} (the ground sampling distance of this imagery)"
+        return (f"pixel size {_fmt_pair(info.gsd_m)} (the ground sampling distance of this "
+                f"imagery{where})")
     f = info.scale_factor
     fs = f"{f:g}" if math.isclose(f, round(f), rel_tol=1e-6) else f"{f:.3g}"
     how = f"{info.model} " if info.model else ""
@@ -272,7 +283,7 @@ def format_info(info: RasterInfo) -> str:
         if info.crs_name:
             crs += f" ({info.crs_name})"
     lines.append(f"  crs           {crs}")
-    lines.append(f"  pixel size    {_fmt_pair(info.pixel_size, info.units or 'units')}")
+    lines.append(f"  pixel size    {_fmt_pair(info.pixel_size, info.units or 'CRS units')}")
     if info.gsd_m is not None:
         lines.append(f"  GSD           {_fmt_pair(info.gsd_m)}")
     lines.append("  bounds        left {:.10g}, bottom {:.10g}, right {:.10g}, top {:.10g}"
