@@ -590,6 +590,132 @@ def basicsr_msrresnet(sd: StateDict, model: nn.Module, *,
 
 
 # --------------------------------------------------------------------------------------------
+# Small early networks: yjn870's SRCNN/FSRCNN/ESPCN ports, jt827859032/DRRN-pytorch,
+# twtygqyy/pytorch-LapSRN. These releases are 1-band (Y channel) networks on [0, 1].
+
+
+def _infer_srcnn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    c1, c2, c3 = (_shape(sd, f"conv{i}.weight") for i in (1, 2, 3))
+    return {"arch": "srcnn" if c2[-1] == 1 else "srcnn-955" if c2[-1] == 5 else "srcnn",
+            "family": "srcnn", "scale": None, "in_chans": c1[1], "out_chans": c3[0],
+            "args": {"f1": c1[-1], "f2": c2[-1], "f3": c3[-1], "n1": c1[0], "n2": c2[0]}}
+
+
+@register_layout("srcnn-pytorch:srcnn", family="srcnn",
+                 source="https://github.com/yjn870/SRCNN-pytorch",
+                 detect=lambda k: k == {f"conv{i}.{p}" for i in (1, 2, 3)
+                                        for p in ("weight", "bias")},
+                 infer=_infer_srcnn)
+def srcnn_pytorch(sd: StateDict, model: nn.Module, *,
+                  input_range: float | None = None) -> StateDict:
+    """yjn870/SRCNN-pytorch (conv1, conv2, conv3): geosr's names; any scale (pre-upsampling)."""
+    return dict(sd)
+
+
+def _infer_fsrcnn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    first = _shape(sd, "first_part.0.weight")
+    mids = [_shape(sd, f"mid_part.{i}.weight") for i in _idx(keys, r"mid_part\.(\d+)\.weight")]
+    convs = [m for m in mids if len(m) == 4]
+    last = _shape(sd, "last_part.weight")  # ConvTranspose2d: (in, out, k, k)
+    return {"arch": "fsrcnn", "family": "fsrcnn", "scale": None, "in_chans": first[1],
+            "out_chans": last[1],
+            "args": {"d": first[0], "s": convs[0][0], "m": sum(1 for c in convs if c[-1] == 3),
+                     "deconv_kernel": last[-1]}}
+
+
+@register_layout("fsrcnn-pytorch:fsrcnn", family="fsrcnn",
+                 source="https://github.com/yjn870/FSRCNN-pytorch",
+                 detect=lambda k: {"first_part.0.weight", "mid_part.0.weight",
+                                   "last_part.weight"} <= k,
+                 infer=_infer_fsrcnn)
+def fsrcnn_pytorch(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """yjn870/FSRCNN-pytorch (first_part, mid_part, last_part): geosr's names. The scale is
+    the deconvolution's stride, which the file does not record."""
+    return dict(sd)
+
+
+def _infer_espcn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    f0, f2 = _shape(sd, "first_part.0.weight"), _shape(sd, "first_part.2.weight")
+    last = _shape(sd, "last_part.0.weight")
+    c = f0[1]
+    ratio = last[0] // c
+    s = int(round(ratio ** 0.5))
+    return {"arch": "espcn", "family": "espcn",
+            "scale": s if s * s * c == last[0] else None, "in_chans": c, "out_chans": c,
+            "args": {"n1": f0[0], "n2": f2[0]}}
+
+
+@register_layout("espcn-pytorch:espcn", family="espcn",
+                 source="https://github.com/yjn870/ESPCN-pytorch",
+                 detect=lambda k: {"first_part.0.weight", "first_part.2.weight",
+                                   "last_part.0.weight"} <= k,
+                 infer=_infer_espcn)
+def espcn_pytorch(sd: StateDict, model: nn.Module, *,
+                  input_range: float | None = None) -> StateDict:
+    """yjn870/ESPCN-pytorch (first_part.0/2, last_part.0): geosr's names."""
+    return dict(sd)
+
+
+def _drrn_to_geosr(sd: Mapping[str, Tensor]) -> StateDict:
+    from .drrn import checkpoint_filter_fn  # the family's own mapping (timm convention)
+
+    return checkpoint_filter_fn(dict(sd))
+
+
+def _infer_drrn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    sd = _drrn_to_geosr(sd)
+    keys = set(sd)
+    blocks = len(_idx(keys, r"input\.(\d+)\.weight"))
+    first, out = _shape(sd, "input.0.weight"), _shape(sd, "output.weight")
+    # The number of recursions U is not in the weights (they are shared); B1U25 is the release.
+    return {"arch": "drrn", "family": "drrn", "scale": None, "in_chans": first[1],
+            "out_chans": out[0], "args": {"blocks": blocks, "features": first[0]}}
+
+
+@register_layout("drrn-pytorch:drrn", family="drrn",
+                 source="https://github.com/jt827859032/DRRN-pytorch",
+                 detect=lambda k: {"input.weight", "conv1.weight", "conv2.weight",
+                                   "output.weight"} <= k or {"input.0.weight", "conv1.0.weight",
+                                                             "output.weight"} <= k,
+                 infer=_infer_drrn)
+def drrn_pytorch(sd: StateDict, model: nn.Module, *,
+                 input_range: float | None = None) -> StateDict:
+    """jt827859032/DRRN-pytorch B1U25 (input, conv1, conv2, output): mapped by drrn.py's
+    ``checkpoint_filter_fn``."""
+    return _drrn_to_geosr(sd)
+
+
+_LAPSRN_RULES = [(r"convt_F(\d+)\.0\.cov_block\.", r"convt_F\1.cov_block.")]
+
+
+def _infer_lapsrn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    sd = rename(sd, _LAPSRN_RULES)
+    keys = set(sd)
+    levels = _idx(keys, r"convt_F(\d+)\.cov_block\.0\.weight")
+    block = _idx(keys, r"convt_F1\.cov_block\.(\d+)\.weight")
+    up = _shape(sd, f"convt_F1.cov_block.{block[-1]}.weight")
+    first = _shape(sd, "conv_input.weight")
+    shared = len(levels) == 1 and "convt_I2.weight" not in keys
+    return {"arch": "lapsrn", "family": "lapsrn", "scale": None if shared else 2 ** len(levels),
+            "in_chans": first[1], "out_chans": _shape(sd, "convt_R1.weight")[0],
+            "args": {"depth": len(block) - 1, "features": first[0], "upconv_kernel": up[-1],
+                     "bias": "conv_input.bias" in keys, "shared": shared}}
+
+
+@register_layout("pytorch-lapsrn:lapsrn", family="lapsrn",
+                 source="https://github.com/twtygqyy/pytorch-LapSRN",
+                 detect=lambda k: {"conv_input.weight", "convt_I1.weight", "convt_R1.weight"} <= k,
+                 infer=_infer_lapsrn)
+def pytorch_lapsrn(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """twtygqyy/pytorch-LapSRN (conv_input, convt_F1.0.cov_block.N, convt_I1, convt_R1, ...):
+    the extra Sequential level of ``make_layer`` is removed; bias-free, 4x4 feature deconv."""
+    return rename(sd, _LAPSRN_RULES)
+
+
+# --------------------------------------------------------------------------------------------
 # LIIF (yinboc/liif): {'model': {'name': 'liif', 'args': {...}, 'sd': state_dict}}
 
 

@@ -432,9 +432,18 @@ def convert_state_dict(model: nn.Module, sd: Mapping[str, Tensor], *, layout: st
     if exact_is_native and set(sd) == set(own):
         return sd, "geosr"
     found = _checkpoints.detect_layouts(sd)
-    if not found:
-        return sd, "geosr"
     fam = model_family(model)
+    if not found:
+        # timm convention: a family module may define checkpoint_filter_fn(state_dict) for a
+        # layout that has no entry in _checkpoints.
+        import sys
+
+        filt = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+        if callable(filt):
+            mapped = filt(dict(sd))
+            if set(mapped) == set(own):
+                return mapped, f"{fam}.checkpoint_filter_fn"
+        return sd, "geosr"
     same = [lay for lay in found if lay.family == fam]
     if not same:
         info = infer_architecture(sd)

@@ -374,6 +374,66 @@ class BSMSRResNet(nn.Module):
                                    align_corners=False)
 
 
+# ---------------------------------------------------------------- early networks
+
+
+class JTDRRN(nn.Module):
+    """jt827859032/DRRN-pytorch B1U``units`` (the release: U=25, 128 filters, 1 band); its
+    input is the bicubic-upsampled image."""
+
+    def __init__(self, units=25, features=128, c=1):
+        super().__init__()
+        self.units = units
+        self.input = nn.Conv2d(c, features, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(features, features, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(features, features, 3, 1, 1, bias=False)
+        self.output = nn.Conv2d(features, c, 3, 1, 1, bias=False)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        inputs = self.input(self.relu(x))
+        out = inputs
+        for _ in range(self.units):
+            out = self.conv2(self.relu(self.conv1(self.relu(out)))) + inputs
+        return self.output(self.relu(out)) + x
+
+
+class TWConvBlock(nn.Module):
+    def __init__(self, features, depth):
+        super().__init__()
+        layers = []
+        for _ in range(depth):
+            layers += [nn.Conv2d(features, features, 3, 1, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        layers += [nn.ConvTranspose2d(features, features, 4, 2, 1, bias=False),
+                   nn.LeakyReLU(0.2, True)]
+        self.cov_block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.cov_block(x)
+
+
+class TWLapSRN(nn.Module):
+    """twtygqyy/pytorch-LapSRN ``Net`` (x2 and x4 outputs); ``make_layer`` wraps each
+    feature block in an extra nn.Sequential."""
+
+    def __init__(self, features=64, depth=10, c=1):
+        super().__init__()
+        self.conv_input = nn.Conv2d(c, features, 3, 1, 1, bias=False)
+        self.relu = nn.LeakyReLU(0.2, True)
+        for lvl in (1, 2):
+            setattr(self, f"convt_I{lvl}", nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False))
+            setattr(self, f"convt_R{lvl}", nn.Conv2d(features, c, 3, 1, 1, bias=False))
+            setattr(self, f"convt_F{lvl}", nn.Sequential(TWConvBlock(features, depth)))
+
+    def forward(self, x):
+        out = self.relu(self.conv_input(x))
+        f1 = self.convt_F1(out)
+        hr2 = self.convt_I1(x) + self.convt_R1(f1)
+        f2 = self.convt_F2(f1)
+        hr4 = self.convt_I2(hr2) + self.convt_R2(f2)
+        return hr2, hr4
+
+
 def randomize(net: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial weights (default init leaves biases tiny): every tensor matters in checks."""
     g = torch.Generator().manual_seed(seed)

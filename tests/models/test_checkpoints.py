@@ -269,6 +269,52 @@ def test_pytorch_vdsr_one_band(tmp_path):
         load_model("vdsr", scale=3, in_chans=3, weights=p)
 
 
+# ------------------------------------------------------------------- early networks
+
+
+def test_drrn_pytorch(tmp_path):
+    off = on.randomize(on.JTDRRN(units=3, features=8))
+    ours = create_model("drrn", scale=3, in_chans=1, units=3, features=8).eval()
+    load_weights(ours, _save(tmp_path, {"model_state_dict": off.state_dict()}))
+    x = _x(c=1)
+    with torch.no_grad():
+        _close(ours(x), off(ours.upsample(x)))
+    info = infer_architecture(off.state_dict())
+    assert (info["layout"], info["in_chans"], info["args"]) == (
+        "drrn-pytorch:drrn", 1, {"blocks": 1, "features": 8})
+
+
+def test_pytorch_lapsrn(tmp_path):
+    off = on.randomize(on.TWLapSRN(features=8, depth=2))
+    p = _save(tmp_path, off.state_dict(), "lapsrn.pth")
+    model = load_model("lapsrn", scale=4, weights=p)  # bias-free, 4x4 deconv: read from file
+    assert (model.in_chans, model.shared) == (1, False)
+    x = _x(5, 6, c=1)
+    with torch.no_grad():
+        hr2, hr4 = off(x)
+        _close(model(x), hr4)
+        _close(model(x, return_all=True)[0], hr2)
+    with pytest.raises(WeightsError, match="x4"):
+        load_model("lapsrn", scale=2, weights=p)
+
+
+@pytest.mark.parametrize("name, scale, kw, args", [
+    ("srcnn", 3, {"n1": 8, "n2": 4}, {"f1": 9, "f2": 1, "f3": 5, "n1": 8, "n2": 4}),
+    ("srcnn-955", 2, {"n1": 8, "n2": 4}, {"f1": 9, "f2": 5, "f3": 5, "n1": 8, "n2": 4}),
+    ("fsrcnn", 4, {"d": 8, "s": 4, "m": 2}, {"d": 8, "s": 4, "m": 2, "deconv_kernel": 9}),
+    ("espcn", 3, {"n1": 8, "n2": 4}, {"n1": 8, "n2": 4}),
+])
+def test_yjn870_ports_load_with_their_configuration(tmp_path, name, scale, kw, args):
+    # yjn870's ports use geosr's names; their releases are 1-band networks on [0, 1]
+    ref = on.randomize(create_model(name, scale=scale, in_chans=1, **kw))
+    info = infer_architecture(ref.state_dict())
+    assert (info["arch"], info["in_chans"], info["args"]) == (name, 1, args)
+    model = load_model(name, scale=scale, weights=_save(tmp_path, ref.state_dict()))
+    assert model.in_chans == 1
+    with torch.no_grad():
+        _close(model(_x(c=1)), ref(_x(c=1)), tol=0)
+
+
 # ------------------------------------------------------------------- LIIF container
 
 
