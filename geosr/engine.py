@@ -262,6 +262,28 @@ def _normalisation(model, dtype: str, sample_lo, sample_hi, data_range) -> tuple
     return (lo,) * n, (hi,) * n
 
 
+def _bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | None:
+    """Which bundled variant fits the raster: weights for exactly its band count, else the
+    1-band (panchromatic / per-band) weights for non-RGB data, else the RGB ones."""
+    try:
+        from .models.loading import bundled_weights
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        have = {b: bundled_weights(name, scale=scale, bands=b) is not None
+                for b in {1, 3, n_bands}}
+    except GeosrError:
+        return None
+    if have.get(n_bands):
+        return n_bands
+    rgb_like = n_bands == 3 and dtype == "uint8"
+    if have.get(1) and not rgb_like:
+        return 1
+    if have.get(3):
+        return 3
+    return None
+
+
 def default_model_name(scale: int) -> str:
     """The best model with bundled weights for ``scale`` (bicubic when none are bundled)."""
     try:
@@ -294,6 +316,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
     sel = _parse_bands(bands, meta.count)
     meta_sel = meta.select_bands(list(sel))
     ref = ModelRef(name=name, scale=scale, weights=str(weights) if weights else None,
+                   in_chans=None if weights else _bundled_in_chans(name, scale, len(sel), meta.dtype),
                    allow_random=allow_random_weights, device=device, precision=precision,
                    batch_size=batch_size, compile=compile)
     net = build_model(ref)  # validates name/scale/weights before any work
