@@ -7,6 +7,7 @@ import os
 from typing import Optional
 
 from qgis.core import (
+    Qgis,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -32,7 +33,6 @@ def _fail(feedback, message: str) -> QgsProcessingException:
     """Report ``message`` in the algorithm log and the QGIS message log; return the exception."""
     if feedback is not None:
         feedback.reportError(message, True)
-    log(message)
     return QgsProcessingException(message)
 
 
@@ -40,6 +40,7 @@ def resolve_executable(feedback) -> str:
     try:
         path, where = find_executable(configured_executable())
     except GeosrCliError as err:
+        log(str(err), Qgis.Critical)
         raise _fail(feedback, str(err)) from None
     feedback.pushInfo(f"geosr executable: {path} (from {where})")
     return path

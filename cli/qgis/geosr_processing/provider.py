@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider, QgsSettings
@@ -24,7 +25,9 @@ def configured_executable() -> str:
 
 
 def log(message: str, level=Qgis.Info) -> None:
+    """To the Log Messages panel (tab "geosr") and stderr, where ``qgis_process`` users see it."""
     QgsMessageLog.logMessage(message, LOG_TAG, level)
+    print(f"geosr: {message}", file=sys.stderr, flush=True)
 
 
 class GeosrProvider(QgsProcessingProvider):

@@ -83,7 +83,7 @@ def find_executable(configured: Optional[str] = None) -> tuple[str, str]:
         raise GeosrCliError(
             f"${EXECUTABLE_ENV}={env} does not exist or is not executable; point it at the "
             f"'geosr' script of the Python environment where geosr is installed "
-            f"(e.g. the output of 'python -c \"import shutil; print(shutil.which(\\\"geosr\\\"))\"')")
+            f"(e.g. /path/to/venv/bin/geosr; 'which geosr' in that environment prints it)")
     found = shutil.which("geosr")
     if found:
         return found, "PATH"
@@ -172,13 +172,15 @@ def run_geosr(executable: str, args: list, *,
             result.events.append(value)
             if on_event:
                 on_event(value)
+            if value.get("event") == "error" and value.get("message") and not result.error:
+                result.error = str(value["message"])
             if value.get("event") == "progress" and on_progress:
                 try:
                     on_progress(float(value.get("fraction", 0.0)))
                 except (TypeError, ValueError):
                     pass
         elif kind == "error":
-            result.error = value
+            result.error = value  # the final one-line message wins over the JSON event
             if on_log:
                 on_log(line)
         elif line.strip():
