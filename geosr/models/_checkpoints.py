@@ -210,7 +210,9 @@ def _infer_edsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     blocks = _idx(keys, r"body\.(\d+)\.body\.0\.weight")
     scale = _pixelshuffle_scale(sd, _edsr_tail(keys), n_feats) if n_feats else None
     n_res = len(blocks)
-    arch = "edsr-baseline" if (n_res, n_feats) == (16, 64) else "edsr"
+    # Only the paper's 256-feature EDSR uses residual scaling 0.1; every other width trains with
+    # 1 (EDSR-PyTorch's default), which is geosr's edsr-baseline builder.
+    arch = "edsr" if n_feats == 256 else "edsr-baseline"
     return {"arch": arch, "family": "edsr", "scale": scale,
             **_first_last_chans(sd, "head.0", "tail.1"),
             "args": {"n_resblocks": n_res, "n_feats": n_feats}}
@@ -713,6 +715,88 @@ def pytorch_lapsrn(sd: StateDict, model: nn.Module, *,
     """twtygqyy/pytorch-LapSRN (conv_input, convt_F1.0.cov_block.N, convt_I1, convt_R1, ...):
     the extra Sequential level of ``make_layer`` is removed; bias-free, 4x4 feature deconv."""
     return rename(sd, _LAPSRN_RULES)
+
+
+# --------------------------------------------------------------------------------------------
+# geosr-only layouts (no public checkpoints): registered so that infer_architecture can tell
+# what any geosr state dict is for, e.g. in error messages and for card-less files.
+
+
+def _infer_srresnet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    nf = _shape(sd, "conv_first.weight")[0]
+    ups = [f"upconv{i}" for i in _idx(keys, r"upconv(\d+)\.weight")]
+    return {"arch": "srresnet", "family": "srresnet", "scale": _pixelshuffle_scale(sd, ups, nf),
+            **_first_last_chans(sd, "conv_first", "conv_last"),
+            "args": {"num_feat": nf, "num_block": len(_idx(keys, r"body\.(\d+)\.conv1\.weight"))}}
+
+
+@register_layout("geosr:srresnet", family="srresnet", source="geosr (SRGAN generator)",
+                 detect=lambda k: {"conv_first.weight", "body.0.bn1.weight", "bn_body.weight",
+                                   "upconv1.weight"} <= k,
+                 infer=_infer_srresnet)
+def geosr_srresnet(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """geosr's SRResNet (BasicSR-style names with bn1/bn2/prelu blocks)."""
+    return dict(sd)
+
+
+def _infer_red(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    convs = _idx(keys, r"conv_layers\.(\d+)\.weight")
+    deconvs = _idx(keys, r"deconv_layers\.(\d+)\.weight")
+    first = _shape(sd, f"conv_layers.{convs[0]}.weight")
+    last = _shape(sd, f"deconv_layers.{deconvs[-1]}.weight")  # ConvTranspose2d: (in, out, ..)
+    return {"arch": "red30", "family": "red", "scale": None, "in_chans": first[1],
+            "out_chans": last[1], "args": {"layers": len(convs), "features": first[0]}}
+
+
+@register_layout("geosr:red", family="red", source="geosr (RED-Net)",
+                 detect=lambda k: {"conv_layers.0.weight", "deconv_layers.0.weight"} <= k,
+                 infer=_infer_red)
+def geosr_red(sd: StateDict, model: nn.Module, *, input_range: float | None = None) -> StateDict:
+    """geosr's RED-Net (conv_layers / deconv_layers)."""
+    return dict(sd)
+
+
+def _infer_drcn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    first = _shape(sd, "embedding.0.weight")
+    return {"arch": "drcn", "family": "drcn", "scale": None, "in_chans": first[1],
+            "out_chans": _shape(sd, "reconstruction.2.weight")[0],
+            "args": {"features": first[0], "recursions": _shape(sd, "ensemble")[0]}}
+
+
+@register_layout("geosr:drcn", family="drcn", source="geosr (DRCN)",
+                 detect=lambda k: {"ensemble", "embedding.0.weight", "inference.weight"} <= k,
+                 infer=_infer_drcn)
+def geosr_drcn(sd: StateDict, model: nn.Module, *, input_range: float | None = None) -> StateDict:
+    """geosr's DRCN (embedding, shared inference conv, reconstruction, ensemble weights)."""
+    return dict(sd)
+
+
+def _infer_srdensenet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    first = _shape(sd, "conv.0.weight")
+    blocks = _idx(keys, r"dense_blocks\.(\d+)\.0\.conv\.weight")
+    layers = _idx(keys, r"dense_blocks\.0\.(\d+)\.conv\.weight")
+    growth = _shape(sd, "dense_blocks.0.0.conv.weight")[0]
+    ups = _idx(keys, r"deconv\.(\d+)\.weight")
+    bott = _shape(sd, "bottleneck.0.weight")[0]
+    return {"arch": "srdensenet", "family": "srdensenet", "scale": 2 ** len(ups),
+            "in_chans": first[1], "out_chans": _shape(sd, "reconstruction.weight")[0],
+            "args": {"blocks": len(blocks), "layers": len(layers), "growth": growth,
+                     "bottleneck": bott, "deconv_kernel": _shape(sd, f"deconv.{ups[0]}.weight")[-1]}}
+
+
+@register_layout("geosr:srdensenet", family="srdensenet", source="geosr (SRDenseNet_All)",
+                 detect=lambda k: {"conv.0.weight", "dense_blocks.0.0.conv.weight",
+                                   "bottleneck.0.weight"} <= k,
+                 infer=_infer_srdensenet)
+def geosr_srdensenet(sd: StateDict, model: nn.Module, *,
+                     input_range: float | None = None) -> StateDict:
+    """geosr's SRDenseNet (yjn870's port differs in structure: its dense blocks do not feed
+    the block input to every layer, so its weights do not fit)."""
+    return dict(sd)
 
 
 # --------------------------------------------------------------------------------------------

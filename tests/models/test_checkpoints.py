@@ -54,8 +54,9 @@ def test_edsr_pytorch_edsr_rgb_range_255(scale):
     with torch.no_grad():
         _close(ours(x), off(255 * x) / 255)
     info = infer_architecture(off.state_dict())
+    # only the 256-feature configuration is called "edsr" (residual scaling 0.1 is not stored)
     assert (info["arch"], info["scale"], info["in_chans"], info["layout"]) == (
-        "edsr", scale, 3, "edsr-pytorch:edsr")
+        "edsr-baseline", scale, 3, "edsr-pytorch:edsr")
     assert info["args"] == {"n_resblocks": 2, "n_feats": 8}
 
 

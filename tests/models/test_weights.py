@@ -304,7 +304,14 @@ def test_layout_of_another_family_is_refused():
 
 
 @pytest.mark.parametrize("name, scale, bands, kw, args", [
-    ("edsr", 3, 4, {"n_resblocks": 2, "n_feats": 8}, {"n_resblocks": 2, "n_feats": 8}),
+    ("edsr-baseline", 3, 4, {"n_resblocks": 2, "n_feats": 8}, {"n_resblocks": 2, "n_feats": 8}),
+    ("mdsr", 3, 1, {"n_resblocks": 2, "n_feats": 8},
+     {"n_resblocks": 2, "n_feats": 8, "scales": [2, 3, 4]}),
+    ("srresnet", 4, 3, {"num_feat": 8, "num_block": 2}, {"num_feat": 8, "num_block": 2}),
+    ("red30", 2, 4, {"layers": 3, "features": 8}, {"layers": 3, "features": 8}),
+    ("drcn", 2, 1, {"features": 8, "recursions": 3}, {"features": 8, "recursions": 3}),
+    ("srdensenet", 4, 3, {"blocks": 2, "layers": 2, "growth": 4, "bottleneck": 8},
+     {"blocks": 2, "layers": 2, "growth": 4, "bottleneck": 8, "deconv_kernel": 3}),
     ("edsr-baseline", 2, 3, {}, {"n_resblocks": 16, "n_feats": 64}),
     ("rdn", 4, 1, {"D": 2, "C": 3, "G": 4, "G0": 8}, {"D": 2, "C": 3, "G": 4, "G0": 8}),
     ("rrdbnet", 2, 4, {"num_feat": 8, "num_block": 2, "num_grow_ch": 4},
@@ -317,9 +324,16 @@ def test_infer_architecture_of_geosr_models(name, scale, bands, kw, args):
     with torch.device("meta"):
         m = create_model(name, scale=scale, in_chans=bands, **kw)
     info = infer_architecture(m.state_dict())
+    # pre-upsampling networks and MDSR (all branches) do not tie the weights to one scale
+    want_scale = None if name in ("red30", "drcn", "mdsr") else scale
     assert (info["arch"], info["scale"], info["in_chans"], info["out_chans"]) == (
-        name, scale, bands, bands)
+        name, want_scale, bands, bands)
     assert info["args"] == args
+    # the inferred args rebuild the same architecture
+    with torch.device("meta"):
+        again = create_model(name, scale=scale, in_chans=bands, **info["args"])
+    assert {k: v.shape for k, v in again.state_dict().items()} == {
+        k: v.shape for k, v in m.state_dict().items()}
 
 
 def test_infer_architecture_unknown_layout_reads_bands():
