@@ -50,11 +50,55 @@ def _fmt_params(n: int | None) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
 
 
+def describe_weights(path: str) -> dict:
+    """What a weights file is for: its geosr card, or the architecture read from its tensors."""
+    from geosr.models._weights import describe_info, infer_architecture, read_checkpoint
+    from geosr.models.loading import weights_sha256
+
+    sd, card = read_checkpoint(path)
+    out: dict = {"path": path, "sha256": weights_sha256(path), "tensors": len(sd),
+                 "parameters": int(sum(t.numel() for t in sd.values()))}
+    if card is not None:
+        out.update(source="geosr card", card=card, arch=card["arch"], scale=card["scale"],
+                   bands=card["bands"])
+    else:
+        info = infer_architecture(sd)
+        out.update(source="inferred from tensor names and shapes", inferred=info,
+                   arch=info.get("arch"), scale=info.get("scale"), bands=info.get("in_chans"),
+                   description=describe_info(info))
+    return out
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def models(as_json: bool) -> None:
+@click.option("--describe", "describe", type=click.Path(dir_okay=False), default=None,
+              metavar="WEIGHTS",
+              help="Instead of the table, say which model, scale and bands a weights file "
+                   "(geosr .safetensors or an official checkpoint) is for.")
+def models(as_json: bool, describe: str | None) -> None:
     """List every registered model: scales, parameters (x4 or first scale, 3 bands), receptive
     field (LR pixels), family, paper, and which scales/bands have bundled weights."""
+    if describe is not None:
+        d = describe_weights(describe)
+        if as_json:
+            click.echo(json.dumps(d, indent=2, default=str))
+            return
+        click.echo(f"{d['path']}: {d['tensors']} tensors, {d['parameters']:,} parameters, "
+                   f"sha256 {d['sha256'][:16]}...")
+        if "card" in d:
+            c = d["card"]
+            click.echo(f"geosr weights for {c['arch']} x{c['scale']}, {c['bands']} bands, "
+                       f"value range {c['value_range']}")
+            for key in ("metrics", "training", "provenance"):
+                if c.get(key):
+                    click.echo(f"  {key}: {json.dumps(c[key], default=str)}")
+        else:
+            click.echo(f"no geosr card; looks like {d['description']}")
+        if d.get("arch"):
+            scale = f" --scale {d['scale']}" if d.get("scale") else ""
+            click.echo(f"use: geosr upscale IN OUT --model {d['arch']}{scale} "
+                       f"--weights {d['path']}")
+        return
     rows = model_rows()
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -61,3 +61,30 @@ def test_table_has_one_line_per_model(rows):
     assert names == sorted(rows)
     rdn_line = next(ln for ln in lines if ln.startswith("rdn "))
     assert "22.27M" in rdn_line and str(rows["rdn"]["receptive_field"]) in rdn_line.split()
+
+
+def test_describe_a_geosr_file_and_an_official_checkpoint(tmp_path):
+    import torch
+
+    from geosr.models import create_model
+    from geosr.models._weights import make_card, save_weights
+
+    args = {"scale": 2, "in_chans": 4, "n1": 8, "n2": 4}
+    p = tmp_path / "espcn.safetensors"
+    save_weights(create_model("espcn", **args), p,
+                 card=make_card(arch="espcn", args=args, value_range=[0, 10000],
+                                metrics={"val_psnr": 31.5}))
+    res = CliRunner().invoke(cli, ["models", "--describe", str(p)])
+    assert res.exit_code == 0, res.output
+    assert "geosr weights for espcn x2, 4 bands, value range [0, 10000]" in res.output
+    assert "val_psnr" in res.output and "--model espcn --scale 2" in res.output
+    off = tmp_path / "RRDB_x4.pth"
+    torch.save({"params_ema": create_model("rrdbnet", scale=4, num_feat=8, num_block=1,
+                                           num_grow_ch=4).state_dict()}, off)
+    res = CliRunner().invoke(cli, ["models", "--describe", str(off), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert (d["arch"], d["scale"], d["bands"]) == ("rrdbnet", 4, 3)
+    assert d["inferred"]["layout"] == "basicsr:rrdbnet"
+    bad = CliRunner().invoke(cli, ["models", "--describe", str(tmp_path / "none.pth")])
+    assert bad.exit_code == 1 and "does not exist" in bad.output
