@@ -1,0 +1,49 @@
+"""``geosr evaluate`` from the command line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import smooth_image
+from geosr_cli.main import cli
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "hr"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_image(3, 40, 48, seed=i).transpose(1, 2, 0)).save(d / f"{i}.png")
+    return d
+
+
+def test_json_output(folder):
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "--model", "bicubic", "--scale", "2",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert {"psnr", "ssim", "n_images", "model", "scale", "images"} <= set(out)
+    assert out["n_images"] == 2 and out["model"] == "bicubic" and out["scale"] == 2
+    assert out["psnr"] == pytest.approx(np.mean([r["psnr"] for r in out["images"]]))
+
+
+def test_text_output(folder):
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "lanczos", "-s", "3",
+                                   "--self-ensemble"])
+    assert res.exit_code == 0, res.output
+    assert "0.png" in res.output and "mean (2)" in res.output and "self-ensemble" in res.output
+
+
+def test_errors_are_one_line(folder):
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "espcn", "-s", "2"])
+    assert res.exit_code == 1
+    assert res.output.startswith("geosr: error:") and "--allow-random-weights" in res.output
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "nosuchnet", "-s", "2"])
+    assert res.exit_code == 1 and "known models" in res.output
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "espcn", "-s", "2",
+                                   "--allow-random-weights", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["model"] == "espcn"

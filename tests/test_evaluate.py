@@ -1,0 +1,119 @@
+"""geosr.evaluate: the SR evaluation protocol on images and GeoTIFFs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import smooth_image
+from geosr.errors import InputError, ParameterError, WeightsError
+from geosr.evaluate import evaluate
+
+# Published bicubic PSNR/SSIM (MATLAB protocol), ../shared/data/README.md
+REFERENCE = [("set5", 2, 33.66, 0.9299), ("set5", 3, 30.39, 0.8682), ("set5", 4, 28.42, 0.8104),
+             ("set14", 4, 26.00, 0.7027)]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("folder,scale,ref_psnr,ref_ssim", REFERENCE)
+def test_bicubic_reproduces_published_numbers(shared_data, folder, scale, ref_psnr, ref_ssim):
+    r = evaluate(shared_data / "bench" / folder, model="bicubic", scale=scale)
+    assert r["n_images"] == (5 if folder == "set5" else 14)
+    assert abs(r["psnr"] - ref_psnr) <= 0.03, r["psnr"]
+    assert abs(r["ssim"] - ref_ssim) <= 0.002, r["ssim"]
+
+
+@pytest.fixture
+def png_folder(tmp_path):
+    d = tmp_path / "hr"
+    d.mkdir()
+    rgb = smooth_image(3, 50, 61, seed=1).transpose(1, 2, 0)
+    Image.fromarray(rgb).save(d / "a.png")
+    Image.fromarray(smooth_image(1, 47, 40, seed=2)[0]).save(d / "b.png")
+    (d / "notes.txt").write_text("ignored")
+    return d
+
+
+def test_folder_of_images(png_folder):
+    r = evaluate(png_folder, model="bicubic", scale=2)
+    assert r["n_images"] == 2 and r["model"] == "bicubic" and r["scale"] == 2
+    rows = {row["name"]: row for row in r["images"]}
+    assert rows["a.png"]["mode"] == "y" and rows["b.png"]["mode"] == "gray"
+    assert rows["a.png"]["shape"] == [3, 50, 60]  # modcrop
+    assert r["psnr"] == pytest.approx(np.mean([x["psnr"] for x in r["images"]]))
+    near = evaluate(png_folder, model="nearest", scale=2)
+    assert near["psnr"] < r["psnr"] - 0.5  # the metric sees the difference
+    assert 0 < r["ssim"] <= 1
+
+
+def test_self_ensemble_of_a_symmetric_model_changes_nothing(png_folder):
+    a = evaluate(png_folder, model="bicubic", scale=3)
+    b = evaluate(png_folder, model="bicubic", scale=3, self_ensemble=True)
+    assert b["self_ensemble"] and abs(a["psnr"] - b["psnr"]) < 0.01
+
+
+def test_networks_need_weights(png_folder):
+    with pytest.raises(WeightsError, match="allow"):
+        evaluate(png_folder, model="espcn", scale=2)
+    r = evaluate(png_folder, model="espcn", scale=2, allow_random_weights=True)
+    assert r["n_images"] == 2 and math.isfinite(r["psnr"])
+
+
+def test_model_object(png_folder):
+    from geosr.models import create_model
+
+    r = evaluate(png_folder, model=create_model("bicubic", scale=2), scale=2)
+    assert r["psnr"] == pytest.approx(evaluate(png_folder, model="bicubic", scale=2)["psnr"])
+
+
+def test_uint16_multispectral_geotiff(make_geotiff):
+    path = make_geotiff("ms.tif", bands=4, height=64, width=64, dtype="uint16")
+    r = evaluate(path, model="bicubic", scale=2)
+    row = r["images"][0]
+    assert row["mode"] == "bands" and row["data_range"] == 65535
+    assert {"sam", "ergas"} <= set(r) and r["sam"] > 0 and r["ergas"] > 0
+    # PSNR over a 10x smaller peak is exactly 20 dB lower
+    r2 = evaluate(path, model="bicubic", scale=2, data_range=6553.5)
+    assert r["psnr"] - r2["psnr"] == pytest.approx(20.0, abs=1e-6)
+
+
+def test_nodata_pixels_are_not_scored(make_geotiff):
+    from geosr import metrics as M
+
+    data = smooth_image(3, 64, 64, seed=4, dtype="int16")
+    data[:, 40:, :] = -9999
+    masked = evaluate(make_geotiff("nd.tif", data=data, nodata=-9999), model="bicubic", scale=2)
+    unmasked = evaluate(make_geotiff("nd2.tif", data=data), model="bicubic", scale=2)
+    sr = M.to_dtype(M.imresize(M.imresize(data, 0.5), 2), np.int16)
+    valid = M.shave(data[0] != -9999, 2)
+    a, b = M.shave(data, 2), M.shave(sr, 2)
+    assert masked["psnr"] == pytest.approx(M.psnr(a, b, data_range=65535, mask=valid))
+    assert unmasked["psnr"] == pytest.approx(M.psnr(a, b, data_range=65535))
+    assert masked["psnr"] != pytest.approx(unmasked["psnr"])
+
+
+def test_float_rasters_need_a_data_range(make_geotiff):
+    path = make_geotiff("f.tif", bands=1, dtype="float32", height=40, width=40)
+    with pytest.raises(ParameterError, match="--data-range"):
+        evaluate(path, model="bicubic", scale=2)
+    r = evaluate(path, model="bicubic", scale=2, data_range=100.0)
+    assert r["images"][0]["data_range"] == 100.0 and "sam" not in r
+
+
+def test_errors(tmp_path, png_folder):
+    with pytest.raises(InputError, match="does not exist"):
+        evaluate(tmp_path / "nope", model="bicubic", scale=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        evaluate(tmp_path / "empty", model="bicubic", scale=2)
+    with pytest.raises(ParameterError):
+        evaluate(png_folder, model="bicubic", scale=2, channels="rgb")
+
+
+def test_public_name_is_callable(png_folder):
+    import geosr
+
+    r = geosr.evaluate(png_folder, model="bicubic", scale=2)
+    assert r["n_images"] == 2
