@@ -144,22 +144,26 @@ def _mean_shift(sd: StateDict, model: nn.Module, input_range: float | None,
     own = getattr(getattr(model, "sub_mean", None), "mean", None)
     own_mean = (-own.double().flatten()) if isinstance(own, Tensor) else None
     if r is None:
+        r = default
         ref = own_mean if own_mean is not None and own_mean.numel() == b.numel() else None
-        if ref is not None and float(ref.abs().max()) > 0:
-            i = int(ref.abs().argmax())
-            r = float(b[i] / ref[i])
-            # Every release uses rgb_range 1 or 255; snap away fp32 rounding (254.99998).
-            r = float(round(r)) if abs(r - round(r)) < 1e-3 * max(1.0, abs(r)) else r
-        else:
-            r = default
+        if ref is not None and bool((ref.abs() > 1e-6).all()):
+            ratios = b / ref
+            # A range shows as the same ratio in every band; different ratios mean different
+            # band means, reported below at the release's default range.
+            if float(ratios.max() - ratios.min()) <= 1e-3 * float(ratios.abs().mean()):
+                r = float(ratios.mean())
+                # Releases use rgb_range 1 or 255: snap away fp32 rounding (254.99998).
+                r = float(round(r)) if abs(r - round(r)) < 1e-3 * max(1.0, abs(r)) else r
     if own_mean is not None and own_mean.numel() == b.numel():
         file_mean = b / r
         if not torch.allclose(file_mean, own_mean, atol=1e-4):
+            theirs = [round(float(v), 4) for v in file_mean]
+            ours = [round(float(v), 4) for v in own_mean]
             raise WeightsError(
-                f"the checkpoint's band means {[round(float(v), 4) for v in file_mean]} (at "
-                f"input range {r:g}) differ from the model's {[round(float(v), 4) for v in own_mean]};"
-                f" build the model with band_mean={tuple(round(float(v), 6) for v in file_mean)}"
-                f" or pass input_range= if the file was trained on another value range")
+                f"the checkpoint's band means {theirs} (at input range {r:g}) differ from the "
+                f"model's {ours}; build the model with band_mean="
+                f"{tuple(round(float(v), 6) for v in file_mean)} or pass input_range= if the "
+                f"file was trained on another value range")
     return sd, float(r)
 
 
@@ -785,7 +789,8 @@ def _infer_srdensenet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     return {"arch": "srdensenet", "family": "srdensenet", "scale": 2 ** len(ups),
             "in_chans": first[1], "out_chans": _shape(sd, "reconstruction.weight")[0],
             "args": {"blocks": len(blocks), "layers": len(layers), "growth": growth,
-                     "bottleneck": bott, "deconv_kernel": _shape(sd, f"deconv.{ups[0]}.weight")[-1]}}
+                     "bottleneck": bott,
+                     "deconv_kernel": _shape(sd, f"deconv.{ups[0]}.weight")[-1]}}
 
 
 @register_layout("geosr:srdensenet", family="srdensenet", source="geosr (SRDenseNet_All)",

@@ -13,7 +13,6 @@ A network is never silently run with random weights: without weights it raises
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -27,8 +26,8 @@ import torch.nn.functional as F
 from ..errors import DeviceError, ParameterError, WeightsError
 from ._base import SRModel
 from ._registry import ModelSpec, create_model, get_spec, list_models
-from ._weights import (_load_into, _sha256, describe_info, infer_architecture, model_family,
-                       read_checkpoint, sidecar_path)
+from ._weights import (_load_into, _sha256, describe_info, infer_architecture, read_checkpoint,
+                       sidecar_path)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 _BUNDLED_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")

@@ -68,6 +68,15 @@ def test_edsr_pytorch_rgb_range_1_is_read_from_the_mean_shift():
         _close(ours(_x()), off(_x()))
 
 
+def test_edsr_pytorch_band_means_must_match_the_model():
+    off = on.randomize(on.EPEDSR(2, n_resblocks=1, n_feats=8))
+    ours = create_model("edsr-baseline", scale=2, n_resblocks=1, n_feats=8,
+                        band_mean=(0.5, 0.5, 0.5))
+    with pytest.raises(WeightsError, match=r"band means \[0.4488, 0.4371, 0.404\] \(at input "
+                                           r"range 255\).*band_mean=\(0.4488, 0.4371, 0.404\)"):
+        load_weights(ours, off.state_dict())
+
+
 def test_edsr_baseline_official_file_via_load_model(tmp_path):
     off = on.randomize(on.EPEDSR(4, n_resblocks=16, n_feats=64))
     p = _save(tmp_path, off.state_dict(), "edsr_baseline_x4.pt")
@@ -158,7 +167,8 @@ def test_edsr_pytorch_vdsr_and_ddbpn_are_recognised_but_refused():
                "body.1.0.weight": torch.zeros(3, 8, 3, 3), "body.1.0.bias": torch.zeros(3)}
     with pytest.raises(WeightsError, match="pytorch-vdsr"):
         load_weights(create_model("vdsr", scale=2, depth=2, features=8), vdsr_ep)
-    ddbpn = {"initial.0.weight": torch.zeros(16, 3, 3, 3), "initial.2.weight": torch.zeros(8, 16, 1, 1),
+    ddbpn = {"initial.0.weight": torch.zeros(16, 3, 3, 3),
+             "initial.2.weight": torch.zeros(8, 16, 1, 1),
              "upmodules.0.conv_1.0.weight": torch.zeros(8, 8, 8, 8),
              "reconstruction.0.weight": torch.zeros(3, 16, 3, 3)}
     assert infer_architecture(ddbpn)["scale"] == 4
