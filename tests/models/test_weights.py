@@ -354,6 +354,16 @@ def test_load_model_refuses_a_network_without_weights(monkeypatch, tmp_path):
     assert m.card is None and m.weights_path is None and not m.training and m.in_chans == 4
 
 
+def test_load_model_device_errors_say_what_to_use():
+    from geosr.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
+        load_model("bicubic", scale=2, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available.*cpu"):
+            load_model("bicubic", scale=2, device="cuda")
+
+
 def test_load_model_classical_needs_no_weights():
     m = load_model("bicubic", scale=3)
     assert m.scale == 3 and m.card is None and m.weights_path is None
