@@ -123,6 +123,14 @@ def _builder_kwargs(spec: ModelSpec, args: dict[str, Any]) -> dict[str, Any]:
         return dict(args)
 
 
+def _build(spec: ModelSpec, **args: Any) -> torch.nn.Module:
+    """create_model, remembering the registry name and builder arguments (for new cards)."""
+    model = create_model(spec.name, **args)
+    model.arch = spec.name
+    model.build_args = {k: v for k, v in args.items() if v is not None}
+    return model
+
+
 def _finish(model: torch.nn.Module, *, card: dict[str, Any] | None, path: Path | None,
             device: str | torch.device) -> torch.nn.Module:
     model.eval()
@@ -172,7 +180,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
         if weights is not None:
             raise WeightsError(f"{spec.name} is a classical interpolator and has no weights; "
                                f"drop --weights or pick a network")
-        return _finish(create_model(spec.name, scale=scale, in_chans=in_chans), card=None,
+        return _finish(_build(spec, scale=scale, in_chans=in_chans), card=None,
                        path=None, device=device)
     if scale not in spec.scales:
         raise ParameterError(f"model {spec.name!r} supports scales {list(spec.scales)}, not "
@@ -184,7 +192,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
         if path is None:
             if not allow_random:
                 raise WeightsError(_no_weights_message(spec, scale, bands))
-            model = create_model(spec.name, scale=scale, in_chans=in_chans)
+            model = _build(spec, scale=scale, in_chans=in_chans)
             return _finish(model, card=None, path=None, device=device)
     else:
         path = Path(weights)
@@ -220,7 +228,7 @@ def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
                            f"bands; select {card['bands']} bands or use weights trained for "
                            f"{in_chans}")
     args["scale"] = scale
-    return create_model(spec.name, **args)
+    return _build(spec, **args)
 
 
 def _model_from_checkpoint(spec: ModelSpec, sd: dict[str, torch.Tensor], *, scale: int,
@@ -248,7 +256,42 @@ def _model_from_checkpoint(spec: ModelSpec, sd: dict[str, torch.Tensor], *, scal
     out = info.get("out_chans")
     if out is not None and bands is not None and out != bands:
         kwargs["out_chans"] = out
-    return create_model(spec.name, scale=scale, in_chans=bands, **kwargs)
+    return _build(spec, scale=scale, in_chans=bands, **kwargs)
+
+
+def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                       name: str = "auto", scale: int, in_chans: int | None = None,
+                       value_range: tuple[float, float] | list[float] = (0, 255),
+                       input_range: float | None = None, half: bool = False,
+                       provenance: dict[str, Any] | None = None,
+                       metrics: dict[str, Any] | None = None) -> Path:
+    """Convert an official checkpoint to a geosr ``.safetensors`` file with a model card.
+
+    The network is loaded exactly as :func:`load_model` would (layout mapping, value-range
+    folding, strict checks), then saved with a card recording the source file's name, SHA-256
+    and layout, so the result loads without any guessing. ``value_range`` is the data range the
+    release was trained on (``[0, 255]`` for 8-bit images).
+    """
+    from ._weights import make_card, save_weights
+
+    src = Path(src)
+    model = load_model(name, scale=scale, in_chans=in_chans, weights=src,
+                       input_range=input_range)
+    if isinstance(model, CommunityModel):
+        raise WeightsError(f"{src.name} is a community ({model.architecture}) model; geosr "
+                           f"cannot rebuild it from a card, keep using the original file")
+    if model.card is not None:
+        raise WeightsError(f"{src.name} is already a geosr weights file (it has a card)")
+    sd, _ = read_checkpoint(src)
+    info = infer_architecture(sd)
+    prov = {"source": "converted official checkpoint", "file": src.name,
+            "sha256": _sha256(src), "layout": info.get("layout"), **(provenance or {})}
+    args = {"out_chans": getattr(model, "out_chans", None), **model.build_args}
+    card = make_card(arch=model.arch, args={k: v for k, v in args.items() if v is not None},
+                     value_range=list(value_range), provenance=prov, metrics=metrics)
+    dst = Path(dst)
+    save_weights(model, dst, card=card, half=half)
+    return dst
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,5 +377,5 @@ def _community_model(path: Path, sd: dict[str, torch.Tensor]) -> CommunityModel 
     return CommunityModel(desc).eval()
 
 
-__all__ = ["load_model", "bundled_weights", "list_bundled", "weights_sha256", "WEIGHTS_DIR",
-           "CommunityModel"]
+__all__ = ["load_model", "convert_checkpoint", "bundled_weights", "list_bundled",
+           "weights_sha256", "WEIGHTS_DIR", "CommunityModel"]

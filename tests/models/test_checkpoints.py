@@ -93,6 +93,25 @@ def test_edsr_baseline_official_file_via_load_model(tmp_path):
         load_model("edsr-baseline", scale=2, weights=p)
 
 
+def test_convert_official_checkpoint_to_geosr_weights(tmp_path):
+    from geosr.models.loading import convert_checkpoint
+
+    off = on.randomize(on.EPRDN(3, G0=8, D=1, C=2, G=4))
+    src = _save(tmp_path, off.state_dict(), "RDN_x3.pt")
+    dst = convert_checkpoint(src, tmp_path / "rdn_x3_3b.safetensors", name="rdn", scale=3,
+                             metrics={"note": "unit test"})
+    model = load_model("rdn", scale=3, weights=dst)
+    card = model.card
+    assert card["args"] == {"scale": 3, "in_chans": 3, "out_chans": 3, "G0": 8, "D": 1, "C": 2,
+                            "G": 4}
+    assert card["provenance"]["layout"] == "edsr-pytorch:rdn"
+    assert card["provenance"]["file"] == "RDN_x3.pt" and len(card["provenance"]["sha256"]) == 64
+    with torch.no_grad():
+        _close(model(_x()), off(255 * _x()) / 255)
+    with pytest.raises(WeightsError, match="already a geosr weights file"):
+        convert_checkpoint(dst, tmp_path / "again.safetensors", scale=3)
+
+
 def test_mdsr_all_branches():
     off = on.randomize(on.EPMDSR(n_resblocks=2, n_feats=8))
     x = _x()
