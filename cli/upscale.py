@@ -1,7 +1,9 @@
-"""``geosr upscale IN OUT``: super-resolve a GeoTIFF."""
+"""``geosr upscale IN OUT``: super-resolve a GeoTIFF, or many (a glob/folder into a folder),
+locally or on a dask.distributed cluster (``--scheduler`` / ``--workers``)."""
 from __future__ import annotations
 
 import signal
+import sys
 from contextlib import contextmanager
 
 import click
@@ -57,25 +59,43 @@ def _terminate_as_interrupt():
 @click.option("--resume", is_flag=True,
               help="Make the run resumable (keeps a partial file and journal if interrupted) and "
                    "continue an interrupted resumable run.")
-@click.option("--threads", type=int, default=2, help="Reader/worker threads.")
+@click.option("--threads", type=int, default=2, help="Reader/worker threads (without a cluster).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run on an existing dask.distributed cluster; inputs must be reachable by the "
+                   "workers at the same path (shared storage or /vsis3/...).")
+@click.option("--workers", type=int, default=None,
+              help="Start a local dask cluster: N processes on CPU, or one worker per visible GPU "
+                   "(at most N) on GPU. Needs geosr[distributed].")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Many inputs: files processed at once (default 2, on a cluster up to 8).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (GPU).")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]),
               default="bar", help="Progress on stderr: a bar, JSON lines (for programs) or none.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @allow_random_option
 def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, device, precision,
-            batch_size, bands, data_range, cog, compress, overwrite, resume, threads, compile_,
-            progress_mode, quiet, allow_random_weights):
+            batch_size, bands, data_range, cog, compress, overwrite, resume, threads, scheduler,
+            workers, jobs, compile_, progress_mode, quiet, allow_random_weights):
     """Super-resolve raster SRC into GeoTIFF DST (same CRS and bounds, pixel size / scale).
 
     The output is written to a temporary file beside DST and renamed when complete.
     Example: geosr upscale in.tif out.tif --model bicubic --scale 4
+
+    Many files: SRC a quoted glob ('scenes/*.tif'), a folder or @list.txt and DST a folder;
+    outputs are DST/<stem>_x<scale>.tif, existing ones are skipped unless --overwrite, a summary
+    follows, and the exit code is 1 if any file failed.
+    Cluster: --scheduler tcp://HOST:PORT (existing) or --workers N (local processes/GPUs).
     """
+    from geosr.batch import is_batch
+    from geosr.distributed import cluster_client
     from geosr.engine import upscale_file
     from geosr.errors import ParameterError
 
     if scale is not None and target_gsd is not None:
         raise click.UsageError("give either --scale or --target-gsd, not both")
+    batch = is_batch(src, dst)
+    if batch and target_gsd is not None:
+        raise click.UsageError("--target-gsd picks a scale per file; for many files give --scale")
     if scale is None and target_gsd is not None:
         scale = _scale_for_gsd(src, target_gsd, model)
     if scale is None:
@@ -83,15 +103,22 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     if scale < 2:
         raise ParameterError(f"--scale must be an integer >= 2, got {scale}")
     mode = "none" if quiet else progress_mode
+    options = dict(model=model, weights=weights, tile=tile, halo=halo, block=block, device=device,
+                   precision=precision, bands=bands, cog=cog, compress=compress,
+                   allow_random_weights=allow_random_weights,
+                   data_range=parse_data_range(data_range), batch_size=batch_size,
+                   compile=compile_)
+    if batch:
+        _run_batch(src, dst, scale=scale, mode=mode, scheduler=scheduler, workers=workers,
+                   jobs=jobs, threads=threads, overwrite=overwrite, resume=resume,
+                   options=options)
+        return
     prog = Progress(mode)
     try:
-        with _terminate_as_interrupt():
-            out = upscale_file(src, dst, model=model, scale=scale, weights=weights, tile=tile,
-                               halo=halo, block=block, device=device, precision=precision,
-                               bands=bands, cog=cog, compress=compress, overwrite=overwrite,
-                               resume=resume, allow_random_weights=allow_random_weights,
-                               data_range=parse_data_range(data_range), batch_size=batch_size,
-                               compile=compile_, workers=threads, progress=prog)
+        with _terminate_as_interrupt(), cluster_client(scheduler=scheduler, workers=workers,
+                                                       device=device) as client:
+            out = upscale_file(src, dst, scale=scale, overwrite=overwrite, resume=resume,
+                               workers=threads, client=client, progress=prog, **options)
     except BaseException as err:
         prog.close()
         prog.emit({"event": "error", "message": str(err)})
@@ -100,6 +127,45 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     prog.emit({"event": "done", "output": str(out)})
     if mode == "bar":
         click.echo(f"wrote {out}", err=True)
+
+
+def _run_batch(src: str, dst: str, *, scale: int, mode: str, scheduler, workers, jobs, threads,
+               overwrite: bool, resume: bool, options: dict) -> None:
+    """Many inputs into folder ``dst``: one progress bar, a line per failure, a summary."""
+    from geosr.batch import BatchError, upscale_many
+    from geosr.distributed import cluster_client
+
+    prog = Progress(mode, desc="upscale files")
+
+    def on_file(item) -> None:
+        prog.emit({"event": "file", "src": item.src, "output": str(item.dst),
+                   "status": item.status, "reason": item.reason,
+                   "seconds": round(item.seconds, 3)})
+        if mode == "bar" and item.status == "failed":
+            if prog.bar is not None:
+                prog.bar.write(f"failed: {item.src}: {item.reason}", file=sys.stderr)
+            else:
+                click.echo(f"failed: {item.src}: {item.reason}", err=True)
+
+    try:
+        with _terminate_as_interrupt(), cluster_client(scheduler=scheduler, workers=workers,
+                                                       device=options["device"]) as client:
+            res = upscale_many(src, dst, scale=scale, client=client, jobs=jobs, threads=threads,
+                               overwrite=overwrite, resume=resume, progress=prog,
+                               on_file=on_file, **options)
+    except BaseException as err:
+        prog.close()
+        prog.emit({"event": "error", "message": str(err)})
+        raise
+    prog.close()
+    prog.emit({"event": "summary", "done": [str(f.dst) for f in res.done],
+               "skipped": [str(f.dst) for f in res.skipped],
+               "failed": [{"src": f.src, "reason": f.reason} for f in res.failed]})
+    if mode != "json":
+        click.echo(res.summary(), err=True)
+    if res.failed:
+        raise BatchError(f"{len(res.failed)} of {len(res.files)} file(s) failed (reasons above); "
+                         "fix them and rerun: finished outputs are skipped")
 
 
 def _scale_for_gsd(src: str, target: float, model: str | None) -> int:
@@ -114,4 +180,4 @@ def _scale_for_gsd(src: str, target: float, model: str | None) -> int:
         raise ParameterError("--target-gsd needs a georeferenced input (it has no CRS); use --scale")
     g = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
     scales = get_spec(model).scales if model else (2, 3, 4)
-    return scale_for_target_gsd(max(g), target, available_scales=scales)
+    return scale_for_target_gsd(g, target, available_scales=scales)

@@ -629,7 +629,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     try:
         if progress:
             progress(done_px, total)
-        for blk, out in _run_blocks(job, blocks, workers=workers, client=client, stop=stop):
+        for blk, out in _run_blocks(job, blocks, workers=workers, client=client, stop=stop,
+                                    net=net):
             writer.write((blk.rows.start * s, blk.rows.stop * s),
                          (blk.cols.start * s, blk.cols.stop * s), out)
             if resume:
@@ -651,28 +652,14 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         raise
 
 
-def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop):
+def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, net=None):
     """Yield (block, array) as blocks complete, keeping a bounded number in flight."""
     inflight_max = max(2, workers + 1)
     if client is not None:
-        from distributed import as_completed as d_as_completed
+        # a dask Client or an executor: the model is shipped once per worker (geosr.distributed)
+        from .distributed import run_blocks
 
-        it = iter(blocks)
-        futs = [client.submit(run_block, job, b, pure=False) for _, b in zip(range(inflight_max * 2), it)]
-        ac = d_as_completed(futs)
-        try:
-            for fut in ac:
-                if stop():
-                    raise Interrupted("interrupted; no output was written", signum=15)
-                blk, out = fut.result()
-                del fut
-                nxt = next(it, None)
-                if nxt is not None:
-                    ac.add(client.submit(run_block, job, nxt, pure=False))
-                yield blk, out
-        finally:
-            for f in futs:
-                f.cancel()
+        yield from run_blocks(client, job, blocks, net=net, stop=stop)
         return
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geosr")
     pending: set[cf.Future] = set()

@@ -1,0 +1,277 @@
+"""Many inputs, one call: ``upscale_many('scenes/*.tif', 'out/', scale=2)``.
+
+Files run concurrently, each through :func:`geosr.engine.upscale_file` with its own single
+writer; their blocks share one pool: a dask ``Client`` (the cluster) or, without one, a local
+thread pool. Outputs are named ``<stem>_x<scale>.tif`` in the output folder, so they never
+collide with (or get mistaken for) the inputs even when both folders are the same. Outputs that
+exist are skipped unless ``overwrite``; a file that fails is recorded with its reason and the
+others go on.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import glob
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .errors import GeosrError, Interrupted, InputError, OutputError
+
+#: Extensions picked up when SRC is a folder.
+RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+
+
+class BatchError(GeosrError, RuntimeError):
+    """Some files of a batch failed (the others were written)."""
+
+
+@dataclass
+class FileResult:
+    """What happened to one input."""
+
+    src: str
+    dst: Path
+    status: str = "pending"          # done | skipped | failed
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchResult:
+    """Per-file outcomes, in input order."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    def _with(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def done(self) -> list[FileResult]:
+        return self._with("done")
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self._with("failed")
+
+    def summary(self) -> str:
+        """One line of counts, then one line per failure with its reason."""
+        lines = [f"{len(self.done)} done, {len(self.skipped)} skipped (output exists; "
+                 f"--overwrite to redo), {len(self.failed)} failed"]
+        lines += [f"  failed: {f.src}: {f.reason}" for f in self.failed]
+        return "\n".join(lines)
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def is_batch(src: str, dst: str) -> bool:
+    """SRC is a glob, a folder or an ``@list`` file, or DST is a folder (existing or ending in
+    a path separator)."""
+    return (_has_magic(src) or src.startswith("@") or os.path.isdir(src)
+            or os.path.isdir(dst) or dst.endswith(("/", os.sep)))
+
+
+def expand_sources(src: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """Input paths from a glob (``**`` recurses), a folder (its rasters), ``@file`` (one path
+    per line, e.g. ``/vsis3/...``), a single path, or a list of any of these."""
+    if not isinstance(src, (str, os.PathLike)):
+        out: list[str] = []
+        for s in src:
+            out += expand_sources(s)
+        return out
+    s = str(src)
+    if s.startswith("@"):
+        try:
+            lines = Path(s[1:]).read_text().splitlines()
+        except OSError as err:
+            raise InputError(f"cannot read the list of inputs {s[1:]!r}: {err.strerror}; give "
+                             "a text file with one raster path per line") from None
+        return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if _has_magic(s):
+        found = sorted(p for p in glob.glob(s, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise InputError(f"no files match {s!r}; check the pattern (quote it so the shell "
+                             "does not expand it)")
+        return [p for p in found if ".geosr-" not in os.path.basename(p)]
+    if os.path.isdir(s):
+        found = sorted(str(p) for p in Path(s).iterdir()
+                       if p.is_file() and p.suffix.lower() in RASTER_EXTS
+                       and ".geosr-" not in p.name and not p.name.startswith("."))
+        if not found:
+            raise InputError(f"folder {s!r} has no rasters ({', '.join(RASTER_EXTS)}); give a "
+                             "glob such as 'scenes/*.tif' for other names")
+        return found
+    return [s]
+
+
+def output_name(src: str, scale: int) -> str:
+    """``<stem>_x<scale>.tif`` (GDAL VSI paths and URLs use their last component)."""
+    stem = Path(src.rstrip("/").split("?")[0]).stem
+    return f"{stem}_x{scale}.tif"
+
+
+def plan_outputs(sources: Iterable[str], out_dir: str | os.PathLike, *, scale: int,
+                 overwrite: bool = False) -> list[FileResult]:
+    """One :class:`FileResult` per input; existing outputs are marked skipped, inputs that
+    are outputs of this same batch are dropped and name collisions are marked failed."""
+    out = Path(out_dir)
+    items: list[FileResult] = []
+    srcs = list(dict.fromkeys(sources))
+    outputs = {str((out / output_name(s, scale)).resolve()) for s in srcs}
+    taken: dict[str, str] = {}
+    for s in srcs:
+        if not s.startswith("/vsi") and str(Path(s).resolve()) in outputs:
+            continue  # an earlier result lying in the same folder, not an input
+        dst = out / output_name(s, scale)
+        item = FileResult(src=s, dst=dst)
+        if str(dst) in taken:
+            item.status, item.reason = "failed", (
+                f"its output {dst.name} is also the output of {taken[str(dst)]}; rename one of "
+                "them or process them into different folders")
+        elif dst.exists() and not overwrite:
+            item.status, item.reason = "skipped", "output exists"
+        taken.setdefault(str(dst), s)
+        items.append(item)
+    return items
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, GeosrError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None,
+                 jobs: int | None = None, threads: int = 2, overwrite: bool = False,
+                 resume: bool = False, progress: Callable[[int, int], None] | None = None,
+                 on_file: Callable[[FileResult], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None, **options) -> BatchResult:
+    """Super-resolve many rasters into ``out_dir`` as ``<stem>_x<scale>.tif``.
+
+    Parameters
+    ----------
+    sources
+        A glob, a folder, ``@list.txt``, a path, or a list of these (see :func:`expand_sources`).
+    client
+        A dask ``Client`` to run blocks on; ``None`` runs them on ``threads`` local threads.
+    jobs
+        Files processed at the same time (default: 2 locally; on a cluster enough to keep
+        every worker busy, at most 8). Each has its own writer in this process.
+    progress
+        ``(done, total)`` in LR pixels summed over all files (one bar for the batch).
+    on_file
+        Called with each file's :class:`FileResult` when it finishes (done or failed).
+    options
+        Passed to :func:`geosr.engine.upscale_file` (``model``, ``weights``, ``tile``, ...).
+
+    Returns
+    -------
+    BatchResult
+        Done, skipped and failed files with reasons; it never raises for a single bad file.
+    """
+    from .engine import upscale_file
+    from .io import read_meta
+    from .models import list_models
+
+    list_models()  # fill the model registry once, before file threads look models up
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {str(out)!r} is a file; for many inputs give an output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    result = BatchResult(plan_outputs(expand_sources(sources), out, scale=scale,
+                                      overwrite=overwrite))
+    todo = [f for f in result.files if f.status == "pending"]
+    sizes: dict[int, int] = {}
+    for i, item in enumerate(todo):
+        try:
+            m = read_meta(item.src)
+            sizes[i] = m.width * m.height
+        except GeosrError as err:  # unreadable: fail now, with GDAL's reason
+            item.status, item.reason = "failed", _reason(err)
+            sizes[i] = 0
+            if on_file:
+                on_file(item)
+    total = sum(sizes.values())
+    done_px = dict.fromkeys(sizes, 0)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def report(i: int, px: int) -> None:
+        if progress is None:
+            return
+        with lock:  # file threads report concurrently; the bar is not thread-safe
+            done_px[i] = px
+            progress(sum(done_px.values()), total)
+
+    def stopped() -> bool:
+        return stop.is_set() or bool(should_stop and should_stop())
+
+    def one(i: int, item: FileResult) -> FileResult:
+        t0 = time.perf_counter()
+        try:
+            upscale_file(item.src, item.dst, scale=scale, client=block_pool, overwrite=overwrite,
+                         resume=resume, progress=lambda d, t: report(i, d), should_stop=stopped,
+                         **options)
+            item.status = "done"
+        except Interrupted:
+            item.status, item.reason = "failed", "interrupted"
+            raise
+        except Exception as err:  # one bad file must not stop the others
+            item.status, item.reason = "failed", _reason(err)
+            report(i, sizes[i])  # its share of the bar is over
+        finally:
+            item.seconds = time.perf_counter() - t0
+        if on_file:
+            on_file(item)
+        return item
+
+    own_pool = client is None
+    block_pool = (cf.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="geosr-block")
+                  if own_pool else client)
+    if jobs is None:
+        from .distributed import cluster_threads
+
+        jobs = 2 if own_pool else max(2, min(8, cluster_threads(client)))
+    runnable = [(i, it) for i, it in enumerate(todo) if it.status == "pending"]
+    if progress:
+        progress(0, total)
+    files = cf.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="geosr-file")
+    futs = [files.submit(one, i, it) for i, it in runnable]
+    try:
+        pending = set(futs)
+        while pending:
+            _, pending = cf.wait(pending, timeout=0.25)
+            if should_stop and should_stop():
+                raise Interrupted("interrupted; finished outputs were kept, unfinished ones "
+                                  "removed", signum=15)
+    except BaseException as err:
+        stop.set()  # every running file aborts and removes its temporary output
+        for f in futs:
+            f.cancel()
+        files.shutdown(wait=True, cancel_futures=True)
+        if own_pool:
+            block_pool.shutdown(wait=True, cancel_futures=True)
+        for it in todo:
+            if it.status == "pending":
+                it.status, it.reason = "failed", "interrupted"
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
+            raise Interrupted("interrupted; finished outputs were kept, unfinished ones removed",
+                              signum=2) from None
+        raise
+    files.shutdown(wait=True)
+    if own_pool:
+        block_pool.shutdown(wait=True)
+    return result
+
+
+__all__ = ["upscale_many", "expand_sources", "output_name", "plan_outputs", "is_batch",
+           "BatchResult", "FileResult", "BatchError", "RASTER_EXTS"]
