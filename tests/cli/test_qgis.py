@@ -244,6 +244,35 @@ def test_list_models_falls_back_when_cli_fails():
     assert names == runner.FALLBACK_MODELS and "not found" in problem
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX executables")
+def test_list_models_asks_the_cli_once_and_caches(tmp_path):
+    cache = tmp_path / "cache" / "models.json"
+    names, problem = runner.list_models(geosr_executable(), cache_path=str(cache))
+    assert problem is None and "bicubic" in names
+    assert json.loads(cache.read_text())["names"] == names
+    # the second call answers from the cache (proved by editing it)
+    data = json.loads(cache.read_text())
+    data["names"] = ["from-cache"]
+    cache.write_text(json.dumps(data))
+    assert runner.list_models(geosr_executable(), cache_path=str(cache)) == (["from-cache"], None)
+
+    # the key: a program that always fails shows when the cache is (not) used
+    failing = tmp_path / "false"
+    shutil.copy2("/bin/false", failing)
+    data["key"] = runner._exe_key(str(failing))
+    cache.write_text(json.dumps(data))
+    assert runner.list_models(str(failing), cache_path=str(cache))[0] == ["from-cache"]
+    expired, problem = runner.list_models(str(failing), cache_path=str(cache), max_age_s=0)
+    assert expired == runner.FALLBACK_MODELS and problem
+    st = failing.stat()  # a reinstall rewrites the script: new mtime, cache ignored
+    os.utime(failing, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert runner.list_models(str(failing), cache_path=str(cache))[0] == runner.FALLBACK_MODELS
+    # failures are not cached
+    bad = tmp_path / "bad.json"
+    assert runner.list_models(str(failing), cache_path=str(bad))[1]
+    assert not bad.exists()
+
+
 # --------------------------------------------------------------------------- real QGIS
 
 @pytest.fixture(scope="module")

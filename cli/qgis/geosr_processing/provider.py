@@ -5,7 +5,7 @@ import os
 import sys
 from typing import Optional
 
-from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider, QgsSettings
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProcessingProvider, QgsSettings
 from qgis.PyQt.QtGui import QIcon
 
 from .runner import SETTING_NAME, GeosrCliError, find_executable, list_models
@@ -82,7 +82,9 @@ class GeosrProvider(QgsProcessingProvider):
             except GeosrCliError as err:
                 exe = None
                 log(str(err), Qgis.Critical)
-            names, problem = list_models(exe)
+            cache = os.path.join(QgsApplication.qgisSettingsDirPath(), "geosr",
+                                 "models-cache.json")
+            names, problem = list_models(exe, cache_path=cache)
             if problem:
                 log(f"could not list the models with 'geosr models --json' ({problem}); "
                     f"offering the classical interpolators only: {', '.join(names)}",

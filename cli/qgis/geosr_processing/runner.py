@@ -250,11 +250,60 @@ def model_names(payload) -> list:
     return names
 
 
+def _exe_key(executable: str) -> dict:
+    st = os.stat(executable)
+    return {"executable": os.path.realpath(executable), "mtime_ns": st.st_mtime_ns,
+            "size": st.st_size}
+
+
+def _read_cache(cache_path: Optional[str], key: dict, max_age_s: float) -> Optional[list]:
+    if not cache_path:
+        return None
+    try:
+        with open(cache_path, encoding="utf-8") as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("key") != key:
+        return None
+    if not 0 <= time.time() - float(cached.get("time", 0)) <= max_age_s:
+        return None
+    names = cached.get("names")
+    return list(names) if isinstance(names, list) and names else None
+
+
+def _write_cache(cache_path: Optional[str], key: dict, names: list) -> None:
+    if not cache_path:
+        return
+    try:
+        os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
+        tmp = cache_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"key": key, "time": time.time(), "names": names}, f)
+        os.replace(tmp, cache_path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
 def list_models(executable: Optional[str], *, timeout_s: float = 60.0,
+                cache_path: Optional[str] = None, max_age_s: float = 3600.0,
                 on_log: Optional[Callable[[str], None]] = None) -> tuple[list, Optional[str]]:
-    """Model names for the enum; ``(FALLBACK_MODELS, reason)`` when the CLI cannot be asked."""
+    """Model names for the enum; ``(FALLBACK_MODELS, reason)`` when the CLI cannot be asked.
+
+    ``geosr models --json`` imports torch and every model family (seconds), and QGIS asks at
+    every start (desktop and each ``qgis_process`` call), so a successful answer is cached in
+    ``cache_path`` for ``max_age_s``, keyed on the executable's path, size and mtime (a
+    reinstall of geosr rewrites its script and so refreshes the list). Failures are not cached.
+    """
     if not executable:
         return list(FALLBACK_MODELS), "geosr executable not found"
+    try:
+        key = _exe_key(executable)
+    except OSError as err:
+        return list(FALLBACK_MODELS), f"cannot stat {executable}: {err}"
+    cached = _read_cache(cache_path, key, max_age_s)
+    if cached:
+        return cached, None
     try:
         names = model_names(run_json(executable, ["models", "--json"], timeout_s=timeout_s,
                                      on_log=on_log))
@@ -262,4 +311,5 @@ def list_models(executable: Optional[str], *, timeout_s: float = 60.0,
         return list(FALLBACK_MODELS), str(err)
     if not names:
         return list(FALLBACK_MODELS), "geosr models --json returned no models"
+    _write_cache(cache_path, key, names)
     return names, None
