@@ -121,6 +121,12 @@ def info_summary(payload) -> str:
     denom, dpi = payload.get("map_scale_denominator"), payload.get("dpi")
     if denom:
         parts.append(f"largest map scale 1:{denom:,.0f} at {dpi:g} dpi")
+    src_gsd = payload.get("source_gsd_m")
+    if payload.get("is_geosr_output") and src_gsd and src_gsd != gsd:
+        src_denom = payload.get("source_map_scale_denominator")
+        parts.append(f"nominal: {payload.get('scale_factor')}x {payload.get('model')} of "
+                     f"{_fmt(src_gsd)} m imagery"
+                     + (f", whose detail supports 1:{src_denom:,.0f}" if src_denom else ""))
     cm = payload.get("print_size_cm")
     if cm and len(cm) == 2:
         parts.append(f"print size {cm[0]:.3g} × {cm[1]:.3g} cm")
@@ -361,7 +367,10 @@ class ScaleAlgorithm(_GeosrAlgorithm):
             payload = json.loads(res.stdout)
         except ValueError as err:
             raise _fail(feedback, f"geosr scale did not print JSON ({err})") from None
-        text = json_to_text(payload)
+        summary = (f"GSD {_fmt(payload.get('gsd_m'))} m at {_fmt(payload.get('dpi'))} dpi "
+                   f"<-> map scale 1:{payload.get('scale_denominator', 0):,.0f} "
+                   f"(one pixel per printed dot)")
+        text = summary + "\n\n" + json_to_text(payload)
         feedback.pushInfo(text)
         results = {"JSON": json.dumps(payload), "TEXT": text,
                    "GSD_M": _item(payload, "gsd_m"),
@@ -369,6 +378,6 @@ class ScaleAlgorithm(_GeosrAlgorithm):
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if out:
             with open(out, "w", encoding="utf-8") as f:
-                f.write(json_to_html("geosr scale", payload))
+                f.write(json_to_html("geosr scale", payload, summary))
             results[self.OUTPUT] = out
         return results
