@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Installs QGIS (Debian packages) for the @pytest.mark.qgis tests; idempotent: does nothing when
-# qgis_process is already on the machine. Needs root (or sudo) and network for apt.
+# Installs QGIS from the distribution (Debian/Ubuntu) for the @pytest.mark.qgis tests.
+# Idempotent: does nothing when qgis_process and QGIS's Python bindings are already there.
+# Needs root (or sudo) and network for apt. Tests skip (with this script named) without QGIS.
 set -euo pipefail
 
-if command -v qgis_process >/dev/null 2>&1 || [ -x /usr/bin/qgis_process.bin ] \
-        || [ -x /usr/lib/qgis/qgis_process.bin ]; then
-    echo "install-qgis: QGIS already present ($(command -v qgis_process || echo qgis_process.bin))"
+have_qgis() {
+    { command -v qgis_process >/dev/null 2>&1 || [ -x /usr/bin/qgis_process.bin ]; } \
+        && /usr/bin/python3 -c "import qgis.core" >/dev/null 2>&1
+}
+
+if have_qgis; then
+    echo "install-qgis: QGIS already present ($(command -v qgis_process || echo /usr/bin/qgis_process.bin))"
     exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-qgis: no apt-get here; install QGIS >= 3.22 with its Python bindings by hand" >&2
+    exit 1
 fi
 
 SUDO=""
@@ -20,4 +30,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends qgis python3-qgis
-echo "install-qgis: installed $(dpkg-query -W -f='${Version}' qgis)"
+have_qgis || { echo "install-qgis: QGIS installed but 'import qgis.core' fails" >&2; exit 1; }
+echo "install-qgis: installed QGIS $(dpkg-query -W -f='${Version}' qgis)"
