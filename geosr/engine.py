@@ -8,6 +8,7 @@ the end. Both use :func:`process_block`, so they give identical pixels.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import hashlib
 import json
@@ -22,8 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
-from .errors import (GeoreferencingWarning, GeosrError, Interrupted, OutputError, ParameterError,
-                     ResourceError)
+from .errors import (GeoreferencingWarning, GeosrError, GeosrWarning, Interrupted, OutputError,
+                     ParameterError, ResourceError)
 from .geo.grid import output_grid, pixel_size, scale_gcps
 from .io import GeoTIFFWriter, RasterMeta, check_output, meta_from_dataarray, read_meta
 from .tiling import Block, default_block, plan_blocks, plan_tiles
@@ -32,6 +33,8 @@ ProgressFn = Callable[[int, int], None]
 
 #: Largest output edge a GeoTIFF can hold.
 MAX_EDGE = 2**31 - 1
+#: Largest tile edge (LR pixels); halos are limited to a quarter of it.
+MAX_TILE = 8192
 
 
 # -- the job: everything a worker needs, picklable --------------------------------------------
@@ -74,6 +77,10 @@ class Job:
 
 _PREDICTORS: dict[ModelRef, Any] = {}
 _PRED_LOCK = threading.Lock()
+#: Tile edge reduced after out-of-memory errors, per model, for the rest of the process.
+_TILE_CAP: dict[ModelRef, int] = {}
+#: Smallest tile the out-of-memory back-off goes down to.
+MIN_BACKOFF_TILE = 16
 _STOP = threading.Event()
 
 
@@ -102,8 +109,14 @@ def build_model(ref: ModelRef):
     except ImportError:  # pragma: no cover - loading module not present
         load_model = None
     if load_model is not None:
-        return load_model(spec.name, scale=ref.scale, in_chans=ref.in_chans, weights=ref.weights,
-                          allow_random=ref.allow_random, device="cpu")
+        net = load_model(spec.name, scale=ref.scale, in_chans=ref.in_chans, weights=ref.weights,
+                         allow_random=ref.allow_random, device="cpu")
+        eff = (getattr(net, "card", None) or {}).get("effective_halo")
+        if isinstance(eff, dict):
+            eff = eff.get("effective_halo", eff.get("value"))
+        if isinstance(eff, int) and 0 <= eff < net.receptive_field:
+            net.effective_halo = eff  # measured on real imagery (geosr.halo)
+        return net
     from .errors import WeightsError
     from .models import create_model
 
@@ -166,15 +179,43 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
         fill = np.asarray(job.fill, dtype=wdt)[:, None, None]
         x = np.where(valid, x, fill)
     pred = predictor or get_predictor(job.model)
-    tiles = plan_tiles(blk, tile=job.tile, halo=job.halo)
-    fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
-    batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
-                        t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
     norm = None
     if job.lo is not None:
         from .predictor import Normalisation
 
         norm = Normalisation(np.asarray(job.lo, np.float32), np.asarray(job.hi, np.float32))
+    from .predictor import DeviceOutOfMemory
+
+    tile = min(job.tile, _TILE_CAP.get(job.model, job.tile))
+    while True:
+        try:
+            out = _infer_tiles(job, x, blk, pred, norm, tile, shape)
+            break
+        except DeviceOutOfMemory:
+            # Batch 1 did not fit: halve the tile. The halo keeps tiled == untiled, so the
+            # pixels do not change; later blocks start from the smaller tile.
+            smaller = tile // 2
+            if smaller < MIN_BACKOFF_TILE:
+                raise
+            with _PRED_LOCK:
+                if _TILE_CAP.get(job.model, job.tile) > smaller:
+                    _TILE_CAP[job.model] = smaller
+                    warnings.warn(f"out of memory with {tile}-pixel tiles at batch 1; continuing "
+                                  f"with {smaller}-pixel tiles (set --tile {smaller} to skip "
+                                  "this back-off)", GeosrWarning, stacklevel=2)
+            tile = smaller
+    out = cast_output(out, job.meta_out.dtype, nodata, out_valid if nodata is not None else None)
+    return _carry_nonfinite(out, inner, s)
+
+
+def _infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int,
+                 shape: tuple[int, int, int]) -> np.ndarray:
+    """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch their interiors."""
+    s = job.scale
+    tiles = plan_tiles(blk, tile=tile, halo=job.halo)
+    fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
+    batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
+                        t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
     y = pred(batch, norm)
     out = np.empty(shape, y.dtype)
     for t, yt in zip(tiles, y):
@@ -182,8 +223,7 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
         oy, ox = (t.rows.start - blk.rows.start) * s, (t.cols.start - blk.cols.start) * s
         out[:, oy:oy + t.rows.size * s, ox:ox + t.cols.size * s] = \
             yt[:, ty:ty + t.rows.size * s, tx:tx + t.cols.size * s]
-    out = cast_output(out, job.meta_out.dtype, nodata, out_valid if nodata is not None else None)
-    return _carry_nonfinite(out, inner, s)
+    return out
 
 
 def _carry_nonfinite(out: np.ndarray, inner: np.ndarray, s: int) -> np.ndarray:
@@ -247,8 +287,9 @@ def _normalisation(model, dtype: str, sample_lo, sample_hi, data_range) -> tuple
     n = len(sample_lo)
     if data_range is not None:
         lo, hi = (0.0, float(data_range)) if np.isscalar(data_range) else map(float, data_range)
-        if not hi > lo:
-            raise ParameterError(f"data range must have hi > lo, got {data_range}")
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            raise ParameterError(f"data range must be finite with hi > lo, got {data_range}; "
+                                 "e.g. --data-range 255 or --data-range 0,10000")
         return (lo,) * n, (hi,) * n
     card = getattr(model, "card", None) or {}
     vr = card.get("value_range")
@@ -327,12 +368,24 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
     h = mhalo if halo is None else int(halo)
     if h < 0:
         raise ParameterError(f"halo must be >= 0, got {h}")
+    if h > MAX_TILE // 4:
+        raise ParameterError(f"halo {h} is too large; use at most {MAX_TILE // 4} (model "
+                             f"{name!r} needs {mhalo}; omit --halo to use that)")
     t = int(tile) if tile is not None else 256
-    if t < 1 or t < h:
+    if t < 1:
+        raise ParameterError(f"tile must be a positive number of pixels, got {t}; use e.g. "
+                             f"--tile {max(4 * h, 64)} (default 256)")
+    if t < h:
         raise ParameterError(f"tile {t} is smaller than the halo {h} of model {name!r}; use "
-                             f"--tile {max(4 * h, 64)} or larger")
-    if t > 8192:
-        raise ParameterError(f"tile {t} is too large; use at most 8192 (default 256)")
+                             f"--tile {min(max(4 * h, 64), MAX_TILE)} or larger")
+    if t > MAX_TILE:
+        raise ParameterError(f"tile {t} is too large; use at most {MAX_TILE} (default 256)")
+    if block is not None and int(block) < 0:
+        raise ParameterError(f"block must be a positive number of pixels, got {block}; omit "
+                             "--block for the default")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ParameterError(f"batch size must be >= 1, got {batch_size}; omit --batch-size "
+                             "for an automatic size")
     b = int(block) if block else default_block(scale, t)
     if b < t:
         b = t
@@ -435,6 +488,7 @@ def upscale(da, *, model: str | None = None, scale: int, weights: str | None = N
                         allow_random_weights=allow_random_weights, data_range=data_range,
                         batch_size=batch_size, sample=sample)
     pred = _predictor_for(job, net)
+    _STOP.clear()  # an earlier interrupted file run leaves it set for its abandoned workers
     arr = arr[list(job.bands)]
     blocks = job.blocks()
     nrow = max(b.index[0] for b in blocks) + 1
@@ -546,7 +600,12 @@ def run_block(job: Job, blk: Block) -> tuple[Block, np.ndarray]:
 
 
 class Journal:
-    """Sidecar record of the blocks already written, for ``--resume``."""
+    """Sidecar record of the blocks already written, for ``--resume``.
+
+    It is saved only after the partial file was closed cleanly (GDAL flushes its block cache on
+    close and rasterio offers no flush), so a journal never lists a block that is not on disk:
+    a run killed with SIGKILL leaves no journal and the next ``--resume`` starts afresh.
+    """
 
     def __init__(self, dst: Path, key: str) -> None:
         self.path = dst.with_name(dst.name + ".geosr-journal.json")
@@ -556,18 +615,25 @@ class Journal:
     def load(self) -> bool:
         try:
             d = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return False
+            done = {(int(x[0]), int(x[1])) for x in d.get("done", [])}
+        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+            return False  # unreadable or foreign journal: start afresh
         if d.get("key") != self.key:
             return False
-        self.done = {tuple(x) for x in d.get("done", [])}
+        self.done = done
         return True
 
     def add(self, idx: tuple[int, int]) -> None:
         self.done.add(idx)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": self.key, "done": sorted(self.done)}))
-        os.replace(tmp, self.path)
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"key": self.key, "done": sorted(self.done)}))
+            os.replace(tmp, self.path)
+        except OSError:  # e.g. the disk is full: without a journal --resume starts afresh
+            tmp.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -599,6 +665,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     the next ``resume=True`` run continues from the blocks already written.
     """
     src_s = str(src)
+    if isinstance(workers, bool) or int(workers) < 1:
+        raise ParameterError(f"workers/threads must be >= 1, got {workers}")
     dst_p = check_output(dst, src=src, overwrite=overwrite or resume)
     if dst_p.exists() and resume and not overwrite:
         raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
@@ -613,7 +681,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                         sample=sample, src=src_s)
     if client is None:
         _predictor_for(job, net)  # reuse the model already loaded for validation
-    _check_disk(dst_p, job)
+    _check_disk(dst_p, job, compress=compress)
     writer = GeoTIFFWriter(dst_p, job.meta_out, compress=compress, cog=cog, partial=resume)
     journal = Journal(dst_p, _job_key(job))
     resuming = resume and writer.tmp.exists() and journal.load()
@@ -629,22 +697,27 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     try:
         if progress:
             progress(done_px, total)
-        for blk, out in _run_blocks(job, blocks, workers=workers, client=client, stop=stop,
-                                    net=net):
-            writer.write((blk.rows.start * s, blk.rows.stop * s),
-                         (blk.cols.start * s, blk.cols.stop * s), out)
-            if resume:
-                journal.add(blk.index)
-            done_px += blk.rows.size * blk.cols.size
-            if progress:
-                progress(done_px, total)
+        # closing(): an exception raised in this loop (not inside the generator) must stop the
+        # workers now, not whenever the generator happens to be garbage-collected.
+        with contextlib.closing(_run_blocks(job, blocks, workers=workers, client=client,
+                                            stop=stop, net=net)) as results:
+            for blk, out in results:
+                writer.write((blk.rows.start * s, blk.rows.stop * s),
+                             (blk.cols.start * s, blk.cols.stop * s), out)
+                if resume:
+                    journal.add(blk.index)
+                done_px += blk.rows.size * blk.cols.size
+                if progress:
+                    progress(done_px, total)
         result = writer.commit()
         journal.remove()
         return result
     except BaseException as err:
         interrupted = isinstance(err, (KeyboardInterrupt, Interrupted))
         writer.abort(keep_partial=resume and interrupted)
-        if not (resume and interrupted):
+        if resume and interrupted and writer.tmp.exists():
+            journal.save()  # only now is every journaled block flushed (abort closed the file)
+        else:
             journal.remove()
         if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
             raise Interrupted("interrupted; no output was written" +
@@ -664,6 +737,7 @@ def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, ne
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geosr")
     pending: set[cf.Future] = set()
     it = iter(blocks)
+    finished = False
     try:
         for b in it:
             pending.add(pool.submit(run_block, job, b))
@@ -678,21 +752,35 @@ def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, ne
                 if nxt is not None:
                     pending.add(pool.submit(run_block, job, nxt))
                 yield fut.result()
+        finished = True
     finally:
         _STOP.set()
         for f in pending:
             f.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        _STOP.clear()
+        # After an error or interrupt, do not wait for a block still inside a long forward pass
+        # (tens of seconds for a big network on CPU): the stop flag stays set so it ends after
+        # its current batch, and the next run clears the flag.
+        pool.shutdown(wait=finished, cancel_futures=True)
+        if finished:
+            _STOP.clear()
 
 
-def _check_disk(dst: Path, job: Job) -> None:
+def _check_disk(dst: Path, job: Job, *, compress: str = "deflate") -> None:
     import shutil
 
     m = job.meta_out
     raw = m.width * m.height * m.count * np.dtype(m.dtype).itemsize
     free = shutil.disk_usage(dst.parent if str(dst.parent) else ".").free
-    if raw > 20 * free:
-        raise OutputError(f"the output needs about {raw / 2**30:.1f} GiB uncompressed but only "
-                          f"{free / 2**30:.1f} GiB is free in {str(dst.parent)!r}; free space or "
+    # uncompressed output has a known size; compressed output is assumed to shrink up to 20x
+    if raw > (1 if compress == "none" else 20) * free:
+        raise OutputError(f"the output needs about {_human(raw)} uncompressed but only "
+                          f"{_human(free)} is free in {str(dst.parent)!r}; free space or "
                           "write elsewhere")
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
