@@ -237,6 +237,36 @@ def test_runner_with_real_cli_progress_and_errors(make_geotiff, tmp_path):
     assert res.error and "--overwrite" in res.error
 
 
+def big_geotiff(path: Path) -> Path:
+    """Large enough (several processing blocks) that a run is still going at its first
+    progress event."""
+    import rasterio
+    from affine import Affine
+
+    rng = np.random.default_rng(0)
+    with rasterio.open(path, "w", driver="GTiff", width=2048, height=4096, count=1,
+                       dtype="uint8", crs="EPSG:32633", tiled=True, blockxsize=256,
+                       blockysize=256, transform=Affine(1, 0, 500000, 0, -1, 4100000)) as ds:
+        ds.write(rng.integers(0, 255, (1, 4096, 2048), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGTERM")
+def test_runner_cancel_terminates_the_cli_which_leaves_nothing(tmp_path):
+    src = big_geotiff(tmp_path / "big.tif")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    fractions: list[float] = []
+    res = runner.run_geosr(geosr_executable(),
+                           ["upscale", src, outdir / "up.tif", "--model", "bicubic",
+                            "--scale", 2, "--progress", "json"],
+                           on_progress=fractions.append, is_canceled=lambda: bool(fractions))
+    assert res.canceled and fractions and fractions[0] < 1.0
+    assert res.returncode == 143  # 128 + SIGTERM: the CLI handled the signal itself
+    assert res.done_event is None
+    assert list(outdir.iterdir()) == []
+
+
 def test_list_models_falls_back_when_cli_fails():
     names, problem = runner.list_models("/bin/false")
     assert names == runner.FALLBACK_MODELS and problem
@@ -459,19 +489,10 @@ def test_qgis_processing_setting_wins_over_environment(qgis_env, tmp_path):
 @pytest.mark.qgis
 @needs_qgis
 def test_qgis_cancel_stops_the_cli_and_leaves_no_output(qgis_env, tmp_path):
-    import rasterio
-    from affine import Affine
-
     if subprocess.run([QGIS_PYTHON, "-c", "import qgis.core"], capture_output=True,
                       timeout=60).returncode != 0:
         pytest.skip(f"{QGIS_PYTHON} cannot import qgis.core (python3-qgis missing)")
-    # big enough that the run is still going when the first progress event arrives
-    src = tmp_path / "big.tif"
-    rng = np.random.default_rng(0)
-    with rasterio.open(src, "w", driver="GTiff", width=2048, height=4096, count=1,
-                       dtype="uint8", crs="EPSG:32633", tiled=True, blockxsize=256,
-                       blockysize=256, transform=Affine(1, 0, 500000, 0, -1, 4100000)) as ds:
-        ds.write(rng.integers(0, 255, (1, 4096, 2048), dtype=np.uint8))
+    src = big_geotiff(tmp_path / "big.tif")
     outdir = tmp_path / "out"
     outdir.mkdir()
     dst = outdir / "up.tif"

@@ -188,8 +188,17 @@ def run_geosr(executable: str, args: list, *,
             if on_log:
                 on_log(line)
 
+    exited_at: Optional[float] = None
+    timed_out: Optional[str] = None
     while open_streams or proc.poll() is None:
-        if terminated_at is None and is_canceled is not None and is_canceled():
+        if proc.poll() is not None:
+            # a grandchild that inherited the pipes could keep them open for ever
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at > 5.0:
+                break
+        # a cancel that comes after the CLI finished is too late: its output is complete
+        if terminated_at is None and is_canceled is not None and is_canceled() \
+                and proc.poll() is None:
             result.canceled = True
             terminated_at = time.monotonic()
             proc.terminate()
@@ -200,7 +209,7 @@ def run_geosr(executable: str, args: list, *,
                 and time.monotonic() - started > timeout_s:
             terminated_at = time.monotonic()
             proc.terminate()
-            result.error = f"geosr did not finish within {timeout_s:.0f} s and was stopped"
+            timed_out = f"geosr did not finish within {timeout_s:.0f} s and was stopped"
         try:
             tag, line = lines.get(timeout=poll_s)
         except queue.Empty:
@@ -214,8 +223,13 @@ def run_geosr(executable: str, args: list, *,
     for t in readers:
         t.join(timeout=1.0)
     for stream in (proc.stdout, proc.stderr):
-        stream.close()
+        try:
+            stream.close()
+        except OSError:  # pragma: no cover - a reader thread still blocked on it
+            pass
     result.stdout = "\n".join(stdout)
+    if timed_out:
+        result.error = timed_out
     return result
 
 
