@@ -496,6 +496,9 @@ def test_qgis_cancel_stops_the_cli_and_leaves_no_output(qgis_env, tmp_path):
     outdir = tmp_path / "out"
     outdir.mkdir()
     dst = outdir / "up.tif"
+    # what a killed run (Windows, or a CLI deaf to SIGTERM) leaves; the provider removes it
+    stale = outdir / ".up.tif.geosr-0badc0de.tmp.tif"
+    stale.write_bytes(b"partial")
     res = subprocess.run([QGIS_PYTHON, str(SCRIPTS / "cancel_upscale.py"),
                           str(qgis_env["plugins"]), str(src), str(dst)],
                          env=qgis_env["env"], capture_output=True, text=True, timeout=180)
@@ -506,4 +509,5 @@ def test_qgis_cancel_stops_the_cli_and_leaves_no_output(qgis_env, tmp_path):
     assert report["progress"][0] < 100
     assert any("exit code 143" in m for m in report["messages"]), report["messages"]
     assert list(outdir.iterdir()) == []  # neither the output nor a temporary file is left
+    assert f"removed the temporary file {stale.name}" in report["messages"]
     assert report["stop_s"] < 30, report

@@ -151,6 +151,24 @@ def _item(payload, key: str, index: Optional[int] = None) -> Optional[float]:
         else None
 
 
+def _remove_leftovers(dst: str, feedback) -> None:
+    """Temporary files of a run that had to be killed (no SIGTERM cleanup: Windows, or a CLI
+    that did not stop within 30 s). geosr names them ``.<output name>.geosr-<id>.*.tif``."""
+    folder, name = os.path.split(os.path.abspath(dst))
+    prefix = f".{name}.geosr-"
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith(prefix) and entry.endswith(".tif"):
+            try:
+                os.remove(os.path.join(folder, entry))
+                feedback.pushInfo(f"removed the temporary file {entry}")
+            except OSError:
+                pass
+
+
 class _GeosrAlgorithm(QgsProcessingAlgorithm):
     def group(self) -> str:
         return ""
@@ -237,7 +255,12 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
             args += ["--device", device]
         if cog:
             args += ["--cog"]
-        res = run_checked(exe, args, feedback, progress=True)
+        try:
+            res = run_checked(exe, args, feedback, progress=True)
+        except QgsProcessingException:
+            if feedback.isCanceled():
+                _remove_leftovers(dst, feedback)
+            raise
         done = res.done_event or {}
         out = done.get("output") or dst
         if not os.path.exists(out):
