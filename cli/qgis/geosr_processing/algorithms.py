@@ -8,7 +8,6 @@ from typing import Optional
 
 from qgis.core import (
     Qgis,
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -30,7 +29,7 @@ HELP_URL = "https://github.com/geosr/geosr/blob/main/docs/qgis.md"
 
 
 def _fail(feedback, message: str) -> QgsProcessingException:
-    """Report ``message`` in the algorithm log and the QGIS message log; return the exception."""
+    """Report ``message`` in the algorithm log (red) and return the exception to raise."""
     if feedback is not None:
         feedback.reportError(message, True)
     return QgsProcessingException(message)
@@ -70,8 +69,7 @@ def run_checked(exe: str, args: list, feedback, *, progress: bool = False):
                     on_log=feedback.pushConsoleInfo, is_canceled=feedback.isCanceled)
     if res.canceled:
         raise QgsProcessingException(
-            f"cancelled: geosr was stopped (exit code {res.returncode}) and removed its "
-            f"temporary output")
+            f"cancelled: geosr was stopped (exit code {res.returncode}); no output was written")
     if res.returncode != 0:
         msg = res.error or (res.log[-1].strip() if res.log else "")
         raise _fail(feedback, f"geosr {args[0]} failed (exit code {res.returncode})"
