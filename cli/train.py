@@ -1,0 +1,80 @@
+"""``geosr train``: train a registry network on folders of images and/or GeoTIFFs."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("train")
+@click.option("--model", "-m", default=None, help="Registered network name (geosr models).")
+@click.option("--scale", "-s", type=click.IntRange(min=1), default=None, help="Upscaling factor.")
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of HR images or GeoTIFFs (repeat to mix folders).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="Output folder: final.safetensors (+ .json card) and last.pt.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop cleanly after SECONDS of training and save.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Patches per step.")
+@click.option("--patch", type=click.IntRange(min=4), default=None, help="HR patch side (pixels).")
+@click.option("--loss", default=None,
+              help="Loss spec: l1, mse, charbonnier, or weighted 'l1:1,perceptual:0.01,gan:0.005'"
+                   " (also gram, tv, ragan, vanilla).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)
+@click.option("--scheduler", type=click.Choice(["cosine", "step", "none"]), default=None)
+@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Clip the gradient norm to this value.")
+@click.option("--ema", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+              default=None, help="EMA decay of the saved weights, e.g. 0.999.")
+@click.option("--degradation", type=click.Choice(["bicubic", "real"]), default=None,
+              help="bicubic (protocol) or real-world blur/noise/JPEG (GAN models).")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None,
+              help="Local VGG19 weights for perceptual/gram losses (never downloaded).")
+@click.option("--in-chans", type=click.IntRange(min=1), default=None,
+              help="Model bands (default: from the data).")
+@click.option("--value-range", nargs=2, type=float, default=None,
+              help="LO HI mapping GeoTIFF values to [0, 1] (default: dtype range).")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Resume from a checkpoint (OUT/last.pt).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="JSON or TOML file of options; command-line options win.")
+@click.option("--val-data", multiple=True, type=click.Path(exists=True),
+              help="Validation folder (default: a held-out part of --data).")
+@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader workers for GeoTIFF windows.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--log-every", type=click.IntRange(min=1), default=None)
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=None)
+@click.option("--val-every", type=click.IntRange(min=0), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+def train(config_file: str | None, as_json: bool, value_range: tuple[float, float] | None,
+          data: tuple[str, ...], val_data: tuple[str, ...], **options) -> None:
+    """Train a network; writes OUT/final.safetensors (+ card) usable with --weights.
+
+    Example: geosr train --model espcn --scale 2 --data t91/ --out runs/espcn --time-budget 600
+    """
+    from geosr.train.config import TrainConfig
+    from geosr.train.loop import train as run
+
+    cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    overrides = dict(options)
+    overrides["data"] = list(data) or None
+    overrides["val_data"] = list(val_data) or None
+    overrides["value_range"] = list(value_range) if value_range else None
+    cfg = cfg.merged(**overrides)
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=as_json)
+
+    result = run(cfg, log=log)
+    if as_json:
+        click.echo(json.dumps({
+            "weights": str(result.weights), "checkpoint": str(result.checkpoint),
+            "steps": result.steps, "seconds": result.seconds, "steps_per_s": result.steps_per_s,
+            "stopped_by": result.stopped_by, **{k: v for k, v in result.metrics.items()},
+        }, indent=2))

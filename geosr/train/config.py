@@ -1,0 +1,169 @@
+"""Training configuration: one dataclass, loadable from JSON or TOML, overridable from the CLI.
+
+A config file uses the field names below (``max_steps``, ``lr``, ...); the CLI's explicit
+options override it. :meth:`TrainConfig.to_dict` is what checkpoints and the weights card store.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParameterError
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (defaults suit small CNNs such as ESPCN/FSRCNN)."""
+
+    model: str = ""
+    scale: int = 2
+    data: list[str] = field(default_factory=list)
+    out: str = ""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    in_chans: int | None = None
+    #: 1-based GeoTIFF band indices to train on (default: all bands).
+    bands: list[int] | None = None
+    #: (lo, hi) mapping GeoTIFF values to [0, 1]; default: 0..255 for uint8, dtype range otherwise.
+    value_range: list[float] | None = None
+    # budget
+    max_steps: int | None = None
+    time_budget: float | None = None
+    # batches
+    batch: int = 16
+    #: HR patch side in pixels (rounded down to a multiple of the scale).
+    patch: int = 96
+    augment: bool = True
+    #: GeoTIFF windows with more than this fraction of nodata pixels are skipped.
+    nodata_max_fraction: float = 0.1
+    degradation: str = "bicubic"
+    # optimisation
+    loss: str = "l1"
+    lr: float = 2e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: str = "cosine"
+    min_lr: float = 1e-6
+    step_size: int = 200_000
+    gamma: float = 0.5
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    ema: float | None = None
+    # losses with extra parts
+    vgg_weights: str | None = None
+    gan_type: str = "ragan"
+    d_lr: float | None = None
+    multi_output_alpha: float = 0.5
+    # validation
+    val_data: list[str] = field(default_factory=list)
+    val_fraction: float = 0.05
+    val_max_images: int = 8
+    val_crop: int = 256
+    val_every: int = 0
+    # bookkeeping
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int | None = None
+    threads: int | None = None
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    resume: str | None = None
+
+    def validate(self) -> "TrainConfig":
+        """Check values and normalise types; raises :class:`ParameterError` with a fix."""
+        if not self.model:
+            raise ParameterError("no model given; pass --model NAME (see geosr models)")
+        if not self.data:
+            raise ParameterError("no training data; pass --data DIR (repeatable)")
+        if not self.out:
+            raise ParameterError("no output folder; pass --out DIR (final.safetensors and "
+                                 "last.pt are written there)")
+        if self.max_steps is None and self.time_budget is None:
+            raise ParameterError("give --max-steps N or --time-budget SECONDS (or both)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ParameterError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ParameterError(f"time_budget must be positive, got {self.time_budget}")
+        if self.batch < 1:
+            raise ParameterError(f"batch must be >= 1, got {self.batch}")
+        self.scale = int(self.scale)
+        if self.scale < 1:
+            raise ParameterError(f"scale must be a positive integer, got {self.scale}")
+        p = self.patch - self.patch % self.scale
+        if p < 4 * self.scale:
+            raise ParameterError(f"patch {self.patch} is too small for x{self.scale}; use at "
+                                 f"least {4 * self.scale}")
+        self.patch = p
+        if self.optimizer.lower() not in ("adam", "adamw"):
+            raise ParameterError(f"optimizer must be adam or adamw, not {self.optimizer!r}")
+        if self.scheduler.lower() not in ("cosine", "step", "none", "constant"):
+            raise ParameterError(f"scheduler must be cosine, step or none, not {self.scheduler!r}")
+        if self.degradation not in ("bicubic", "real"):
+            raise ParameterError(f"degradation must be bicubic or real, not {self.degradation!r}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ParameterError(f"ema decay must be in (0, 1), e.g. 0.999; got {self.ema}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ParameterError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.value_range is not None and (len(self.value_range) != 2
+                                             or self.value_range[1] <= self.value_range[0]):
+            raise ParameterError(f"value_range must be [lo, hi] with hi > lo, got {self.value_range}")
+        from .losses import parse_loss_spec
+
+        parse_loss_spec(self.loss)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ParameterError(f"unknown training option(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(sorted(known))}")
+        d = dict(d)
+        for key in ("data", "val_data"):
+            if isinstance(d.get(key), (str, Path)):
+                d[key] = [str(d[key])]
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        """Read a ``.json`` or ``.toml`` file (TOML may put options under ``[train]``)."""
+        return cls.from_dict(read_config_file(path))
+
+    def merged(self, **overrides: Any) -> "TrainConfig":
+        """A copy with the non-``None`` overrides applied (CLI over file)."""
+        vals = {k: v for k, v in overrides.items() if v is not None and v != () and v != []}
+        return dataclasses.replace(self, **vals)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ParameterError(f"config file {str(p)!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            d = tomllib.loads(text)
+            if isinstance(d.get("train"), dict):
+                d = d["train"]
+        elif p.suffix.lower() == ".json":
+            d = json.loads(text)
+        else:
+            raise ParameterError(f"config {str(p)!r}: use a .json or .toml file")
+    except (ValueError, json.JSONDecodeError) as err:
+        raise ParameterError(f"cannot parse config {str(p)!r}: {err}") from None
+    if not isinstance(d, dict):
+        raise ParameterError(f"config {str(p)!r} must hold one object/table of options")
+    return d
+
+
+__all__ = ["TrainConfig", "read_config_file"]

@@ -1,0 +1,365 @@
+"""Training patches from folders of images and GeoTIFFs.
+
+Every random choice of step ``n`` comes from a generator seeded with ``(seed, n)``, so the data
+of a step does not depend on what ran before it: a resumed run sees exactly the batches an
+uninterrupted run would, and DataLoader workers need no shared state.
+
+Two samplers:
+
+- :class:`ImagePool`: all sources are ordinary images (PNG/JPEG/BMP). They are decoded once and
+  kept as uint8 tensors on the training device (the GPU when there is one), so cropping,
+  augmenting and the bicubic degradation never leave it.
+- :class:`WindowDataset`: GeoTIFFs (any band count and dtype) are read lazily, one random
+  ``rasterio`` window per sample, in DataLoader worker processes; windows with too much nodata
+  are redrawn. Image files in the mix are sampled from memory by the same dataset.
+
+Sources are mixed by picking a folder uniformly at random, then a file (weighted by area for
+GeoTIFFs, uniform for images, as the classic image sets are used).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError, ParameterError
+from ..evaluate import IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, read_image
+
+
+def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
+    """The generator of step ``step``; independent of every other step."""
+    return np.random.default_rng([int(seed), int(step), int(salt)])
+
+
+@dataclass
+class GeoFile:
+    path: Path
+    height: int
+    width: int
+    count: int
+    dtype: str
+    nodata: float | None
+
+
+@dataclass
+class Source:
+    """One ``--data`` folder: decoded images and/or GeoTIFF descriptors."""
+
+    root: Path
+    images: list[HRImage]
+    geotiffs: list[GeoFile]
+
+
+def _as_rgb(img: HRImage, bands: int) -> np.ndarray:
+    a = img.data
+    if a.shape[0] == bands:
+        return a
+    if a.shape[0] == 1 and bands == 3:
+        return np.repeat(a, 3, axis=0)
+    if a.shape[0] == 3 and bands == 1:
+        y = 16.0 + (65.481 * a[0] + 128.553 * a[1] + 24.966 * a[2]) / 255.0
+        return np.round(y)[None].astype(a.dtype)
+    raise InputError(f"{img.name} has {a.shape[0]} bands but the model trains on {bands}; "
+                     "convert the image or choose --in-chans to match")
+
+
+def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozenset()) -> list[Source]:
+    """List each folder's images (decoded) and GeoTIFFs (metadata only)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    sources = []
+    for folder in folders:
+        root = Path(folder)
+        if not root.is_dir():
+            raise InputError(f"training folder {str(root)!r} does not exist; pass --data DIR "
+                             "with images or GeoTIFFs")
+        images, geos = [], []
+        for p in sorted(root.iterdir()):
+            if p in exclude or not p.is_file():
+                continue
+            suf = p.suffix.lower()
+            if suf in IMAGE_SUFFIXES:
+                images.append(read_image(p))
+            elif suf in TIFF_SUFFIXES:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    with rasterio.open(p) as ds:
+                        geos.append(GeoFile(p, ds.height, ds.width, ds.count, ds.dtypes[0],
+                                            ds.nodata))
+        if not images and not geos:
+            raise InputError(f"no images or GeoTIFFs in {str(root)!r}; expected "
+                             f"{', '.join(IMAGE_SUFFIXES + TIFF_SUFFIXES)} files")
+        sources.append(Source(root, images, geos))
+    return sources
+
+
+def split_validation(folders: Sequence[str | Path], *, fraction: float, max_images: int,
+                     seed: int) -> list[Path]:
+    """Hold out a reproducible ``fraction`` of the image files (at least 1, at most
+    ``max_images``) spread over the folders; GeoTIFFs are held out only from folders that
+    have two or more of them."""
+    files = []
+    for folder in folders:
+        root = Path(folder)
+        if root.is_dir():
+            imgs = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            tifs = sorted(p for p in root.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
+            files += imgs + (tifs if len(tifs) > 1 else [])
+    if fraction <= 0 or len(files) < 2:
+        return []
+    n = min(max_images, max(1, int(round(fraction * len(files)))), len(files) - 1)
+    rng = np.random.default_rng([int(seed), 991])
+    return sorted(files[i] for i in rng.choice(len(files), size=n, replace=False))
+
+
+def load_validation(paths: Sequence[Path], *, crop: int, bands: list[int] | None = None) -> list[HRImage]:
+    """Validation images: image files whole (centre-cropped to ``crop``), GeoTIFFs as their
+    centre ``crop`` window (never the whole raster)."""
+    out = []
+    for p in paths:
+        if p.suffix.lower() in TIFF_SUFFIXES:
+            import rasterio
+            from rasterio.windows import Window
+
+            with rasterio.open(p) as ds:
+                h, w = min(crop, ds.height), min(crop, ds.width)
+                win = Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
+                data = ds.read(bands, window=win)
+                nod = ds.nodata
+            valid = None
+            if nod is not None:
+                valid = ~np.any(data == nod, axis=0)
+                valid = None if valid.all() else valid
+            out.append(HRImage(p.name, data, valid, True))
+        else:
+            img = read_image(p)
+            h, w = img.data.shape[-2:]
+            t, l = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            out.append(HRImage(img.name, img.data[:, t: t + crop, l: l + crop]))
+    return out
+
+
+def augment_np(a: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 dihedral transforms (code 0..7) of a (C, H, W) array."""
+    if code & 4:
+        a = a[:, :, ::-1]
+    return np.rot90(a, code & 3, axes=(1, 2))
+
+
+def augment_torch(x: torch.Tensor, code: int) -> torch.Tensor:
+    if code & 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, code & 3, dims=(-2, -1))
+
+
+class ImagePool:
+    """In-memory images on the training device; :meth:`batch` crops step ``n``'s patches."""
+
+    def __init__(self, sources: Sequence[Source], *, bands: int, patch: int, seed: int,
+                 device: torch.device | str = "cpu", augment: bool = True) -> None:
+        self.patch, self.seed, self.augment = int(patch), int(seed), augment
+        self.device = torch.device(device)
+        self.groups: list[list[torch.Tensor]] = []
+        self.ranges: list[list[float]] = []
+        skipped = 0
+        for src in sources:
+            group, rngs = [], []
+            for img in src.images:
+                if min(img.data.shape[-2:]) < self.patch:
+                    skipped += 1
+                    continue
+                arr = _as_rgb(img, bands)
+                lo, hi = dtype_range(arr.dtype) or (0.0, 1.0)
+                group.append(torch.from_numpy(np.ascontiguousarray(arr)).to(self.device))
+                rngs.append((lo, hi))
+            if group:
+                self.groups.append(group)
+                self.ranges.append(rngs)
+        if not self.groups:
+            raise InputError(f"no training image is at least {self.patch}x{self.patch} pixels; "
+                             "use a smaller --patch")
+        self.skipped = skipped
+        self.n_images = sum(len(g) for g in self.groups)
+
+    def batch(self, step: int, size: int) -> torch.Tensor:
+        """(size, C, patch, patch) float32 in [0, 1] on the pool's device."""
+        rng = step_rng(self.seed, step)
+        p = self.patch
+        out = []
+        for _ in range(size):
+            gi = int(rng.integers(len(self.groups)))
+            ii = int(rng.integers(len(self.groups[gi])))
+            img = self.groups[gi][ii]
+            h, w = img.shape[-2:]
+            t, l = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            code = int(rng.integers(8)) if self.augment else 0
+            lo, hi = self.ranges[gi][ii]
+            crop = (img[:, t: t + p, l: l + p].float() - lo) / (hi - lo)
+            out.append(augment_torch(crop, code))
+        return torch.stack(out)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Map-style dataset: item ``i`` is a random HR patch drawn with generator ``(seed, i)``.
+
+    Items index ``step * batch + j``; GeoTIFF windows are read with ``rasterio`` windows (one
+    open handle per worker process), values mapped to [0, 1] by the file's value range.
+    """
+
+    def __init__(self, sources: Sequence[Source], *, bands: int, patch: int, seed: int,
+                 value_range: Sequence[float] | None = None, band_index: list[int] | None = None,
+                 nodata_max_fraction: float = 0.1, augment: bool = True, length: int = 2 ** 62) -> None:
+        self.patch, self.seed, self.augment, self.length = int(patch), int(seed), augment, length
+        self.bands, self.band_index = bands, band_index
+        self.nodata_max = float(nodata_max_fraction)
+        self.value_range = value_range
+        self.entries: list[list[tuple[str, Any]]] = []
+        self.weights: list[np.ndarray] = []
+        for src in sources:
+            entries, w = [], []
+            for img in src.images:
+                if min(img.data.shape[-2:]) >= self.patch:
+                    entries.append(("img", _as_rgb(img, bands)))
+                    w.append(1.0)
+            for g in src.geotiffs:
+                nb = len(band_index) if band_index else g.count
+                if nb != bands:
+                    raise InputError(f"{g.path.name} has {nb} bands but the model trains on "
+                                     f"{bands}; select bands with --bands or train per band count")
+                if min(g.height, g.width) >= self.patch:
+                    entries.append(("tif", g))
+                    w.append(float(g.height * g.width) / self.patch ** 2)
+            if entries:
+                self.entries.append(entries)
+                ww = np.asarray(w)
+                if any(e[0] == "img" for e in entries):
+                    ww = np.ones_like(ww)
+                self.weights.append(ww / ww.sum())
+        if not self.entries:
+            raise InputError(f"no training image or raster is at least {self.patch}x{self.patch} "
+                             "pixels; use a smaller --patch")
+        self._handles: dict[Path, Any] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _range(self, dtype: np.dtype) -> tuple[float, float]:
+        if self.value_range is not None:
+            return float(self.value_range[0]), float(self.value_range[1])
+        r = dtype_range(dtype)
+        if r is None:
+            raise ParameterError(f"{dtype} rasters have no natural value range; set value_range "
+                                 "[lo, hi] in the config (or --value-range LO HI)")
+        return r if np.dtype(dtype) != np.uint8 else (0.0, 255.0)
+
+    def _read(self, g: GeoFile, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        import rasterio
+        from rasterio.windows import Window
+
+        ds = self._handles.get(g.path)
+        if ds is None:
+            ds = self._handles[g.path] = rasterio.open(g.path)
+        p = self.patch
+        t, l = int(rng.integers(g.height - p + 1)), int(rng.integers(g.width - p + 1))
+        a = ds.read(self.band_index, window=Window(l, t, p, p))
+        bad = np.zeros(a.shape[1:], dtype=bool)
+        if g.nodata is not None and not math.isnan(g.nodata):
+            bad |= np.any(a == g.nodata, axis=0)
+        if a.dtype.kind == "f":
+            bad |= np.any(~np.isfinite(a), axis=0)
+        return a, bad
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = step_rng(self.seed, index, 1)
+        for _attempt in range(32):
+            gi = int(rng.integers(len(self.entries)))
+            kind, item = self.entries[gi][int(rng.choice(len(self.entries[gi]), p=self.weights[gi]))]
+            if kind == "img":
+                h, w = item.shape[-2:]
+                t, l = int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))
+                a = item[:, t: t + self.patch, l: l + self.patch]
+                lo, hi = dtype_range(a.dtype) or (0.0, 1.0)
+                break
+            a, bad = self._read(item, rng)
+            if bad.mean() <= self.nodata_max:
+                lo, hi = self._range(a.dtype)
+                if bad.any():  # fill the few nodata pixels with the window mean of valid ones
+                    a = a.astype(np.float64)
+                    a[:, bad] = a[:, ~bad].mean(axis=1)[:, None]
+                break
+        else:
+            raise InputError("32 random windows in a row were mostly nodata; raise "
+                             "nodata_max_fraction or crop the rasters to their data")
+        code = int(rng.integers(8)) if self.augment else 0
+        a = augment_np(a, code)
+        x = (np.asarray(a, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+    def __getstate__(self) -> dict[str, Any]:  # open handles do not cross process boundaries
+        d = dict(self.__dict__)
+        d["_handles"] = {}
+        return d
+
+
+class _Range(torch.utils.data.Sampler):
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+class WindowLoader:
+    """Batches of :class:`WindowDataset` from step ``start`` on, read by ``workers`` processes."""
+
+    def __init__(self, dataset: WindowDataset, *, batch: int, start_step: int, stop_step: int,
+                 workers: int, device: torch.device) -> None:
+        self.device = device
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch, sampler=_Range(start_step * batch, stop_step * batch),
+            num_workers=workers, pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+        self._it = iter(self.loader)
+
+    def next(self) -> torch.Tensor:
+        return next(self._it).to(self.device, non_blocking=True)
+
+
+def infer_bands(sources: Sequence[Source], band_index: list[int] | None) -> int:
+    """The band count training data implies: GeoTIFF band count, else 3 for images."""
+    counts = {len(band_index) if band_index else g.count for s in sources for g in s.geotiffs}
+    if len(counts) > 1:
+        raise InputError(f"the GeoTIFFs have different band counts {sorted(counts)}; select "
+                         "common bands with --bands or train on one kind")
+    if counts:
+        return counts.pop()
+    return 3
+
+
+def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | None) -> list[float]:
+    """The [lo, hi] recorded in the weights card: explicit, else the first GeoTIFF's dtype
+    range (uint8: 0..255), else 0..255 for images."""
+    if value_range is not None:
+        return [float(value_range[0]), float(value_range[1])]
+    for s in sources:
+        for g in s.geotiffs:
+            r = dtype_range(np.dtype(g.dtype))
+            if r is None:
+                raise ParameterError(f"{g.path.name} is {g.dtype}: set value_range [lo, hi] in the "
+                                     "config (or --value-range LO HI)")
+            return [float(r[0]), float(r[1])]
+    return [0.0, 255.0]
+
+
+__all__ = ["ImagePool", "WindowDataset", "WindowLoader", "scan_sources", "split_validation",
+           "load_validation", "infer_bands", "data_value_range", "step_rng", "augment_np",
+           "augment_torch", "Source", "GeoFile"]

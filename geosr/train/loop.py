@@ -1,0 +1,476 @@
+"""The training loop: sample HR patches → degrade → forward → loss → step, with checkpoints that
+resume exactly, a time budget, EMA, validation by :func:`geosr.evaluate.evaluate_image`, and a
+final ``OUT/final.safetensors`` + card that every ``--weights`` option loads.
+
+Speed: on CUDA the HR images live on the GPU (:class:`~geosr.train.data.ImagePool`), the
+bicubic degradation is two matrix products there, the forward/backward runs under bf16 autocast
+in channels_last; GeoTIFF windows are read by DataLoader workers. On CPU everything is fp32.
+
+Exact resume: the data and degradation of step ``n`` depend only on ``(seed, n)``; the
+checkpoint holds model, optimizer, scheduler, EMA, discriminator and its optimizer, the step and
+the torch RNG states, so ``N`` steps + resume + ``M`` steps equals ``N + M`` steps bit for bit on
+CPU.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import OutputError, ParameterError, WeightsError
+from .config import TrainConfig
+
+CHECKPOINT_FORMAT = "geosr-train-checkpoint/1"
+
+
+@dataclass
+class TrainResult:
+    """What a run did; ``weights`` is the path of ``final.safetensors``."""
+
+    steps: int
+    seconds: float
+    steps_per_s: float
+    weights: Path
+    checkpoint: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_by: str = "max_steps"
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (buffers copied)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - self.decay)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def lr_factor(cfg: TrainConfig, *, step: int, elapsed: float) -> float:
+    """Multiplier of the base learning rate.
+
+    Progress is the larger of ``step / max_steps`` and ``elapsed / time_budget``, so a run
+    that the time budget ends still completes its cosine decay; runs bounded by steps only
+    (the default for reproducible work) follow the step count exactly.
+    """
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.scheduler == "step":
+        return warm * cfg.gamma ** (step // cfg.step_size)
+    if cfg.scheduler != "cosine":
+        return warm
+    t = 0.0
+    if cfg.max_steps:
+        t = step / cfg.max_steps
+    if cfg.time_budget:
+        t = max(t, elapsed / cfg.time_budget)
+    t = min(t, 1.0)
+    floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+    return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _optimizer(params: Any, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer.lower() == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{platform.node()} {torch.cuda.get_device_name(device)}"
+    return f"{platform.node()} CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"cannot write checkpoint {path}: {err}; check space and permissions") \
+            from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint (tensors and plain containers only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"checkpoint {str(p)!r} does not exist; resume from OUT/last.pt of an "
+                           "earlier run")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise WeightsError(f"cannot read checkpoint {str(p)!r}: {err}") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{str(p)!r} is not a geosr training checkpoint; for weights use "
+                           "--weights, for resuming give OUT/last.pt")
+    return ck
+
+
+class Trainer:
+    """One training run; :meth:`run` returns a :class:`TrainResult`."""
+
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg.validate()
+        self.log = log or (lambda msg: None)
+        from ..models import create_model, get_spec
+        from ..predictor import resolve_device
+        from . import data as D
+        from .degrade import Degrader
+        from .losses import CompositeLoss, Discriminator
+
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
+        self.spec = get_spec(cfg.model)
+        if self.spec.kind != "network":
+            raise ParameterError(f"{self.spec.name!r} is a classical interpolator with nothing to "
+                                 "train; pick a network (geosr models)")
+        self.device = resolve_device(cfg.device)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        # losses first: a missing VGG file should fail before minutes of data loading
+        self.loss = CompositeLoss(cfg.loss, vgg_weights=cfg.vgg_weights, gan_type=cfg.gan_type,
+                                  alpha=cfg.multi_output_alpha).to(self.device)
+
+        # data
+        val_paths = [Path(p) for p in cfg.val_data]
+        held_out: list[Path] = []
+        if not val_paths:
+            held_out = D.split_validation(cfg.data, fraction=cfg.val_fraction,
+                                          max_images=cfg.val_max_images, seed=cfg.seed)
+        self.sources = D.scan_sources(cfg.data, exclude=set(held_out))
+        bands = cfg.in_chans or D.infer_bands(self.sources, cfg.bands)
+        self.bands = bands
+        self.value_range = D.data_value_range(self.sources, cfg.value_range)
+        only_images = all(not s.geotiffs for s in self.sources)
+        workers = cfg.workers
+        if workers is None:
+            # Why: in-memory crops are cheaper than inter-process transfer; GeoTIFF reads are I/O.
+            workers = 0 if only_images else min(4, max(1, (os.cpu_count() or 2) - 1))
+        self.workers = workers
+        if only_images:
+            self.pool: Any = D.ImagePool(self.sources, bands=bands, patch=cfg.patch,
+                                         seed=cfg.seed, device=self.device, augment=cfg.augment)
+            self.windows = None
+            n_train = self.pool.n_images
+        else:
+            self.pool = None
+            self.windows = D.WindowDataset(self.sources, bands=bands, patch=cfg.patch,
+                                           seed=cfg.seed, value_range=cfg.value_range,
+                                           band_index=cfg.bands,
+                                           nodata_max_fraction=cfg.nodata_max_fraction,
+                                           augment=cfg.augment)
+            n_train = sum(len(e) for e in self.windows.entries)
+        vfiles: list[Path] = []
+        for p in val_paths:
+            vfiles += _val_files(p)
+        vfiles += held_out
+        self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands)
+        self.log(f"data: {n_train} training files/rasters in {len(self.sources)} folder(s), "
+                 f"{len(self.val_images)} validation images, {bands} bands, "
+                 f"value range {self.value_range}, workers {workers}")
+        self.degrade = Degrader(scale=cfg.scale, mode=cfg.degradation, seed=cfg.seed)
+
+        # model, optimisation
+        self.model = create_model(cfg.model, scale=cfg.scale, in_chans=bands, **cfg.model_args)
+        self.model.to(self.device)
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.return_all = "return_all" in inspect.signature(self.model.forward).parameters
+        self.opt = _optimizer(self.model.parameters(), cfg, cfg.lr)
+        self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
+        self.disc = self.d_opt = None
+        if self.loss.needs_discriminator:
+            self.disc = Discriminator(in_chans=self.model.out_chans or bands).to(self.device)
+            self.d_opt = _optimizer(self.disc.parameters(), cfg, cfg.d_lr or cfg.lr)
+        self.amp = (torch.bfloat16 if self.device.type == "cuda" and cfg.precision in ("auto", "bf16")
+                    else None)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds accumulated over resumed runs
+        self.history: list[dict[str, float]] = []
+        if cfg.resume:
+            self._restore(load_checkpoint(cfg.resume))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        st: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT, "step": self.step, "elapsed": self.elapsed,
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "config": _plain(self.cfg.to_dict()),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+        if torch.cuda.is_available():
+            st["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.ema is not None:
+            st["ema"] = self.ema.model.state_dict()
+        if self.disc is not None:
+            st["disc"] = self.disc.state_dict()
+            st["d_opt"] = self.d_opt.state_dict()
+        return st
+
+    def _restore(self, ck: dict[str, Any]) -> None:
+        old = ck.get("config", {})
+        for key in ("model", "scale"):
+            if old.get(key) not in (None, getattr(self.cfg, key)):
+                raise ParameterError(f"the checkpoint was trained with {key}={old.get(key)!r}, "
+                                     f"not {getattr(self.cfg, key)!r}; resume with the same "
+                                     f"--{key}")
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["optimizer"])
+            if self.ema is not None:
+                if "ema" in ck:
+                    self.ema.model.load_state_dict(ck["ema"])
+                else:
+                    self.ema.model.load_state_dict(ck["model"])
+            if self.disc is not None and "disc" in ck:
+                self.disc.load_state_dict(ck["disc"])
+                self.d_opt.load_state_dict(ck["d_opt"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise WeightsError(f"the checkpoint does not fit this run ({err}); resume with the "
+                               "model options it was trained with") from None
+        self.step = int(ck["step"])
+        self.elapsed = float(ck.get("elapsed", 0.0))
+        self.history = list(ck.get("history", []))
+        torch.set_rng_state(ck["torch_rng"])
+        if "cuda_rng" in ck and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        self.log(f"resumed from step {self.step}")
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        path = path or self.out / "last.pt"
+        _atomic_save(self.state(), path)
+        return path
+
+    # -- one step -------------------------------------------------------------------------------
+    def _batch(self, loader: Any) -> torch.Tensor:
+        if self.pool is not None:
+            return self.pool.batch(self.step, self.cfg.batch)
+        return loader.next()
+
+    def _set_lr(self) -> None:
+        f = lr_factor(self.cfg, step=self.step, elapsed=self.elapsed)
+        for g in self.opt.param_groups:
+            g["lr"] = self.cfg.lr * f
+        if self.d_opt is not None:
+            for g in self.d_opt.param_groups:
+                g["lr"] = (self.cfg.d_lr or self.cfg.lr) * f
+
+    def train_step(self, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        self._set_lr()
+        with torch.no_grad():
+            lr_img = self.degrade(hr, step=self.step)
+        if self.channels_last:
+            hr = hr.contiguous(memory_format=torch.channels_last)
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        ctx = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
+               else _nullcontext())
+        with ctx:
+            out = self.model(lr_img, return_all=True) if self.return_all else self.model(lr_img)
+            final = out if isinstance(out, torch.Tensor) else _final(out)
+            d_real = d_fake = None
+            if self.disc is not None:
+                self.disc.requires_grad_(False)
+                d_fake = self.disc(final)
+                with torch.no_grad():
+                    d_real = self.disc(hr)
+            loss, parts = self.loss(out, hr, d_real=d_real, d_fake=d_fake)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                                cfg.grad_clip).detach()
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if self.disc is not None:
+            self.disc.requires_grad_(True)
+            with ctx:
+                d_loss = self.loss.gan.discriminator(self.disc(hr), self.disc(final.detach()))
+            self.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_opt.step()
+            parts["d_loss"] = d_loss.detach()
+        parts["loss"] = loss.detach()
+        return parts
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self) -> dict[str, Any]:
+        """PSNR/SSIM of the (EMA) model on the validation images, by ``geosr evaluate``'s code."""
+        if not self.val_images:
+            return {}
+        from ..evaluate import evaluate_image
+
+        net = self.ema.model if self.ema is not None else self.model
+        rows = []
+        for img in self.val_images:
+            vr = tuple(self.value_range) if img.data.dtype != np.uint8 else (0.0, 255.0)
+            rows.append(evaluate_image(net, img, scale=self.cfg.scale, in_chans=self.bands,
+                                       value_range=vr, device=self.device))
+        return {"val_psnr": float(np.mean([r["psnr"] for r in rows])),
+                "val_ssim": float(np.mean([r["ssim"] for r in rows])),
+                "val_images": [r["name"] for r in rows]}
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self, *, steps: int | None = None) -> TrainResult:
+        """Train until ``max_steps``, the time budget, or ``steps`` more steps (an interruption
+        that keeps the schedule of the full run), then checkpoint, validate and save."""
+        cfg = self.cfg
+        stop_step = cfg.max_steps if cfg.max_steps is not None else 2 ** 40
+        stopped_by = "max_steps"
+        if steps is not None and self.step + steps < stop_step:
+            stop_step, stopped_by = self.step + steps, "steps"
+        loader = None
+        if self.windows is not None:
+            from .data import WindowLoader
+
+            loader = WindowLoader(self.windows, batch=cfg.batch, start_step=self.step,
+                                  stop_step=stop_step, workers=self.workers, device=self.device)
+        t0 = time.perf_counter()
+        start_elapsed = self.elapsed
+        start_step = self.step
+        last_log_t, last_log_step = t0, self.step
+        acc: dict[str, float] = {}
+        n_acc = 0
+        while self.step < stop_step:
+            now = time.perf_counter()
+            if cfg.time_budget is not None and start_elapsed + (now - t0) >= cfg.time_budget:
+                stopped_by = "time_budget"
+                break
+            hr = self._batch(loader)
+            self.elapsed = start_elapsed + (now - t0)
+            parts = self.train_step(hr)
+            self.step += 1
+            if self.step % max(1, cfg.log_every) == 0 or self.step == stop_step:
+                vals = {k: float(v) for k, v in parts.items()}
+                if not math.isfinite(vals["loss"]):
+                    raise ParameterError(f"the loss became {vals['loss']} at step {self.step}; "
+                                         "lower --lr or set grad_clip")
+                now = time.perf_counter()
+                sps = (self.step - last_log_step) / max(now - last_log_t, 1e-9)
+                last_log_t, last_log_step = now, self.step
+                rec = {"step": self.step, "lr": self.opt.param_groups[0]["lr"],
+                       "steps_per_s": sps, **vals}
+                self.history.append(rec)
+                self.log(f"step {self.step}: loss {vals['loss']:.5f} lr {rec['lr']:.2e} "
+                         f"{sps:.1f} steps/s")
+            self.elapsed = start_elapsed + (time.perf_counter() - t0)
+            if cfg.val_every and self.step % cfg.val_every == 0 and self.val_images:
+                m = self.validate()
+                self.log(f"step {self.step}: validation PSNR {m['val_psnr']:.3f} dB "
+                         f"SSIM {m['val_ssim']:.4f}")
+                self.history.append({"step": self.step, "val_psnr": m["val_psnr"],
+                                     "val_ssim": m["val_ssim"]})
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        self.elapsed = start_elapsed + (time.perf_counter() - t0)
+        train_seconds = time.perf_counter() - t0
+        ran = self.step - start_step
+        sps = ran / train_seconds if train_seconds > 0 else 0.0
+        ckpt = self.save_checkpoint()
+        metrics = self.validate()
+        if metrics:
+            self.log(f"final validation PSNR {metrics['val_psnr']:.3f} dB SSIM "
+                     f"{metrics['val_ssim']:.4f} on {len(metrics['val_images'])} images")
+        weights = self.save_final(metrics, steps_per_s=sps)
+        self.log(f"stopped by {stopped_by} at step {self.step} after {self.elapsed:.1f} s "
+                 f"({sps:.2f} steps/s); weights {weights}")
+        return TrainResult(steps=self.step, seconds=self.elapsed, steps_per_s=sps,
+                           weights=weights, checkpoint=ckpt, metrics=metrics,
+                           stopped_by=stopped_by, history=self.history)
+
+    def save_final(self, metrics: dict[str, Any], *, steps_per_s: float) -> Path:
+        from ..models._weights import make_card, save_weights
+
+        cfg = self.cfg
+        net = self.ema.model if self.ema is not None else self.model
+        args = {"scale": cfg.scale, "in_chans": self.bands,
+                "out_chans": getattr(net, "out_chans", None) or self.bands, **cfg.model_args}
+        card = make_card(
+            arch=self.spec.name, args=args, value_range=self.value_range,
+            provenance={"source": "geosr train", "seed": cfg.seed,
+                        "weights": "ema" if self.ema is not None else "model"},
+            training={"data": [str(p) for p in cfg.data], "steps": self.step,
+                      "wall_time_s": round(self.elapsed, 2),
+                      "steps_per_s": round(steps_per_s, 3), "machine": _machine(self.device),
+                      "loss": cfg.loss, "batch": cfg.batch, "patch": cfg.patch, "lr": cfg.lr,
+                      "optimizer": cfg.optimizer, "scheduler": cfg.scheduler,
+                      "degradation": cfg.degradation, "torch": torch.__version__},
+            metrics={k: v for k, v in metrics.items() if k in ("val_psnr", "val_ssim",
+                                                               "val_images")},
+        )
+        path = self.out / "final.safetensors"
+        sd = {k: v.contiguous() for k, v in net.state_dict().items()}
+        save_weights(sd, path, card=card)
+        return path
+
+
+def _val_files(p: Path) -> list[Path]:
+    from ..evaluate import list_images
+
+    return list_images(p)
+
+
+def _final(out: Any) -> torch.Tensor:
+    from .losses import split_outputs
+
+    return split_outputs(out)[-1]
+
+
+def _plain(d: Any) -> Any:
+    """Config values as plain containers (torch.load(weights_only=True) reads them back)."""
+    if isinstance(d, dict):
+        return {str(k): _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    if isinstance(d, Path):
+        return str(d)
+    return d
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def train(config: TrainConfig | dict[str, Any] | None = None, *,
+          log: Callable[[str], None] | None = None, **options: Any) -> TrainResult:
+    """Train a registry model; see :class:`~geosr.train.config.TrainConfig` for the options.
+
+    ``train(model="espcn", scale=2, data=["t91/"], out="runs/espcn", max_steps=2000)``.
+    """
+    if config is None:
+        cfg = TrainConfig.from_dict(options)
+    elif isinstance(config, dict):
+        cfg = TrainConfig.from_dict({**config, **options})
+    else:
+        cfg = config.merged(**options) if options else config
+    return Trainer(cfg, log=log).run()
+
+
+__all__ = ["train", "Trainer", "TrainResult", "EMA", "load_checkpoint", "CHECKPOINT_FORMAT"]

@@ -1,0 +1,60 @@
+"""``geosr train`` from the command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import smooth_image
+from geosr_cli.main import cli
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray(smooth_image(3, 36, 40, seed=i).transpose(1, 2, 0)).save(d / f"{i}.png")
+    return d
+
+
+def test_train_then_evaluate(folder, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\nbatch = 2\npatch = 16\nlr = 0.001\nthreads = 1\n'
+                   'model_args = { n1 = 8, n2 = 4 }\nlog_every = 1\n')
+    out = tmp_path / "run"
+    args = ["train", "--config", str(cfg), "--model", "espcn", "--scale", "2", "--data",
+            str(folder), "--out", str(out), "--max-steps", "3", "--device", "cpu", "--json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["steps"] == 3 and summary["steps_per_s"] > 0
+    assert "step 3: loss" in res.stderr and "steps/s" in res.stderr
+    weights = out / "final.safetensors"
+    assert summary["weights"] == str(weights) and weights.is_file()
+    res = CliRunner().invoke(cli, args[:-5] + ["--max-steps", "5", "--resume",
+                                               str(out / "last.pt"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "resumed from step 3" in res.output
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["step"] == 5
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "espcn", "-s", "2",
+                                   "--weights", str(weights), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["n_images"] == 4
+
+
+def test_train_errors(folder, tmp_path):
+    res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
+                                   str(folder), "--max-steps", "1"])
+    assert res.exit_code == 1 and "--out" in res.output
+    res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
+                                   str(folder), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "--time-budget" in res.output
+    res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
+                                   str(folder), "--out", str(tmp_path / "o"), "--max-steps", "1",
+                                   "--loss", "l1,perceptual:0.1"])
+    assert res.exit_code == 1 and "--vgg-weights" in res.output and "never downloads" in res.output

@@ -1,0 +1,97 @@
+"""Patch samplers: deterministic per step, GeoTIFF windows, nodata, mixing, validation split."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import smooth_image
+from geosr.errors import InputError
+from geosr.train import data as D
+from train_helpers import image_folder  # noqa: F401  (fixture)
+
+
+def test_image_pool_is_a_function_of_the_step(image_folder):
+    src = D.scan_sources([image_folder])
+    pool = D.ImagePool(src, bands=3, patch=24, seed=1)
+    assert pool.n_images == 7 and pool.skipped == 1  # tiny.png is smaller than the patch
+    a, b, c = pool.batch(3, 5), pool.batch(3, 5), pool.batch(4, 5)
+    assert a.shape == (5, 3, 24, 24) and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    with pytest.raises(InputError, match="smaller --patch"):
+        D.ImagePool(src, bands=3, patch=200, seed=0)
+
+
+def test_augment_codes_are_the_dihedral_group():
+    a = np.arange(12).reshape(1, 3, 4)
+    outs = {D.augment_np(a, c).tobytes() + bytes(D.augment_np(a, c).shape) for c in range(8)}
+    assert len(outs) == 8
+    t = torch.from_numpy(a.copy())
+    for c in range(8):
+        assert np.array_equal(D.augment_torch(t, c).numpy(), D.augment_np(a, c))
+
+
+def test_geotiff_windows_any_dtype_and_nodata(make_geotiff, tmp_path):
+    data = smooth_image(4, 96, 80, seed=5, dtype="uint16")
+    data = np.maximum(data, 1)
+    data[:, :, :40] = 0  # left half nodata
+    make_geotiff("ms.tif", data=data, nodata=0)
+    src = D.scan_sources([tmp_path])
+    assert D.infer_bands(src, None) == 4
+    assert D.data_value_range(src, None) == [0.0, 65535.0]
+    ds = D.WindowDataset(src, bands=4, patch=16, seed=0, nodata_max_fraction=0.0)
+    for i in range(20):
+        x = ds[i]
+        assert x.shape == (4, 16, 16)
+        assert float(x.min()) > 0  # no nodata pixel survives
+    assert torch.equal(ds[7], ds[7])
+    ds_range = D.WindowDataset(src, bands=4, patch=16, seed=0, value_range=[0, 10000],
+                               nodata_max_fraction=0.0)
+    assert torch.allclose(ds_range[3] * 10000, ds[3] * 65535, atol=1e-2)
+    two = D.WindowDataset(src, bands=2, patch=16, seed=0, band_index=[1, 4])
+    assert two[0].shape == (2, 16, 16)
+    with pytest.raises(InputError, match="bands"):
+        D.WindowDataset(src, bands=3, patch=16, seed=0)
+
+
+def test_all_nodata_raster_fails_clearly(make_geotiff, tmp_path):
+    make_geotiff("void.tif", data=np.zeros((1, 40, 40), np.uint8), nodata=0)
+    ds = D.WindowDataset(D.scan_sources([tmp_path]), bands=1, patch=16, seed=0)
+    with pytest.raises(InputError, match="nodata"):
+        ds[0]
+
+
+def test_mixed_folders_and_workers_are_deterministic(image_folder, make_geotiff, tmp_path):
+    make_geotiff("rgb.tif", bands=3, height=64, width=64, dtype="uint8")
+    src = D.scan_sources([image_folder, tmp_path])
+    assert len(src) == 2 and src[1].geotiffs and not src[1].images
+    ds = D.WindowDataset(src, bands=3, patch=16, seed=2)
+    kinds = {ds.entries[int(np.random.default_rng([2, i, 1]).integers(2))][0][0] for i in range(40)}
+    assert kinds == {"img", "tif"}
+    b0 = D.WindowLoader(ds, batch=4, start_step=5, stop_step=7, workers=0,
+                        device=torch.device("cpu"))
+    b2 = D.WindowLoader(ds, batch=4, start_step=5, stop_step=7, workers=2,
+                        device=torch.device("cpu"))
+    for _ in range(2):
+        assert torch.equal(b0.next(), b2.next())
+
+
+def test_validation_split(image_folder):
+    a = D.split_validation([image_folder], fraction=0.3, max_images=8, seed=0)
+    assert a == D.split_validation([image_folder], fraction=0.3, max_images=8, seed=0)
+    assert len(a) == 2 and all(p.parent == image_folder for p in a)
+    assert len(D.split_validation([image_folder], fraction=0.9, max_images=3, seed=0)) == 3
+    assert D.split_validation([image_folder], fraction=0.0, max_images=3, seed=0) == []
+    src = D.scan_sources([image_folder], exclude=set(a))
+    assert len(src[0].images) == 8 - 2
+    val = D.load_validation(a, crop=16)
+    assert all(v.data.shape[-2:] == (16, 16) for v in val)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        D.scan_sources([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        D.scan_sources([tmp_path / "empty"])

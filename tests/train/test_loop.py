@@ -1,0 +1,158 @@
+"""The training loop: exact resume, time budget, outputs loadable by --weights, data kinds."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import smooth_image
+from geosr.errors import ParameterError, WeightsError
+from geosr.train.config import TrainConfig
+from geosr.train.loop import Trainer, load_checkpoint, train
+from train_helpers import image_folder  # noqa: F401  (fixture)
+
+TINY = {"n1": 8, "n2": 4}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(image_folder, out, **kw):
+    base = dict(model="espcn", scale=2, data=[str(image_folder)], out=str(out), batch=4, patch=16,
+                lr=1e-3, model_args=TINY, val_fraction=0.2, val_crop=24, log_every=2,
+                checkpoint_every=0, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("extra", [
+    dict(ema=0.9, grad_clip=0.5, scheduler="cosine", optimizer="adamw", weight_decay=1e-4),
+    dict(loss="l1,ragan:0.01", degradation="real", scheduler="step", step_size=2),
+], ids=["ema-clip-cosine", "gan-real"])
+def test_resume_is_exact(image_folder, tmp_path, extra):
+    full = Trainer(_cfg(image_folder, tmp_path / "full", max_steps=6, **extra))
+    full.run()
+    half = Trainer(_cfg(image_folder, tmp_path / "half", max_steps=6, **extra))
+    assert half.run(steps=3).stopped_by == "steps"
+    ck = load_checkpoint(tmp_path / "half" / "last.pt")
+    assert ck["step"] == 3
+    rest = Trainer(_cfg(image_folder, tmp_path / "half", max_steps=6,
+                        resume=str(tmp_path / "half" / "last.pt"), **extra))
+    assert rest.step == 3
+    rest.run()
+    _assert_same(full.model.state_dict(), rest.model.state_dict())
+    if full.ema is not None:
+        _assert_same(full.ema.model.state_dict(), rest.ema.model.state_dict())
+    if full.disc is not None:
+        _assert_same(full.disc.state_dict(), rest.disc.state_dict())
+    a, b = full.opt.state_dict()["state"], rest.opt.state_dict()["state"]
+    for k in a:
+        _assert_same(a[k], b[k])
+    # and not trivially: three more steps did change the weights
+    assert not torch.equal(half.model.state_dict()["last_part.0.weight"],
+                           rest.model.state_dict()["last_part.0.weight"])
+
+
+def test_outputs_load_with_weights_everywhere(image_folder, tmp_path):
+    res = train(_cfg(image_folder, tmp_path / "out", max_steps=4, ema=0.5))
+    assert res.steps == 4 and res.stopped_by == "max_steps" and res.steps_per_s > 0
+    assert res.weights == tmp_path / "out" / "final.safetensors" and res.weights.is_file()
+    card = json.loads((tmp_path / "out" / "final.json").read_text())
+    assert card["format"] == "geosr-weights/1" and card["arch"] == "espcn"
+    assert card["scale"] == 2 and card["bands"] == 3 and card["value_range"] == [0.0, 255.0]
+    assert card["args"]["n1"] == 8 and card["training"]["steps"] == 4
+    assert card["training"]["data"] == [str(image_folder)] and "machine" in card["training"]
+    assert set(card["metrics"]) >= {"val_psnr", "val_ssim"}
+    from geosr.evaluate import evaluate
+    from geosr.models.loading import load_model
+
+    model = load_model("espcn", scale=2, weights=res.weights)
+    assert model.first_part[0].out_channels == 8
+    r = evaluate(image_folder, model="espcn", scale=2, weights=res.weights, limit=2)
+    assert r["n_images"] == 2 and np.isfinite(r["psnr"])
+
+
+def test_validation_uses_the_evaluate_protocol(image_folder, tmp_path):
+    tr = Trainer(_cfg(image_folder, tmp_path / "v", max_steps=1))
+    names = [v.name for v in tr.val_images]
+    assert len(names) == 2
+    from geosr.evaluate import evaluate_image
+
+    m = tr.validate()
+    rows = [evaluate_image(tr.model, v, scale=2, in_chans=3, value_range=(0, 255))
+            for v in tr.val_images]
+    assert m["val_psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows]))
+
+
+def test_time_budget_stops_cleanly_and_saves(image_folder, tmp_path):
+    res = train(_cfg(image_folder, tmp_path / "tb", time_budget=1.5, val_fraction=0))
+    assert res.stopped_by == "time_budget" and 1.0 <= res.seconds < 10
+    assert res.weights.is_file() and (tmp_path / "tb" / "last.pt").is_file()
+    assert res.metrics == {}
+
+
+def test_geotiff_training_records_bands_and_range(make_geotiff, tmp_path):
+    for i in range(2):
+        make_geotiff(f"s{i}.tif", bands=4, height=48, width=48, dtype="uint16", seed=i)
+    res = train(model="espcn", scale=2, data=[str(tmp_path)], out=str(tmp_path / "run"),
+                max_steps=2, batch=2, patch=16, model_args=TINY, workers=0, val_crop=32,
+                device="cpu", log_every=1)
+    card = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert card["bands"] == 4 and card["value_range"] == [0.0, 65535.0]
+    assert card["metrics"]["val_images"] == ["s0.tif"] or card["metrics"]["val_images"] == ["s1.tif"]
+    assert res.steps == 2
+
+
+@pytest.mark.parametrize("name", ["drcn", "lapsrn"])
+def test_multi_output_models_train(image_folder, tmp_path, name):
+    from geosr.models import get_spec
+
+    tiny = get_spec(name).extra["tiny"]
+    tr = Trainer(_cfg(image_folder, tmp_path / name, model=name, model_args=tiny, max_steps=2,
+                      loss="charbonnier", val_fraction=0))
+    assert tr.return_all
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    tr.run()
+    assert any(not torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+
+
+def test_config_errors(image_folder, tmp_path):
+    with pytest.raises(ParameterError, match="--max-steps"):
+        TrainConfig(model="espcn", data=["x"], out="o").validate()
+    with pytest.raises(ParameterError, match="--out"):
+        TrainConfig(model="espcn", data=["x"], max_steps=1).validate()
+    with pytest.raises(ParameterError, match="classical"):
+        Trainer(_cfg(image_folder, tmp_path / "c", model="bicubic", max_steps=1))
+    with pytest.raises(ParameterError, match="unknown training option"):
+        TrainConfig.from_dict({"modle": "espcn"})
+    with pytest.raises(WeightsError, match="VGG19"):
+        Trainer(_cfg(image_folder, tmp_path / "p", loss="l1,perceptual:0.1", max_steps=1))
+    with pytest.raises(WeightsError, match="not a geosr training checkpoint"):
+        torch.save({"a": torch.zeros(1)}, tmp_path / "x.pt")
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_config_files(tmp_path):
+    (tmp_path / "c.toml").write_text('[train]\nmodel = "fsrcnn"\nscale = 3\nlr = 0.01\n'
+                                     'data = "somewhere"\n')
+    cfg = TrainConfig.from_file(tmp_path / "c.toml")
+    assert cfg.model == "fsrcnn" and cfg.scale == 3 and cfg.data == ["somewhere"]
+    assert cfg.merged(lr=0.5, scale=None).lr == 0.5 and cfg.merged(scale=None).scale == 3
+    (tmp_path / "c.json").write_text(json.dumps({"model": "espcn", "batch": 3}))
+    assert TrainConfig.from_file(tmp_path / "c.json").batch == 3
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ParameterError, match="cannot parse"):
+        TrainConfig.from_file(tmp_path / "bad.json")
