@@ -648,6 +648,25 @@ def _job_key(job: Job) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
+#: GDAL block cache while streaming: GDAL's default (5 % of RAM) lets dirty output blocks pile up,
+#: which makes peak memory grow with the raster; a fixed cache keeps it flat.
+GDAL_CACHE_BYTES = 128 * 2**20
+
+
+def _bounded_gdal_cache(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "GDAL_CACHEMAX" in os.environ:  # the user's choice wins
+            return fn(*args, **kwargs)
+        import rasterio
+
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_bounded_gdal_cache
 def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
                  scale: int, weights: str | os.PathLike | None = None, tile: int | None = None,
                  halo: int | None = None, block: int | None = None, device: str = "auto",

@@ -94,6 +94,7 @@ def plan_tiles(blk: Block, *, tile: int, halo: int) -> list[Tile]:
 
 
 def default_block(scale: int, tile: int) -> int:
-    """LR block edge: output blocks of about 2048 px, a multiple of 512 and at least one tile."""
-    base = 1024 if scale <= 2 else 512
-    return max(base, -(-tile // 512) * 512)
+    """LR block edge: a multiple of 512 (output windows align with the 512-px output tiles) and
+    at least one tile; small enough that reading, inference and writing of consecutive blocks
+    overlap even on modest rasters."""
+    return max(512, -(-tile // 512) * 512)
