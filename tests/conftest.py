@@ -77,3 +77,19 @@ def make_geotiff(tmp_path):
         return path
 
     return _make
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu``-marked tests need CUDA; CI has none, so they skip there with the reason."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run on a GPU machine: pytest -m gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
