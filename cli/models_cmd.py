@@ -91,7 +91,9 @@ def models(as_json: bool, describe: str | None) -> None:
                        f"value range {c['value_range']}")
             for key in ("metrics", "training", "provenance"):
                 if c.get(key):
-                    click.echo(f"  {key}: {json.dumps(c[key], default=str)}")
+                    text = json.dumps(c[key], default=str)
+                    # one line each; --json prints the card in full
+                    click.echo(f"  {key}: {text if len(text) <= 160 else text[:157] + '...'}")
         else:
             click.echo(f"no geosr card; looks like {d['description']}")
         if d.get("arch"):
