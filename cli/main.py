@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+import threading
+import time
+import warnings
 
 import click
 
@@ -46,26 +50,95 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         from geosr.errors import GeosrError
 
+        debug = bool(ctx.params.get("debug"))
+        if not debug:
+            # libtiff prints some write errors (e.g. "No space left on device") straight to
+            # stderr; geosr reports them itself as one OutputError line (see geosr.io).
+            os.environ.setdefault("GEOSR_QUIET_LIBTIFF", "1")
+        old_show = warnings.showwarning
+        if not debug:
+            warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except GeosrError as err:
-            if ctx.obj and ctx.obj.get("debug"):
+            if _debug(ctx):
                 raise
-            click.echo(f"geosr: error: {err}", err=True)
-            ctx.exit(getattr(err, "exit_code", 1))
+            code = getattr(err, "exit_code", 1)
+            click.echo(f"geosr: error: {_one_line(err)}", err=True)
+            if code > 128:
+                _exit_soon(code)
+            ctx.exit(code)
         except KeyboardInterrupt:
-            if ctx.obj and ctx.obj.get("debug"):
+            if _debug(ctx):
                 raise
             click.echo("geosr: interrupted", err=True)
+            _exit_soon(130)
             ctx.exit(130)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except Exception as err:  # a bug: still one line, the traceback with --debug
-            if ctx.obj and ctx.obj.get("debug"):
+        except MemoryError as err:
+            if _debug(ctx):
                 raise
-            click.echo(f"geosr: internal error: {type(err).__name__}: {err} (rerun with "
-                       "--debug for the traceback and report it)", err=True)
+            click.echo(f"geosr: error: out of memory ({_one_line(err) or 'MemoryError'}); use a "
+                       "smaller --tile, --block or --batch-size", err=True)
             ctx.exit(1)
+        except Exception as err:  # a bug: still one line, the traceback with --debug
+            if _debug(ctx):
+                raise
+            click.echo(f"geosr: internal error: {type(err).__name__}: {_one_line(err)} (rerun "
+                       "with --debug for the traceback and report it)", err=True)
+            ctx.exit(1)
+        finally:
+            warnings.showwarning = old_show
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
+def _one_line(err: BaseException | str) -> str:
+    """The message on one line: GDAL and torch messages can span several."""
+    return " ".join(ln.strip() for ln in str(err).splitlines() if ln.strip())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"geosr: warning: {_one_line(message)}", err=True)
+
+
+def _exit_soon(code: int, *, grace: float = 2.0, watch: float = 10.0) -> None:
+    """Make sure an interrupted ``geosr`` process is gone within seconds.
+
+    The output is already cleaned up when this runs, but interpreter shutdown joins worker
+    threads, and one may be inside a forward pass that takes tens of seconds on a CPU. A daemon
+    thread waits for the shutdown to begin and, ``grace`` seconds later, ends the process with
+    ``code``. It does nothing inside a test runner (no real stderr, or no shutdown within
+    ``watch`` seconds).
+    """
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # click's CliRunner: not a real process exit
+        return
+
+    def watchdog() -> None:
+        t0 = time.monotonic()
+        shutdown_at = None
+        while True:
+            now = time.monotonic()
+            if shutdown_at is None:
+                if getattr(threading, "_SHUTTING_DOWN", False) or \
+                        not threading.main_thread().is_alive():
+                    shutdown_at = now
+                elif now - t0 > watch:
+                    return
+            elif now - shutdown_at > grace:
+                try:
+                    sys.stderr.flush()
+                    sys.stdout.flush()
+                finally:
+                    os._exit(code)
+            time.sleep(0.05)
+
+    threading.Thread(target=watchdog, name="geosr-exit-watchdog", daemon=True).start()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

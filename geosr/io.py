@@ -105,6 +105,61 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+def _error_chain(err: BaseException) -> tuple[str, set[int]]:
+    """First lines of ``err`` and its causes (rasterio hides GDAL's reason in ``__cause__``)
+    and the errno values found on the way."""
+    msgs: list[str] = []
+    codes: set[int] = set()
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and isinstance(e.errno, int):
+            codes.add(e.errno)
+        line = _first_line(e)
+        if "previous exception" not in line and line not in msgs:
+            msgs.append(line)
+        e = e.__cause__ or e.__context__
+    return "; ".join(msgs) or type(err).__name__, codes
+
+
+def _fsize_limit() -> int | None:
+    """The process's file size limit (RLIMIT_FSIZE) in bytes, or None when unlimited."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+_LIBTIFF_QUIET = False
+
+
+def _quiet_libtiff() -> None:
+    """Remove libtiff's global error/warning handlers when ``GEOSR_QUIET_LIBTIFF=1`` (the CLI sets
+    it). libtiff prints some write errors ("_tiffWriteProc: No space left on device.") straight
+    to stderr besides raising them through GDAL; the CLI reports them as one OutputError line."""
+    global _LIBTIFF_QUIET
+    if _LIBTIFF_QUIET or os.environ.get("GEOSR_QUIET_LIBTIFF") != "1":
+        return
+    _LIBTIFF_QUIET = True
+    try:
+        import ctypes
+
+        with open("/proc/self/maps") as f:
+            libs = {ln.split()[-1] for ln in f if "libtiff" in ln and ".so" in ln}
+        for path in libs:
+            lib = ctypes.CDLL(path)
+            for fn in (lib.TIFFSetErrorHandler, lib.TIFFSetWarningHandler):
+                fn.restype = ctypes.c_void_p
+                fn.argtypes = [ctypes.c_void_p]
+                fn(None)
+    except (OSError, AttributeError):  # not Linux, or libtiff linked statically: keep its output
+        pass
+
+
 def _meta_from_dataset(ds, path: str | None) -> RasterMeta:
     tags = ds.tags()
     aop = tags.pop("AREA_OR_POINT", "Area")
@@ -215,7 +270,7 @@ def creation_options(dtype: str, *, compress: str = "deflate", blocksize: int = 
     if c not in COMPRESSIONS:
         raise OutputError(f"unknown compression {compress!r}; use one of {', '.join(COMPRESSIONS)}")
     opts: dict[str, Any] = {"tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
-                            "BIGTIFF": "IF_SAFER"}
+                            "BIGTIFF": "IF_SAFER", "num_threads": "ALL_CPUS"}
     if c != "none":
         opts["compress"] = c
         opts["predictor"] = 3 if np.dtype(dtype).kind == "f" else 2
@@ -248,6 +303,7 @@ class GeoTIFFWriter:
 
     def open(self, *, resume: bool = False) -> "GeoTIFFWriter":
         m = self.meta
+        _quiet_libtiff()
         try:
             if resume and self.tmp.exists():
                 self.ds = rasterio.open(self.tmp, "r+")
@@ -262,9 +318,10 @@ class GeoTIFFWriter:
                 profile["transform"] = m.transform
             self.ds = rasterio.open(self.tmp, "w", **profile)
             self._write_metadata()
-        except rasterio.errors.RasterioIOError as err:
+        except (rasterio.errors.RasterioIOError, OSError) as err:
+            failure = self._failure("creating", err)
             self.abort()
-            raise OutputError(f"cannot create {str(self.tmp)!r}: {_first_line(err)}") from None
+            raise failure from None
         return self
 
     def _write_metadata(self) -> None:
@@ -295,14 +352,16 @@ class GeoTIFFWriter:
         try:
             self.ds.write(data, window=window)
         except (rasterio.errors.RasterioIOError, OSError) as err:
-            raise OutputError(f"writing {str(self.dst)!r} failed: {_first_line(err)} "
-                              "(disk full? check free space with df)") from None
+            raise self._failure("writing", err) from None
 
     def commit(self) -> Path:
         """Close, convert to COG if asked, and atomically move into place."""
         try:
             self.ds.close()
             self.ds = None
+            # rasterio does not report errors while GDAL flushes its cache on close (a disk that
+            # fills up there leaves a truncated file): check the file before publishing it.
+            verify_geotiff(self.tmp)
             src = self.tmp
             if self.cog:
                 cog_tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.cog.tif")
@@ -316,12 +375,49 @@ class GeoTIFFWriter:
                     raise
                 src.unlink(missing_ok=True)
                 src = cog_tmp
+                verify_geotiff(src)
             os.replace(src, self.dst)
         except (rasterio.errors.RasterioIOError, OSError) as err:
+            failure = self._failure("finishing", err)
             self.abort()
-            raise OutputError(f"finishing {str(self.dst)!r} failed: {_first_line(err)} "
-                              "(disk full? check free space with df)") from None
+            raise failure from None
         return self.dst
+
+    def _failure(self, what: str, err: BaseException) -> OutputError:
+        """An OutputError that names the likely cause: a full disk, the file size limit, a
+        read-only or vanished directory, else GDAL's own reasons."""
+        import errno as errno_mod
+        import shutil
+
+        chain, codes = _error_chain(err)
+        parent = self.dst.parent if str(self.dst.parent) else Path(".")
+        try:
+            free: int | None = shutil.disk_usage(parent).free
+        except OSError:
+            free = None
+        try:
+            size = self.tmp.stat().st_size
+        except OSError:
+            size = 0
+        m = self.meta
+        tile_bytes = self.blocksize ** 2 * max(1, m.count) * np.dtype(m.dtype).itemsize
+        limit = _fsize_limit()
+        head = f"{what} {str(self.dst)!r} failed"
+        if errno_mod.ENOSPC in codes or (free is not None and free <= 2 * tile_bytes + 2**20):
+            return OutputError(f"{head}: the disk is full ({free / 2**20:.1f} MiB free in "
+                               f"{str(parent)!r}); free some space or write elsewhere. No "
+                               "output was written")
+        if errno_mod.EFBIG in codes or (limit is not None and size + tile_bytes >= limit):
+            return OutputError(f"{head}: the file size limit ({limit} bytes, `ulimit -f`) was "
+                               "reached; raise the limit or write a smaller output (--bands, "
+                               "--scale). No output was written")
+        if errno_mod.EROFS in codes or errno_mod.EACCES in codes or errno_mod.EPERM in codes:
+            return OutputError(f"{head}: {str(parent)!r} is not writable ({chain}); choose "
+                               "another location or fix its permissions")
+        if not parent.is_dir():
+            return OutputError(f"{head}: the directory {str(parent)!r} disappeared; create it "
+                               "again and rerun")
+        return OutputError(f"{head}: {chain}; check free space (df) and the device, then rerun")
 
     def abort(self, *, keep_partial: bool = False) -> None:
         """Close and remove the temporary file (or keep it for ``--resume``)."""
@@ -331,8 +427,38 @@ class GeoTIFFWriter:
             except Exception:
                 pass
             self.ds = None
-        if not (keep_partial and self.partial):
-            Path(self.tmp).unlink(missing_ok=True)
+        if keep_partial and self.partial:
+            try:
+                verify_geotiff(self.tmp)  # a partial file that did not close cleanly is useless
+                return
+            except OSError:
+                pass
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def verify_geotiff(path: str | os.PathLike) -> None:
+    """Raise OSError unless ``path`` opens and every internal block lies inside the file.
+
+    Reads only the TIFF directory (block offsets and sizes), not the pixels.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with rasterio.Env(CPL_LOG="OFF"), rasterio.open(path) as ds:
+            bh, bw = ds.block_shapes[0]
+            nby, nbx = -(-ds.height // bh), -(-ds.width // bw)
+            bands = range(1, ds.count + 1) if ds.interleaving and \
+                ds.interleaving.name.lower() == "band" else (1,)
+            for b in bands:
+                for y in range(nby):
+                    for x in range(nbx):
+                        off = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=b)
+                        n = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=b)
+                        if not off or not n or int(off) == 0 or int(off) + int(n) > size:
+                            raise OSError(f"{path.name} is incomplete: block ({x}, {y}) of band "
+                                          f"{b} was not written")
+    except rasterio.errors.RasterioError as err:
+        raise OSError(f"{path.name} is unreadable after writing: {_first_line(err)}") from None
 
 
 def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compress: str = "deflate",

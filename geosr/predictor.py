@@ -17,6 +17,45 @@ import torch
 from .errors import DeviceError, Interrupted, ParameterError, ResourceError
 
 
+class DeviceOutOfMemory(ResourceError):
+    """Even a batch of one tile does not fit on the device; the engine retries smaller tiles."""
+
+    def __init__(self, message: str, *, device: str = "", tile_shape: tuple = ()) -> None:
+        super().__init__(message)
+        self.device = device
+        self.tile_shape = tile_shape
+
+
+def _is_oom(err: BaseException) -> bool:
+    """CUDA out-of-memory, or the CPU allocator failing on a huge batch."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    msg = str(err)
+    return "out of memory" in msg.lower() or "can't allocate memory" in msg
+
+
+def device_error(err: BaseException, device: torch.device) -> DeviceError | None:
+    """A one-line :class:`DeviceError` naming the device and what to try, for CUDA failures
+    (illegal memory access, launch failures, ECC errors...); None for other errors."""
+    msg = str(err)
+    if device.type != "cuda" or not ("CUDA" in msg or "cuda" in msg or "cuDNN" in msg):
+        return None
+    name = str(device)
+    try:
+        name += f" ({torch.cuda.get_device_name(device)})"
+    except Exception:  # the device may be unusable after the error
+        pass
+    return DeviceError(f"CUDA error on {name}: {_first_line(err)}; try --device cpu, a smaller "
+                       "--tile or --batch-size, --precision fp32, and check the GPU with "
+                       "nvidia-smi (rerun with CUDA_LAUNCH_BLOCKING=1 to locate the failing "
+                       "operation)")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` → first CUDA device if present, else CPU; validates ``cuda[:i]``."""
     d = (device or "auto").strip().lower()
@@ -96,6 +135,7 @@ class Predictor:
         self.out_chans = getattr(model, "out_chans", None)
         self.channels_last = channels_last and not self.linear
         self.batch_size = batch_size
+        self._batch_cap: dict[tuple, int] = {}  # tile shape -> batch size that fitted
         self.should_stop = should_stop or (lambda: False)
         self._lock = threading.Lock()
         if self.device.type == "cpu":
@@ -136,32 +176,42 @@ class Predictor:
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
-        bs = self._auto_batch(x.shape[1:])
+        shape = tuple(x.shape[1:])
+        bs = max(1, int(self._auto_batch(shape)))
+        cap = self._batch_cap.get(shape)
+        if cap is not None:
+            bs = min(bs, cap)
         out = None
         i = 0
         while i < n:
             if self.should_stop():
                 raise Interrupted("interrupted; no output was written")
             chunk = x[i:i + bs]
+            oom = False
             try:
                 with self._lock, torch.inference_mode():
                     t = torch.from_numpy(np.ascontiguousarray(chunk))
                     if self.device.type == "cuda":
                         t = t.pin_memory().to(self.device, non_blocking=True)
                     y = self._forward(t).cpu().numpy()
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
+            except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                if not _is_oom(err):
+                    dev_err = device_error(err, self.device)
+                    if dev_err is not None:
+                        raise dev_err from err
+                    raise
+                oom = True
+            if oom:  # outside the except block, so the failed batch's tensors can be freed
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
                 if bs == 1:
-                    raise ResourceError(
-                        f"out of GPU memory on {self.device} even with batch 1; use a smaller "
-                        "--tile, --precision fp16/bf16, or --device cpu") from None
+                    raise DeviceOutOfMemory(
+                        f"out of memory on {self.device} even with one {shape[1]}x{shape[2]} "
+                        "tile per batch; use a smaller --tile, --precision fp16/bf16, or "
+                        "--device cpu", device=str(self.device), tile_shape=shape)
                 bs = max(1, bs // 2)
+                self._batch_cap[shape] = bs  # later batches of this shape start here
                 continue
-            except RuntimeError as err:
-                if self.device.type == "cuda" and "CUDA" in str(err):
-                    raise DeviceError(f"CUDA error on {self.device}: {err}. Try --device cpu, a "
-                                      "smaller --tile, or check the driver (nvidia-smi)") from err
-                raise
             if out is None:
                 out = np.empty((n, *y.shape[1:]), dtype=y.dtype)
             out[i:i + len(chunk)] = y
