@@ -50,6 +50,8 @@ CONTAINER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "mod
                   "net")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+#: Added to the sidecar (and to ``model.card`` by load_model), never embedded.
+FILE_IDENTITY_KEYS = ("weights_file", "sha256")
 
 StateDict = dict[str, Tensor]
 
@@ -166,7 +168,9 @@ def save_weights(model_or_state_dict: nn.Module | Mapping[str, Tensor],
                            f"{path.with_suffix('.safetensors').name!r} instead of {path.name!r}")
     if not path.parent.is_dir():
         raise OutputError(f"directory {path.parent} does not exist; create it first")
-    card = validate_card(card)
+    # File-identity fields describe one file; they are recomputed for the new one.
+    card = validate_card({k: v for k, v in dict(card).items()
+                          if k not in FILE_IDENTITY_KEYS})
     if isinstance(model_or_state_dict, nn.Module):
         m = model_or_state_dict
         for attr, key in (("scale", "scale"), ("in_chans", "bands")):
@@ -328,7 +332,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     if sha and sha != _sha256(path):
         raise WeightsError(f"model card {side.name} belongs to another version of {path.name} "
                            f"(SHA-256 differs); keep the pair together or delete the card")
-    return validate_card({k: v for k, v in raw.items() if k not in ("sha256", "weights_file")})
+    return validate_card({k: v for k, v in raw.items() if k not in FILE_IDENTITY_KEYS})
 
 
 def _torch_load_safe(path: Path) -> Any:

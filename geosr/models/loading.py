@@ -1,7 +1,8 @@
 """Ready-to-run models: registry architecture + weights (bundled, given, or refused).
 
 - :func:`load_model` builds a registry model in eval mode with its weights; the result carries
-  ``model.card`` (the model card, or ``None``) and ``model.weights_path``.
+  ``model.card`` (the model card plus the file's ``weights_file``/``sha256``, or ``None``),
+  ``model.weights_path`` and ``model.weights_sha256``.
 - Bundled weights live in ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors`` with a
   ``.json`` card next to each; :func:`list_bundled` lists them.
 - ``name="auto"`` takes the architecture from the weights: the card of a geosr file, the layout
@@ -137,6 +138,7 @@ def _finish(model: torch.nn.Module, *, card: dict[str, Any] | None, path: Path |
     model.to(_device(device))
     model.card = card
     model.weights_path = str(path) if path is not None else None
+    model.weights_sha256 = (card or {}).get("sha256") or (_sha256(path) if path else None)
     return model
 
 
@@ -198,6 +200,8 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
         path = Path(weights)
     sd, card = read_checkpoint(path)
     if card is not None:
+        # The card on the model also identifies the exact file (as the sidecar does).
+        card = dict(card, weights_file=path.name, sha256=_sha256(path))
         model = _model_from_card(spec, card, scale=scale, in_chans=in_chans, path=path)
         _load_into(model, sd, strict=True, layout="geosr", input_range=None,
                    exact_is_native=True)

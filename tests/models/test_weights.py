@@ -385,8 +385,18 @@ def test_load_model_with_geosr_weights_and_bundled_lookup(monkeypatch, tmp_path)
         "edsr-baseline", 2, 4, {"psnr": 33.0})
     m = load_model("edsr-baseline", scale=2, in_chans=4)  # bundled, found by name/scale/bands
     assert m.weights_path == str(p) and m.card["value_range"] == [0, 10000]
+    assert m.card["sha256"] == m.weights_sha256 == weights_sha256(p)
+    assert m.card["weights_file"] == p.name
     with torch.no_grad():
         assert torch.equal(m(_x(4)), ref(_x(4)))
+    # re-saving a loaded model's card gives the new file its own identity
+    p2 = tmp_path / "copy.safetensors"
+    save_weights(m, p2, card=m.card)
+    again = load_model("edsr-baseline", scale=2, weights=p2)
+    assert again.card["sha256"] == weights_sha256(p2)
+    assert again.card["weights_file"] == "copy.safetensors"
+    embedded = read_checkpoint(p2)[1]
+    assert "sha256" not in embedded and embedded == read_checkpoint(p)[1]
     auto = load_model("auto", scale=2, weights=p)
     assert type(auto).__name__ == "EDSR" and auto.in_chans == 4
     for kwargs, match in [({"name": "edsr-baseline", "scale": 3}, "x2, not x3"),
