@@ -56,8 +56,8 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1.0 - self.decay)
+        ema_p = list(self.model.parameters())
+        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1.0 - self.decay)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
 
@@ -193,6 +193,8 @@ class Trainer:
         self.model = create_model(cfg.model, scale=cfg.scale, in_chans=bands, **cfg.model_args)
         self.model.to(self.device)
         self.channels_last = self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest kernels
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.return_all = "return_all" in inspect.signature(self.model.forward).parameters

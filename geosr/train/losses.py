@@ -359,7 +359,10 @@ class CompositeLoss(nn.Module):
     def forward(self, pred: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor,
                 d_real: torch.Tensor | None = None,
                 d_fake: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        outs = split_outputs(pred)
+        # pixel terms in float32: under bf16 autocast the outputs are bf16 and small errors
+        # (the whole point late in training) would be rounded away
+        outs = [o.float() for o in split_outputs(pred)]
+        target = target.float()
         final = outs[-1]
         parts: dict[str, torch.Tensor] = {}
         for name, w in self.weights.items():

@@ -156,3 +156,20 @@ def test_config_files(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ParameterError, match="cannot parse"):
         TrainConfig.from_file(tmp_path / "bad.json")
+
+
+def test_lr_schedules():
+    from geosr.train.loop import lr_factor
+
+    cfg = TrainConfig(model="espcn", data=["x"], out="o", max_steps=100, lr=1e-2, min_lr=1e-4)
+    assert lr_factor(cfg, step=0, elapsed=0) == pytest.approx(1.0)
+    assert lr_factor(cfg, step=50, elapsed=0) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(cfg, step=100, elapsed=0) == pytest.approx(0.01)
+    # with a time budget, whichever horizon is nearer drives the cosine
+    cfg.time_budget = 10.0
+    assert lr_factor(cfg, step=10, elapsed=10.0) == pytest.approx(0.01)
+    cfg.warmup_steps = 4
+    assert lr_factor(cfg, step=0, elapsed=0) == pytest.approx(0.25)
+    step = TrainConfig(model="espcn", data=["x"], out="o", max_steps=100, scheduler="step",
+                       step_size=10, gamma=0.5)
+    assert lr_factor(step, step=25, elapsed=0) == pytest.approx(0.25)
