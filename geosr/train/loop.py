@@ -18,6 +18,8 @@ import inspect
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import OutputError, ParameterError, WeightsError
+from ..errors import Interrupted, OutputError, ParameterError, WeightsError
 from .config import TrainConfig
 
 CHECKPOINT_FORMAT = "geosr-train-checkpoint/1"
@@ -136,8 +138,9 @@ class Trainer:
         from .degrade import Degrader
         from .losses import CompositeLoss, Discriminator
 
+        self._prev_threads = torch.get_num_threads()
         if cfg.threads:
-            torch.set_num_threads(int(cfg.threads))
+            torch.set_num_threads(int(cfg.threads))  # restored when run() returns
         self.spec = get_spec(cfg.model)
         if self.spec.kind != "network":
             raise ParameterError(f"{self.spec.name!r} is a classical interpolator with nothing to "
@@ -338,7 +341,37 @@ class Trainer:
     # -- the run --------------------------------------------------------------------------------
     def run(self, *, steps: int | None = None) -> TrainResult:
         """Train until ``max_steps``, the time budget, or ``steps`` more steps (an interruption
-        that keeps the schedule of the full run), then checkpoint, validate and save."""
+        that keeps the schedule of the full run), then checkpoint, validate and save.
+
+        Ctrl-C ends the current step, saves ``last.pt`` (exactly resumable) and raises
+        :class:`~geosr.errors.Interrupted`.
+        """
+        self._stop_signal: int | None = None
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                # first Ctrl-C: finish the current step, checkpoint, stop; second: abort now
+                if self._stop_signal is not None:
+                    raise KeyboardInterrupt
+                self._stop_signal = signum
+                self.log("interrupt received: stopping after this step (Ctrl-C again to abort)")
+
+            previous = signal.signal(signal.SIGINT, handler)
+        try:
+            result = self._run(steps)
+        except KeyboardInterrupt:
+            raise Interrupted(f"training aborted at step {self.step}; the last checkpoint in "
+                              f"{self.out} (if any) can be resumed") from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            torch.set_num_threads(self._prev_threads)
+        if result.stopped_by == "interrupt":
+            raise Interrupted(f"training interrupted at step {self.step}; resume with "
+                              f"--resume {result.checkpoint}", signum=self._stop_signal or 2)
+        return result
+
+    def _run(self, steps: int | None) -> TrainResult:
         cfg = self.cfg
         stop_step = cfg.max_steps if cfg.max_steps is not None else 2 ** 40
         stopped_by = "max_steps"
@@ -360,6 +393,9 @@ class Trainer:
             now = time.perf_counter()
             if cfg.time_budget is not None and start_elapsed + (now - t0) >= cfg.time_budget:
                 stopped_by = "time_budget"
+                break
+            if getattr(self, "_stop_signal", None) is not None:
+                stopped_by = "interrupt"
                 break
             hr = self._batch(loader)
             self.elapsed = start_elapsed + (now - t0)
@@ -392,6 +428,10 @@ class Trainer:
         ran = self.step - start_step
         sps = ran / train_seconds if train_seconds > 0 else 0.0
         ckpt = self.save_checkpoint()
+        if stopped_by == "interrupt":
+            return TrainResult(steps=self.step, seconds=self.elapsed, steps_per_s=sps,
+                               weights=self.out / "final.safetensors", checkpoint=ckpt,
+                               stopped_by=stopped_by, history=self.history)
         metrics = self.validate()
         if metrics:
             self.log(f"final validation PSNR {metrics['val_psnr']:.3f} dB SSIM "

@@ -173,3 +173,25 @@ def test_lr_schedules():
     step = TrainConfig(model="espcn", data=["x"], out="o", max_steps=100, scheduler="step",
                        step_size=10, gamma=0.5)
     assert lr_factor(step, step=25, elapsed=0) == pytest.approx(0.25)
+
+
+def test_ctrl_c_checkpoints_at_a_step_boundary(image_folder, tmp_path):
+    import os
+    import signal
+
+    from geosr.errors import Interrupted
+
+    tr = Trainer(_cfg(image_folder, tmp_path / "int", max_steps=1000, val_fraction=0))
+    real_step = tr.train_step
+
+    def step_then_interrupt(hr):
+        out = real_step(hr)
+        if tr.step == 2:  # during the third step
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    tr.train_step = step_then_interrupt
+    with pytest.raises(Interrupted, match="--resume"):
+        tr.run()
+    assert load_checkpoint(tmp_path / "int" / "last.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
