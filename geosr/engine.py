@@ -707,6 +707,9 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     if not resuming:
         journal.done = set()
     writer.open(resume=resuming)
+    # The partial file is being modified from now on: a journal on disk would only be true
+    # again after a clean close (saved then), so a SIGKILLed run leaves none.
+    journal.remove()
     blocks = [b for b in job.blocks() if b.index not in journal.done]
     total = job.meta_in.width * job.meta_in.height
     done_px = sum(b.rows.size * b.cols.size for b in job.blocks() if b.index in journal.done)

@@ -204,12 +204,12 @@ class Predictor:
             if oom:  # outside the except block, so the failed batch's tensors can be freed
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                if bs == 1:
+                if len(chunk) == 1:
                     raise DeviceOutOfMemory(
                         f"out of memory on {self.device} even with one {shape[1]}x{shape[2]} "
                         "tile per batch; use a smaller --tile, --precision fp16/bf16, or "
                         "--device cpu", device=str(self.device), tile_shape=shape)
-                bs = max(1, bs // 2)
+                bs = max(1, len(chunk) // 2)
                 self._batch_cap[shape] = bs  # later batches of this shape start here
                 continue
             if out is None:
