@@ -15,7 +15,9 @@ import click
               help="Output folder: final.safetensors (+ .json card) and last.pt.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps.")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop cleanly after SECONDS of training and save.")
+              help="Stop cleanly after SECONDS of training in this run and save.")
+@click.option("--anneal-to-budget", is_flag=True, default=None,
+              help="End the cosine decay when the time budget runs out (one-shot runs).")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Patches per step.")
 @click.option("--patch", type=click.IntRange(min=4), default=None, help="HR patch side (pixels).")
 @click.option("--loss", default=None,

@@ -30,7 +30,10 @@ class TrainConfig:
     value_range: list[float] | None = None
     # budget
     max_steps: int | None = None
+    #: seconds of training for this invocation (resume to continue in further windows)
     time_budget: float | None = None
+    #: let the cosine reach its floor when the time budget runs out (one-shot runs)
+    anneal_to_budget: bool = False
     # batches
     batch: int = 16
     #: HR patch side in pixels (rounded down to a multiple of the scale).

@@ -64,23 +64,25 @@ class EMA:
             e.copy_(b)
 
 
-def lr_factor(cfg: TrainConfig, *, step: int, elapsed: float) -> float:
-    """Multiplier of the base learning rate.
+def lr_factor(cfg: TrainConfig, *, step: int, run_elapsed: float = 0.0) -> float:
+    """Multiplier of the base learning rate at ``step``.
 
-    Progress is the larger of ``step / max_steps`` and ``elapsed / time_budget``, so a run
-    that the time budget ends still completes its cosine decay; runs bounded by steps only
-    (the default for reproducible work) follow the step count exactly.
+    The cosine runs over ``max_steps`` (constant without it). With ``anneal_to_budget`` its
+    progress is the larger of ``step / max_steps`` and ``run_elapsed / time_budget`` (seconds of
+    this invocation), so a one-shot run on a machine of unknown speed still ends its decay.
     """
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     if cfg.scheduler == "step":
         return warm * cfg.gamma ** (step // cfg.step_size)
     if cfg.scheduler != "cosine":
         return warm
-    t = 0.0
+    t = None
     if cfg.max_steps:
         t = step / cfg.max_steps
-    if cfg.time_budget:
-        t = max(t, elapsed / cfg.time_budget)
+    if cfg.anneal_to_budget and cfg.time_budget:
+        t = max(t or 0.0, run_elapsed / cfg.time_budget)
+    if t is None:  # no horizon: a cosine cannot be placed, stay at the base rate
+        return warm
     t = min(t, 1.0)
     floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
@@ -211,6 +213,7 @@ class Trainer:
                     else None)
         self.step = 0
         self.elapsed = 0.0  # training seconds accumulated over resumed runs
+        self._run_elapsed = 0.0  # training seconds of this invocation
         self.history: list[dict[str, float]] = []
         if cfg.resume:
             self._restore(load_checkpoint(cfg.resume))
@@ -274,7 +277,7 @@ class Trainer:
         return loader.next()
 
     def _set_lr(self) -> None:
-        f = lr_factor(self.cfg, step=self.step, elapsed=self.elapsed)
+        f = lr_factor(self.cfg, step=self.step, run_elapsed=self._run_elapsed)
         for g in self.opt.param_groups:
             g["lr"] = self.cfg.lr * f
         if self.d_opt is not None:
@@ -391,7 +394,8 @@ class Trainer:
         n_acc = 0
         while self.step < stop_step:
             now = time.perf_counter()
-            if cfg.time_budget is not None and start_elapsed + (now - t0) >= cfg.time_budget:
+            # the budget is per invocation, so a long training can run in resumed windows
+            if cfg.time_budget is not None and now - t0 >= cfg.time_budget:
                 stopped_by = "time_budget"
                 break
             if getattr(self, "_stop_signal", None) is not None:
@@ -399,6 +403,7 @@ class Trainer:
                 break
             hr = self._batch(loader)
             self.elapsed = start_elapsed + (now - t0)
+            self._run_elapsed = now - t0
             parts = self.train_step(hr)
             self.step += 1
             if self.step % max(1, cfg.log_every) == 0 or self.step == stop_step:

@@ -162,36 +162,24 @@ def test_lr_schedules():
     from geosr.train.loop import lr_factor
 
     cfg = TrainConfig(model="espcn", data=["x"], out="o", max_steps=100, lr=1e-2, min_lr=1e-4)
-    assert lr_factor(cfg, step=0, elapsed=0) == pytest.approx(1.0)
-    assert lr_factor(cfg, step=50, elapsed=0) == pytest.approx(0.01 + 0.99 * 0.5)
-    assert lr_factor(cfg, step=100, elapsed=0) == pytest.approx(0.01)
-    # with a time budget, whichever horizon is nearer drives the cosine
-    cfg.time_budget = 10.0
-    assert lr_factor(cfg, step=10, elapsed=10.0) == pytest.approx(0.01)
+    assert lr_factor(cfg, step=0) == pytest.approx(1.0)
+    assert lr_factor(cfg, step=50) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(cfg, step=100) == pytest.approx(0.01)
+    cfg.time_budget = 10.0  # a budget alone does not move the schedule
+    assert lr_factor(cfg, step=10, run_elapsed=10.0) == pytest.approx(lr_factor(cfg, step=10))
+    cfg.anneal_to_budget = True  # now whichever horizon is nearer drives the cosine
+    assert lr_factor(cfg, step=10, run_elapsed=10.0) == pytest.approx(0.01)
     cfg.warmup_steps = 4
-    assert lr_factor(cfg, step=0, elapsed=0) == pytest.approx(0.25)
+    assert lr_factor(cfg, step=0) == pytest.approx(0.25)
+    none = TrainConfig(model="espcn", data=["x"], out="o", time_budget=5.0)
+    assert lr_factor(none, step=1000, run_elapsed=4.0) == 1.0  # no horizon: constant
     step = TrainConfig(model="espcn", data=["x"], out="o", max_steps=100, scheduler="step",
                        step_size=10, gamma=0.5)
-    assert lr_factor(step, step=25, elapsed=0) == pytest.approx(0.25)
+    assert lr_factor(step, step=25) == pytest.approx(0.25)
 
 
-def test_ctrl_c_checkpoints_at_a_step_boundary(image_folder, tmp_path):
-    import os
-    import signal
-
-    from geosr.errors import Interrupted
-
-    tr = Trainer(_cfg(image_folder, tmp_path / "int", max_steps=1000, val_fraction=0))
-    real_step = tr.train_step
-
-    def step_then_interrupt(hr):
-        out = real_step(hr)
-        if tr.step == 2:  # during the third step
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    tr.train_step = step_then_interrupt
-    with pytest.raises(Interrupted, match="--resume"):
-        tr.run()
-    assert load_checkpoint(tmp_path / "int" / "last.pt")["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+def test_time_budget_is_per_invocation(image_folder, tmp_path):
+    first = train(_cfg(image_folder, tmp_path / "w", time_budget=1.0, val_fraction=0))
+    second = train(_cfg(image_folder, tmp_path / "w", time_budget=1.0, val_fraction=0,
+                        resume=str(first.checkpoint)))
+    assert second.steps > first.steps and second.seconds > first.seconds
