@@ -139,6 +139,13 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
     span = (hi - lo) or 1.0
     x = torch.from_numpy((lr.astype(np.float32) - np.float32(lo)) / np.float32(span))[None]
     x = x.to(device)
+    h, w = x.shape[-2:]
+    m = int(getattr(model, "size_multiple", 1) or 1)
+    if m > 1 and (h % m or w % m):
+        # Why: e.g. RRDBNet x2 pixel-unshuffles its input; pad by reflection, crop the output.
+        ph, pw = -h % m, -w % m
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
     was_training = model.training
     model.eval()
     try:
@@ -148,6 +155,8 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
                 y = y[-1]
     finally:
         model.train(was_training)
+    s = y.shape[-1] // x.shape[-1]
+    y = y[..., : h * s, : w * s]
     return y[0].double().cpu().numpy() * span + lo
 
 

@@ -54,10 +54,22 @@ def test_self_ensemble_of_a_symmetric_model_changes_nothing(png_folder):
     assert b["self_ensemble"] and abs(a["psnr"] - b["psnr"]) < 0.01
 
 
+def unweighted_network(scale: int = 2) -> str:
+    """A registry network with no bundled weights at ``scale`` for 3 bands (bundles change)."""
+    from geosr.models import get_spec, list_models
+    from geosr.models.loading import bundled_weights
+
+    for name in ("srcnn", "fsrcnn", "vdsr", "espcn", *list_models(kind="network")):
+        if scale in get_spec(name).scales and bundled_weights(name, scale=scale, bands=3) is None:
+            return name
+    pytest.skip("every network has bundled weights")
+
+
 def test_networks_need_weights(png_folder):
+    name = unweighted_network()
     with pytest.raises(WeightsError, match="allow"):
-        evaluate(png_folder, model="espcn", scale=2)
-    r = evaluate(png_folder, model="espcn", scale=2, allow_random_weights=True)
+        evaluate(png_folder, model=name, scale=2)
+    r = evaluate(png_folder, model=name, scale=2, allow_random_weights=True)
     assert r["n_images"] == 2 and math.isfinite(r["psnr"])
 
 
@@ -117,3 +129,12 @@ def test_public_name_is_callable(png_folder):
 
     r = geosr.evaluate(png_folder, model="bicubic", scale=2)
     assert r["n_images"] == 2
+
+
+def test_models_with_a_size_multiple(png_folder):
+    from geosr.models import create_model, get_spec
+
+    model = create_model("rrdbnet", scale=2, **get_spec("rrdbnet").extra["tiny"])
+    assert model.size_multiple > 1  # the 25x30 and 23x20 LR images are not multiples of it
+    r = evaluate(png_folder, model=model, scale=2)
+    assert r["n_images"] == 2 and all(np.isfinite(x["psnr"]) for x in r["images"])

@@ -39,11 +39,14 @@ def test_text_output(folder):
 
 
 def test_errors_are_one_line(folder):
-    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "espcn", "-s", "2"])
+    from test_evaluate import unweighted_network
+
+    name = unweighted_network()
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", name, "-s", "2"])
     assert res.exit_code == 1
     assert res.output.startswith("geosr: error:") and "--allow-random-weights" in res.output
     res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "nosuchnet", "-s", "2"])
     assert res.exit_code == 1 and "known models" in res.output
-    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", "espcn", "-s", "2",
+    res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", name, "-s", "2",
                                    "--allow-random-weights", "--json"])
-    assert res.exit_code == 0 and json.loads(res.output)["model"] == "espcn"
+    assert res.exit_code == 0 and json.loads(res.output)["model"] == name
