@@ -108,6 +108,15 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
                    allow_random_weights=allow_random_weights,
                    data_range=parse_data_range(data_range), batch_size=batch_size,
                    compile=compile_)
+    if workers or scheduler:  # fail on a bad input before spending seconds on a cluster
+        if batch:
+            from geosr.batch import expand_sources
+
+            expand_sources(src)
+        else:
+            from geosr.io import read_meta
+
+            read_meta(src)
     if batch:
         _run_batch(src, dst, scale=scale, mode=mode, scheduler=scheduler, workers=workers,
                    jobs=jobs, threads=threads, overwrite=overwrite, resume=resume,

@@ -11,6 +11,7 @@ stays bit-identical.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import hashlib
 import os
@@ -89,13 +90,15 @@ def _wants_gpu(device: str) -> bool:
 
 
 def start_local_cluster(n_workers: int | None = None, *, device: str = "auto",
-                        gpus: list[str] | None = None, threads_per_worker: int = 1):
+                        gpus: list[str] | None = None, threads_per_worker: int = 1,
+                        torch_threads: int | None = None):
     """Start a ``LocalCluster`` on this machine; returns ``(cluster, client)``.
 
     On CPU (``device="cpu"`` or no GPU visible) it runs ``n_workers`` processes (default: one per
     core) that share the cores between them for torch. With GPUs it runs one worker per GPU
     (at most ``n_workers``): dask-cuda's ``LocalCUDACluster`` when installed, otherwise one
-    process per GPU pinned with ``CUDA_VISIBLE_DEVICES``. ``gpus`` overrides the detected list.
+    process per GPU pinned with ``CUDA_VISIBLE_DEVICES``. ``gpus`` overrides the detected list;
+    ``torch_threads`` the intra-op threads per worker (default: cores / workers).
     """
     distributed = require_distributed()
     cores = max(1, len(os.sched_getaffinity(0)))
@@ -103,7 +106,7 @@ def start_local_cluster(n_workers: int | None = None, *, device: str = "auto",
         gpus = visible_gpus() if _wants_gpu(device) else []
     if n_workers is not None and n_workers < 1:
         raise DistributedError(f"--workers must be at least 1, got {n_workers}")
-    common = dict(dashboard_address=None, scheduler_port=0, silence_logs=40)
+    common = dict(dashboard_address=":0", scheduler_port=0, silence_logs=40)
     try:
         if gpus:
             gpus = gpus[:n_workers] if n_workers else gpus
@@ -116,11 +119,12 @@ def start_local_cluster(n_workers: int | None = None, *, device: str = "auto",
                                            threads_per_worker=threads_per_worker, **common)
             else:
                 cluster = _per_gpu_cluster(gpus, threads_per_worker=threads_per_worker,
-                                           torch_threads=max(1, cores // len(gpus)))
+                                           torch_threads=torch_threads
+                                           or max(1, cores // len(gpus)))
         else:
             n = n_workers or cores
             # torch's intra-op threads: share the cores instead of oversubscribing them
-            env = {"OMP_NUM_THREADS": str(max(1, cores // n))}
+            env = {"OMP_NUM_THREADS": str(torch_threads or max(1, cores // n))}
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
                                                processes=True, env=env, **common)
         client = distributed.Client(cluster, set_as_default=False)
@@ -134,7 +138,7 @@ def _per_gpu_cluster(gpus: list[str], *, threads_per_worker: int, torch_threads:
     """One nanny-managed worker process per GPU, each seeing only its own device."""
     from distributed import Nanny, Scheduler, SpecCluster
 
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None, "port": 0}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0", "port": 0}}
     workers = {
         f"gpu-{g}": {"cls": Nanny, "options": {
             "nthreads": threads_per_worker, "name": f"gpu-{g}", "silence_logs": 40,
@@ -325,6 +329,11 @@ def _run_dask(client, job, blocks, payload, *, stop, bound):
                         f"a block of {job.src!r} killed dask workers repeatedly ({err}); the "
                         "workers probably run out of memory: use a smaller --tile/--block or "
                         "give workers more memory") from None
+                except (asyncio.CancelledError, cf.CancelledError):
+                    # BaseException in asyncio: would escape the CLI's error handling
+                    raise DistributedError(
+                        f"the cluster dropped a block of {job.src!r} (scheduler restarted or "
+                        "gone, or the client was closed); check the scheduler and rerun") from None
                 fut.release()
                 nxt = next(it, None)
                 if nxt is not None:
