@@ -251,8 +251,7 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
         while pending:
             _, pending = cf.wait(pending, timeout=0.25)
             if should_stop and should_stop():
-                raise Interrupted("interrupted; finished outputs were kept, unfinished ones "
-                                  "removed", signum=15)
+                raise Interrupted("interrupted", signum=15)
     except BaseException as err:
         stop.set()  # every running file aborts and removes its temporary output
         for f in futs:
@@ -263,9 +262,11 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
         for it in todo:
             if it.status == "pending":
                 it.status, it.reason = "failed", "interrupted"
-        if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
-            raise Interrupted("interrupted; finished outputs were kept, unfinished ones removed",
-                              signum=2) from None
+        if isinstance(err, KeyboardInterrupt):  # Ctrl-C, SIGTERM (the CLI) or should_stop
+            signum = err.exit_code - 128 if isinstance(err, Interrupted) else 2
+            raise Interrupted(f"interrupted: {len(result.done)} finished output(s) kept, "
+                              "unfinished ones removed; rerun to do the rest (finished ones are "
+                              "skipped)", signum=signum) from None
         raise
     files.shutdown(wait=True)
     if own_pool:

@@ -334,3 +334,17 @@ def test_one_worker_per_gpu_without_dask_cuda():
     finally:
         client.close()
         c.close()
+
+
+@pytest.mark.timeout(120)
+def test_batch_stop_keeps_finished_and_removes_partial(make_geotiff, tmp_path):
+    from geosr.errors import Interrupted
+
+    for i in range(3):
+        make_geotiff(f"s{i}.tif", bands=1, height=96, width=96, seed=i)
+    flag = []
+    with pytest.raises(Interrupted, match="1 finished output"):
+        upscale_many(str(tmp_path / "s*.tif"), tmp_path / "out", scale=2, model="bicubic",
+                     tile=8, block=8, jobs=1, on_file=lambda f: flag.append(f),
+                     should_stop=lambda: bool(flag))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0_x2.tif"]
