@@ -736,15 +736,35 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         return result
     except BaseException as err:
         interrupted = isinstance(err, (KeyboardInterrupt, Interrupted))
-        writer.abort(keep_partial=resume and interrupted)
-        if resume and interrupted and writer.tmp.exists():
-            journal.save()  # only now is every journaled block flushed (abort closed the file)
-        else:
-            journal.remove()
+        with _signals_ignored():  # a second Ctrl-C must not cut the cleanup short
+            writer.abort(keep_partial=resume and interrupted)
+            if resume and interrupted and writer.tmp.exists():
+                journal.save()  # only now is every journaled block flushed (abort closed it)
+            else:
+                journal.remove()
         if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
             raise Interrupted("interrupted; no output was written" +
                               (" (resume with --resume)" if resume else ""), signum=2) from None
         raise
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """Ignore SIGINT/SIGTERM for the few milliseconds of cleanup (main thread only)."""
+    import signal
+
+    saved = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved.append((sig, signal.signal(sig, signal.SIG_IGN)))
+        except (ValueError, OSError):  # not the main thread, or not settable
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in saved:
+            # None: the handler was installed outside Python; the default is the closest
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, net=None):

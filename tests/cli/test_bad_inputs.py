@@ -164,7 +164,6 @@ def test_bad_input_files(env, make_geotiff, kind, match):
     (["--device", "tpu"], 1, r"(unknown|unsupported) device 'tpu'"),
     (["-m", "espcn", "--data-range", "inf", "--allow-random-weights"], 1,
      r"data range must be finite"),
-    (["-m", "espcn"], 1, r"no weights for espcn x2.*--weights PATH"),
     (["--target-gsd", "-1"], 1, r"must be positive"),
     (["--scale", "2", "--target-gsd", "1"], 2, r"either --scale or --target-gsd"),
     (["--precision", "fp8"], 2, r"Invalid value for '--precision'"),
@@ -174,6 +173,21 @@ def test_bad_options(env, args, code, match):
     snap = Snapshot(env.src_dir, env.out_dir, watch=env.good)
     res = invoke("upscale", env.good, env.out, "-q", *args)
     assert_clean_failure(res.exit_code, res.stderr, expect_code=code, match=match)
+    snap.assert_unchanged()
+
+
+def test_network_without_weights(env):
+    from geosr.models import get_spec, list_models
+    from geosr.models.loading import bundled_weights
+
+    names = [n for n in list_models() if get_spec(n).kind != "classical" and 2 in get_spec(n).scales
+             and bundled_weights(n, scale=2, bands=3) is None]
+    if not names:
+        pytest.skip("every network has bundled x2 weights")
+    snap = Snapshot(env.src_dir, env.out_dir, watch=env.good)
+    res = invoke("upscale", env.good, env.out, "-q", "-m", names[0])
+    assert_clean_failure(res.exit_code, res.stderr,
+                         match=rf"no weights for {names[0]} x2.*--weights PATH")
     snap.assert_unchanged()
 
 
