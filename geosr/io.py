@@ -92,9 +92,11 @@ def read_meta(path: str | os.PathLike) -> RasterMeta:
     except (rasterio.errors.RasterioError, ValueError) as err:
         raise RasterReadError(f"cannot read {str(path)!r}: {_first_line(err)}") from None
     if meta.dtype not in SUPPORTED_DTYPES:
+        how = ("convert complex data to amplitude first, e.g. with gdal_translate"
+               if "complex" in meta.dtype else
+               "convert it first, e.g. gdal_translate -ot Float64, or -ot Int32 if the values fit")
         raise InputError(f"{str(path)!r} has data type {meta.dtype}, which geosr cannot "
-                         f"super-resolve; supported: {', '.join(SUPPORTED_DTYPES)} "
-                         "(convert complex data to amplitude first, e.g. with gdal_translate)")
+                         f"super-resolve; supported: {', '.join(SUPPORTED_DTYPES)} ({how})")
     if meta.width == 0 or meta.height == 0 or meta.count == 0:
         raise InputError(f"{str(path)!r} is empty ({meta.count} bands, {meta.width}×{meta.height} "
                          "pixels); nothing to super-resolve")

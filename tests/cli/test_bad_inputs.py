@@ -115,6 +115,13 @@ def _bad_input(env, make_geotiff, kind: str) -> Path:
                            dtype="complex64") as ds:
             ds.write(np.ones((1, 8, 8), np.complex64))
         return p
+    if kind == "int64":
+        p = d / "int64.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=1,
+                           dtype="int64", crs="EPSG:32633",
+                           transform=rasterio.Affine(1, 0, 0, 0, -1, 0)) as ds:
+            ds.write(np.ones((1, 8, 8), np.int64))
+        return p
     if kind == "zero-width":
         # GDAL cannot create a 0-width raster: a header-only TIFF that declares one
         return header_only_tiff(d / "zero_width.tif", width=0, height=16)
@@ -131,6 +138,7 @@ def _bad_input(env, make_geotiff, kind: str) -> Path:
     ("truncated", r"cannot read .*truncated\.tif.*(complete|corrupt)"),
     ("zero-byte", r"empty \(0-byte\) file; re-export"),
     ("complex", r"data type complex64.*supported: .*convert complex data"),
+    ("int64", r"data type int64.*convert it first, e.g. gdal_translate -ot Float64"),
     ("zero-width", r"cannot read .*zero_width\.tif.*(zero|width|dimension)"),
 ])
 def test_bad_input_files(env, make_geotiff, kind, match):
