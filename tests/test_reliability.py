@@ -181,7 +181,7 @@ def test_real_gpu_out_of_memory_backs_off():
         assert pred._batch_cap[(3, 256, 256)] < 64
         with torch.no_grad():
             ref = net.cuda()(torch.from_numpy(x[:2]).cuda()).cpu().numpy()
-        assert np.allclose(y[:2], ref, atol=1e-4)
+        assert np.allclose(y[:2], ref, rtol=1e-2, atol=5e-3)  # TF32 convolutions
     finally:
         del hog
         torch.cuda.empty_cache()
@@ -213,8 +213,9 @@ def test_block_windows_cover_the_same_ground(t, h, w, s, block, halo):
             tol = 1e-9 * scale_px * max(h, w) + 1e-9 * (abs(t.c) + abs(t.f))
             assert abs(x0 - x1) <= tol and abs(y0 - y1) <= tol
         # the fetched window holds the interior and min(halo, distance to the edge) around it
-        assert blk.fetch_rows.start == max(0, r0 - halo) and blk.fetch_rows.stop == min(h, r1 + halo)
-        assert blk.fetch_cols.start == max(0, c0 - halo) and blk.fetch_cols.stop == min(w, c1 + halo)
+        fr, fc = blk.fetch_rows, blk.fetch_cols
+        assert (fr.start, fr.stop) == (max(0, r0 - halo), min(h, r1 + halo))
+        assert (fc.start, fc.stop) == (max(0, c0 - halo), min(w, c1 + halo))
     assert area == g.width * g.height
 
 
@@ -343,7 +344,7 @@ class WriteLog:
                 log.windows.append((int(rows[0]), int(rows[1]), int(cols[0]), int(cols[1])))
                 log.threads.add(threading.get_ident())
             try:
-                time.sleep(0.002)  # widen the window in which an unlocked second write would overlap
+                time.sleep(0.002)  # widen the window in which an unlocked write would overlap
                 return orig(writer, rows, cols, data)
             finally:
                 with log._lock:

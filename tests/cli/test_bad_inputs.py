@@ -319,8 +319,8 @@ def test_disk_fills_up_on_a_small_tmpfs(env, noisy):
         snap = Snapshot(env.src_dir, full, watch=noisy)
         res = invoke("upscale", noisy, full / "r.tif", "-q", "-m", "bicubic", "-s", "3",
                      "--block", "64", "--tile", "64")
-        assert_clean_failure(res.exit_code, res.stderr,
-                             match=r"(writing|finishing) .* failed: the disk is full \([\d.]+ MiB free")
+        assert_clean_failure(res.exit_code, res.stderr, match=r"(writing|finishing) .* failed: "
+                                                              r"the disk is full \([\d.]+ MiB free")
         snap.assert_unchanged()
         # --resume: an error that is not an interrupt keeps nothing either
         res = invoke("upscale", noisy, full / "r.tif", "-q", "-m", "bicubic", "-s", "3",
