@@ -384,18 +384,21 @@ def test_lazy_path_writes_each_window_once_from_one_thread(src, full, tmp_path, 
         assert np.array_equal(ds.read(), full)
 
 
-def test_two_processes_same_input_different_outputs(src, full, tmp_path):
-    env_cmd = [sys.executable, "-m", "geosr_cli.main", "upscale", str(src)]
+def test_processes_in_parallel_on_the_same_input(src, full, tmp_path):
+    """Processes reading one input in parallel: one writes its own output, two race for
+    another with --overwrite (each writes its own temporary file, the last rename wins)."""
+    cmd = [sys.executable, "-m", "geosr_cli.main", "upscale", str(src)]
     opts = ["-m", "bicubic", "-s", "2", "--block", "32", "--tile", "32", "-q"]
     before = src.read_bytes()
-    procs = [subprocess.Popen([*env_cmd, str(tmp_path / f"p{i}.tif"), *opts],
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    targets = [("p0.tif", []), ("same.tif", ["--overwrite"]), ("same.tif", ["--overwrite"])]
+    procs = [subprocess.Popen([*cmd, str(tmp_path / name), *opts, *extra],
+                              stderr=subprocess.PIPE, text=True) for name, extra in targets]
     for p in procs:
-        _, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=180)
         assert p.returncode == 0, err
-    for i in range(2):
-        with rasterio.open(tmp_path / f"p{i}.tif") as ds:
-            assert np.array_equal(ds.read(), full)
+    for name in ("p0.tif", "same.tif"):
+        with rasterio.open(tmp_path / name) as ds:
+            assert np.array_equal(ds.read(), full), name
     assert src.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.tif", "p0.tif", "p1.tif",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.tif", "p0.tif", "same.tif",
                                                           "src.tif"]
