@@ -186,9 +186,13 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output {str(out)!r} is a file; for many inputs give an output folder")
-    out.mkdir(parents=True, exist_ok=True)
-    result = BatchResult(plan_outputs(expand_sources(sources), out, scale=scale,
-                                      overwrite=overwrite))
+    srcs = expand_sources(sources)  # before creating anything: bad inputs leave no trace
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the output folder {str(out)!r}: {err.strerror}; "
+                          "create it yourself or choose another location") from None
+    result = BatchResult(plan_outputs(srcs, out, scale=scale, overwrite=overwrite))
     todo = [f for f in result.files if f.status == "pending"]
     sizes: dict[int, int] = {}
     for i, item in enumerate(todo):
