@@ -131,9 +131,7 @@ def _bad_input(env, make_geotiff, kind: str) -> Path:
 @pytest.mark.parametrize("kind, match", [
     ("missing", r"does not exist; check the path"),
     # a folder is a batch input (geosr/batch.py): one without rasters is refused
-    pytest.param("directory", r"(is a directory; give a raster file|has no rasters .*give a glob)",
-                 marks=pytest.mark.xfail(strict=True, reason="geosr.batch.upscale_many creates "
-                                         "the output folder before expanding the inputs")),
+    ("directory", r"(is a directory; give a raster file|has no rasters .*give a glob)"),
     ("text", r"cannot read .*notes\.tif.* as a raster .*gdalinfo"),
     ("truncated", r"cannot read .*truncated\.tif.*(complete|corrupt)"),
     ("zero-byte", r"empty \(0-byte\) file; re-export"),
