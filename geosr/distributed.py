@@ -192,23 +192,29 @@ class ModelPayload:
     """The network to run, shipped once per worker; ``digest`` hashes its weights."""
 
     digest: str
-    module: Any = None   # torch.nn.Module on CPU; None for classical interpolators
+    module: Any = None   # torch.nn.Module on CPU; None: the worker builds it from the registry
 
 
 def model_payload(net) -> ModelPayload:
     """Wrap the client's validated model (``None``: workers build it from the registry)."""
     if net is None:
         return ModelPayload(digest="registry", module=None)
-    h = hashlib.sha256(type(net).__qualname__.encode())
+    import torch
+
+    # architecture (class and layer configuration) + every tensor's bytes (any dtype, bf16 too)
+    h = hashlib.sha256(f"{type(net).__module__}.{type(net).__qualname__}\n{net!r}".encode())
     for k, t in net.state_dict().items():
         h.update(k.encode())
         h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return ModelPayload(digest=h.hexdigest(), module=net)
 
 
 _WORKER_PREDICTORS: dict[tuple, Any] = {}
 _WORKER_LOCK = threading.Lock()
+#: Predictors a worker keeps (least recently built dropped first): a long-lived cluster serving
+#: several models must not fill its GPU with old ones.
+MAX_WORKER_MODELS = 2
 
 
 def _on_dask_worker() -> bool:
@@ -238,6 +244,13 @@ def worker_predictor(ref, payload: ModelPayload):
             threads = None
             if _on_dask_worker():
                 threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
+            while len(_WORKER_PREDICTORS) >= MAX_WORKER_MODELS:
+                old = _WORKER_PREDICTORS.pop(next(iter(_WORKER_PREDICTORS)))
+                if old.device.type == "cuda":
+                    import torch
+
+                    del old
+                    torch.cuda.empty_cache()
             pred = Predictor(net, device=ref.device, precision=ref.precision,
                              batch_size=ref.batch_size, compile=ref.compile, threads=threads)
             _WORKER_PREDICTORS[key] = pred

@@ -350,3 +350,26 @@ def test_batch_stop_keeps_finished_and_removes_partial(make_geotiff, tmp_path):
                      tile=8, block=8, jobs=1, on_file=lambda f: flag.append(f),
                      should_stop=lambda: bool(flag))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0_x2.tif"]
+
+
+def test_worker_model_cache_keyed_by_weights_and_bounded():
+    from geosr import distributed as gd
+    from geosr.engine import ModelRef
+    from geosr.models import create_model
+
+    ref = ModelRef(name="espcn", scale=2, in_chans=3, allow_random=True, device="cpu")
+    nets = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        nets.append(create_model("espcn", scale=2, in_chans=3))
+    payloads = [gd.model_payload(n) for n in nets]
+    assert len({p.digest for p in payloads}) == 3
+    assert gd.model_payload(nets[0]).digest == payloads[0].digest
+    first = gd.worker_predictor(ref, payloads[0])
+    assert gd.worker_predictor(ref, gd.model_payload(nets[0])) is first  # same weights: reused
+    for p in payloads[1:]:
+        gd.worker_predictor(ref, p)
+    assert len(gd._WORKER_PREDICTORS) <= gd.MAX_WORKER_MODELS
+    assert (ref, payloads[2].digest) in gd._WORKER_PREDICTORS
+    # the predictor runs its own copy: the payload's module is left untouched on the CPU
+    assert gd.worker_predictor(ref, payloads[2]).model is not nets[2]
