@@ -1,0 +1,201 @@
+"""The weights shipped in ``geosr/models/weights``: valid cards, loadable, better than bicubic, and
+picked by ``geosr upscale`` when no model is named."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from geosr.evaluate import HRImage, evaluate_image
+from geosr.models import create_model
+from geosr.models._weights import read_checkpoint, validate_card
+from geosr.models.loading import WEIGHTS_DIR, list_bundled, load_model, weights_sha256
+from geosr_cli.main import cli
+
+BUNDLED = list_bundled()
+#: What this release ships (docs/models.md); a missing file is a packaging error.
+REQUIRED = {("espcn", 2, 3), ("espcn", 3, 3), ("espcn", 4, 3)}
+#: The engine's preference when no model is named (geosr.engine.default_model_name).
+PREFERENCE = ("rdn", "edsr-baseline", "espcn")
+
+
+def _ids(b: dict) -> str:
+    return f"{b['arch']}_x{b['scale']}_{b['bands']}b"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_release_ships_required_weights():
+    have = {(b["arch"], b["scale"], b["bands"]) for b in BUNDLED}
+    assert REQUIRED <= have, f"missing bundled weights: {sorted(REQUIRED - have)}"
+
+
+def test_fast_models_fit_size_budget():
+    fast = [b["path"] for b in BUNDLED if b["arch"] in ("espcn", "edsr-baseline")]
+    assert sum(p.stat().st_size for p in fast) <= 20 * 2 ** 20
+    # nothing but weights and their cards in the package folder
+    for p in WEIGHTS_DIR.iterdir():
+        assert p.suffix in (".safetensors", ".json"), p
+
+
+@pytest.mark.parametrize("b", BUNDLED, ids=_ids)
+def test_card_is_complete_and_matches_file(b):
+    card = b["card"]
+    assert card is not None, f"{b['path'].name} has no sidecar card"
+    card = validate_card(card)
+    assert (card["arch"], card["scale"], card["bands"]) == (b["arch"], b["scale"], b["bands"])
+    assert card["sha256"] == weights_sha256(b["path"])
+    assert card["weights_file"] == b["path"].name
+    sd, embedded = read_checkpoint(b["path"])
+    assert embedded is not None and embedded["arch"] == card["arch"]
+    # fp16 on disk (half the size; networks run in fp32 after loading)
+    assert all(t.dtype == torch.float16 for t in sd.values() if t.is_floating_point())
+    # the card says exactly what produced the weights
+    tr = card["training"]
+    for key in ("data", "steps", "wall_time_s", "machine", "loss", "batch", "patch"):
+        assert tr.get(key) not in (None, "", []), f"card training.{key} missing"
+    assert tr["steps"] >= 1 and tr["wall_time_s"] > 0
+    for path in tr["data"]:
+        assert isinstance(path, str) and path
+    # the engine's normalisation contract: inputs of card['dtype'] use card['value_range']
+    assert card.get("dtype") == "uint8" and card["value_range"] == [0, 255]
+    m = card["metrics"]
+    assert m.get("val_psnr") and m.get("val_images")
+
+
+@pytest.mark.parametrize("b", BUNDLED, ids=_ids)
+def test_loads_as_registry_model(b):
+    model = load_model(b["arch"], scale=b["scale"], in_chans=b["bands"])
+    assert model.weights_path == str(b["path"])
+    assert model.card["sha256"] == b["card"]["sha256"]
+    ref = create_model(b["arch"], **b["card"]["args"])
+    assert type(model) is type(ref)
+    x = torch.rand(1, b["bands"], 12, 12)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, b["bands"], 12 * b["scale"], 12 * b["scale"])
+    assert torch.isfinite(y).all()
+
+
+def _synthetic(h: int = 120, w: int = 120) -> np.ndarray:
+    """Smooth shading, soft-edged shapes and a few oriented gratings (8-bit RGB)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    out = np.empty((3, h, w))
+    for c in range(3):
+        img = 0.35 + 0.2 * np.sin(0.05 * xx + 0.03 * yy + c)
+        img += 0.25 * (np.hypot(xx - 40 - 5 * c, yy - 50) < 22)
+        img -= 0.2 * ((np.abs(xx - 85) < 14) & (np.abs(yy - 80 + 3 * c) < 25))
+        img += 0.12 * np.sin(0.6 * xx + 0.2 * yy) * (yy > 90)
+        out[c] = img
+    return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """(image, required gain in dB): a 120x120 Set5 crop (butterfly centre) when shared data
+    exists, else a synthetic image (whose flat areas leave less to gain)."""
+    from conftest import SHARED
+
+    p = SHARED / "bench" / "set5" / "butterfly.png"
+    if p.is_file():
+        from PIL import Image
+
+        a = np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1)
+        t = (a.shape[1] - 120) // 2
+        return np.ascontiguousarray(a[:, t:t + 120, t:t + 120]), 0.3
+    return _synthetic(), 0.05
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    y = 16.0 + (65.481 * rgb[0] + 128.553 * rgb[1] + 24.966 * rgb[2]) / 255.0
+    return np.round(y)[None].astype(np.uint8)
+
+
+@pytest.mark.parametrize("b", BUNDLED, ids=_ids)
+def test_beats_bicubic_on_a_crop(b, crop):
+    hr, gain = crop
+    img = HRImage("crop", hr if b["bands"] == 3 else _gray(hr))
+    s = b["scale"]
+    net = load_model(b["arch"], scale=s, in_chans=b["bands"])
+    got = evaluate_image(net, img, scale=s, in_chans=b["bands"], value_range=(0.0, 255.0))
+    bic = evaluate_image(load_model("bicubic", scale=s), img, scale=s, in_chans=None,
+                         value_range=(0.0, 255.0))
+    assert got["psnr"] > bic["psnr"] + gain, (got["psnr"], bic["psnr"])
+
+
+def _best_bundled(scale: int) -> str:
+    for name in PREFERENCE:
+        if any(b["arch"] == name and b["scale"] == scale and b["bands"] == 3 for b in BUNDLED):
+            return name
+    return "bicubic"
+
+
+def _upscale(args: list[str]) -> dict[str, str]:
+    res = CliRunner().invoke(cli, ["upscale", *args, "--quiet"])
+    assert res.exit_code == 0, res.output[-2000:]
+    with rasterio.open(args[1]) as ds:
+        return ds.tags()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_upscale_without_model_uses_best_bundled(make_geotiff, tmp_path, scale):
+    src = make_geotiff("rgb.tif", bands=3, height=24, width=20, dtype="uint8")
+    dst = tmp_path / "out.tif"
+    tags = _upscale([str(src), str(dst), "--scale", str(scale)])
+    name = _best_bundled(scale)
+    assert tags["GEOSR_MODEL"] == name
+    if name != "bicubic":
+        assert Path(tags["GEOSR_WEIGHTS"]).name == f"{name}_x{scale}_3b.safetensors"
+
+
+def test_upscale_named_model_uses_its_bundled_weights(make_geotiff, tmp_path):
+    src = make_geotiff("rgb.tif", bands=3, height=16, width=16, dtype="uint8")
+    dst = tmp_path / "out.tif"
+    tags = _upscale([str(src), str(dst), "--model", "espcn", "--scale", "4"])
+    assert tags["GEOSR_MODEL"] == "espcn"
+    assert Path(tags["GEOSR_WEIGHTS"]).name == "espcn_x4_3b.safetensors"
+    with rasterio.open(dst) as ds:
+        assert (ds.width, ds.height) == (64, 64)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_upscale_uint16_single_band_uses_1band_weights(make_geotiff, tmp_path, scale):
+    name = _best_bundled(scale)
+    one = [b for b in BUNDLED if b["arch"] == name and b["scale"] == scale and b["bands"] == 1]
+    if not one:
+        pytest.skip(f"no 1-band weights bundled for {name} x{scale}")
+    src = make_geotiff("pan.tif", bands=1, height=20, width=20, dtype="uint16")
+    dst = tmp_path / "out.tif"
+    tags = _upscale([str(src), str(dst), "--scale", str(scale)])
+    assert tags["GEOSR_MODEL"] == name
+    assert Path(tags["GEOSR_WEIGHTS"]).name == f"{name}_x{scale}_1b.safetensors"
+
+
+def test_model_without_bundled_weights_is_refused(make_geotiff, tmp_path):
+    have = {(b["arch"], b["scale"]) for b in BUNDLED}
+    assert ("rdn", 3) not in have
+    src = make_geotiff("rgb.tif", bands=3, height=16, width=16, dtype="uint8")
+    res = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "o.tif"), "--model", "rdn",
+                                   "--scale", "3", "--quiet"])
+    assert res.exit_code != 0
+    assert "--weights" in res.output and "rdn" in res.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_sidecar_json_equals_embedded_card():
+    for b in BUNDLED:
+        side = json.loads(b["path"].with_suffix(".json").read_text())
+        _, embedded = read_checkpoint(b["path"])
+        for key in ("arch", "args", "scale", "bands", "value_range", "training", "dtype"):
+            assert side.get(key) == embedded.get(key), (b["path"].name, key)

@@ -1,0 +1,205 @@
+"""Recipe helpers for the weights bundled in ``geosr/models/weights`` (not part of the package).
+
+Subcommands (run from the repository root; shared data in ``/work/shared/data`` or ``--root``):
+
+``splits``
+    Symlink folders ``runs/data/neon_train`` (all NEON tiles but the last 16 by name) and
+    ``runs/data/neon_val`` (the last 16: the whole YELL541 scene), so ``geosr train --data`` /
+    ``--val-data`` see disjoint sets.
+``prep-1b``
+    Single-band training data for the 1-band (panchromatic / per-band) weights:
+    ``runs/data/gray_val`` (the NEON validation tiles as 8-bit grey, BT.601 Y) and
+    ``runs/data/lc08_1b_{train,val}``: 128x128 single-band windows of the uint16 Landsat raster
+    without fill pixels, written as uint16 TIFFs stretched to 0..65535 from (a) the range the
+    engine itself uses for that raster (``geosr.engine._sample_stats`` on its sample: global
+    0.1/99.9 percentiles over all bands, fill zeros included because the file declares no
+    nodata) and (b) the 0.1/99.9 percentiles of the valid pixels (what a raster with a declared
+    nodata gets). Windows whose column starts at >= 1792 are held out for validation.
+``ship RUN_DIR NAME``
+    Copy ``RUN_DIR/final.safetensors`` into ``geosr/models/weights/NAME.safetensors`` as float16
+    with a card extended by ``--card-json`` (merged into the trainer's card).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+WINDOW = 128
+VAL_COL = 1792
+
+
+def splits(root: Path, out: Path) -> None:
+    tiles = sorted(p for p in (root / "train/neon_tiles256").glob("*.png"))
+    for name, part in (("neon_train", tiles[:-16]), ("neon_val", tiles[-16:])):
+        d = out / name
+        d.mkdir(parents=True, exist_ok=True)
+        for p in part:
+            link = d / p.name
+            if not link.exists():
+                link.symlink_to(p)
+    print(f"neon_val: {[p.name for p in tiles[-16:]]}")
+
+
+def _y(rgb: np.ndarray) -> np.ndarray:
+    y = 16.0 + (65.481 * rgb[0] + 128.553 * rgb[1] + 24.966 * rgb[2]) / 255.0
+    return np.round(y).astype(np.uint8)
+
+
+def prep_1b(root: Path, out: Path) -> None:
+    import rasterio
+    from PIL import Image
+
+    from geosr.engine import _read_sample, _sample_stats
+    from geosr.io import read_meta
+
+    gray = out / "gray_val"
+    gray.mkdir(parents=True, exist_ok=True)
+    for p in sorted((out / "neon_val").glob("*.png")):
+        rgb = np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1).astype(np.float64)
+        Image.fromarray(_y(rgb)).save(gray / p.name)
+
+    src = root / "geotiff/LC08_224078_20200518_B234_30m.tif"
+    meta = read_meta(str(src))
+    sample = _read_sample(str(src), tuple(range(meta.count)), meta)
+    _, slo, shi = _sample_stats(sample, meta.nodata)
+    engine_range = (float(np.min(slo)), float(np.max(shi)))
+    with rasterio.open(src) as ds:
+        a = ds.read()
+    valid = a[a > 0]
+    valid_range = tuple(float(v) for v in np.percentile(valid, [0.1, 99.9]))
+    ranges = {"eng": engine_range, "valid": valid_range}
+    print(f"LC08 ranges: engine {engine_range}, valid-pixel {valid_range}")
+    n = {"train": 0, "val": 0}
+    for part in ("train", "val"):
+        (out / f"lc08_1b_{part}").mkdir(parents=True, exist_ok=True)
+    h, w = a.shape[1:]
+    for r in range(0, h - WINDOW + 1, WINDOW):
+        for c in range(0, w - WINDOW + 1, WINDOW):
+            win = a[:, r:r + WINDOW, c:c + WINDOW]
+            if (win == 0).any():
+                continue
+            part = "val" if c >= VAL_COL else "train"
+            for b in range(a.shape[0]):
+                for tag, (lo, hi) in ranges.items():
+                    if part == "val" and tag == "valid":
+                        continue  # validate on what the engine feeds the network
+                    x = (win[b].astype(np.float64) - lo) / (hi - lo)
+                    x = np.round(np.clip(x, 0, 1) * 65535).astype(np.uint16)
+                    dst = out / f"lc08_1b_{part}" / f"lc08_b{b + 2}_r{r:04d}_c{c:04d}_{tag}.tif"
+                    with rasterio.open(dst, "w", driver="GTiff", width=WINDOW, height=WINDOW,
+                                       count=1, dtype="uint16") as ds:
+                        ds.write(x[None])
+                    n[part] += 1
+    print(f"LC08 windows: {n}")
+
+
+def _score(weights: Path | None, arch: str, scale: int, files: list[Path], *,
+           value_range: tuple[float, float] | None = None,
+           data_range: float | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``arch`` (``weights``) on ``files`` by geosr evaluate's code."""
+    from geosr.evaluate import evaluate_image, read_image
+    from geosr.models.loading import load_model
+
+    net = load_model(arch, scale=scale, weights=weights)
+    rows = []
+    for f in files:
+        img = read_image(f)
+        vr = value_range or ((0.0, 255.0) if img.data.dtype == np.uint8 else None)
+        if vr is None:  # raw sensor data: the range geosr upscale itself would use
+            from geosr.engine import _sample_stats
+
+            _, lo, hi = _sample_stats(img.data, None)
+            vr = (float(np.min(lo)), float(np.max(hi)))
+        rows.append(evaluate_image(net, img, scale=scale, in_chans=getattr(net, "in_chans", None),
+                                   value_range=vr, data_range=data_range))
+    return {"psnr": round(float(np.mean([r["psnr"] for r in rows])), 4),
+            "ssim": round(float(np.mean([r["ssim"] for r in rows])), 4), "n_images": len(rows)}
+
+
+def measure(weights: Path, arch: str, scale: int, bands: int, root: Path,
+            out: Path) -> dict[str, dict[str, float]]:
+    """Set5/Set14 (paper protocol), the held-out NEON tiles and, for 1-band weights, the
+    Landsat validation windows and the SpaceNet panchromatic rasters; bicubic alongside."""
+    sets: dict[str, tuple[list[Path], dict]] = {
+        "set5": (sorted((root / "bench/set5").glob("*.png")), {}),
+        "set14": (sorted((root / "bench/set14").glob("*.png")), {}),
+    }
+    if bands == 3:
+        sets["neon_val16"] = (sorted((out / "neon_val").glob("*.png")), {})
+    else:
+        sets["neon_val16_gray"] = (sorted((out / "gray_val").glob("*.png")), {})
+        sets["lc08_val_windows"] = (sorted((out / "lc08_1b_val").glob("*.tif")),
+                                    {"value_range": (0.0, 65535.0)})
+        sets["spacenet_pan_uint16"] = (sorted((root / "pairs").glob("pan*.tif")),
+                                       {"data_range": 2047.0})
+    res = {}
+    for key, (files, kw) in sets.items():
+        m = _score(weights, arch, scale, files, **kw)
+        b = _score(None, "bicubic", scale, files, **kw)
+        res[key] = {**m, "bicubic_psnr": b["psnr"], "bicubic_ssim": b["ssim"]}
+        print(key, res[key], flush=True)
+    return res
+
+
+def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path) -> None:
+    """fp16 copy of ``run/final.safetensors`` as bundled ``name``, its card extended by the
+    ``card_json`` object (merged one level deep) and by metrics measured on the fp16 file."""
+    from geosr.models._weights import read_checkpoint, save_weights
+
+    sd, card = read_checkpoint(run / "final.safetensors")
+    extra = json.loads(Path(card_json).read_text()) if card_json else {}
+    for key, val in extra.items():
+        if isinstance(val, dict) and isinstance(card.get(key), dict):
+            card[key] = {**card[key], **val}
+        else:
+            card[key] = val
+    for key in ("sha256", "weights_file"):
+        card.pop(key, None)
+    dst = REPO / "geosr/models/weights" / f"{name}.safetensors"
+    save_weights(sd, dst, card=card, half=True)
+    # measure what users get: the fp16 file, run in fp32 after loading
+    card["metrics"]["eval"] = measure(dst, card["arch"], card["scale"], card["bands"], root, out)
+    card["metrics"]["eval_protocol"] = (
+        "geosr.evaluate.evaluate_image: modcrop, MATLAB-bicubic LR stored in the image dtype, "
+        "output quantised, s-pixel shave; 8-bit RGB on BT.601 Y, 8-bit grey on grey, uint16 on "
+        "all bands (PSNR peak 65535 for Landsat windows, 2047 for the 11-bit SpaceNet pan)")
+    sd16, _ = read_checkpoint(dst)
+    save_weights(sd16, dst, card=card, half=True)
+    print(f"wrote {dst} ({dst.stat().st_size} bytes)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--root", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--out", type=Path, default=REPO / "runs/data")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("splits")
+    sub.add_parser("prep-1b")
+    sp = sub.add_parser("ship")
+    sp.add_argument("run", type=Path)
+    sp.add_argument("name")
+    sp.add_argument("--card-json", default=None)
+    mp = sub.add_parser("measure")
+    mp.add_argument("weights", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "splits":
+        splits(args.root, args.out)
+    elif args.cmd == "prep-1b":
+        prep_1b(args.root, args.out)
+    elif args.cmd == "measure":
+        from geosr.models._weights import read_checkpoint
+
+        card = read_checkpoint(args.weights)[1]
+        res = measure(args.weights, card["arch"], card["scale"], card["bands"], args.root,
+                      args.out)
+        print(json.dumps(res))
+    else:
+        ship(args.run, args.name, args.card_json, args.root, args.out)
+
+
+if __name__ == "__main__":
+    main()
