@@ -706,7 +706,14 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     resuming = resume and writer.tmp.exists() and journal.load()
     if not resuming:
         journal.done = set()
-    writer.open(resume=resuming)
+    try:
+        writer.open(resume=resuming)
+    except OutputError:
+        if not resuming:
+            raise
+        # the partial file is damaged (open() removed it): start afresh
+        resuming, journal.done = False, set()
+        writer.open(resume=False)
     # The partial file is being modified from now on: a journal on disk would only be true
     # again after a clean close (saved then), so a SIGKILLed run leaves none.
     journal.remove()

@@ -136,6 +136,11 @@ def _fsize_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
+try:  # GDAL errors that rasterio raises without wrapping (e.g. opening a damaged file r+)
+    from rasterio._err import CPLE_BaseError as _CPLE_BaseError
+except ImportError:  # pragma: no cover - other rasterio versions
+    _CPLE_BaseError = rasterio.errors.RasterioError
+
 _LIBTIFF_QUIET = False
 
 
@@ -320,7 +325,7 @@ class GeoTIFFWriter:
                 profile["transform"] = m.transform
             self.ds = rasterio.open(self.tmp, "w", **profile)
             self._write_metadata()
-        except (rasterio.errors.RasterioIOError, OSError) as err:
+        except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
             failure = self._failure("creating", err)
             self.abort()
             raise failure from None
@@ -353,7 +358,7 @@ class GeoTIFFWriter:
         window = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
         try:
             self.ds.write(data, window=window)
-        except (rasterio.errors.RasterioIOError, OSError) as err:
+        except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
             raise self._failure("writing", err) from None
 
     def commit(self) -> Path:
@@ -379,7 +384,7 @@ class GeoTIFFWriter:
                 src = cog_tmp
                 verify_geotiff(src)
             os.replace(src, self.dst)
-        except (rasterio.errors.RasterioIOError, OSError) as err:
+        except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
             failure = self._failure("finishing", err)
             self.abort()
             raise failure from None

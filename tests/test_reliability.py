@@ -282,7 +282,8 @@ def _interrupt_after(n_blocks: int):
     return progress
 
 
-@pytest.mark.parametrize("damage", ["missing", "corrupt", "foreign", "other-options"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "foreign", "other-options",
+                                    "damaged-partial"])
 def test_resume_with_a_bad_journal_starts_afresh_and_is_exact(src, full, tmp_path, damage):
     dst = tmp_path / "r.tif"
     journal = tmp_path / "r.tif.geosr-journal.json"
@@ -294,6 +295,9 @@ def test_resume_with_a_bad_journal_starts_afresh_and_is_exact(src, full, tmp_pat
         journal.unlink()
     elif damage == "corrupt":
         journal.write_text('{"key": "x", "done": [[0, 0], "garbage"')
+    elif damage == "damaged-partial":
+        partial = tmp_path / "r.tif.geosr-partial.tif"
+        partial.write_bytes(partial.read_bytes()[:200])
     elif damage == "foreign":
         d = json.loads(journal.read_text())
         journal.write_text(json.dumps({"key": "0" * 32, "done": d["done"]}))
