@@ -81,7 +81,6 @@ _PRED_LOCK = threading.Lock()
 _TILE_CAP: dict[ModelRef, int] = {}
 #: Smallest tile the out-of-memory back-off goes down to.
 MIN_BACKOFF_TILE = 16
-_STOP = threading.Event()
 
 
 def get_predictor(ref: ModelRef):
@@ -93,8 +92,7 @@ def get_predictor(ref: ModelRef):
 
             model = build_model(ref)
             pred = Predictor(model, device=ref.device, precision=ref.precision,
-                             batch_size=ref.batch_size, compile=ref.compile,
-                             should_stop=_STOP.is_set)
+                             batch_size=ref.batch_size, compile=ref.compile)
             _PREDICTORS[ref] = pred
         return pred
 
@@ -488,7 +486,6 @@ def upscale(da, *, model: str | None = None, scale: int, weights: str | None = N
                         allow_random_weights=allow_random_weights, data_range=data_range,
                         batch_size=batch_size, sample=sample)
     pred = _predictor_for(job, net)
-    _STOP.clear()  # an earlier interrupted file run leaves it set for its abandoned workers
     arr = arr[list(job.bands)]
     blocks = job.blocks()
     nrow = max(b.index[0] for b in blocks) + 1
@@ -519,8 +516,7 @@ def _predictor_for(job: Job, net):
         if pred is None:
             ref = job.model
             pred = Predictor(net, device=ref.device, precision=ref.precision,
-                             batch_size=ref.batch_size, compile=ref.compile,
-                             should_stop=_STOP.is_set)
+                             batch_size=ref.batch_size, compile=ref.compile)
             _PREDICTORS[job.model] = pred
         return pred
 
@@ -593,10 +589,20 @@ def _read_window(path: str, bands: tuple[int, ...], blk: Block) -> np.ndarray:
     return ds.read([b + 1 for b in bands], window=win)
 
 
-def run_block(job: Job, blk: Block) -> tuple[Block, np.ndarray]:
-    """Read, super-resolve and return one block (runs in a thread or on a dask worker)."""
-    data = _read_window(job.src, job.bands, blk)
-    return blk, process_block(job, data, blk)
+def run_block(job: Job, blk: Block, stop: Callable[[], bool] | None = None
+              ) -> tuple[Block, np.ndarray]:
+    """Read, super-resolve and return one block (runs in a thread or on a dask worker).
+
+    ``stop`` is checked between batches so an interrupted run's threads end quickly.
+    """
+    from .predictor import set_run_stop
+
+    set_run_stop(stop)
+    try:
+        data = _read_window(job.src, job.bands, blk)
+        return blk, process_block(job, data, blk)
+    finally:
+        set_run_stop(None)
 
 
 class Journal:
@@ -721,7 +727,6 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     total = job.meta_in.width * job.meta_in.height
     done_px = sum(b.rows.size * b.cols.size for b in job.blocks() if b.index in journal.done)
     stop = should_stop or (lambda: False)
-    _STOP.clear()
     s = job.scale
     try:
         if progress:
@@ -784,12 +789,13 @@ def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, ne
         yield from run_blocks(client, job, blocks, net=net, stop=stop)
         return
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geosr")
+    halt = threading.Event()  # this run's stop flag: other runs sharing the model are unaffected
     pending: set[cf.Future] = set()
     it = iter(blocks)
     finished = False
     try:
         for b in it:
-            pending.add(pool.submit(run_block, job, b))
+            pending.add(pool.submit(run_block, job, b, halt.is_set))
             if len(pending) >= inflight_max:
                 break
         while pending:
@@ -799,19 +805,17 @@ def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, ne
             for fut in sorted(done, key=lambda f: f.result()[0].index):
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.add(pool.submit(run_block, job, nxt))
+                    pending.add(pool.submit(run_block, job, nxt, halt.is_set))
                 yield fut.result()
         finished = True
     finally:
-        _STOP.set()
+        halt.set()
         for f in pending:
             f.cancel()
         # After an error or interrupt, do not wait for a block still inside a long forward pass
-        # (tens of seconds for a big network on CPU): the stop flag stays set so it ends after
-        # its current batch, and the next run clears the flag.
+        # (tens of seconds for a big network on CPU): its stop flag makes it end after its
+        # current batch.
         pool.shutdown(wait=finished, cancel_futures=True)
-        if finished:
-            _STOP.clear()
 
 
 def _check_disk(dst: Path, job: Job, *, compress: str = "deflate") -> None:

@@ -56,6 +56,21 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+#: Per-thread stop check of the run a worker thread is serving: predictors are shared by runs
+#: (one model per process), stop requests are not.
+_RUN = threading.local()
+
+
+def set_run_stop(check: Callable[[], bool] | None) -> None:
+    """Install (or clear, with ``None``) the stop check for this thread's current run."""
+    _RUN.stop = check
+
+
+def _run_stopped() -> bool:
+    check = getattr(_RUN, "stop", None)
+    return bool(check is not None and check())
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` → first CUDA device if present, else CPU; validates ``cuda[:i]``."""
     d = (device or "auto").strip().lower()
@@ -184,7 +199,7 @@ class Predictor:
         out = None
         i = 0
         while i < n:
-            if self.should_stop():
+            if self.should_stop() or _run_stopped():
                 raise Interrupted("interrupted; no output was written")
             chunk = x[i:i + bs]
             oom = False

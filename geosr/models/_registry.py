@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import threading
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from ..errors import ModelError, ParameterError
 
 _REGISTRY: dict[str, "ModelSpec"] = {}
 _LOADED = False
+_LOAD_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,19 @@ def register_model(
 
 
 def _load_all() -> None:
+    """Import every family module once; other threads wait until all are registered."""
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
-    from . import __path__ as pkg_path  # type: ignore[attr-defined]
+    with _LOAD_LOCK:
+        if _LOADED:
+            return
+        from . import __path__ as pkg_path  # type: ignore[attr-defined]
 
-    for mod in pkgutil.iter_modules(pkg_path):
-        if not mod.name.startswith("_") and mod.name != "weights":
-            importlib.import_module(f"{__package__}.{mod.name}")
+        for mod in pkgutil.iter_modules(pkg_path):
+            if not mod.name.startswith("_") and mod.name != "weights":
+                importlib.import_module(f"{__package__}.{mod.name}")
+        _LOADED = True
 
 
 def list_models(pattern: str | None = None, *, kind: str | None = None) -> list[str]:
