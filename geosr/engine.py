@@ -556,7 +556,7 @@ def _write_lazy(da, dst: Path, *, overwrite: bool, compress: str, cog: bool) -> 
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data))
     if arr.ndim == 2:
         arr = arr[None]
-    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog).open()
+    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog, overwrite=overwrite).open()
     try:
         offs = [np.cumsum((0,) + c) for c in arr.chunks]
         for i in range(len(arr.chunks[1])):
@@ -707,7 +707,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     if client is None:
         _predictor_for(job, net)  # reuse the model already loaded for validation
     _check_disk(dst_p, job, compress=compress)
-    writer = GeoTIFFWriter(dst_p, job.meta_out, compress=compress, cog=cog, partial=resume)
+    writer = GeoTIFFWriter(dst_p, job.meta_out, compress=compress, cog=cog, partial=resume,
+                           overwrite=overwrite)
     journal = Journal(dst_p, _job_key(job))
     resuming = resume and writer.tmp.exists() and journal.load()
     if not resuming:
@@ -754,9 +755,13 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                 journal.save()  # only now is every journaled block flushed (abort closed it)
             else:
                 journal.remove()
-        if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
-            raise Interrupted("interrupted; no output was written" +
-                              (" (resume with --resume)" if resume else ""), signum=2) from None
+        hint = " (continue it with --resume)" if resume and writer.tmp.exists() else ""
+        if isinstance(err, Interrupted):
+            if hint and "--resume" not in str(err):
+                raise Interrupted(f"{err}{hint}", signum=err.exit_code - 128) from None
+            raise
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted("interrupted; no output was written" + hint, signum=2) from None
         raise
 
 

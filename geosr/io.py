@@ -294,13 +294,15 @@ class GeoTIFFWriter:
     """
 
     def __init__(self, dst: Path, meta: RasterMeta, *, compress: str = "deflate",
-                 cog: bool = False, blocksize: int = 512, partial: bool = False) -> None:
+                 cog: bool = False, blocksize: int = 512, partial: bool = False,
+                 overwrite: bool = True) -> None:
         self.dst = Path(dst)
         self.meta = meta
         self.cog = cog
         self.compress = compress
         self.blocksize = blocksize
         self.partial = partial
+        self.overwrite = overwrite
         if partial:
             self.tmp = self.dst.with_name(self.dst.name + ".geosr-partial.tif")
         else:
@@ -383,12 +385,35 @@ class GeoTIFFWriter:
                 src.unlink(missing_ok=True)
                 src = cog_tmp
                 verify_geotiff(src)
-            os.replace(src, self.dst)
+            self._publish(src)
+        except OutputError:
+            self.abort()
+            raise
         except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
             failure = self._failure("finishing", err)
             self.abort()
             raise failure from None
         return self.dst
+
+    def _publish(self, src: Path) -> None:
+        """Atomic rename; without ``overwrite`` a hard link, so an output that another process
+        created meanwhile is never replaced."""
+        if self.overwrite:
+            os.replace(src, self.dst)
+            return
+        try:
+            os.link(src, self.dst)
+        except FileExistsError:
+            raise OutputError(f"output {str(self.dst)!r} appeared while geosr was running (another "
+                              "process?); it was left untouched — pass --overwrite to replace it"
+                              ) from None
+        except OSError:  # file systems without hard links: best effort
+            if self.dst.exists():
+                raise OutputError(f"output {str(self.dst)!r} appeared while geosr was running; it "
+                                  "was left untouched — pass --overwrite to replace it") from None
+            os.replace(src, self.dst)
+            return
+        src.unlink(missing_ok=True)
 
     def _failure(self, what: str, err: BaseException) -> OutputError:
         """An OutputError that names the likely cause: a full disk, the file size limit, a

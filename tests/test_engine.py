@@ -298,3 +298,19 @@ def test_resume_equals_uninterrupted(make_geotiff, tmp_path):
     assert seen[0] > 0, "resumed from the journal"
     assert np.array_equal(rasterio.open(dst).read(), rasterio.open(full).read())
     assert not partial.exists() and not journal.exists()
+
+
+def test_output_created_meanwhile_is_not_clobbered(make_geotiff, tmp_path):
+    """Without --overwrite, a file that another process put at the output path during the run
+    survives and the run fails cleanly."""
+    src = make_geotiff("nc.tif", height=100, width=100)
+    dst = tmp_path / "nc_out.tif"
+
+    def progress(done, total):
+        if done and not dst.exists():
+            dst.write_bytes(b"someone else's file")
+
+    with pytest.raises(OutputError, match="appeared while"):
+        upscale_file(src, dst, model="bicubic", scale=2, block=32, tile=32, progress=progress)
+    assert dst.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nc.tif", "nc_out.tif"]

@@ -385,6 +385,7 @@ def test_commit_failure_is_one_line_and_leaves_nothing(env, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(io.os, "replace", replace)
+    monkeypatch.setattr(io.os, "link", replace)  # the no-clobber publish without --overwrite
     snap = Snapshot(env.src_dir, env.out_dir, watch=env.good)
     res = invoke("upscale", env.good, env.out, "-q")
     assert_clean_failure(res.exit_code, res.stderr,
