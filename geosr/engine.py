@@ -755,7 +755,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                 journal.save()  # only now is every journaled block flushed (abort closed it)
             else:
                 journal.remove()
-        hint = " (continue it with --resume)" if resume and writer.tmp.exists() else ""
+        hint = " (resume with --resume)" if resume and writer.tmp.exists() else ""
         if isinstance(err, Interrupted):
             if hint and "--resume" not in str(err):
                 raise Interrupted(f"{err}{hint}", signum=err.exit_code - 128) from None

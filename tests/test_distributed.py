@@ -41,6 +41,21 @@ def same_file(a, b) -> None:
     assert np.array_equal(ax, by, equal_nan=ax.dtype.kind == "f")
 
 
+@pytest.fixture(autouse=True)
+def _dask_config_restored():
+    """Clients and clusters may leave dask's global config pointing at a closed scheduler
+    (``scheduler: dask.distributed``); later tests in this process must not inherit that."""
+    import copy
+
+    import dask
+
+    saved = copy.deepcopy(dask.config.config)
+    yield
+    dask.config.refresh()
+    dask.config.config.clear()
+    dask.config.config.update(saved)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A real LocalCluster: 2 worker processes, 1 thread each, on CPU."""
