@@ -6,10 +6,31 @@ import click
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="Compute device: auto (first GPU if any, else CPU), cpu, cuda or cuda:N.")
+def _bundled_defaults() -> str:
+    """'x2: espcn, x3: ...' from the bundled file names (no torch import: --help stays fast)."""
+    import re
+    from importlib.resources import files
+
+    try:
+        names = [p.name for p in files("geosr.models").joinpath("weights").iterdir()]
+    except (OSError, ModuleNotFoundError):
+        names = []
+    best: dict[int, str] = {}
+    order = ("rdn", "edsr-baseline", "espcn")
+    for n in names:
+        m = re.match(r"^(.+)_x(\d+)_3b\.safetensors$", n)
+        if m and m[1] in order:
+            s = int(m[2])
+            if s not in best or order.index(m[1]) < order.index(best[s]):
+                best[s] = m[1]
+    return ", ".join(f"x{s}: {best[s]}" for s in sorted(best)) or "none bundled"
+
+
 model_option = click.option(
     "--model", "-m", default=None,
     help="Registered model name (see `geosr models`). Default: the best model with bundled "
-         "weights for the scale (RDN > EDSR-baseline > ESPCN), or bicubic when none is bundled.")
+         f"weights for the scale (RDN > EDSR-baseline > ESPCN; now {_bundled_defaults()}), "
+         "bicubic for scales without bundled weights.")
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,
     help="Weights file (.safetensors, or .pth/.pt loaded with weights_only) for the model.")
