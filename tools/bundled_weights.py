@@ -15,9 +15,13 @@ Subcommands (run from the repository root; shared data in ``/work/shared/data`` 
     0.1/99.9 percentiles over all bands, fill zeros included because the file declares no
     nodata) and (b) the 0.1/99.9 percentiles of the valid pixels (what a raster with a declared
     nodata gets). Windows whose column starts at >= 1792 are held out for validation.
+``measure WEIGHTS``
+    PSNR/SSIM of a weights file and of bicubic on Set5, Set14 and the NEON holdout (and, for
+    1-band weights, the Landsat validation windows and the SpaceNet pan rasters).
 ``ship RUN_DIR NAME``
     Copy ``RUN_DIR/final.safetensors`` into ``geosr/models/weights/NAME.safetensors`` as float16
-    with a card extended by ``--card-json`` (merged into the trainer's card).
+    with a card extended by ``--card-json`` (merged into the trainer's card) and by ``measure``'s
+    numbers for the fp16 file. See docs/models.md for the commands that made the shipped files.
 """
 from __future__ import annotations
 
