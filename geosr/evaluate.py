@@ -247,9 +247,14 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int, in_chans: int | None
     return row
 
 
-def _card_value_range(card: Any) -> tuple[float, float] | None:
+def _card_value_range(card: Any, dtype: Any = None) -> tuple[float, float] | None:
+    """The card's input range for data of ``dtype``: like the engine, a card that names its
+    ``dtype`` (``[0, 255]`` implies uint8) applies only to that dtype."""
     if isinstance(card, dict) and card.get("value_range"):
         lo, hi = card["value_range"][:2]
+        kind = card.get("dtype", "uint8" if [lo, hi] == [0, 255] else None)
+        if dtype is not None and kind is not None and np.dtype(kind) != np.dtype(dtype):
+            return None
         return float(lo), float(hi)
     return None
 
@@ -275,7 +280,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any, scale: i
         Average the x8 flips/rotations (geometric self-ensemble).
     data_range
         Value range for non-8-bit data: inputs are scaled by ``1/data_range`` unless the weights
-        card gives a ``value_range``, and PSNR/SSIM use it as peak (default: the dtype's range).
+        card gives a ``value_range`` for the data's dtype (a card's ``dtype``, default uint8 for
+        ``[0, 255]``), and PSNR/SSIM use it as peak (default: the dtype's range).
     channels
         ``auto`` (Y for 8-bit RGB, grey for 8-bit single band, all bands otherwise), ``y``, ``all``.
 
@@ -312,11 +318,10 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any, scale: i
     if getattr(net, "scale", scale) != scale:
         raise ParameterError(f"the model upscales x{net.scale}, not x{scale}; pass --scale "
                              f"{net.scale} or weights trained for x{scale}")
-    card_vr = _card_value_range(card)
     t0 = time.perf_counter()
     rows = []
     for img in images:
-        vr = card_vr
+        vr = _card_value_range(card, img.data.dtype)
         if vr is None and img.data.dtype == np.uint8:
             vr = (0.0, 255.0)
         rows.append(evaluate_image(net, img, scale=scale, in_chans=model_in, value_range=vr,

@@ -199,3 +199,20 @@ def test_sidecar_json_equals_embedded_card():
         _, embedded = read_checkpoint(b["path"])
         for key in ("arch", "args", "scale", "bands", "value_range", "training", "dtype"):
             assert side.get(key) == embedded.get(key), (b["path"].name, key)
+
+
+def test_evaluate_uint16_with_1band_weights_uses_data_range(make_geotiff, tmp_path):
+    """The 1-band card's [0, 255] is for uint8 data; ``geosr evaluate`` on uint16 must scale by
+    --data-range instead (as the engine ignores a card range of another dtype)."""
+    from conftest import SHARED
+    from geosr.evaluate import evaluate
+
+    if not any(b["arch"] == "espcn" and b["scale"] == 2 and b["bands"] == 1 for b in BUNDLED):
+        pytest.skip("no 1-band ESPCN x2 weights bundled")
+    src = SHARED / "pairs" / "pan1.tif"  # SpaceNet 0.5 m pan, 11-bit in uint16, never trained on
+    if not src.is_file():
+        src = make_geotiff("pan1.tif", data=_gray(_synthetic()).astype(np.uint16) * 8)
+    got = evaluate(src, model="espcn", scale=2, data_range=2047.0)
+    bic = evaluate(src, model="bicubic", scale=2, data_range=2047.0)
+    assert got["images"][0]["name"] == "pan1.tif"
+    assert got["psnr"] > bic["psnr"] + 0.3, (got["psnr"], bic["psnr"])
