@@ -302,8 +302,8 @@ def _normalisation(model, dtype: str, sample_lo, sample_hi, data_range) -> tuple
 
 
 def _bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | None:
-    """Which bundled variant fits the raster: weights for exactly its band count, else the
-    1-band (panchromatic / per-band) weights for non-RGB data, else the RGB ones."""
+    """Which bundled variant fits the raster: 1-band (per-band) weights for non-8-bit data,
+    else weights for exactly its band count, else 1-band for non-RGB band counts, else RGB."""
     try:
         from .models.loading import bundled_weights
     except ImportError:  # pragma: no cover
@@ -313,10 +313,13 @@ def _bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | 
                 for b in {1, 3, n_bands}}
     except GeosrError:
         return None
+    if dtype != "uint8" and have.get(1):
+        # 16-bit/float scenes rarely hold RGB in RGB order (Landsat B2-B4 is BGR) nor the
+        # statistics of photographs: per-band weights trained on such data fit them better
+        return 1
     if have.get(n_bands):
         return n_bands
-    rgb_like = n_bands == 3 and dtype == "uint8"
-    if have.get(1) and not rgb_like:
+    if have.get(1) and n_bands != 3:
         return 1
     if have.get(3):
         return 3

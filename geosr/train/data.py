@@ -345,6 +345,17 @@ def infer_bands(sources: Sequence[Source], band_index: list[int] | None) -> int:
     return 3
 
 
+def data_dtype(sources: Sequence[Source]) -> str:
+    """The dtype the weights expect, for the card: the GeoTIFFs' common dtype, else uint8 for
+    image folders (PNG/JPEG are decoded to 8 bits); ``"mixed"`` when they differ."""
+    kinds = {str(np.dtype(g.dtype)) for s in sources for g in s.geotiffs}
+    if any(getattr(s, "images", None) for s in sources):
+        kinds.add("uint8")
+    if not kinds:
+        return "uint8"
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | None) -> list[float]:
     """The [lo, hi] recorded in the weights card: explicit, else the first GeoTIFF's dtype
     range (uint8: 0..255), else 0..255 for images."""
@@ -361,5 +372,5 @@ def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | N
 
 
 __all__ = ["ImagePool", "WindowDataset", "WindowLoader", "scan_sources", "split_validation",
-           "load_validation", "infer_bands", "data_value_range", "step_rng", "augment_np",
+           "load_validation", "infer_bands", "data_value_range", "data_dtype", "step_rng", "augment_np",
            "augment_torch", "Source", "GeoFile"]

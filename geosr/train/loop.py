@@ -468,6 +468,10 @@ class Trainer:
             metrics={k: v for k, v in metrics.items() if k in ("val_psnr", "val_ssim",
                                                                "val_images")},
         )
+        # the engine applies value_range only to rasters of this dtype (others: robust range)
+        from .data import data_dtype
+
+        card["dtype"] = data_dtype(self.sources)
         path = self.out / "final.safetensors"
         sd = {k: v.contiguous() for k, v in net.state_dict().items()}
         save_weights(sd, path, card=card)

@@ -36,3 +36,7 @@ def test_rdn_recipe_runs_one_step(tmp_path):
                         "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "final.safetensors").exists()
+    import json
+
+    card = json.loads((out / "final.json").read_text())
+    assert card["arch"] == "rdn" and card["dtype"] == "uint8" and card["value_range"] == [0, 255]
