@@ -66,6 +66,9 @@ def _terminate_as_interrupt():
 @click.option("--workers", type=int, default=None,
               help="Start a local dask cluster: N processes on CPU, or one worker per visible GPU "
                    "(at most N) on GPU. Needs geosr[distributed].")
+@click.option("--devices", default=None, metavar="all|0,1,...",
+              help="Multi-GPU on this machine: one worker per GPU ('all' = every visible GPU). "
+                   "Needs geosr[distributed].")
 @click.option("--jobs", "-j", type=int, default=None,
               help="Many inputs: files processed at once (default 2, on a cluster up to 8).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (GPU).")
@@ -75,7 +78,7 @@ def _terminate_as_interrupt():
 @allow_random_option
 def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, device, precision,
             batch_size, bands, data_range, cog, compress, overwrite, resume, threads, scheduler,
-            workers, jobs, compile_, progress_mode, quiet, allow_random_weights):
+            workers, devices, jobs, compile_, progress_mode, quiet, allow_random_weights):
     """Super-resolve raster SRC into GeoTIFF DST (same CRS and bounds, pixel size / scale).
 
     The output is written to a temporary file beside DST and renamed when complete.
@@ -98,6 +101,15 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
         raise click.UsageError("--target-gsd picks a scale per file; for many files give --scale")
     if scale is None and target_gsd is not None:
         scale = _scale_for_gsd(src, target_gsd, model)
+    gpus = None
+    if devices is not None:
+        from geosr.distributed import resolve_devices
+
+        if scheduler:
+            raise click.UsageError("--devices starts local GPU workers; with --scheduler the "
+                                   "cluster's workers decide")
+        gpus = resolve_devices(devices)
+        workers, device = len(gpus), "cuda"
     if scale is None:
         scale = 2
     if scale < 2:
@@ -119,13 +131,13 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
             read_meta(src)
     if batch:
         _run_batch(src, dst, scale=scale, mode=mode, scheduler=scheduler, workers=workers,
-                   jobs=jobs, threads=threads, overwrite=overwrite, resume=resume,
+                   gpus=gpus, jobs=jobs, threads=threads, overwrite=overwrite, resume=resume,
                    options=options)
         return
     prog = Progress(mode)
     try:
         with _terminate_as_interrupt(), cluster_client(scheduler=scheduler, workers=workers,
-                                                       device=device) as client:
+                                                       device=device, gpus=gpus) as client:
             out = upscale_file(src, dst, scale=scale, overwrite=overwrite, resume=resume,
                                workers=threads, client=client, progress=prog, **options)
     except BaseException as err:
@@ -139,7 +151,7 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
 
 
 def _run_batch(src: str, dst: str, *, scale: int, mode: str, scheduler, workers, jobs, threads,
-               overwrite: bool, resume: bool, options: dict) -> None:
+               overwrite: bool, resume: bool, options: dict, gpus: list[str] | None = None) -> None:
     """Many inputs into folder ``dst``: one progress bar, a line per failure, a summary."""
     from geosr.batch import BatchError, upscale_many
     from geosr.distributed import cluster_client
@@ -158,7 +170,8 @@ def _run_batch(src: str, dst: str, *, scale: int, mode: str, scheduler, workers,
 
     try:
         with _terminate_as_interrupt(), cluster_client(scheduler=scheduler, workers=workers,
-                                                       device=options["device"]) as client:
+                                                       device=options["device"],
+                                                       gpus=gpus) as client:
             res = upscale_many(src, dst, scale=scale, client=client, jobs=jobs, threads=threads,
                                overwrite=overwrite, resume=resume, progress=prog,
                                on_file=on_file, **options)

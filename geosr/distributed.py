@@ -67,6 +67,27 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT):
             "that no firewall blocks it") from None
 
 
+def resolve_devices(devices: str) -> list[str]:
+    """``--devices``: ``all`` → every visible GPU, or a comma list of GPU indices (``0,2``)."""
+    from .errors import ParameterError
+
+    have = visible_gpus()
+    if not have:
+        raise ParameterError(f"--devices {devices}: no CUDA device is visible (CPU-only torch "
+                             "build or CUDA_VISIBLE_DEVICES empty); use --workers N for CPU "
+                             "processes or drop --devices")
+    if devices.strip().lower() == "all":
+        return have
+    try:
+        idx = [int(d) for d in devices.split(",") if d.strip()]
+    except ValueError:
+        raise ParameterError(f"--devices must be 'all' or GPU indices like 0,1; got {devices!r}") from None
+    bad = [i for i in idx if not 0 <= i < len(have)]
+    if not idx or bad:
+        raise ParameterError(f"--devices {devices}: {len(have)} GPU(s) visible (0..{len(have) - 1})")
+    return [have[i] for i in idx]
+
+
 def visible_gpus() -> list[str]:
     """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -149,7 +170,8 @@ def _per_gpu_cluster(gpus: list[str], *, threads_per_worker: int, torch_threads:
 
 @contextmanager
 def cluster_client(*, scheduler: str | None = None, workers: int | None = None,
-                   device: str = "auto", timeout: float = CONNECT_TIMEOUT):
+                   device: str = "auto", timeout: float = CONNECT_TIMEOUT,
+                   gpus: list[str] | None = None):
     """Context manager yielding a ``Client``: connected to ``scheduler``, or a fresh local
     cluster of ``workers`` processes (closed on exit); ``None`` when neither is given."""
     if scheduler and workers:
@@ -163,7 +185,7 @@ def cluster_client(*, scheduler: str | None = None, workers: int | None = None,
             client.close()
         return
     if workers:
-        cluster, client = start_local_cluster(workers, device=device)
+        cluster, client = start_local_cluster(workers, device=device, gpus=gpus)
         try:
             yield client
         finally:

@@ -388,3 +388,24 @@ def test_worker_model_cache_keyed_by_weights_and_bounded():
     assert (ref, payloads[2].digest) in gd._WORKER_PREDICTORS
     # the predictor runs its own copy: the payload's module is left untouched on the CPU
     assert gd.worker_predictor(ref, payloads[2]).model is not nets[2]
+
+
+def test_devices_option_needs_a_gpu_and_says_so(make_geotiff, tmp_path):
+    """--devices all (one worker per GPU) on a machine without CUDA: a clear error, nothing
+    written; index lists are validated against the visible GPUs."""
+    from click.testing import CliRunner
+
+    from geosr.distributed import resolve_devices, visible_gpus
+    from geosr.errors import ParameterError
+    from geosr_cli.main import cli
+
+    src = make_geotiff("d.tif")
+    res = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "o.tif"), "--model",
+                                   "bicubic", "--devices", "all", "-q"])
+    if visible_gpus():
+        pytest.skip("GPUs visible: covered by the gpu-marked tests")
+    assert res.exit_code == 1
+    assert "no CUDA device is visible" in res.output
+    assert not (tmp_path / "o.tif").exists()
+    with pytest.raises(ParameterError):
+        resolve_devices("0,1")
