@@ -42,7 +42,7 @@ def _terminate_as_interrupt():
 @click.option("--target-gsd", type=float, default=None,
               help="Desired output pixel size in metres; picks the integer scale that reaches it.")
 @weights_option
-@click.option("--tile", type=int, default=None, help="Tile edge in LR pixels (default 256).")
+@click.option("--tile", type=int, default=None, help="Tile edge in LR pixels (default 512; smaller uses less memory).")
 @click.option("--halo", type=int, default=None,
               help="Context pixels around each tile (default: the model's receptive field).")
 @click.option("--block", type=int, default=None, help="Processing/writing block edge in LR pixels.")

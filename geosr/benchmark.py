@@ -184,8 +184,10 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     size = size or (4096 if gpu else 1024)
     net = build_model(ModelRef(name=model, scale=scale, weights=weights, allow_random=True))
     halo = int(getattr(net, "halo", 0))
-    t = tile or 256
-    b = batch or (16 if gpu else 4)
+    from .engine import DEFAULT_TILE
+
+    t = tile or DEFAULT_TILE
+    b = batch or (16 if gpu else 1)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         src = synthetic_raster(Path(tmp) / "bench.tif", size=size)
         mo = model_only(model, scale=scale, device=str(dev), tile=t, halo=halo, batch=b,
