@@ -674,7 +674,7 @@ def _job_key(job: Job) -> str:
 
 #: GDAL block cache while streaming: GDAL's default (5 % of RAM) lets dirty output blocks pile up,
 #: which makes peak memory grow with the raster; a fixed cache keeps it flat.
-GDAL_CACHE_BYTES = 128 * 2**20
+GDAL_CACHE_BYTES = 64 * 2**20
 
 
 def _bounded_gdal_cache(fn):
