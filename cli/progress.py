@@ -26,11 +26,13 @@ class Progress:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=total / 1e6, unit="MPx", desc=self.desc, file=sys.stderr,
-                                bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} LR MPx "
+                # LR pixels with SI prefixes: "1.20M/4.19M LR px [00:03<00:07, 410kpx/s]"
+                self.bar = tqdm(total=total, unit="px", unit_scale=True, desc=self.desc,
+                                file=sys.stderr,
+                                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} LR px "
                                            "[{elapsed}<{remaining}, {rate_fmt}]")
                 self.t0 = time.time()
-            self.bar.n = done / 1e6
+            self.bar.n = done
             self.bar.refresh()
 
     def emit(self, obj: dict) -> None:
