@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train"),
     "plot": ("plot", "plot"),
     "benchmark": ("benchmark", "benchmark"),
+    "halo": ("halo", "halo"),
     "qgis": ("qgis_cmd", "qgis"),
 }
 
