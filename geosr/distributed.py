@@ -381,21 +381,10 @@ def _run_dask(client, job, blocks, payload, *, stop, bound):
 
 
 def _run_executor(pool: cf.Executor, job, blocks, payload, *, stop, bound):
-    it = iter(blocks)
-    pending = {pool.submit(remote_block, job, b, payload) for _, b in zip(range(bound), it)}
-    try:
-        while pending:
-            done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
-            if stop():
-                raise Interrupted("interrupted; no output was written", signum=15)
-            for fut in sorted(done, key=lambda f: f.result()[0].index):
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.add(pool.submit(remote_block, job, nxt, payload))
-                yield fut.result()
-    finally:
-        for f in pending:
-            f.cancel()
+    from .engine import stream_completed
+
+    yield from stream_completed(lambda b: pool.submit(remote_block, job, b, payload), blocks,
+                                bound=bound, stop=stop)
 
 
 __all__ = ["DistributedError", "connect", "start_local_cluster", "cluster_client",

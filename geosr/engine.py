@@ -14,9 +14,8 @@ import hashlib
 import json
 import os
 import threading
-import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -177,9 +176,10 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     r0, c0 = blk.rows.start - blk.fetch_rows.start, blk.cols.start - blk.fetch_cols.start
     inner = data[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
     inner_valid = valid[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
-    out_valid = inner_valid.repeat(s, axis=1).repeat(s, axis=2)
+    # the output-sized mask only matters when there is a nodata value to write
+    out_valid = inner_valid.repeat(s, axis=1).repeat(s, axis=2) if nodata is not None else None
     shape = (data.shape[0], blk.rows.size * s, blk.cols.size * s)
-    if not inner_valid.any():  # all nodata: nothing to infer
+    if not inner_valid.any():  # all nodata (or all NaN): nothing to infer
         out = cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
         return _carry_nonfinite(out, inner, s)
     linear = job.lo is None
@@ -214,7 +214,7 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
                                   f"with {smaller}-pixel tiles (set --tile {smaller} to skip "
                                   "this back-off)", GeosrWarning, stacklevel=2)
             tile = smaller
-    out = cast_output(out, job.meta_out.dtype, nodata, out_valid if nodata is not None else None)
+    out = cast_output(out, job.meta_out.dtype, nodata, out_valid)
     return _carry_nonfinite(out, inner, s)
 
 
@@ -485,7 +485,6 @@ def upscale(da, *, model: str | None = None, scale: int, weights: str | None = N
     """Super-resolve a (band, y, x) DataArray lazily; returns a dask-backed DataArray on the
     upscaled grid (same CRS and bounds, pixel size / ``scale``, tags describing the run)."""
     import dask.array as dsa
-    import xarray as xr
 
     if da.ndim == 2:
         da = da.expand_dims("band")
@@ -563,29 +562,6 @@ def _wrap_output(da, data, job: Job):
         out.attrs["long_name"] = tuple(d or "" for d in m.descriptions)
     out.attrs["geosr_meta"] = m
     return out
-
-
-def _write_lazy(da, dst: Path, *, overwrite: bool, compress: str, cog: bool) -> Path:
-    """Write a lazy DataArray block by block (dask chunks) with an atomic rename."""
-    import dask.array as dsa
-
-    dst = check_output(dst, overwrite=overwrite)
-    meta = meta_from_dataarray(da)
-    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data))
-    if arr.ndim == 2:
-        arr = arr[None]
-    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog, overwrite=overwrite).open()
-    try:
-        offs = [np.cumsum((0,) + c) for c in arr.chunks]
-        for i in range(len(arr.chunks[1])):
-            for j in range(len(arr.chunks[2])):
-                part = np.concatenate([np.asarray(arr.blocks[k, i, j].compute())
-                                       for k in range(len(arr.chunks[0]))], axis=0)
-                writer.write((offs[1][i], offs[1][i + 1]), (offs[2][j], offs[2][j + 1]), part)
-        return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 # -- file path ---------------------------------------------------------------------------------
@@ -813,14 +789,26 @@ def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, ne
         return
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geosr")
     halt = threading.Event()  # this run's stop flag: other runs sharing the model are unaffected
-    pending: set[cf.Future] = set()
-    it = iter(blocks)
     finished = False
     try:
-        for b in it:
-            pending.add(pool.submit(run_block, job, b, halt.is_set))
-            if len(pending) >= inflight_max:
-                break
+        yield from stream_completed(lambda b: pool.submit(run_block, job, b, halt.is_set),
+                                    blocks, bound=inflight_max, stop=stop)
+        finished = True
+    finally:
+        halt.set()
+        # After an error or interrupt, do not wait for a block still inside a long forward pass
+        # (tens of seconds for a big network on CPU): its stop flag makes it end after its
+        # current batch.
+        pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def stream_completed(submit: Callable[[Block], cf.Future], blocks: list[Block], *, bound: int,
+                     stop: Callable[[], bool]):
+    """Yield ``(block, array)`` results of ``submit(block)`` futures as they complete, with at
+    most ``bound`` in flight (flat memory); pending futures are cancelled on exit."""
+    it = iter(blocks)
+    pending = {submit(b) for _, b in zip(range(bound), it)}
+    try:
         while pending:
             done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
             if stop():
@@ -828,17 +816,11 @@ def _run_blocks(job: Job, blocks: list[Block], *, workers: int, client, stop, ne
             for fut in sorted(done, key=lambda f: f.result()[0].index):
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.add(pool.submit(run_block, job, nxt, halt.is_set))
+                    pending.add(submit(nxt))
                 yield fut.result()
-        finished = True
     finally:
-        halt.set()
         for f in pending:
             f.cancel()
-        # After an error or interrupt, do not wait for a block still inside a long forward pass
-        # (tens of seconds for a big network on CPU): its stop flag makes it end after its
-        # current batch.
-        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _check_disk(dst: Path, job: Job, *, compress: str = "deflate") -> None:

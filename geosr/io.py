@@ -495,10 +495,26 @@ def verify_geotiff(path: str | os.PathLike) -> None:
 
 def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compress: str = "deflate",
                  cog: bool = False) -> Path:
-    """Write a (possibly lazy) DataArray to GeoTIFF/COG, block by block, atomically."""
-    from .engine import _write_lazy  # engine owns block streaming
+    """Write a (possibly lazy) DataArray to GeoTIFF/COG, one dask block at a time, atomically."""
+    import dask.array as dsa
 
-    return _write_lazy(da, Path(path), overwrite=overwrite, compress=compress, cog=cog)
+    dst = check_output(path, overwrite=overwrite)
+    meta = meta_from_dataarray(da)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data))
+    if arr.ndim == 2:
+        arr = arr[None]
+    arr = arr.rechunk({0: -1})  # all bands of a window in one computation
+    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog, overwrite=overwrite).open()
+    try:
+        rows, cols = (np.cumsum((0,) + c) for c in arr.chunks[1:])
+        for i in range(len(rows) - 1):
+            for j in range(len(cols) - 1):
+                writer.write((rows[i], rows[i + 1]), (cols[j], cols[j + 1]),
+                             np.asarray(arr.blocks[0, i, j].compute()))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 __all__ = ["RasterMeta", "read_meta", "open_raster", "meta_from_dataarray", "check_output",
