@@ -12,6 +12,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: CI has 2 cores and model tests run many tiny forwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or skip when it is absent (a user's fresh clone)."""

@@ -29,12 +29,7 @@ from geosr.predictor import DeviceOutOfMemory, Predictor, _is_oom, device_error
 from geosr.tiling import plan_blocks, plan_tiles
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 @pytest.fixture(autouse=True)

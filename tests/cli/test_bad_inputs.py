@@ -18,12 +18,7 @@ from reliability_helpers import (Snapshot, assert_clean_failure, header_only_tif
                                  readonly_dir, run_geosr, spawn_env, tmpfs)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 @pytest.fixture(scope="module")

@@ -80,12 +80,7 @@ def options(draw) -> list[str]:
 _counter = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 @settings(max_examples=40, deadline=None,

@@ -28,12 +28,7 @@ def _ids(b: dict) -> str:
     return f"{b['arch']}_x{b['scale']}_{b['bands']}b"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 def test_release_ships_required_weights():

@@ -19,12 +19,7 @@ from geosr.models.loading import load_model
 import official_nets as on  # tests/models is on sys.path (pytest rootdir-less import)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 def _x(h=6, w=7, c=3, seed=1):

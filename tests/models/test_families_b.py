@@ -29,12 +29,7 @@ from geosr.models._common import (
 FAMILY_B = ("edsr", "edsr-baseline", "mdsr", "rdn", "rrdbnet", "srresnet", "msrresnet", "dbpn")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 def _tiny(name: str, scale: int, in_chans: int = 1, **kw) -> torch.nn.Module:

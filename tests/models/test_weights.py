@@ -19,12 +19,7 @@ from geosr.models.loading import (bundled_weights, list_bundled, load_model,
                                   weights_sha256)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 class TinyNet(SRModel):

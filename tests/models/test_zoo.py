@@ -23,12 +23,7 @@ NETWORKS = list_models(kind="network")
 BANDS = (1, 3, 4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 def _scale_cases() -> list[tuple[str, int]]:

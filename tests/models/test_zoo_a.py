@@ -13,12 +13,7 @@ from geosr.models.drrn import checkpoint_filter_fn
 from geosr.models.lapsrn import LapSRN
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 def _tiny(name, *, scale, in_chans=1, **kw):

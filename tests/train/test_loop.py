@@ -16,12 +16,7 @@ from train_helpers import image_folder  # noqa: F401  (fixture)
 TINY = {"n1": 8, "n2": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
 def _cfg(image_folder, out, **kw):
