@@ -41,6 +41,9 @@ import click
               help="LO HI mapping GeoTIFF values to [0, 1] (default: dtype range).")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Resume from a checkpoint (OUT/last.pt).")
+@click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these weights where they fit (fine-tune, e.g. x4 from x2, "
+                   "1 band from RGB).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON or TOML file of options; command-line options win.")

@@ -75,6 +75,8 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     resume: str | None = None
+    #: start from these weights where they fit (another scale or band count: fine-tuning)
+    init_weights: str | None = None
 
     def validate(self) -> "TrainConfig":
         """Check values and normalise types; raises :class:`ParameterError` with a fix."""

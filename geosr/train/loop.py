@@ -4,7 +4,9 @@ final ``OUT/final.safetensors`` + card that every ``--weights`` option loads.
 
 Speed: on CUDA the HR images live on the GPU (:class:`~geosr.train.data.ImagePool`), the
 bicubic degradation is two matrix products there, the forward/backward runs under bf16 autocast
-in channels_last; GeoTIFF windows are read by DataLoader workers. On CPU everything is fp32.
+in channels_last; GeoTIFF windows are read by DataLoader workers. On CPU everything is fp32, in
+channels_last too (oneDNN is faster in NHWC). ``init_weights`` starts from other weights
+(:mod:`geosr.train.init`).
 
 Exact resume: the data and degradation of step ``n`` depend only on ``(seed, n)``; the
 checkpoint holds model, optimizer, scheduler, EMA, discriminator and its optimizer, the step and
@@ -196,8 +198,16 @@ class Trainer:
 
         # model, optimisation
         self.model = create_model(cfg.model, scale=cfg.scale, in_chans=bands, **cfg.model_args)
+        self.init_report = None
+        if cfg.init_weights and not cfg.resume:  # a resumed run already holds its own weights
+            from .init import init_from_weights
+
+            self.init_report = init_from_weights(self.model, cfg.init_weights,
+                                                  arch=self.spec.name)
+            self.log(f"initialised from {cfg.init_weights}: {self.init_report.summary()}")
         self.model.to(self.device)
-        self.channels_last = self.device.type == "cuda"
+        # Why: oneDNN (CPU) and cuDNN (GPU) convolutions both run ~20% faster in NHWC.
+        self.channels_last = True
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest kernels
         if self.channels_last:
@@ -458,7 +468,9 @@ class Trainer:
         card = make_card(
             arch=self.spec.name, args=args, value_range=self.value_range,
             provenance={"source": "geosr train", "seed": cfg.seed,
-                        "weights": "ema" if self.ema is not None else "model"},
+                        "weights": "ema" if self.ema is not None else "model",
+                        **({"init_weights": _init_provenance(cfg.init_weights)}
+                           if cfg.init_weights else {})},
             training={"data": [str(p) for p in cfg.data], "steps": self.step,
                       "wall_time_s": round(self.elapsed, 2),
                       "steps_per_s": round(steps_per_s, 3), "machine": _machine(self.device),
@@ -476,6 +488,18 @@ class Trainer:
         sd = {k: v.contiguous() for k, v in net.state_dict().items()}
         save_weights(sd, path, card=card)
         return path
+
+
+def _init_provenance(path: str) -> dict[str, Any]:
+    """Which weights a fine-tuned run started from: file, hash and their own training steps."""
+    from ..models._weights import _sha256, read_checkpoint
+
+    _, card = read_checkpoint(path)
+    rec: dict[str, Any] = {"file": Path(path).name, "sha256": _sha256(path)}
+    if card:
+        rec.update(arch=card.get("arch"), scale=card.get("scale"), bands=card.get("bands"),
+                   steps=(card.get("training") or {}).get("steps"))
+    return rec
 
 
 def _val_files(p: Path) -> list[Path]:

@@ -1,0 +1,101 @@
+"""Starting a run from other weights: x4 from x2, 1 band from RGB, refusals, provenance."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from geosr.errors import WeightsError
+from geosr.models import create_model
+from geosr.models._weights import make_card, save_weights
+from geosr.train.config import TrainConfig
+from geosr.train.init import init_from_weights
+from geosr.train.loop import Trainer
+from train_helpers import image_folder  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+EDSR_TINY = {"n_resblocks": 2, "n_feats": 8}
+ESPCN_TINY = {"n1": 8, "n2": 4}
+
+
+def _save(model, path, arch, **args):
+    card = make_card(arch=arch, args={"in_chans": model.in_chans, "out_chans": model.out_chans,
+                                      "scale": model.scale, **args}, value_range=(0, 255))
+    save_weights(model, path, card=card)
+    return path
+
+
+def test_x4_from_x2_copies_the_body_and_initialises_the_new_stage(tmp_path):
+    torch.manual_seed(0)
+    x2 = create_model("edsr-baseline", scale=2, **EDSR_TINY)
+    src = _save(x2, tmp_path / "x2.safetensors", "edsr-baseline", **EDSR_TINY)
+    x4 = create_model("edsr-baseline", scale=4, **EDSR_TINY)
+    before = {k: v.clone() for k, v in x4.state_dict().items()}
+    rep = init_from_weights(x4, src, arch="edsr-baseline")
+    sd2, sd4 = x2.state_dict(), x4.state_dict()
+    for name in rep.copied:
+        assert torch.equal(sd4[name], sd2[name]), name
+    assert "head.0.weight" in rep.copied and "body.0.body.0.weight" in rep.copied
+    # the second x2 pixel-shuffle stage has no counterpart: it keeps its initialisation
+    assert rep.kept == ["tail.0.2.weight", "tail.0.2.bias"]
+    assert torch.equal(sd4["tail.0.2.weight"], before["tail.0.2.weight"])
+    assert not rep.adapted and "newly initialised" in rep.summary()
+
+
+def test_one_band_from_rgb_computes_the_grey_response(tmp_path):
+    """ESPCN has no mean shift, so the adapted network reproduces the RGB one on grey input."""
+    torch.manual_seed(1)
+    rgb = create_model("espcn", scale=3, **ESPCN_TINY)
+    src = _save(rgb, tmp_path / "rgb.safetensors", "espcn", **ESPCN_TINY)
+    one = create_model("espcn", scale=3, in_chans=1, **ESPCN_TINY)
+    rep = init_from_weights(one, src, arch="espcn")
+    assert set(rep.adapted) == {"first_part.0.weight", "last_part.0.weight", "last_part.0.bias"}
+    assert not rep.kept
+    g = torch.rand(1, 1, 10, 12)
+    with torch.no_grad():
+        want = rgb(g.expand(1, 3, 10, 12)).mean(dim=1, keepdim=True)
+        got = one(g)
+    assert torch.allclose(got, want, atol=1e-6)
+    # and back: 3 bands from 1 start out as three equal bands
+    back = create_model("espcn", scale=3, **ESPCN_TINY)
+    init_from_weights(back, _save(one, tmp_path / "one.safetensors", "espcn", **ESPCN_TINY))
+    x = torch.rand(1, 1, 9, 9)
+    with torch.no_grad():
+        out = back(x.expand(1, 3, 9, 9))
+        ref = one(x)
+    assert torch.allclose(out, ref.expand_as(out), atol=1e-6)
+
+
+def test_other_architectures_are_refused(tmp_path):
+    src = _save(create_model("espcn", scale=2, **ESPCN_TINY), tmp_path / "e.safetensors",
+                "espcn", **ESPCN_TINY)
+    with pytest.raises(WeightsError, match="espcn weights, not edsr-baseline"):
+        init_from_weights(create_model("edsr-baseline", scale=2, **EDSR_TINY), src,
+                          arch="edsr-baseline")
+    with pytest.raises(WeightsError, match="no tensor"):
+        init_from_weights(create_model("edsr-baseline", scale=2, **EDSR_TINY), src)
+
+
+def test_training_from_init_weights_records_them(image_folder, tmp_path):
+    torch.manual_seed(2)
+    x2 = create_model("espcn", scale=2, **ESPCN_TINY)
+    src = _save(x2, tmp_path / "x2.safetensors", "espcn", **ESPCN_TINY)
+    cfg = TrainConfig(model="espcn", scale=4, data=[str(image_folder)], out=str(tmp_path / "o"),
+                      batch=2, patch=16, model_args=ESPCN_TINY, val_fraction=0, max_steps=1,
+                      checkpoint_every=0, device="cpu", init_weights=str(src))
+    logs: list[str] = []
+    tr = Trainer(cfg, log=logs.append)
+    assert torch.equal(tr.model.state_dict()["first_part.0.weight"],
+                       x2.state_dict()["first_part.0.weight"])
+    assert any("initialised from" in m for m in logs)
+    tr.run()
+    card = json.loads((tmp_path / "o" / "final.json").read_text())
+    init = card["provenance"]["init_weights"]
+    assert init["file"] == "x2.safetensors" and init["scale"] == 2 and len(init["sha256"]) == 64
+    # a resumed run keeps its own weights rather than restarting from init_weights
+    resumed = Trainer(TrainConfig(**{**cfg.to_dict(), "max_steps": 2,
+                                     "resume": str(tmp_path / "o" / "last.pt")}))
+    assert torch.equal(resumed.model.state_dict()["last_part.0.weight"],
+                       tr.model.state_dict()["last_part.0.weight"])
