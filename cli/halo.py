@@ -21,13 +21,15 @@ from .options import device_option
 @click.option("--crop", type=int, default=192, show_default=True,
               help="Centre crop of each image (LR pixels after bicubic degradation).")
 @click.option("--max-images", type=int, default=8, show_default=True)
+@click.option("--no-blend", is_flag=True,
+              help="Measure the hard crop of the overlaps instead of the engine's Hann blending.")
 @click.option("--write-card", is_flag=True,
               help="Store the result as effective_halo in the weights file's card (re-saved); "
                    "geosr upscale then uses it as the default halo.")
 @device_option
 @click.option("--json", "as_json", is_flag=True)
-def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, write_card, device,
-         as_json):
+def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, no_blend, write_card,
+         device, as_json):
     """Smallest halo at which tiled output stays within THRESHOLD grey levels of the whole image
     on the HR images of DATASET (degraded with MATLAB bicubic first)."""
     import numpy as np
@@ -57,7 +59,7 @@ def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, writ
         imgs.append(lr[:, y0:y0 + crop, x0:x0 + crop].astype(np.float32))
     if not imgs:
         raise ParameterError(f"no 8-bit images in {dataset!r}; give a folder of PNG/JPEG images")
-    r = measure_effective_halo(net, imgs, tile=tile, threshold=threshold)
+    r = measure_effective_halo(net, imgs, tile=tile, threshold=threshold, blend=not no_blend)
     r.update(model=model, scale=scale, images=len(imgs), crop=crop,
              weights=str(getattr(net, "weights_path", None)))
     if write_card:

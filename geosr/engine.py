@@ -26,6 +26,7 @@ from .errors import (GeoreferencingWarning, GeosrError, GeosrWarning, Interrupte
                      ParameterError, ResourceError)
 from .geo.grid import output_grid, pixel_size, scale_gcps
 from .io import GeoTIFFWriter, RasterMeta, check_output, meta_from_dataarray, read_meta
+from .stitch import stitch
 from .tiling import Block, default_block, plan_blocks, plan_tiles
 
 ProgressFn = Callable[[int, int], None]
@@ -81,6 +82,7 @@ class Job:
     hi: tuple[float, ...] | None
     fill: tuple[float, ...]         # value that replaces nodata before inference
     src: str | None = None
+    blend: bool = False             # Hann-blend tile overlaps (halo below the receptive field)
 
     def blocks(self) -> list[Block]:
         return plan_blocks(self.meta_in.height, self.meta_in.width, block=self.block, halo=self.halo)
@@ -199,7 +201,7 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     tile = min(job.tile, _TILE_CAP.get(job.model, job.tile))
     while True:
         try:
-            out = _infer_tiles(job, x, blk, pred, norm, tile, shape)
+            out = _infer_tiles(job, x, blk, pred, norm, tile)
             break
         except DeviceOutOfMemory:
             # Batch 1 did not fit: halve the tile. The halo keeps tiled == untiled, so the
@@ -218,22 +220,16 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     return _carry_nonfinite(out, inner, s)
 
 
-def _infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int,
-                 shape: tuple[int, int, int]) -> np.ndarray:
-    """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch their interiors."""
+def _infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> np.ndarray:
+    """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch them (crop or blend)."""
     s = job.scale
     tiles = plan_tiles(blk, tile=tile, halo=job.halo)
     fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
     batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
                         t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
     y = pred(batch, norm)
-    out = np.empty(shape, y.dtype)
-    for t, yt in zip(tiles, y):
-        ty, tx = (t.rows.start - t.win_rows.start) * s, (t.cols.start - t.win_cols.start) * s
-        oy, ox = (t.rows.start - blk.rows.start) * s, (t.cols.start - blk.cols.start) * s
-        out[:, oy:oy + t.rows.size * s, ox:ox + t.cols.size * s] = \
-            yt[:, ty:ty + t.rows.size * s, tx:tx + t.cols.size * s]
-    return out
+    return stitch(tiles, y, rows=blk.rows, cols=blk.cols, scale=s, halo=job.halo,
+                  blend=job.blend, image_shape=(job.meta_in.height, job.meta_in.width))
 
 
 def _carry_nonfinite(out: np.ndarray, inner: np.ndarray, s: int) -> np.ndarray:
@@ -428,7 +424,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
     job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
               meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
               hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),
-              src=src)
+              src=src, blend=0 < h < int(getattr(net, "receptive_field", 0) or 0))
     return job, net
 
 

@@ -2,9 +2,10 @@
 
 Deep networks have theoretical receptive fields far larger than what their trained weights use
 (RDN: ~130 LR pixels per side), and a halo that large more than doubles the work of small tiles.
-``measure_effective_halo`` runs a model whole-image and tiled (geosr's own planner, hard crop of
-the halo, which is stricter than blending) on real images for increasing halos and returns the
-smallest halo whose largest difference stays below ``threshold`` grey levels of 8-bit data.
+``measure_effective_halo`` runs a model whole-image and tiled (geosr's own planner and, as in the
+engine, Hann blending of the overlaps; ``blend=False`` measures the stricter hard crop) on real
+images for increasing halos and returns the smallest halo whose largest difference stays below
+``threshold`` grey levels of 8-bit data.
 Cards record it as ``effective_halo`` and the tiler then uses it by default; exact equality
 remains the rule at ``halo >= receptive_field``.
 """
@@ -15,33 +16,42 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .stitch import stitch
 from .tiling import Block, Span, plan_tiles
 
 
-def tiled_forward(model: torch.nn.Module, image: np.ndarray, *, tile: int, halo: int) -> np.ndarray:
-    """Run ``model`` over ``image`` (C, H, W, float32 in [0, 1]) with geosr's tiling."""
+def tiled_forward(model: torch.nn.Module, image: np.ndarray, *, tile: int, halo: int,
+                  blend: bool | None = None) -> np.ndarray:
+    """Run ``model`` over ``image`` (C, H, W, float32 in [0, 1]) with geosr's tiling.
+
+    ``blend`` (default: as the engine, i.e. when ``0 < halo < receptive_field``) Hann-blends the
+    overlaps instead of cropping them (:mod:`geosr.stitch`).
+    """
     c, h, w = image.shape
     s = int(model.scale)
-    blk = Block((0, 0), Span(0, h), Span(0, w), Span(0, h), Span(0, w))
-    out = np.zeros((getattr(model, "out_chans", None) or c, h * s, w * s), np.float32)
+    if blend is None:
+        blend = 0 < halo < int(getattr(model, "receptive_field", 0) or 0)
+    region_r, region_c = Span(0, h), Span(0, w)
+    blk = Block((0, 0), region_r, region_c, region_r, region_c)
+    tiles = plan_tiles(blk, tile=tile, halo=halo)
+    outs = []
     with torch.inference_mode():
-        for t in plan_tiles(blk, tile=tile, halo=halo):
+        for t in tiles:
             x = torch.from_numpy(np.ascontiguousarray(
                 image[:, t.win_rows.start:t.win_rows.stop, t.win_cols.start:t.win_cols.stop]))[None]
-            y = model(x)[0].float().numpy()
-            ty, tx = (t.rows.start - t.win_rows.start) * s, (t.cols.start - t.win_cols.start) * s
-            out[:, t.rows.start * s:t.rows.stop * s, t.cols.start * s:t.cols.stop * s] = \
-                y[:, ty:ty + t.rows.size * s, tx:tx + t.cols.size * s]
-    return out
+            outs.append(model(x)[0].float().numpy())
+    return stitch(tiles, outs, rows=region_r, cols=region_c, scale=s, halo=halo, blend=blend,
+                  image_shape=(h, w))
 
 
 def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray], *,
                            tile: int = 64, threshold: float = 0.5,
-                           candidates: Sequence[int] | None = None) -> dict:
+                           candidates: Sequence[int] | None = None, blend: bool = True) -> dict:
     """Smallest halo whose tiled output differs from the whole-image output by less than
     ``threshold`` grey levels (of 255) on every image.
 
-    Returns ``{"effective_halo", "receptive_field", "tile", "threshold_grey", "max_diff_grey"}``
+    Returns ``{"effective_halo", "receptive_field", "tile", "threshold_grey", "blend",
+    "max_diff_grey"}``
     where ``max_diff_grey`` maps each tried halo to its worst difference.
     """
     model = model.eval()
@@ -56,7 +66,8 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
     for h in cands:
         worst = 0.0
         for im, ref in zip(imgs, refs):
-            worst = max(worst, float(np.abs(tiled_forward(model, im, tile=tile, halo=h) - ref).max()) * 255)
+            out = tiled_forward(model, im, tile=tile, halo=h, blend=blend and h < rf)
+            worst = max(worst, float(np.abs(out - ref).max()) * 255)
             if worst >= threshold:
                 break
         diffs[h] = worst
@@ -64,4 +75,5 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
             found = h
             break
     return {"effective_halo": int(found), "receptive_field": rf, "tile": tile,
-            "threshold_grey": threshold, "max_diff_grey": diffs}
+            "threshold_grey": threshold, "blend": "hann" if blend else "crop",
+            "max_diff_grey": diffs}
