@@ -44,7 +44,9 @@ def _terminate_as_interrupt():
 @weights_option
 @click.option("--tile", type=int, default=None, help="Tile edge in LR pixels (default 512; smaller uses less memory).")
 @click.option("--halo", type=int, default=None,
-              help="Context pixels around each tile (default: the model's receptive field).")
+              help="Context pixels around each tile (default: the effective halo measured in the "
+                   "weights card, else the model's receptive field, which is exact). Below the "
+                   "receptive field, tile overlaps are Hann-blended.")
 @click.option("--block", type=int, default=None, help="Processing/writing block edge in LR pixels.")
 @device_option
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
