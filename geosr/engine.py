@@ -204,8 +204,9 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
             out = _infer_tiles(job, x, blk, pred, norm, tile)
             break
         except DeviceOutOfMemory:
-            # Batch 1 did not fit: halve the tile. The halo keeps tiled == untiled, so the
-            # pixels do not change; later blocks start from the smaller tile.
+            # Batch 1 did not fit: halve the tile. With the full receptive field as halo the
+            # pixels do not change (blended short halos move by a fraction of a grey level);
+            # later blocks start from the smaller tile.
             smaller = tile // 2
             if smaller < MIN_BACKOFF_TILE:
                 raise
