@@ -84,9 +84,13 @@ def _write_card(net, result: dict) -> None:
         raise WeightsError("--write-card needs a weights file (--weights or bundled weights)")
     card = {k: v for k, v in (net.card or {}).items() if k not in ("sha256", "weights_file")}
     card["effective_halo"] = {k: result[k] for k in ("effective_halo", "receptive_field", "tile",
-                                                     "threshold_grey")}
+                                                     "threshold_grey", "blend")}
     card["effective_halo"]["images"] = result["images"]
     import torch
 
-    half = any(t.dtype == torch.float16 for t in net.state_dict().values())
-    save_weights(net, Path(path), card=card, half=half)
+    from geosr.models._weights import read_checkpoint
+
+    # keep the file's precision: the loaded network runs in float32 whatever the file holds
+    on_disk, _ = read_checkpoint(path)
+    half = any(t.dtype == torch.float16 for t in on_disk.values())
+    save_weights(on_disk if half else net, Path(path), card=card, half=half)

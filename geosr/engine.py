@@ -335,19 +335,23 @@ def _bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | 
     return None
 
 
-def default_model_name(scale: int) -> str:
-    """The best model with bundled weights for ``scale`` (bicubic when none are bundled)."""
-    try:
-        from .models.loading import bundled_weights
-    except ImportError:  # pragma: no cover
+def default_model_name(scale: int, *, n_bands: int = 3, dtype: str = "uint8") -> str:
+    """The best model with bundled weights for ``scale`` and this kind of raster (order rdn >
+    edsr-baseline > espcn; bicubic when none fits).
+
+    For data that is not 8-bit the per-band (1-band) variant is what fits (see
+    :func:`_bundled_in_chans`), so a model that has it wins over a better one that has only
+    RGB weights.
+    """
+    fits = [(name, v) for name in ("rdn", "edsr-baseline", "espcn")
+            if (v := _bundled_in_chans(name, scale, n_bands, dtype)) is not None]
+    if not fits:
         return "bicubic"
-    for name in ("rdn", "edsr-baseline", "espcn"):
-        try:
-            if bundled_weights(name, scale=scale, bands=3) is not None:
+    if dtype != "uint8":
+        for name, v in fits:
+            if v == 1:
                 return name
-        except GeosrError:
-            continue
-    return "bicubic"
+    return fits[0][0]
 
 
 def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | None = None,
@@ -363,8 +367,8 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
         else:
             raise ParameterError(f"scale must be an integer >= 2, got {scale!r}")
     scale = int(scale)
-    name = model or default_model_name(scale)
     sel = _parse_bands(bands, meta.count)
+    name = model or default_model_name(scale, n_bands=len(sel), dtype=meta.dtype)
     meta_sel = meta.select_bands(list(sel))
     ref = ModelRef(name=name, scale=scale, weights=str(weights) if weights else None,
                    in_chans=None if weights else _bundled_in_chans(name, scale, len(sel), meta.dtype),

@@ -203,6 +203,7 @@ def save_weights(model_or_state_dict: nn.Module | Mapping[str, Tensor],
 
     try:
         save_file(tensors, str(tmp), metadata={CARD_METADATA_KEY: card_json, "format": "pt"})
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600: give the usual mode
         side_card = dict(card, weights_file=path.name, sha256=_sha256(tmp))
         side_tmp.write_text(json.dumps(side_card, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
@@ -214,6 +215,12 @@ def save_weights(model_or_state_dict: nn.Module | Mapping[str, Tensor],
         for p in (tmp, side_tmp):
             if p.exists():
                 p.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sha256(path: str | os.PathLike[str]) -> str:

@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -43,6 +44,12 @@ def test_measure_and_record_effective_halo(tmp_path, make_geotiff):
     assert json.loads(r.output)["effective_halo"] == 0
     net = load_model("espcn", scale=2, weights=str(w))
     assert net.card["effective_halo"]["effective_halo"] == 0
+    assert net.card["effective_halo"]["blend"] == "hann"
+    from geosr.models._weights import read_checkpoint
+
+    sd, _ = read_checkpoint(w)  # re-saved in the file's own precision (bundled files are fp16)
+    assert all(t.dtype == torch.float16 for t in sd.values())
+    assert w.stat().st_size < 1.2 * src_w.stat().st_size
     src = make_geotiff("h.tif")
     job, _ = plan_job(read_meta(src), model="espcn", scale=2, weights=str(w))
     assert job.halo == 0

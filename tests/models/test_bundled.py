@@ -19,7 +19,8 @@ from geosr_cli.main import cli
 
 BUNDLED = list_bundled()
 #: What this release ships (docs/models.md); a missing file is a packaging error.
-REQUIRED = {("espcn", 2, 3), ("espcn", 3, 3), ("espcn", 4, 3)}
+REQUIRED = {("espcn", 2, 3), ("espcn", 3, 3), ("espcn", 4, 3), ("espcn", 2, 1), ("espcn", 4, 1),
+            ("edsr-baseline", 2, 3)}
 #: The engine's preference when no model is named (geosr.engine.default_model_name).
 PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 
@@ -129,9 +130,9 @@ def test_beats_bicubic_on_a_crop(b, crop):
     assert got["psnr"] > bic["psnr"] + gain, (got["psnr"], bic["psnr"])
 
 
-def _best_bundled(scale: int) -> str:
+def _best_bundled(scale: int, bands: int = 3) -> str:
     for name in PREFERENCE:
-        if any(b["arch"] == name and b["scale"] == scale and b["bands"] == 3 for b in BUNDLED):
+        if any(b["arch"] == name and b["scale"] == scale and b["bands"] == bands for b in BUNDLED):
             return name
     return "bicubic"
 
@@ -165,12 +166,14 @@ def test_upscale_named_model_uses_its_bundled_weights(make_geotiff, tmp_path):
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_upscale_uint16_single_band_uses_1band_weights(make_geotiff, tmp_path, scale):
-    name = _best_bundled(scale)
-    one = [b for b in BUNDLED if b["arch"] == name and b["scale"] == scale and b["bands"] == 1]
-    if not one:
-        pytest.skip(f"no 1-band weights bundled for {name} x{scale}")
-    src = make_geotiff("pan.tif", bands=1, height=20, width=20, dtype="uint16")
+@pytest.mark.parametrize("bands", [1, 3])
+def test_upscale_uint16_uses_the_best_1band_weights(make_geotiff, tmp_path, scale, bands):
+    """16-bit data gets the best model that has per-band weights, even when a better model
+    has RGB weights only."""
+    name = _best_bundled(scale, bands=1)
+    if name == "bicubic":
+        pytest.skip(f"no 1-band weights bundled for x{scale}")
+    src = make_geotiff("ms.tif", bands=bands, height=20, width=20, dtype="uint16")
     dst = tmp_path / "out.tif"
     tags = _upscale([str(src), str(dst), "--scale", str(scale)])
     assert tags["GEOSR_MODEL"] == name

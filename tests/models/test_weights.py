@@ -3,6 +3,7 @@ architecture, and load_model's refusals."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -76,6 +77,10 @@ def test_round_trip_fp32(tmp_path):
     with torch.no_grad():
         assert torch.equal(other(_x()), m(_x()))
     assert not list(tmp_path.glob(".*tmp")), "temporary files left behind"
+    # readable like any file the user writes (safetensors alone would create it 0600)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_embedded_card_is_in_safetensors_metadata(tmp_path):
