@@ -6,7 +6,7 @@ import click
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="Compute device: auto (first GPU if any, else CPU), cpu, cuda or cuda:N.")
-def _bundled_defaults() -> str:
+def _bundled_defaults(bands: int = 3) -> str:
     """'x2: espcn, x3: ...' from the bundled file names (no torch import: --help stays fast)."""
     import re
     from importlib.resources import files
@@ -18,7 +18,7 @@ def _bundled_defaults() -> str:
     best: dict[int, str] = {}
     order = ("rdn", "edsr-baseline", "espcn")
     for n in names:
-        m = re.match(r"^(.+)_x(\d+)_3b\.safetensors$", n)
+        m = re.match(rf"^(.+)_x(\d+)_{bands}b\.safetensors$", n)
         if m and m[1] in order:
             s = int(m[2])
             if s not in best or order.index(m[1]) < order.index(best[s]):
@@ -29,8 +29,10 @@ def _bundled_defaults() -> str:
 model_option = click.option(
     "--model", "-m", default=None,
     help="Registered model name (see `geosr models`). Default: the best model with bundled "
-         f"weights for the scale (RDN > EDSR-baseline > ESPCN; now {_bundled_defaults()}), "
-         "bicubic for scales without bundled weights.")
+         f"weights for the scale and data (RDN > EDSR-baseline > ESPCN; now for 8-bit data "
+         f"{_bundled_defaults(3)}; for 16-bit/float data, run band by band, "
+         f"{_bundled_defaults(1)}), bicubic where none is bundled. On CPU, --model espcn is "
+         "several times faster than edsr-baseline.")
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,
     help="Weights file (.safetensors, or .pth/.pt loaded with weights_only) for the model.")

@@ -88,3 +88,15 @@ def test_describe_a_geosr_file_and_an_official_checkpoint(tmp_path):
     assert d["inferred"]["layout"] == "basicsr:rrdbnet"
     bad = CliRunner().invoke(cli, ["models", "--describe", str(tmp_path / "none.pth")])
     assert bad.exit_code == 1 and "does not exist" in bad.output
+
+
+def test_upscale_help_names_the_defaults_per_data_kind():
+    """--help says which bundled model runs without --model, for 8-bit and for 16-bit data."""
+    from geosr.engine import default_model_name
+
+    out = CliRunner().invoke(cli, ["upscale", "--help"], terminal_width=2000).output
+    text = " ".join(out.split())
+    for s in (2, 4):
+        assert f"x{s}: {default_model_name(s)}" in text
+    assert f"16-bit/float data, run band by band, x2: "\
+           f"{default_model_name(2, n_bands=1, dtype='uint16')}" in text
