@@ -253,8 +253,8 @@ def _card_value_range(card: Any, dtype: Any = None) -> tuple[float, float] | Non
     if isinstance(card, dict) and card.get("value_range"):
         lo, hi = card["value_range"][:2]
         kind = card.get("dtype", "uint8" if [lo, hi] == [0, 255] else None)
-        if dtype is not None and kind is not None and np.dtype(kind) != np.dtype(dtype):
-            return None
+        if dtype is not None and kind is not None and str(kind) != str(np.dtype(dtype)):
+            return None  # also for "mixed" (trained on several dtypes): no single range fits
         return float(lo), float(hi)
     return None
 

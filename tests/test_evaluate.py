@@ -138,3 +138,16 @@ def test_models_with_a_size_multiple(png_folder):
     assert model.size_multiple > 1  # the 25x30 and 23x20 LR images are not multiples of it
     r = evaluate(png_folder, model=model, scale=2)
     assert r["n_images"] == 2 and all(np.isfinite(x["psnr"]) for x in r["images"])
+
+
+def test_card_range_applies_only_to_its_dtype():
+    """A card's value_range is for its dtype; a run trained on several dtypes ("mixed", e.g.
+    8-bit images plus 16-bit windows) names no single range, and that is not an error."""
+    from geosr.evaluate import _card_value_range
+
+    assert _card_value_range({"value_range": [0, 255]}, np.uint8) == (0.0, 255.0)
+    assert _card_value_range({"value_range": [0, 255], "dtype": "uint8"}, np.uint16) is None
+    assert _card_value_range({"value_range": [0, 65535], "dtype": "mixed"}, np.uint8) is None
+    assert _card_value_range({"value_range": [0, 65535], "dtype": "mixed"}, np.uint16) is None
+    assert _card_value_range({"value_range": [0, 10000], "dtype": "uint16"},
+                             np.dtype("uint16")) == (0.0, 10000.0)
