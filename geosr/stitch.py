@@ -8,8 +8,8 @@ weighs every tile's window with a raised-cosine (Hann) ramp ``halo`` pixels wide
 crop line, inside the ``2 * halo`` pixels where neighbouring windows overlap; the outer
 ``halo / 2`` pixels of a window, the least exact, get no weight. Two adjacent ramps are ``sin²``
 and ``cos²`` of the same angle, so the weights sum to one and a seam becomes a smooth
-transition; sides at the image edge are not tapered (there is no neighbour to blend with). The blend costs no extra inference: the
-windows are computed anyway.
+transition; sides at the image edge are not tapered (there is no neighbour to blend with).
+The blend costs no extra inference: the windows are computed anyway.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def hann_ramp(n: int, halo: int, *, taper_start: bool, taper_end: bool) -> np.nd
     if halo <= 0:
         return w
     d = np.arange(n, dtype=np.float64) + 0.5  # distance of pixel centres from the start
+
     def rise(dist: np.ndarray) -> np.ndarray:
         t = np.clip((dist - halo / 2) / halo, 0.0, 1.0)
         return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
