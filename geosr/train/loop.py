@@ -199,11 +199,14 @@ class Trainer:
         # model, optimisation
         self.model = create_model(cfg.model, scale=cfg.scale, in_chans=bands, **cfg.model_args)
         self.init_report = None
+        #: where the weights started (recorded at initialisation, carried through resumes)
+        self.init_provenance: dict[str, Any] | None = None
         if cfg.init_weights and not cfg.resume:  # a resumed run already holds its own weights
             from .init import init_from_weights
 
             self.init_report = init_from_weights(self.model, cfg.init_weights,
                                                   arch=self.spec.name)
+            self.init_provenance = _init_provenance(cfg.init_weights)
             self.log(f"initialised from {cfg.init_weights}: {self.init_report.summary()}")
         self.model.to(self.device)
         # Why: oneDNN (CPU) and cuDNN (GPU) convolutions both run ~20% faster in NHWC.
@@ -236,6 +239,7 @@ class Trainer:
             "config": _plain(self.cfg.to_dict()),
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
+            "init_provenance": self.init_provenance,
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -270,6 +274,7 @@ class Trainer:
         self.step = int(ck["step"])
         self.elapsed = float(ck.get("elapsed", 0.0))
         self.history = list(ck.get("history", []))
+        self.init_provenance = ck.get("init_provenance") or self.init_provenance
         torch.set_rng_state(ck["torch_rng"])
         if "cuda_rng" in ck and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
@@ -469,8 +474,8 @@ class Trainer:
             arch=self.spec.name, args=args, value_range=self.value_range,
             provenance={"source": "geosr train", "seed": cfg.seed,
                         "weights": "ema" if self.ema is not None else "model",
-                        **({"init_weights": _init_provenance(cfg.init_weights)}
-                           if cfg.init_weights else {})},
+                        **({"init_weights": self.init_provenance}
+                           if self.init_provenance else {})},
             training={"data": [str(p) for p in cfg.data], "steps": self.step,
                       "wall_time_s": round(self.elapsed, 2),
                       "steps_per_s": round(steps_per_s, 3), "machine": _machine(self.device),

@@ -95,7 +95,12 @@ def test_training_from_init_weights_records_them(image_folder, tmp_path):
     init = card["provenance"]["init_weights"]
     assert init["file"] == "x2.safetensors" and init["scale"] == 2 and len(init["sha256"]) == 64
     # a resumed run keeps its own weights rather than restarting from init_weights
-    resumed = Trainer(TrainConfig(**{**cfg.to_dict(), "max_steps": 2,
+    resumed = Trainer(TrainConfig(**{**cfg.to_dict(), "max_steps": 2, "init_weights": None,
                                      "resume": str(tmp_path / "o" / "last.pt")}))
     assert torch.equal(resumed.model.state_dict()["last_part.0.weight"],
                        tr.model.state_dict()["last_part.0.weight"])
+    # ... and its card still says where the weights started
+    src.unlink()
+    resumed.run()
+    card = json.loads((tmp_path / "o" / "final.json").read_text())
+    assert card["provenance"]["init_weights"] == init and card["training"]["steps"] == 2
