@@ -51,6 +51,17 @@ def smooth_image(bands: int, height: int, width: int, *, seed: int = 0,
     return (out * 100.0 - 20.0).astype(dt)
 
 
+def png_folder(folder: Path, *, n: int, height: int, width: int) -> Path:
+    """``n`` 8-bit RGB PNGs of :func:`smooth_image` (seeds 0..n-1) in a new ``folder``."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        img = smooth_image(3, height, width, seed=i).transpose(1, 2, 0)
+        Image.fromarray(img).save(folder / f"{i}.png")
+    return folder
+
+
 @pytest.fixture
 def make_geotiff(tmp_path):
     """Factory: ``make_geotiff(name, bands=3, height=.., width=.., dtype=.., **profile)``."""

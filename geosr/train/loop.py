@@ -497,10 +497,11 @@ class Trainer:
 
 def _init_provenance(path: str) -> dict[str, Any]:
     """Which weights a fine-tuned run started from: file, hash and their own training steps."""
-    from ..models._weights import _sha256, read_checkpoint
+    from ..models._weights import read_checkpoint
+    from ..models.loading import weights_sha256
 
     _, card = read_checkpoint(path)
-    rec: dict[str, Any] = {"file": Path(path).name, "sha256": _sha256(path)}
+    rec: dict[str, Any] = {"file": Path(path).name, "sha256": weights_sha256(path)}
     if card:
         rec.update(arch=card.get("arch"), scale=card.get("scale"), bands=card.get("bands"),
                    steps=(card.get("training") or {}).get("steps"))

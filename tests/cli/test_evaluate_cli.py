@@ -6,19 +6,14 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
-from conftest import smooth_image
+from conftest import png_folder
 from geosr_cli.main import cli
 
 
 @pytest.fixture
 def folder(tmp_path):
-    d = tmp_path / "hr"
-    d.mkdir()
-    for i in range(2):
-        Image.fromarray(smooth_image(3, 40, 48, seed=i).transpose(1, 2, 0)).save(d / f"{i}.png")
-    return d
+    return png_folder(tmp_path / "hr", n=2, height=40, width=48)
 
 
 def test_json_output(folder):

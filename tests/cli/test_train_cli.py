@@ -6,19 +6,14 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
-from conftest import smooth_image
+from conftest import png_folder
 from geosr_cli.main import cli
 
 
 @pytest.fixture
 def folder(tmp_path):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for i in range(4):
-        Image.fromarray(smooth_image(3, 36, 40, seed=i).transpose(1, 2, 0)).save(d / f"{i}.png")
-    return d
+    return png_folder(tmp_path / "imgs", n=4, height=36, width=40)
 
 
 def test_train_then_evaluate(folder, tmp_path):
