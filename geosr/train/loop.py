@@ -209,7 +209,8 @@ class Trainer:
             self.init_provenance = _init_provenance(cfg.init_weights)
             self.log(f"initialised from {cfg.init_weights}: {self.init_report.summary()}")
         self.model.to(self.device)
-        # Why: oneDNN (CPU) and cuDNN (GPU) convolutions both run ~20% faster in NHWC.
+        # Why: NHWC suits cuDNN (GPU) and oneDNN (CPU): an EDSR-baseline x2 step took 0.87 s
+        # instead of 1.06 s on 2 CPU cores.
         self.channels_last = True
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest kernels
