@@ -91,6 +91,7 @@ def peer_style(src: Path, dst: Path, model_name: str, *, scale: int, device: str
 
     from .engine import ModelRef, build_model
     from .predictor import resolve_device
+    from .geo.grid import scale_transform
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -115,7 +116,7 @@ def peer_style(src: Path, dst: Path, model_name: str, *, scale: int, device: str
                 th, tw = (min(y + tile, h) - y) * scale, (min(x + tile, w) - x) * scale
                 out[:, y * scale:y * scale + th, x * scale:x * scale + tw] = o[:, ty:ty + th, tx:tx + tw]
     prof.update(width=w * scale, height=h * scale,
-                transform=prof["transform"] * __import__("affine").Affine.scale(1 / scale))
+                transform=scale_transform(prof["transform"], scale))
     with rasterio.open(dst, "w", **prof) as ds:
         ds.write(np.clip(np.rint(out * 255), 0, 255).astype(np.uint8))
     return h * w / (time.perf_counter() - t0) / 1e6

@@ -15,6 +15,7 @@ import numpy as np
 from affine import Affine
 
 from .errors import InputError, ParameterError
+from .geo.grid import scale_transform
 
 _CLASSICAL = ("nearest", "bilinear", "bicubic", "lanczos")
 
@@ -176,8 +177,7 @@ def _infer_scale(src, out) -> int:
 
 def _check_same_grid(src, out, s: int) -> None:
     t = src.transform
-    # t * Affine.scale(1/s), written out (affine 3 deprecates ``*``, affine 2 lacks ``@``)
-    expect = Affine(t.a / s, t.b / s, t.c, t.d / s, t.e / s, t.f)
+    expect = scale_transform(t, s)
     got = out.transform
     px = math.hypot(expect.a, expect.d)
     if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6 * px)

@@ -31,6 +31,23 @@ def shared_data() -> Path:
     return SHARED
 
 
+def compose(*transforms):
+    """Product of affine transforms with affine's own operators: ``@`` in affine >= 3, ``*`` before
+    (the oldest affine that pyproject allows has no ``@``)."""
+    from functools import reduce
+
+    from affine import Affine
+
+    mul = Affine.__matmul__ if hasattr(Affine, "__matmul__") else Affine.__mul__
+    return reduce(mul, transforms)
+
+
+def xy(transform, col: float, row: float) -> tuple[float, float]:
+    """Map coordinates of a pixel position, by affine's own operator on every release."""
+    mul = type(transform).__matmul__ if hasattr(type(transform), "__matmul__") else type(transform).__mul__
+    return mul(transform, (col, row))
+
+
 def smooth_image(bands: int, height: int, width: int, *, seed: int = 0,
                  dtype: str = "uint8") -> np.ndarray:
     """A band-interleaved test image with structure at several frequencies."""

@@ -11,6 +11,7 @@ from affine import Affine
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import compose
 from geosr.errors import InputError, ParameterError
 from geosr.models import create_model
 from geosr.plot import Window, compare_figure, metrics_figure, nice_length, percentile_stretch
@@ -120,7 +121,7 @@ def test_compare_uint16_multiband_stretch(make_geotiff, tmp_path):
 
 
 def test_compare_rotated_no_north_arrow_single_band(make_geotiff, tmp_path):
-    t = Affine.translation(500000, 4100000) @ Affine.rotation(20) @ Affine.scale(2.0, -2.0)
+    t = compose(Affine.translation(500000, 4100000), Affine.rotation(20), Affine.scale(2.0, -2.0))
     src = make_geotiff("rot.tif", bands=1, height=32, width=32, dtype="float32", transform=t)
     out = upscale_with("bilinear", src, tmp_path / "rot_out.tif", scale=2)
     fig = compare_figure(src, out, png=tmp_path / "rot.png")

@@ -19,6 +19,7 @@ from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import xy
 from geosr import engine, io
 from geosr.engine import plan_job, process_block, upscale, upscale_file
 from geosr.errors import GeosrWarning, Interrupted, ResourceError
@@ -203,8 +204,8 @@ def test_block_windows_cover_the_same_ground(t, h, w, s, block, halo):
         r0, r1, c0, c1 = blk.rows.start, blk.rows.stop, blk.cols.start, blk.cols.stop
         area += (r1 - r0) * s * (c1 - c0) * s
         for col, row in ((c0, r0), (c1, r0), (c0, r1), (c1, r1)):
-            x0, y0 = t @ (col, row)
-            x1, y1 = g.transform @ (col * s, row * s)
+            x0, y0 = xy(t, col, row)
+            x1, y1 = xy(g.transform, col * s, row * s)
             tol = 1e-9 * scale_px * max(h, w) + 1e-9 * (abs(t.c) + abs(t.f))
             assert abs(x0 - x1) <= tol and abs(y0 - y1) <= tol
         # the fetched window holds the interior and min(halo, distance to the edge) around it

@@ -16,10 +16,21 @@ from ..errors import ParameterError
 
 
 def scale_transform(transform: Affine, scale: float) -> Affine:
-    """``transform @ Affine.scale(1/scale)`` (``*`` in affine < 3): pixel size / scale, rotation and shear terms too."""
+    """``transform @ Affine.scale(1/scale)``: pixel size / scale, rotation and shear terms too.
+
+    Written out term by term because affine < 3 has no ``@`` and affine 3 deprecates ``*``; this is
+    the one place geosr composes a transform, so every affine release gives the same grid.
+    """
     if not scale > 0:
         raise ParameterError(f"scale must be positive, got {scale}")
-    return transform @ Affine.scale(1.0 / scale)
+    t = transform
+    return Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
+
+
+def apply(transform: Affine, col: float, row: float) -> tuple[float, float]:
+    """Map coordinates of pixel position (col, row), on every affine release."""
+    t = transform
+    return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
 
 
 def scale_gcps(gcps, scale: float):
@@ -37,7 +48,7 @@ def bounds_of(transform: Affine, width: int, height: int) -> tuple[float, float,
     """(left, bottom, right, top) of the four corners, valid for rotated grids too."""
     xs, ys = [], []
     for c, r in ((0, 0), (width, 0), (0, height), (width, height)):
-        x, y = transform @ (c, r)
+        x, y = apply(transform, c, r)
         xs.append(x)
         ys.append(y)
     return min(xs), min(ys), max(xs), max(ys)

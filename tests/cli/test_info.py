@@ -8,6 +8,7 @@ import pytest
 from affine import Affine
 from click.testing import CliRunner
 
+from conftest import compose, xy
 from geosr_cli.main import cli
 
 KEYS = {"crs", "width", "height", "bands", "dtype", "pixel_size", "gsd_m", "source_gsd_m",
@@ -206,11 +207,11 @@ def test_real_geosr_upscale_output(make_geotiff, tmp_path):
 def test_rotated_grid_bounds_and_pixel_size(make_geotiff):
     from affine import Affine as A
 
-    t = A.translation(500000, 4100000) @ A.rotation(30) @ A.scale(2.0, -2.0)
+    t = compose(A.translation(500000, 4100000), A.rotation(30), A.scale(2.0, -2.0))
     p = make_geotiff("rot.tif", height=10, width=20, transform=t)
     d = info_json(p)
     assert d["pixel_size"] == pytest.approx([2.0, 2.0])
-    corners = [t @ (c, r) for c, r in ((0, 0), (20, 0), (0, 10), (20, 10))]
+    corners = [xy(t, c, r) for c, r in ((0, 0), (20, 0), (0, 10), (20, 10))]
     xs, ys = zip(*corners)
     assert d["bounds"] == pytest.approx([min(xs), min(ys), max(xs), max(ys)])
     assert any("rotated grid" in n for n in d["gsd_notes"])

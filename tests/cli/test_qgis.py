@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import compose
 from geosr_cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -367,7 +368,7 @@ def test_qgis_upscale_writes_the_scaled_grid(qgis_env, make_geotiff, tmp_path):
     assert Path(out["results"]["OUTPUT"]) == dst
     with rasterio.open(src) as a, rasterio.open(dst) as b:
         assert (b.width, b.height, b.count) == (2 * a.width, 2 * a.height, a.count)
-        assert b.transform.almost_equals(a.transform @ Affine.scale(0.5))
+        assert b.transform.almost_equals(compose(a.transform, Affine.scale(0.5)))
         assert b.crs == a.crs
         assert np.allclose(tuple(b.bounds), tuple(a.bounds))
         qgis_pixels = b.read()

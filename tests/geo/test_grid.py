@@ -7,6 +7,7 @@ from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import xy
 from geosr.geo.grid import bounds_of, output_grid, pixel_size, scale_transform
 
 finite = st.floats(-1e6, 1e6, allow_nan=False)
@@ -22,8 +23,8 @@ def test_scaled_grid_keeps_bounds_and_corners(a, e, b, d, c, f, w, h, s):
     assert (g.width, g.height) == (w * s, h * s)
     # every corner of the output equals the corresponding input corner
     for col, row in ((0, 0), (w, 0), (0, h), (w, h)):
-        x0, y0 = t @ (col, row)
-        x1, y1 = g.transform @ (col * s, row * s)
+        x0, y0 = xy(t, col, row)
+        x1, y1 = xy(g.transform, col * s, row * s)
         tol = 1e-9 * max(1.0, abs(a), abs(e), abs(b), abs(d)) * max(w, h) + 1e-9 * (abs(x0) + abs(y0))
         assert math.isclose(x0, x1, abs_tol=tol) and math.isclose(y0, y1, abs_tol=tol)
     px, py = pixel_size(t)

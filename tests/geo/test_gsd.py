@@ -6,6 +6,7 @@ import math
 import pytest
 from affine import Affine
 
+from conftest import compose
 from geosr.errors import InputError, ParameterError
 from geosr.geo.gsd import (
     MissingCRSError,
@@ -126,7 +127,7 @@ def test_non_square_pixels():
 
 @pytest.mark.parametrize("angle", [0.0, 17.0, 30.0, 90.0, 135.0])
 def test_rotated_grid_uses_pixel_side_lengths(angle):
-    t = Affine.translation(500000, 4100000) @ Affine.rotation(angle) @ Affine.scale(2.0, -3.0)
+    t = compose(Affine.translation(500000, 4100000), Affine.rotation(angle), Affine.scale(2.0, -3.0))
     info = describe_gsd("EPSG:32633", t, width=64, height=64)
     assert info.gsd_m == pytest.approx((2.0, 3.0), rel=1e-12)
     assert info.rotated == (angle != 0.0)
