@@ -36,7 +36,7 @@ def evaluate(dataset: str, model: str, scale: int, weights: str | None, self_ens
     cropped to a multiple of SCALE, degraded with MATLAB-style bicubic, super-resolved and
     compared with the original after shaving SCALE pixels on each border.
     """
-    from geosr.evaluate import evaluate as run
+    from geosr.evaluation import evaluate as run
 
     result = run(dataset, model=model, scale=scale, weights=weights, self_ensemble=self_ensemble,
                  data_range=data_range, allow_random_weights=allow_random_weights,

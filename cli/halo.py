@@ -35,7 +35,7 @@ def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, no_b
     import numpy as np
 
     from geosr.errors import ParameterError
-    from geosr.evaluate import list_images, read_image
+    from geosr.images import list_images, read_image
     from geosr.halo import measure_effective_halo
     from geosr.metrics import imresize, modcrop
     from geosr.models import load_model
@@ -88,7 +88,7 @@ def _write_card(net, result: dict) -> None:
     card["effective_halo"]["images"] = result["images"]
     import torch
 
-    from geosr.models._weights import read_checkpoint
+    from geosr.models.checkpoint_io import read_checkpoint
 
     # keep the file's precision: the loaded network runs in float32 whatever the file holds
     on_disk, _ = read_checkpoint(path)

@@ -49,7 +49,7 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(f"geosr_cli.{mod}"), attr)
 
     def invoke(self, ctx: click.Context):
-        from geosr.errors import GeosrError
+        from geosr.errors import GeosrError, OptionConflictError
 
         debug = bool(ctx.params.get("debug"))
         if not debug:
@@ -61,6 +61,8 @@ class LazyGroup(click.Group):
             warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
+        except OptionConflictError as err:  # options that exclude each other: a usage error
+            raise click.UsageError(str(err)) from None
         except GeosrError as err:
             if _debug(ctx):
                 raise

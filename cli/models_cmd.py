@@ -11,7 +11,7 @@ def model_rows() -> list[dict]:
     import torch
 
     from geosr.models import create_model, get_spec, list_models
-    from geosr.models.loading import list_bundled
+    from geosr.models.bundled import list_bundled
 
     bundled: dict[str, list[dict]] = {}
     for b in list_bundled():
@@ -52,8 +52,8 @@ def _fmt_params(n: int | None) -> str:
 
 def describe_weights(path: str) -> dict:
     """What a weights file is for: its geosr card, or the architecture read from its tensors."""
-    from geosr.models._weights import describe_info, infer_architecture, read_checkpoint
-    from geosr.models.loading import weights_sha256
+    from geosr.models.card import weights_sha256
+    from geosr.models.checkpoint_io import describe_info, infer_architecture, read_checkpoint
 
     sd, card = read_checkpoint(path)
     out: dict = {"path": path, "sha256": weights_sha256(path), "tensors": len(sd),

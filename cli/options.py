@@ -6,33 +6,24 @@ import click
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="Compute device: auto (first GPU if any, else CPU), cpu, cuda or cuda:N.")
-def _bundled_defaults(bands: int = 3) -> str:
-    """'x2: espcn, x3: ...' from the bundled file names (no torch import: --help stays fast)."""
-    import re
-    from importlib.resources import files
 
-    try:
-        names = [p.name for p in files("geosr.models").joinpath("weights").iterdir()]
-    except (OSError, ModuleNotFoundError):
-        names = []
-    best: dict[int, str] = {}
-    order = ("rdn", "edsr-baseline", "espcn")
-    for n in names:
-        m = re.match(rf"^(.+)_x(\d+)_{bands}b\.safetensors$", n)
-        if m and m[1] in order:
-            s = int(m[2])
-            if s not in best or order.index(m[1]) < order.index(best[s]):
-                best[s] = m[1]
-    return ", ".join(f"x{s}: {best[s]}" for s in sorted(best)) or "none bundled"
+
+def _bundled_defaults(*, n_bands: int, dtype: str) -> str:
+    """'x2: espcn, x3: ...': the model that runs without --model, per scale (torch-free, so
+    --help stays fast; the rule is geosr.models.bundled's, the engine's)."""
+    from geosr.models.bundled import default_models
+
+    picks = default_models(n_bands=n_bands, dtype=dtype)
+    return ", ".join(f"x{s}: {name}" for s, name in sorted(picks.items())) or "none bundled"
 
 
 model_option = click.option(
     "--model", "-m", default=None,
     help="Registered model name (see `geosr models`). Default: the best model with bundled "
          f"weights for the scale and data (RDN > EDSR-baseline > ESPCN; now for 8-bit data "
-         f"{_bundled_defaults(3)}; for 16-bit/float data, run band by band, "
-         f"{_bundled_defaults(1)}), bicubic where none is bundled. On CPU, --model espcn is "
-         "several times faster than edsr-baseline.")
+         f"{_bundled_defaults(n_bands=3, dtype='uint8')}; for 16-bit/float data, run band by "
+         f"band, {_bundled_defaults(n_bands=1, dtype='uint16')}), bicubic where none is "
+         "bundled. On CPU, --model espcn is several times faster than edsr-baseline.")
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,
     help="Weights file (.safetensors, or .pth/.pt loaded with weights_only) for the model.")

@@ -26,7 +26,10 @@ import click
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)
-@click.option("--scheduler", type=click.Choice(["cosine", "step", "none"]), default=None)
+@click.option("--lr-schedule", "scheduler", type=click.Choice(["cosine", "step", "none"]),
+              default=None, help="Learning-rate schedule (default cosine).")
+@click.option("--scheduler", "scheduler_alias", type=click.Choice(["cosine", "step", "none"]),
+              default=None, hidden=True)
 @click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Clip the gradient norm to this value.")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
@@ -44,15 +47,20 @@ import click
 @click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from these weights where they fit (fine-tune, e.g. x4 from x2, "
                    "1 band from RGB).")
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto).")
+@click.option("--device", default=None,
+              help="Compute device: auto (first GPU if any, else CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON or TOML file of options; command-line options win.")
 @click.option("--val-data", multiple=True, type=click.Path(exists=True),
               help="Validation folder (default: a held-out part of --data).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="DataLoader workers for GeoTIFF windows.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--loader-workers", "workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader worker processes reading GeoTIFF windows (default: cores - 1, "
+                   "at most 4).")
+@click.option("--workers", "workers_alias", type=click.IntRange(min=0), default=None, hidden=True)
+@click.option("--torch-threads", "threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads of the training process.")
+@click.option("--threads", "threads_alias", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--log-every", type=click.IntRange(min=1), default=None)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=None)
 @click.option("--val-every", type=click.IntRange(min=0), default=None)
@@ -68,6 +76,12 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
 
     cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
     overrides = dict(options)
+    # the old spellings (one release): --scheduler, --workers and --threads mean other things
+    # in `geosr upscale` (dask scheduler, dask workers, block threads)
+    for name in ("scheduler", "workers", "threads"):
+        alias = overrides.pop(f"{name}_alias")
+        if overrides.get(name) is None:
+            overrides[name] = alias
     overrides["data"] = list(data) or None
     overrides["val_data"] = list(val_data) or None
     overrides["value_range"] = list(value_range) if value_range else None

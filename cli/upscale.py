@@ -61,7 +61,8 @@ def _terminate_as_interrupt():
 @click.option("--resume", is_flag=True,
               help="Make the run resumable (keeps a partial file and journal if interrupted) and "
                    "continue an interrupted resumable run.")
-@click.option("--threads", type=int, default=2, help="Reader/worker threads (without a cluster).")
+@click.option("--threads", type=int, default=2,
+              help="Local threads that read and super-resolve blocks (without a cluster).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run on an existing dask.distributed cluster; inputs must be reachable by the "
                    "workers at the same path (shared storage or /vsis3/...).")
@@ -91,74 +92,15 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     follows, and the exit code is 1 if any file failed.
     Cluster: --scheduler tcp://HOST:PORT (existing) or --workers N (local processes/GPUs).
     """
-    from geosr.batch import is_batch
-    from geosr.distributed import cluster_client
-    from geosr.engine import upscale_file
-    from geosr.errors import ParameterError
+    from geosr.batch import BatchResult, upscale_paths
 
-    if scale is not None and target_gsd is not None:
-        raise click.UsageError("give either --scale or --target-gsd, not both")
-    batch = is_batch(src, dst)
-    if batch and target_gsd is not None:
-        raise click.UsageError("--target-gsd picks a scale per file; for many files give --scale")
-    if scale is None and target_gsd is not None:
-        scale = _scale_for_gsd(src, target_gsd, model)
-    gpus = None
-    if devices is not None:
-        from geosr.distributed import resolve_devices
-
-        if scheduler:
-            raise click.UsageError("--devices starts local GPU workers; with --scheduler the "
-                                   "cluster's workers decide")
-        gpus = resolve_devices(devices)
-        workers, device = len(gpus), "cuda"
-    if scale is None:
-        scale = 2
-    if scale < 2:
-        raise ParameterError(f"--scale must be an integer >= 2, got {scale}")
     mode = "none" if quiet else progress_mode
     options = dict(model=model, weights=weights, tile=tile, halo=halo, block=block, device=device,
                    precision=precision, bands=bands, cog=cog, compress=compress,
                    allow_random_weights=allow_random_weights,
                    data_range=parse_data_range(data_range), batch_size=batch_size,
                    compile=compile_)
-    if workers or scheduler:  # fail on a bad input before spending seconds on a cluster
-        if batch:
-            from geosr.batch import expand_sources
-
-            expand_sources(src)
-        else:
-            from geosr.io import read_meta
-
-            read_meta(src)
-    if batch:
-        _run_batch(src, dst, scale=scale, mode=mode, scheduler=scheduler, workers=workers,
-                   gpus=gpus, jobs=jobs, threads=threads, overwrite=overwrite, resume=resume,
-                   options=options)
-        return
-    prog = Progress(mode)
-    try:
-        with _terminate_as_interrupt(), cluster_client(scheduler=scheduler, workers=workers,
-                                                       device=device, gpus=gpus) as client:
-            out = upscale_file(src, dst, scale=scale, overwrite=overwrite, resume=resume,
-                               workers=threads, client=client, progress=prog, **options)
-    except BaseException as err:
-        prog.close()
-        prog.emit({"event": "error", "message": str(err)})
-        raise
-    prog.close()
-    prog.emit({"event": "done", "output": str(out)})
-    if mode == "bar":
-        click.echo(f"wrote {out}", err=True)
-
-
-def _run_batch(src: str, dst: str, *, scale: int, mode: str, scheduler, workers, jobs, threads,
-               overwrite: bool, resume: bool, options: dict, gpus: list[str] | None = None) -> None:
-    """Many inputs into folder ``dst``: one progress bar, a line per failure, a summary."""
-    from geosr.batch import BatchError, upscale_many
-    from geosr.distributed import cluster_client
-
-    prog = Progress(mode, desc="upscale files")
+    prog = Progress(mode, desc="upscale files" if _is_many(src, dst) else "upscale")
 
     def on_file(item) -> None:
         prog.emit({"event": "file", "src": item.src, "output": str(item.dst),
@@ -171,37 +113,39 @@ def _run_batch(src: str, dst: str, *, scale: int, mode: str, scheduler, workers,
                 click.echo(f"failed: {item.src}: {item.reason}", err=True)
 
     try:
-        with _terminate_as_interrupt(), cluster_client(scheduler=scheduler, workers=workers,
-                                                       device=options["device"],
-                                                       gpus=gpus) as client:
-            res = upscale_many(src, dst, scale=scale, client=client, jobs=jobs, threads=threads,
-                               overwrite=overwrite, resume=resume, progress=prog,
-                               on_file=on_file, **options)
+        with _terminate_as_interrupt():
+            res = upscale_paths(src, dst, scale=scale, target_gsd=target_gsd,
+                                scheduler=scheduler, workers=workers, devices=devices, jobs=jobs,
+                                threads=threads, overwrite=overwrite, resume=resume,
+                                progress=prog, on_file=on_file, **options)
     except BaseException as err:
         prog.close()
         prog.emit({"event": "error", "message": str(err)})
         raise
     prog.close()
-    prog.emit({"event": "summary", "done": [str(f.dst) for f in res.done],
-               "skipped": [str(f.dst) for f in res.skipped],
-               "failed": [{"src": f.src, "reason": f.reason} for f in res.failed]})
+    if isinstance(res, BatchResult):
+        _report_batch(res, mode)
+        return
+    prog.emit({"event": "done", "output": str(res)})
+    if mode == "bar":
+        click.echo(f"wrote {res}", err=True)
+
+
+def _is_many(src: str, dst: str) -> bool:
+    from geosr.batch import is_batch
+
+    return is_batch(src, dst)
+
+
+def _report_batch(res, mode: str) -> None:
+    """The summary event, the summary lines, and exit code 1 when any file failed."""
+    from geosr.errors import BatchError
+
+    Progress(mode).emit({"event": "summary", "done": [str(f.dst) for f in res.done],
+                         "skipped": [str(f.dst) for f in res.skipped],
+                         "failed": [{"src": f.src, "reason": f.reason} for f in res.failed]})
     if mode != "json":
         click.echo(res.summary(), err=True)
     if res.failed:
         raise BatchError(f"{len(res.failed)} of {len(res.files)} file(s) failed (reasons above); "
                          "fix them and rerun: finished outputs are skipped")
-
-
-def _scale_for_gsd(src: str, target: float, model: str | None) -> int:
-    from geosr.geo.gsd import gsd_m, scale_for_target_gsd
-    from geosr.io import read_meta
-    from geosr.models import get_spec
-
-    meta = read_meta(src)
-    if meta.crs is None:
-        from geosr.errors import ParameterError
-
-        raise ParameterError("--target-gsd needs a georeferenced input (it has no CRS); use --scale")
-    g = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
-    scales = get_spec(model).scales if model else (2, 3, 4)
-    return scale_for_target_gsd(g, target, available_scales=scales)

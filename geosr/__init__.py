@@ -21,8 +21,8 @@ _LAZY = {
     "create_model": "geosr.models",
     "list_models": "geosr.models",
     "load_model": "geosr.models.loading",
-    "load_weights": "geosr.models._weights",
-    "evaluate": "geosr.evaluate",
+    "load_weights": "geosr.models.checkpoint_io",
+    "evaluate": "geosr.evaluation",
     "gsd": "geosr.geo.gsd",
 }
 

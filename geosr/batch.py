@@ -1,4 +1,6 @@
-"""Many inputs, one call: ``upscale_many('scenes/*.tif', 'out/', scale=2)``.
+"""Many inputs, one call: ``upscale_many('scenes/*.tif', 'out/', scale=2)``; and
+:func:`upscale_paths`, the one call behind ``geosr upscale`` (one file or many, locally or on a
+dask cluster, scale given or derived from a target GSD).
 
 Files run concurrently, each through :func:`geosr.engine.upscale_file` with its own single
 writer; their blocks share one pool: a dask ``Client`` (the cluster) or, without one, a local
@@ -18,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .errors import GeosrError, Interrupted, InputError, OutputError
+from .errors import (BatchError, GeosrError, InputError, Interrupted, OptionConflictError,
+                     OutputError, ParameterError)
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
-
-
-class BatchError(GeosrError, RuntimeError):
-    """Some files of a batch failed (the others were written)."""
+#: Scale used when neither a scale nor a target GSD is given.
+DEFAULT_SCALE = 2
 
 
 @dataclass
@@ -278,5 +279,73 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
     return result
 
 
-__all__ = ["upscale_many", "expand_sources", "output_name", "plan_outputs", "is_batch",
+def scale_for_gsd(src: str, target_gsd: float, *, model: str | None = None) -> int:
+    """The integer scale that brings ``src``'s GSD to ``target_gsd`` metres (or finer), among
+    the scales ``model`` supports."""
+    from .geo.gsd import gsd_m, scale_for_target_gsd
+    from .io import read_meta
+    from .models import get_spec
+
+    meta = read_meta(src)
+    if meta.crs is None:
+        raise ParameterError("--target-gsd needs a georeferenced input (it has no CRS); use --scale")
+    g = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
+    scales = get_spec(model).scales if model else (2, 3, 4)
+    return scale_for_target_gsd(g, target_gsd, available_scales=scales)
+
+
+def upscale_paths(src: str, dst: str, *, scale: int | None = None,
+                  target_gsd: float | None = None, scheduler: str | None = None,
+                  workers: int | None = None, devices: str | None = None,
+                  jobs: int | None = None, threads: int = 2, overwrite: bool = False,
+                  resume: bool = False, progress: Callable[[int, int], None] | None = None,
+                  on_file: Callable[[FileResult], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, **options) -> "Path | BatchResult":
+    """``geosr upscale SRC DST`` as one call: a file into a file (returns its path), or a glob,
+    folder or ``@list`` into a folder (returns the :class:`BatchResult`), on ``threads`` local
+    threads, on a local dask cluster of ``workers`` processes (one per GPU with ``devices``) or
+    on the existing cluster at ``scheduler``. ``options`` go to
+    :func:`geosr.engine.upscale_file` (``model``, ``weights``, ``tile``, ``device`` ...)."""
+    from .distributed import cluster_client
+    from .engine import upscale_file
+    from .plan import validate_scale
+
+    if scale is not None and target_gsd is not None:
+        raise OptionConflictError("give either --scale or --target-gsd, not both")
+    many = is_batch(src, dst)
+    if many and target_gsd is not None:
+        raise OptionConflictError("--target-gsd picks a scale per file; for many files give "
+                                  "--scale")
+    if scale is None:
+        scale = (scale_for_gsd(src, target_gsd, model=options.get("model"))
+                 if target_gsd is not None else DEFAULT_SCALE)
+    scale = validate_scale(scale)
+    gpus = None
+    if devices is not None:
+        from .distributed import resolve_devices
+
+        if scheduler:
+            raise OptionConflictError("--devices starts local GPU workers; with --scheduler the "
+                                      "cluster's workers decide")
+        gpus = resolve_devices(devices)
+        workers, options["device"] = len(gpus), "cuda"
+    if workers or scheduler:  # fail on a bad input before spending seconds on a cluster
+        if many:
+            expand_sources(src)
+        else:
+            from .io import read_meta
+
+            read_meta(src)
+    with cluster_client(scheduler=scheduler, workers=workers,
+                        device=options.get("device", "auto"), gpus=gpus) as client:
+        if many:
+            return upscale_many(src, dst, scale=scale, client=client, jobs=jobs, threads=threads,
+                                overwrite=overwrite, resume=resume, progress=progress,
+                                on_file=on_file, should_stop=should_stop, **options)
+        return upscale_file(src, dst, scale=scale, overwrite=overwrite, resume=resume,
+                            threads=threads, client=client, progress=progress,
+                            should_stop=should_stop, **options)
+
+
+__all__ = ["upscale_paths", "scale_for_gsd", "DEFAULT_SCALE", "upscale_many", "expand_sources", "output_name", "plan_outputs", "is_batch",
            "BatchResult", "FileResult", "BatchError", "RASTER_EXTS"]

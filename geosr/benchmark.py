@@ -50,7 +50,7 @@ def model_only(model_name: str, *, scale: int, device: str, tile: int, halo: int
     """Best-configuration model throughput on in-memory batches (raw LR MP/s)."""
     import torch
 
-    from .engine import ModelRef, build_model
+    from .modelref import ModelRef, build_model
     from .predictor import Predictor
 
     net = build_model(ModelRef(name=model_name, scale=scale, weights=weights,
@@ -89,8 +89,8 @@ def peer_style(src: Path, dst: Path, model_name: str, *, scale: int, device: str
     import rasterio
     import torch
 
-    from .engine import ModelRef, build_model
-    from .predictor import resolve_device
+    from .modelref import ModelRef, build_model
+    from .device import resolve_device
     from .geo.grid import scale_transform
 
     t0 = time.perf_counter()
@@ -177,15 +177,15 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
                   seconds: float = 5.0, compile: bool = False, baseline: bool = True,
                   workdir: str | None = None) -> dict[str, Any]:
     """Measure model-only, end-to-end and peer-style throughput in one run."""
-    from .engine import ModelRef, build_model
-    from .predictor import resolve_device
+    from .modelref import ModelRef, build_model
+    from .device import resolve_device
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     size = size or (4096 if gpu else 1024)
     net = build_model(ModelRef(name=model, scale=scale, weights=weights, allow_random=True))
     halo = int(getattr(net, "halo", 0))
-    from .engine import DEFAULT_TILE
+    from .plan import DEFAULT_TILE
 
     t = tile or DEFAULT_TILE
     b = batch or (16 if gpu else 1)

@@ -1,4 +1,6 @@
-"""Running the engine on a dask.distributed cluster (or any ``concurrent.futures`` executor).
+"""Running blocks on a dask.distributed cluster: starting or connecting to clusters, shipping the
+model once per worker, and the client-side loop (:func:`run_on_cluster`, called by
+:func:`geosr.runners.run_blocks`; this module never imports the engine).
 
 The client process plans the job, ships the model to each worker *once* (a scattered payload,
 cached on the worker by a hash of its weights) and then submits one task per block. A task reads
@@ -13,23 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import hashlib
 import os
-import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-from .errors import GeosrError, Interrupted
+from .errors import DistributedError, Interrupted, ParameterError
 from .tiling import Block
 
 #: Seconds to wait for a scheduler before giving up.
 CONNECT_TIMEOUT = 5.0
-
-
-class DistributedError(GeosrError, RuntimeError):
-    """dask.distributed is missing, the scheduler cannot be reached, or the cluster failed."""
 
 
 def require_distributed():
@@ -69,8 +65,6 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT):
 
 def resolve_devices(devices: str) -> list[str]:
     """``--devices``: ``all`` → every visible GPU, or a comma list of GPU indices (``0,2``)."""
-    from .errors import ParameterError
-
     have = visible_gpus()
     if not have:
         raise ParameterError(f"--devices {devices}: no CUDA device is visible (CPU-only torch "
@@ -105,11 +99,6 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def _wants_gpu(device: str) -> bool:
-    d = device.lower()
-    return d.startswith("cuda") or d == "auto"
-
-
 def start_local_cluster(n_workers: int | None = None, *, device: str = "auto",
                         gpus: list[str] | None = None, threads_per_worker: int = 1,
                         torch_threads: int | None = None):
@@ -124,7 +113,7 @@ def start_local_cluster(n_workers: int | None = None, *, device: str = "auto",
     distributed = require_distributed()
     cores = max(1, len(os.sched_getaffinity(0)))
     if gpus is None:
-        gpus = visible_gpus() if _wants_gpu(device) else []
+        gpus = visible_gpus() if (device or "auto").lower().startswith(("cuda", "auto")) else []
     if n_workers is not None and n_workers < 1:
         raise DistributedError(f"--workers must be at least 1, got {n_workers}")
     common = dict(dashboard_address=":0", scheduler_port=0, silence_logs=40)
@@ -221,22 +210,9 @@ def model_payload(net) -> ModelPayload:
     """Wrap the client's validated model (``None``: workers build it from the registry)."""
     if net is None:
         return ModelPayload(digest="registry", module=None)
-    import torch
+    from .modelref import model_digest
 
-    # architecture (class and layer configuration) + every tensor's bytes (any dtype, bf16 too)
-    h = hashlib.sha256(f"{type(net).__module__}.{type(net).__qualname__}\n{net!r}".encode())
-    for k, t in net.state_dict().items():
-        h.update(k.encode())
-        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return ModelPayload(digest=h.hexdigest(), module=net)
-
-
-_WORKER_PREDICTORS: dict[tuple, Any] = {}
-_WORKER_LOCK = threading.Lock()
-#: Predictors a worker keeps (least recently built dropped first): a long-lived cluster serving
-#: several models must not fill its GPU with old ones.
-MAX_WORKER_MODELS = 2
+    return ModelPayload(digest=model_digest(net), module=net)
 
 
 def _on_dask_worker() -> bool:
@@ -250,42 +226,25 @@ def _on_dask_worker() -> bool:
 
 
 def worker_predictor(ref, payload: ModelPayload):
-    """This process's predictor for ``(ref, weights hash)``: built once, then reused."""
-    import copy
+    """This process's predictor for ``(ref, weights hash)``: built once, then reused (the one
+    cache of :func:`geosr.predictor.predictor_for`). It runs a copy of the payload's module: the
+    payload stays a CPU object in the worker's store (it may be spilled or sent to a peer)."""
+    from .predictor import predictor_for
 
-    key = (ref, payload.digest)
-    with _WORKER_LOCK:
-        pred = _WORKER_PREDICTORS.get(key)
-        if pred is None:
-            from .engine import build_model
-            from .predictor import Predictor
-
-            # a copy: the payload stays a CPU object in the worker's store (it may be spilled
-            # or sent to a peer) while the predictor moves its own copy to the GPU
-            net = build_model(ref) if payload.module is None else copy.deepcopy(payload.module)
-            threads = None
-            if _on_dask_worker():
-                threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
-            while len(_WORKER_PREDICTORS) >= MAX_WORKER_MODELS:
-                old = _WORKER_PREDICTORS.pop(next(iter(_WORKER_PREDICTORS)))
-                if old.device.type == "cuda":
-                    import torch
-
-                    del old
-                    torch.cuda.empty_cache()
-            pred = Predictor(net, device=ref.device, precision=ref.precision,
-                             batch_size=ref.batch_size, compile=ref.compile, threads=threads)
-            _WORKER_PREDICTORS[key] = pred
-        return pred
+    threads = None
+    if _on_dask_worker():
+        threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
+    if payload.module is None:
+        return predictor_for(ref, threads=threads)
+    return predictor_for(ref, digest=payload.digest, net=payload.module, copy_net=True,
+                         threads=threads)
 
 
 def remote_block(job, blk: Block, payload: ModelPayload):
     """Task body: read this block's window from ``job.src`` and super-resolve it."""
-    from .engine import _read_window, process_block
+    from .runners import read_and_process
 
-    pred = worker_predictor(job.model, payload)
-    data = _read_window(job.src, job.bands, blk)
-    return blk, process_block(job, data, blk, pred)
+    return read_and_process(job, blk, predictor=worker_predictor(job.model, payload))
 
 
 # -- the block loop on the client -------------------------------------------------------------
@@ -311,27 +270,17 @@ def check_reachable(client, path: str) -> None:
             "same path (NFS, a shared volume) or use a GDAL virtual path such as /vsis3/...")
 
 
-def run_blocks(client, job, blocks: list[Block], *, net=None,
-               stop: Callable[[], bool] = lambda: False,
-               inflight: int | None = None) -> Iterator[tuple[Block, Any]]:
-    """Yield ``(block, array)`` as blocks complete on ``client`` (a dask ``Client`` or a
-    ``concurrent.futures.Executor``), keeping at most ``inflight`` blocks submitted."""
+def run_on_cluster(client, job, blocks: list[Block], *, net=None,
+                   stop: Callable[[], bool] = lambda: False,
+                   inflight: int | None = None) -> Iterator[tuple[Block, Any]]:
+    """Yield ``(block, array)`` as blocks complete on the dask ``client``, keeping at most
+    ``inflight`` blocks submitted; ``net`` (the client's validated model) travels once per
+    worker."""
     if not blocks:
         return
-    slots = cluster_threads(client)
-    bound = inflight or 2 * slots + 2  # one queued behind each running block, and a spare
-    payload = model_payload(net)
-    if is_dask_client(client):
-        yield from _run_dask(client, job, blocks, payload, stop=stop, bound=bound)
-    elif isinstance(client, cf.Executor):
-        yield from _run_executor(client, job, blocks, payload, stop=stop, bound=bound)
-    else:
-        raise DistributedError(f"client must be a distributed.Client or a concurrent.futures "
-                               f"executor, got {type(client).__name__}")
-
-
-def _run_dask(client, job, blocks, payload, *, stop, bound):
     distributed = require_distributed()
+    bound = inflight or 2 * cluster_threads(client) + 2  # one queued behind each running block
+    payload = model_payload(net)
     job = replace(job, src=_shared_path(job.src)) if job.src else job
     check_reachable(client, job.src)
     # the model travels once per worker; tasks reference it by key
@@ -380,13 +329,6 @@ def _run_dask(client, job, blocks, payload, *, stop, bound):
         model.release()
 
 
-def _run_executor(pool: cf.Executor, job, blocks, payload, *, stop, bound):
-    from .engine import stream_completed
-
-    yield from stream_completed(lambda b: pool.submit(remote_block, job, b, payload), blocks,
-                                bound=bound, stop=stop)
-
-
 __all__ = ["DistributedError", "connect", "start_local_cluster", "cluster_client",
-           "visible_gpus", "run_blocks", "check_reachable", "model_payload", "ModelPayload",
+           "visible_gpus", "run_on_cluster", "check_reachable", "model_payload", "ModelPayload",
            "CONNECT_TIMEOUT"]

@@ -28,6 +28,12 @@ class ParameterError(GeosrError, ValueError):
     """An option value is invalid (scale, tile size, bands, device...)."""
 
 
+class OptionConflictError(ParameterError):
+    """Two options that cannot be given together (exit code 2, like a command-line usage error)."""
+
+    exit_code = 2
+
+
 class ModelError(GeosrError, KeyError):
     """Unknown model name or a model/scale/band combination that is not supported."""
 
@@ -43,8 +49,29 @@ class ResourceError(GeosrError, MemoryError):
     """The job would not fit in memory (estimated before work starts) or the device ran out."""
 
 
+class MissingCRSError(InputError):
+    """The raster has no CRS, so its pixel size cannot be expressed in metres."""
+
+
+class DeviceOutOfMemory(ResourceError):
+    """Even a batch of one tile does not fit on the device; the engine retries smaller tiles."""
+
+    def __init__(self, message: str, *, device: str = "", tile_shape: tuple = ()) -> None:
+        super().__init__(message)
+        self.device = device
+        self.tile_shape = tile_shape
+
+
 class DeviceError(GeosrError, RuntimeError):
     """The requested compute device is unavailable or failed."""
+
+
+class DistributedError(GeosrError, RuntimeError):
+    """dask.distributed is missing, the scheduler cannot be reached, or the cluster failed."""
+
+
+class BatchError(GeosrError, RuntimeError):
+    """Some files of a many-file run failed (each is reported; the others were written)."""
 
 
 class Interrupted(GeosrError, KeyboardInterrupt):
@@ -69,10 +96,15 @@ __all__ = [
     "RasterReadError",
     "OutputError",
     "ParameterError",
+    "OptionConflictError",
     "ModelError",
     "WeightsError",
     "ResourceError",
+    "MissingCRSError",
+    "DeviceOutOfMemory",
     "DeviceError",
+    "DistributedError",
+    "BatchError",
     "Interrupted",
     "GeosrWarning",
     "GeoreferencingWarning",

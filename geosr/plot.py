@@ -14,8 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 from affine import Affine
 
-from .errors import InputError, ParameterError
+from .errors import InputError, MissingCRSError, ParameterError
 from .geo.grid import scale_transform
+from .geo.tags import read_tag
 
 _CLASSICAL = ("nearest", "bilinear", "bicubic", "lanczos")
 
@@ -157,14 +158,8 @@ def _read_float(ds, bands: list[int], window) -> np.ndarray:
 
 
 def _infer_scale(src, out) -> int:
-    tag = out.tags().get("GEOSR_SCALE_FACTOR")
-    if tag:
-        try:
-            s = float(tag)
-        except ValueError:
-            s = float("nan")
-        if math.isfinite(s) and math.isclose(s, round(s), abs_tol=1e-6) and s >= 1:
-            return int(round(s))
+    # from the sizes, not GEOSR_SCALE_FACTOR: after several passes that tag holds the total
+    # factor from the sensor's grid, not the factor between these two files
     rx = out.width / src.width
     ry = out.height / src.height
     s = int(round(rx))
@@ -205,7 +200,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
     bands
         1-based band numbers to show (1 or 3); default: 1,2,3 when there are 3+ bands, else 1.
     scale
-        Scale factor; default: the output's ``GEOSR_SCALE_FACTOR`` tag or the size ratio.
+        Scale factor; default: the ratio of the two rasters' sizes.
     model
         Caption for the SR panel; default: the output's ``GEOSR_MODEL`` tag.
     stretch
@@ -220,7 +215,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
     from matplotlib.figure import Figure as MplFigure
     from rasterio.windows import Window as RioWindow
 
-    from .geo.gsd import MissingCRSError, describe_gsd
+    from .geo.gsd import describe_gsd
     from .models import create_model
 
     if isinstance(window, str):
@@ -277,7 +272,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
             src_gsd: tuple[float, float] | None = g.gsd_m
         except MissingCRSError:
             src_gsd = None
-        model = model or out.tags().get("GEOSR_MODEL") or "SR"
+        model = model or read_tag(out.tags(), "model") or "SR"
 
     if stretch is None and dtype != "uint8":
         stretch = (2.0, 98.0)

@@ -1,4 +1,5 @@
-"""Run a model on batches of tiles: device, precision, batching, band grouping, normalisation.
+"""Run a model on batches of tiles: device, precision, batching, band grouping, normalisation,
+padding to the model's ``size_multiple``, and the one per-process cache of predictors.
 
 Inputs and outputs are float32 numpy arrays in the data's own units; the predictor normalises
 to the model's [0, data_range] with a per-band (lo, hi) mapping and maps back, without clamping.
@@ -6,27 +7,22 @@ Linear (classical) models run on raw values.
 """
 from __future__ import annotations
 
+import copy
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from .errors import DeviceError, Interrupted, ParameterError, ResourceError
+from .device import resolve_device, resolve_precision
+from .errors import DeviceError, DeviceOutOfMemory, Interrupted, WeightsError
+from .modelref import ModelRef, build_model, model_digest
 
 
-class DeviceOutOfMemory(ResourceError):
-    """Even a batch of one tile does not fit on the device; the engine retries smaller tiles."""
-
-    def __init__(self, message: str, *, device: str = "", tile_shape: tuple = ()) -> None:
-        super().__init__(message)
-        self.device = device
-        self.tile_shape = tile_shape
-
-
-def _is_oom(err: BaseException) -> bool:
+def is_out_of_memory(err: BaseException) -> bool:
     """CUDA out-of-memory, or the CPU allocator failing on a huge batch."""
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
@@ -71,43 +67,6 @@ def _run_stopped() -> bool:
     return bool(check is not None and check())
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → first CUDA device if present, else CPU; validates ``cuda[:i]``."""
-    d = (device or "auto").strip().lower()
-    if d == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(d)
-    except RuntimeError:
-        raise ParameterError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but CUDA is not available in this "
-                              "torch build; use --device cpu or install a CUDA build of torch")
-        idx = dev.index or 0
-        if idx >= torch.cuda.device_count():
-            raise DeviceError(f"device {device!r} does not exist: {torch.cuda.device_count()} "
-                              "CUDA device(s) visible; check CUDA_VISIBLE_DEVICES")
-        return torch.device("cuda", idx)
-    if dev.type != "cpu":
-        raise ParameterError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device, *, linear: bool) -> torch.dtype:
-    """``auto``: bf16 on CUDA where supported, else fp16; fp32 on CPU and for linear models."""
-    p = precision.lower()
-    table = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if p == "auto":
-        if linear or device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if p not in table:
-        raise ParameterError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
-    return table[p]
-
-
 def band_groups(n_bands: int, in_chans: int | None) -> list[tuple[int, ...]]:
     """How a model with ``in_chans`` inputs covers ``n_bands`` bands.
 
@@ -121,6 +80,18 @@ def band_groups(n_bands: int, in_chans: int | None) -> list[tuple[int, ...]]:
     done = len(groups) * in_chans
     groups += [(b,) * in_chans for b in range(done, n_bands)]
     return groups
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Pad (N, C, h, w) at the bottom and right to multiples of ``m`` (e.g. RRDBNet x2
+    pixel-unshuffles its input): by reflection, or by replication where the image is too small
+    to reflect. Crop the output back to ``h·s`` x ``w·s``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % m, -w % m
+    if m <= 1 or not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 @dataclass
@@ -148,6 +119,10 @@ class Predictor:
         self.scale = int(model.scale)
         self.in_chans = getattr(model, "in_chans", None)
         self.out_chans = getattr(model, "out_chans", None)
+        self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)
+        #: Tile edge the engine backs off to after out-of-memory errors at batch 1; it stays
+        #: for the rest of this predictor's life (later blocks start from it).
+        self.tile_cap: int | None = None
         self.channels_last = channels_last and not self.linear
         self.batch_size = batch_size
         self._batch_cap: dict[tuple, int] = {}  # tile shape -> batch size that fitted
@@ -208,9 +183,13 @@ class Predictor:
                     t = torch.from_numpy(np.ascontiguousarray(chunk))
                     if self.device.type == "cuda":
                         t = t.pin_memory().to(self.device, non_blocking=True)
-                    y = self._forward(t).cpu().numpy()
+                    else:
+                        t = t.to(self.device)
+                    h, w = t.shape[-2:]
+                    y = self._forward(pad_to_multiple(t, self.size_multiple))
+                    y = y[..., :h * self.scale, :w * self.scale].cpu().numpy()
             except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
-                if not _is_oom(err):
+                if not is_out_of_memory(err):
                     dev_err = device_error(err, self.device)
                     if dev_err is not None:
                         raise dev_err from err
@@ -265,3 +244,63 @@ class Predictor:
         if norm is not None and not self.linear:
             y = y * norm.span[None, :, None, None] + norm.lo[None, :, None, None]
         return y
+
+
+# -- the one predictor per model and process ---------------------------------------------------
+
+_CACHE: "OrderedDict[tuple[ModelRef, str], Predictor]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+#: Predictors a process keeps (the least recently built is dropped first): a long-lived worker
+#: serving several models must not fill its GPU with old ones.
+MAX_CACHED = 2
+
+
+def predictor_for(ref: ModelRef, *, digest: str | None = None, net: Any = None,
+                  copy_net: bool = False, threads: int | None = None) -> Predictor:
+    """This process's predictor for ``ref`` and the weights hashed by ``digest``: built once,
+    then reused by every block, run and thread of the process.
+
+    On a miss it runs ``net`` (a copy with ``copy_net``, so a payload kept in a dask worker's
+    store stays on the CPU) or rebuilds the model from the registry; a rebuilt model must hash
+    to ``digest`` — a worker whose weights file differs from the client's is refused, not used.
+    """
+    key = (ref, digest or "registry")
+    with _CACHE_LOCK:
+        pred = _CACHE.get(key)
+        if pred is not None:
+            return pred
+        if net is None:
+            net = build_model(ref)
+            if digest is not None and model_digest(net) != digest:
+                raise WeightsError(
+                    f"the weights of model {ref.name!r} ({ref.weights or 'bundled'}) differ in this "
+                    "process from those the run was planned with; give every worker the same "
+                    "weights file at the same path")
+        elif copy_net:
+            net = copy.deepcopy(net)
+        while len(_CACHE) >= MAX_CACHED:
+            _, old = _CACHE.popitem(last=False)
+            if old.device.type == "cuda":
+                del old
+                torch.cuda.empty_cache()
+        pred = Predictor(net, device=ref.device, precision=ref.precision,
+                         batch_size=ref.batch_size, compile=ref.compile, threads=threads)
+        _CACHE[key] = pred
+        return pred
+
+
+def cached_predictors() -> list[tuple[ModelRef, str]]:
+    """The (model, weights digest) pairs this process holds a predictor for, oldest first."""
+    with _CACHE_LOCK:
+        return list(_CACHE)
+
+
+def clear_predictors() -> None:
+    """Drop every cached predictor (frees device memory)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+__all__ = ["Predictor", "Normalisation", "predictor_for", "cached_predictors",
+           "clear_predictors", "band_groups", "pad_to_multiple", "resolve_device",
+           "resolve_precision", "DeviceOutOfMemory", "MAX_CACHED"]

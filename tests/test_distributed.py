@@ -71,6 +71,24 @@ def cluster():
 # -- LocalCluster == single process -----------------------------------------------------------
 
 @pytest.mark.timeout(180)
+def test_lazy_upscale_graph_computes_on_a_local_cluster(cluster, make_geotiff, tmp_path):
+    """upscale()'s tasks carry the plan, not a live model: the graph pickles and computes on a
+    real LocalCluster, with the same pixels as the file path."""
+    import cloudpickle
+
+    from geosr.engine import upscale
+    from geosr.io import open_raster
+
+    src = make_geotiff("lazy.tif", bands=3, height=70, width=60)
+    up = upscale(open_raster(src), model="espcn", scale=2, tile=24, block=32)
+    cloudpickle.dumps(up.data.__dask_graph__())  # a lock or live model would refuse here
+    got = cluster.compute(up.data).result()
+    ref = tmp_path / "ref.tif"
+    upscale_file(src, ref, model="espcn", scale=2, tile=24, block=32)
+    assert np.array_equal(got, read(ref))
+
+
+@pytest.mark.timeout(180)
 def test_local_cluster_bicubic_identical(cluster, make_geotiff, tmp_path):
     src = make_geotiff("u16.tif", bands=2, height=90, width=70, dtype="uint16", nodata=0)
     with rasterio.open(src, "r+") as ds:  # a nodata hole to carry
@@ -83,7 +101,7 @@ def test_local_cluster_bicubic_identical(cluster, make_geotiff, tmp_path):
 
 def _random_model_name() -> str:
     """A small network without bundled x2 RGB weights (so random weights are really used)."""
-    from geosr.models.loading import bundled_weights
+    from geosr.models.bundled import bundled_weights
 
     for name in ("fsrcnn", "srcnn", "espcn"):
         if bundled_weights(name, scale=2, bands=3) is None:
@@ -93,7 +111,8 @@ def _random_model_name() -> str:
 
 def _save_espcn(path: Path, seed: int) -> Path:
     from geosr.models import create_model
-    from geosr.models._weights import make_card, save_weights
+    from geosr.models.card import make_card
+    from geosr.models.checkpoint_io import save_weights
 
     torch.manual_seed(seed)
     save_weights(create_model("espcn", scale=2, in_chans=3), path,
@@ -126,9 +145,9 @@ def test_local_cluster_network_identical_and_model_loaded_once(cluster, make_geo
         same_file(ref, out)
         outs[w.stem] = read(out)
     assert not np.array_equal(outs["w1"], outs["w2"])
-    from geosr import distributed as gd
+    from geosr.predictor import cached_predictors
 
-    keys = cluster.run(lambda: [k[1] for k in gd._WORKER_PREDICTORS if k[0].name == "espcn"])
+    keys = cluster.run(lambda: [k[1] for k in cached_predictors() if k[0].name == "espcn"])
     assert len(keys) == 2
     for ks in keys.values():  # at most one predictor per weights file on each worker
         assert len(ks) == len(set(ks)) <= 2
@@ -369,9 +388,11 @@ def test_batch_stop_keeps_finished_and_removes_partial(make_geotiff, tmp_path):
 
 def test_worker_model_cache_keyed_by_weights_and_bounded():
     from geosr import distributed as gd
-    from geosr.engine import ModelRef
+    from geosr.modelref import ModelRef
     from geosr.models import create_model
+    from geosr.predictor import MAX_CACHED, cached_predictors, clear_predictors
 
+    clear_predictors()
     ref = ModelRef(name="espcn", scale=2, in_chans=3, allow_random=True, device="cpu")
     nets = []
     for seed in (1, 2, 3):
@@ -384,8 +405,8 @@ def test_worker_model_cache_keyed_by_weights_and_bounded():
     assert gd.worker_predictor(ref, gd.model_payload(nets[0])) is first  # same weights: reused
     for p in payloads[1:]:
         gd.worker_predictor(ref, p)
-    assert len(gd._WORKER_PREDICTORS) <= gd.MAX_WORKER_MODELS
-    assert (ref, payloads[2].digest) in gd._WORKER_PREDICTORS
+    assert len(cached_predictors()) <= MAX_CACHED
+    assert (ref, payloads[2].digest) in cached_predictors()
     # the predictor runs its own copy: the payload's module is left untouched on the CPU
     assert gd.worker_predictor(ref, payloads[2]).model is not nets[2]
 

@@ -55,7 +55,8 @@ def test_network_tiled_equals_untiled(make_geotiff, tmp_path, name, kw):
     src = make_geotiff("n.tif", data=data)
     torch.manual_seed(0)
     model = create_model(name, scale=2, **kw).eval()
-    from geosr.engine import plan_job, process_block
+    from geosr.block import process_block
+    from geosr.plan import plan_job
     from geosr.io import read_meta
     from geosr.predictor import Predictor
     from geosr.tiling import plan_blocks
@@ -89,6 +90,74 @@ def test_lazy_dataarray_path_matches_file_path(make_geotiff, tmp_path):
         assert np.array_equal(lazy.values, ds.read())
         assert ds.transform == lazy.rio.transform()
         assert ds.crs == lazy.rio.crs
+
+
+def test_lazy_and_file_paths_agree_on_a_large_raster_with_a_nodata_hole(make_geotiff, tmp_path):
+    """Both paths take the same statistics sample (nodata fill, normalisation), also where a
+    decimated read and a strided slice would pick different pixels (> 1024 px)."""
+    from conftest import smooth_image
+
+    data = smooth_image(1, 1100, 1100, seed=3, dtype="uint16")
+    data[:, 300:700, 200:900] = 0  # a hole of nodata
+    src = make_geotiff("big.tif", data=data, nodata=0, blocksize=256)
+    dst = tmp_path / "big_out.tif"
+    upscale_file(src, dst, model="bicubic", scale=2)
+    lazy = upscale(open_raster(src), model="bicubic", scale=2)
+    with rasterio.open(dst) as ds:
+        assert np.array_equal(lazy.values, ds.read())
+    # a network on 16-bit data normalises by the sampled range: the same range on both paths
+    from geosr.io import read_meta, read_sample, sample_array
+    from geosr.plan import plan_job
+
+    meta = read_meta(src)
+    a, _ = plan_job(meta, model="espcn", scale=2, sampler=lambda b: read_sample(str(src), b, meta))
+    b, _ = plan_job(meta, model="espcn", scale=2,
+                    sampler=lambda b: sample_array(open_raster(src).data[list(b)]))
+    assert (a.lo, a.hi, a.fill) == (b.lo, b.hi, b.fill)
+    assert a.fill[0] > 0, "the nodata fill is the mean of the valid pixels"
+
+
+def test_networks_that_need_a_size_multiple_run_at_odd_sizes(make_geotiff, tmp_path):
+    """RRDBNet x2 pixel-unshuffles its input: the plan aligns tiles and the predictor pads the
+    edges, so any raster size works and matches a whole-image run closely."""
+    import torch
+
+    from geosr.predictor import clear_predictors
+
+    src = make_geotiff("odd.tif", bands=3, height=37, width=41)
+    dst = tmp_path / "odd_out.tif"
+    torch.manual_seed(0)
+    clear_predictors()
+    upscale_file(src, dst, model="rrdbnet", scale=2, tile=64, halo=8, allow_random_weights=True)
+    with rasterio.open(src) as a, rasterio.open(dst) as b:
+        assert (b.height, b.width) == (74, 82)
+        got = b.read().astype(np.float32)
+    assert np.isfinite(got).all()
+    # tiled at a tile smaller than the raster: same pixels as one tile covering it
+    dst2 = tmp_path / "odd_tiled.tif"
+    torch.manual_seed(0)  # the same random weights as above
+    upscale_file(src, dst2, model="rrdbnet", scale=2, tile=16, halo=8, block=16,
+                 allow_random_weights=True)
+    with rasterio.open(dst2) as c:
+        tiled = c.read().astype(np.float32)
+    assert tiled.shape == got.shape
+    # only tiles shifted inward at the far image edges start off the unshuffle grid (measured:
+    # mean 0.04, max 2 grey levels with random weights)
+    assert np.abs(tiled - got).mean() < 0.25
+
+
+def test_no_transform_product_needs_affines_matmul(make_geotiff, tmp_path, monkeypatch):
+    """affine < 3 has no ``@``; geosr composes transforms without it (geo/grid.py)."""
+    from affine import Affine as A
+
+    monkeypatch.delattr(A, "__matmul__", raising=False)
+    monkeypatch.delattr(A, "__rmatmul__", raising=False)
+    src = make_geotiff("m.tif", transform=A(2.0, 0.5, 4e5, 0.25, -2.0, 5e6))
+    dst = tmp_path / "m_out.tif"
+    upscale_file(src, dst, model="bicubic", scale=2)
+    with rasterio.open(src) as a, rasterio.open(dst) as b:
+        t, u = a.transform, b.transform
+        assert np.allclose(tuple(u)[:6], (t.a / 2, t.b / 2, t.c, t.d / 2, t.e / 2, t.f))
 
 
 # -- grid -------------------------------------------------------------------------------------
@@ -315,7 +384,7 @@ def test_output_created_meanwhile_is_not_clobbered(make_geotiff, tmp_path):
 
 def test_short_halo_blends_the_overlaps(make_geotiff, tmp_path):
     """Below the receptive field the engine Hann-blends tile overlaps; at it, it crops exactly."""
-    from geosr.engine import plan_job
+    from geosr.plan import plan_job
     from geosr.io import read_meta
 
     src = make_geotiff("h.tif", bands=1, height=64, width=70, dtype="float32")

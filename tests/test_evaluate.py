@@ -1,4 +1,4 @@
-"""geosr.evaluate: the SR evaluation protocol on images and GeoTIFFs."""
+"""geosr.evaluation: the SR evaluation protocol on images and GeoTIFFs (read by geosr.images)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import smooth_image
 from geosr.errors import InputError, ParameterError, WeightsError
-from geosr.evaluate import evaluate
+from geosr.evaluation import evaluate
 
 # Published bicubic PSNR/SSIM (MATLAB protocol), ../shared/data/README.md
 REFERENCE = [("set5", 2, 33.66, 0.9299), ("set5", 3, 30.39, 0.8682), ("set5", 4, 28.42, 0.8104),
@@ -57,7 +57,7 @@ def test_self_ensemble_of_a_symmetric_model_changes_nothing(png_folder):
 def unweighted_network(scale: int = 2) -> str:
     """A registry network with no bundled weights at ``scale`` for 3 bands (bundles change)."""
     from geosr.models import get_spec, list_models
-    from geosr.models.loading import bundled_weights
+    from geosr.models.bundled import bundled_weights
 
     for name in ("srcnn", "fsrcnn", "vdsr", "espcn", *list_models(kind="network")):
         if scale in get_spec(name).scales and bundled_weights(name, scale=scale, bands=3) is None:
@@ -131,6 +131,23 @@ def test_public_name_is_callable(png_folder):
     assert r["n_images"] == 2
 
 
+def test_old_module_is_an_alias_for_one_release(png_folder):
+    """``geosr.evaluate`` (the module) re-exports geosr.evaluation and geosr.images until it goes;
+    importing it binds the package attribute ``geosr.evaluate`` to the module, and the public
+    function ``geosr.evaluate(...)`` must keep working all the same."""
+    import importlib
+
+    import geosr
+    from geosr import evaluation, images
+
+    old = importlib.import_module("geosr.evaluate")
+    assert set(old.__all__) == set(evaluation.__all__) | set(images.__all__)
+    for name in old.__all__:
+        home = evaluation if name in evaluation.__all__ else images
+        assert getattr(old, name) is getattr(home, name), name
+    assert geosr.evaluate(png_folder, model="bicubic", scale=2)["n_images"] == 2
+
+
 def test_models_with_a_size_multiple(png_folder):
     from geosr.models import create_model, get_spec
 
@@ -143,7 +160,7 @@ def test_models_with_a_size_multiple(png_folder):
 def test_card_range_applies_only_to_its_dtype():
     """A card's value_range is for its dtype; a run trained on several dtypes ("mixed", e.g.
     8-bit images plus 16-bit windows) names no single range, and that is not an error."""
-    from geosr.evaluate import _card_value_range
+    from geosr.evaluation import _card_value_range
 
     assert _card_value_range({"value_range": [0, 255]}, np.uint8) == (0.0, 255.0)
     assert _card_value_range({"value_range": [0, 255], "dtype": "uint8"}, np.uint16) is None

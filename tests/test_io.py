@@ -1,6 +1,9 @@
 """Reading: validation of bad inputs, lazy DataArray metadata; round trips on real files."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -83,3 +86,66 @@ def test_every_shared_geotiff_round_trips(shared_data, tmp_path):
             if a.dtypes[0].startswith("float"):
                 na, nb = np.isnan(a.read(1)), np.isnan(b.read(1))
                 assert np.array_equal(nb, na.repeat(2, 0).repeat(2, 1)), f.name
+
+
+# -- outputs that are not regular files ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["chardev", "fifo", "socket"])
+def test_special_files_are_never_replaced(make_geotiff, tmp_path, kind):
+    import socket
+    import stat
+
+    from geosr.errors import OutputError
+
+    src = make_geotiff("s.tif")
+    if kind == "chardev":
+        dst = Path("/dev/null")
+    elif kind == "fifo":
+        dst = tmp_path / "pipe.tif"
+        os.mkfifo(dst)
+    else:
+        dst = tmp_path / "sock.tif"
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(dst))
+    mode = os.lstat(dst).st_mode
+    with pytest.raises(OutputError, match=r"geosr only ever writes regular files"):
+        upscale_file(src, dst, model="bicubic", scale=2, overwrite=True)
+    assert os.lstat(dst).st_mode == mode and not stat.S_ISREG(mode)
+    assert not list(tmp_path.glob(".*.tmp.tif"))
+
+
+def test_symlinked_output_replaces_its_target_and_keeps_the_link(make_geotiff, tmp_path):
+    src = make_geotiff("s.tif")
+    target = tmp_path / "real.tif"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.tif"
+    link.symlink_to(target)
+    upscale_file(src, link, model="bicubic", scale=2, overwrite=True)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert read_meta(target).width == 160
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_broken_output_links_are_refused_before_any_work(make_geotiff, tmp_path, kind):
+    from geosr.errors import OutputError
+
+    src = make_geotiff("s.tif")
+    link = tmp_path / "o.tif"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "nowhere" / "x.tif")
+    else:
+        link.symlink_to(tmp_path / "o2.tif")
+        (tmp_path / "o2.tif").symlink_to(link)
+    with pytest.raises(OutputError, match=rf"is a {'dangling symlink' if kind == 'dangling' else 'symlink loop'}"):
+        upscale_file(src, link, model="bicubic", scale=2, overwrite=True)
+    assert link.is_symlink()
+
+
+def test_looping_input_link_is_one_clear_error(tmp_path):
+    from geosr.errors import InputError
+
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(InputError, match=r"dangling or looping symlink"):
+        read_meta(a)

@@ -20,22 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import xy
-from geosr import engine, io
-from geosr.engine import plan_job, process_block, upscale, upscale_file
+from geosr import io
+from geosr.block import process_block
+from geosr.engine import upscale, upscale_file
 from geosr.errors import GeosrWarning, Interrupted, ResourceError
 from geosr.geo.grid import output_grid
 from geosr.io import RasterMeta, open_raster, write_raster
 from geosr.models import create_model
-from geosr.predictor import DeviceOutOfMemory, Predictor, _is_oom, device_error
+from geosr.errors import DeviceOutOfMemory
+from geosr.plan import plan_job
+from geosr.predictor import Predictor, is_out_of_memory, device_error
 from geosr.tiling import plan_blocks, plan_tiles
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tile_cap(monkeypatch):
-    monkeypatch.setattr(engine, "_TILE_CAP", {})
 
 
 # -- out of memory: a test double for the GPU ---------------------------------------------------
@@ -128,10 +126,11 @@ def test_tile_backs_off_when_one_tile_does_not_fit():
     win = job.tile + 2 * job.halo
     small = job.tile // 2 + 2 * job.halo
     dbl = OOMAbove(create_model("bicubic", scale=2), max_pixels=(win * win + small * small) // 2)
+    pred = Predictor(dbl, device="cpu", batch_size=4)
     with pytest.warns(GeosrWarning, match=r"continuing with 32-pixel tiles"):
-        out = _run_blocks(job, data, Predictor(dbl, device="cpu", batch_size=4))
+        out = _run_blocks(job, data, pred)
     assert np.array_equal(out, ref), "smaller tiles give the same pixels (the halo)"
-    assert engine._TILE_CAP[job.model] == 32
+    assert pred.tile_cap == 32
     assert max(c[-1] for c in dbl.calls[-3:]) <= small, "later blocks start with small tiles"
 
 
@@ -155,8 +154,8 @@ def test_cuda_error_names_the_device_and_what_to_try():
     assert "--device cpu" in msg and "nvidia-smi" in msg
     assert device_error(err, torch.device("cpu")) is None
     assert device_error(RuntimeError("shape mismatch"), torch.device("cuda", 0)) is None
-    assert _is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory"))
-    assert not _is_oom(err)
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert not is_out_of_memory(err)
 
 
 @pytest.mark.gpu

@@ -11,7 +11,7 @@ Subcommands (run from the repository root; shared data in ``/work/shared/data`` 
     ``runs/data/gray_val`` (the NEON validation tiles as 8-bit grey, BT.601 Y) and
     ``runs/data/lc08_1b_{train,val}``: 128x128 single-band windows of the uint16 Landsat raster
     without fill pixels, written as uint16 TIFFs stretched to 0..65535 from (a) the range the
-    engine itself uses for that raster (``geosr.engine._sample_stats`` on its sample: global
+    engine itself uses for that raster (``geosr.pixels.sample_stats`` on ``geosr.io.read_sample``'s sample: global
     0.1/99.9 percentiles over all bands, fill zeros included because the file declares no
     nodata) and (b) the 0.1/99.9 percentiles of the valid pixels (what a raster with a declared
     nodata gets). Windows whose column starts at >= 1792 are held out for validation.
@@ -57,7 +57,8 @@ def prep_1b(root: Path, out: Path) -> None:
     import rasterio
     from PIL import Image
 
-    from geosr.engine import _read_sample, _sample_stats
+    from geosr.io import read_sample
+    from geosr.pixels import sample_stats
     from geosr.io import read_meta
 
     gray = out / "gray_val"
@@ -68,8 +69,8 @@ def prep_1b(root: Path, out: Path) -> None:
 
     src = root / "geotiff/LC08_224078_20200518_B234_30m.tif"
     meta = read_meta(str(src))
-    sample = _read_sample(str(src), tuple(range(meta.count)), meta)
-    _, slo, shi = _sample_stats(sample, meta.nodata)
+    sample = read_sample(str(src), tuple(range(meta.count)), meta)
+    _, slo, shi = sample_stats(sample, meta.nodata)
     engine_range = (float(np.min(slo)), float(np.max(shi)))
     with rasterio.open(src) as ds:
         a = ds.read()
@@ -105,7 +106,8 @@ def _score(weights: Path | None, arch: str, scale: int, files: list[Path], *,
            value_range: tuple[float, float] | None = None,
            data_range: float | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of ``arch`` (``weights``) on ``files`` by geosr evaluate's code."""
-    from geosr.evaluate import evaluate_image, read_image
+    from geosr.evaluation import evaluate_image
+    from geosr.images import read_image
     from geosr.models.loading import load_model
 
     net = load_model(arch, scale=scale, weights=weights)
@@ -114,9 +116,9 @@ def _score(weights: Path | None, arch: str, scale: int, files: list[Path], *,
         img = read_image(f)
         vr = value_range or ((0.0, 255.0) if img.data.dtype == np.uint8 else None)
         if vr is None:  # raw sensor data: the range geosr upscale itself would use
-            from geosr.engine import _sample_stats
+            from geosr.pixels import sample_stats
 
-            _, lo, hi = _sample_stats(img.data, None)
+            _, lo, hi = sample_stats(img.data, None)
             vr = (float(np.min(lo)), float(np.max(hi)))
         rows.append(evaluate_image(net, img, scale=scale, in_chans=getattr(net, "in_chans", None),
                                    value_range=vr, data_range=data_range))
@@ -152,7 +154,7 @@ def measure(weights: Path, arch: str, scale: int, bands: int, root: Path,
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path) -> None:
     """fp16 copy of ``run/final.safetensors`` as bundled ``name``, its card extended by the
     ``card_json`` object (merged one level deep) and by metrics measured on the fp16 file."""
-    from geosr.models._weights import read_checkpoint, save_weights
+    from geosr.models.checkpoint_io import read_checkpoint, save_weights
 
     sd, card = read_checkpoint(run / "final.safetensors")
     extra = json.loads(Path(card_json).read_text()) if card_json else {}
@@ -168,7 +170,7 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path) -> 
     # measure what users get: the fp16 file, run in fp32 after loading
     card["metrics"]["eval"] = measure(dst, card["arch"], card["scale"], card["bands"], root, out)
     card["metrics"]["eval_protocol"] = (
-        "geosr.evaluate.evaluate_image: modcrop, MATLAB-bicubic LR stored in the image dtype, "
+        "geosr.evaluation.evaluate_image: modcrop, MATLAB-bicubic LR stored in the image dtype, "
         "output quantised, s-pixel shave; 8-bit RGB on BT.601 Y, 8-bit grey on grey, uint16 on "
         "all bands (PSNR peak 65535 for Landsat windows, 2047 for the 11-bit SpaceNet pan)")
     sd16, _ = read_checkpoint(dst)
@@ -195,7 +197,7 @@ def main() -> None:
     elif args.cmd == "prep-1b":
         prep_1b(args.root, args.out)
     elif args.cmd == "measure":
-        from geosr.models._weights import read_checkpoint
+        from geosr.models.checkpoint_io import read_checkpoint
 
         card = read_checkpoint(args.weights)[1]
         res = measure(args.weights, card["arch"], card["scale"], card["bands"], args.root,

@@ -14,8 +14,8 @@ Printing: at ``dpi`` dots per inch one dot is ``0.0254 / dpi`` metres of paper, 
 printed one pixel per dot is at map scale ``1 : gsd_m / (0.0254 / dpi)``.
 
 A raster without a CRS has no GSD: :func:`gsd_m` and :func:`describe_gsd` raise
-:class:`MissingCRSError` (an :class:`~geosr.errors.InputError`) rather than returning ``None``,
-so a caller cannot silently write a wrong number.
+:class:`~geosr.errors.MissingCRSError` (an :class:`~geosr.errors.InputError`; also importable
+from here) rather than returning ``None``, so a caller cannot silently write a wrong number.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from affine import Affine
 
-from ..errors import InputError, ParameterError
+from ..errors import InputError, MissingCRSError, ParameterError
 
 #: One inch in metres (exact, international inch).
 METRES_PER_INCH = 0.0254
@@ -36,10 +36,6 @@ CM_PER_INCH = 2.54
 # A projection whose scale at the raster centre is off by more than this (relative) gets a note
 # that the nominal GSD differs from the true ground distance (e.g. Mercator away from the equator).
 _SCALE_NOTE_TOL = 0.01
-
-
-class MissingCRSError(InputError):
-    """The raster has no CRS, so its pixel size cannot be expressed in metres."""
 
 
 def _as_pair(value: float | Sequence[float], what: str) -> tuple[float, float]:

@@ -12,26 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, RasterReadError
+from ..errors import InputError, MissingCRSError, RasterReadError
 from .gsd import (
-    MissingCRSError,
     describe_gsd,
     max_map_scale_denominator,
     print_size_cm,
     print_size_in,
 )
+from .tags import TAG_KEYS
 
-#: Dataset-level GeoTIFF tags that ``geosr upscale`` writes (and ``geosr info`` reads).
-TAG_KEYS = {
-    "source_gsd_x": "GEOSR_SOURCE_GSD_X",        # metres
-    "source_gsd_y": "GEOSR_SOURCE_GSD_Y",        # metres
-    "scale_factor": "GEOSR_SCALE_FACTOR",
-    "model": "GEOSR_MODEL",
-    "weights": "GEOSR_WEIGHTS",
-    "source_pixel_size_x": "GEOSR_SOURCE_PIXEL_SIZE_X",  # CRS units
-    "source_pixel_size_y": "GEOSR_SOURCE_PIXEL_SIZE_Y",  # CRS units
-    "note": "GEOSR_NOTE",
-}
 
 
 @dataclass(frozen=True)

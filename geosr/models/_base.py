@@ -36,8 +36,3 @@ class SRModel(nn.Module):
     def halo(self) -> int:
         """The halo the tiler uses by default."""
         return self.effective_halo if self.effective_halo is not None else self.receptive_field
-
-
-def conv_receptive_radius(*kernel_sizes: int) -> int:
-    """Receptive-field radius of a chain of stride-1 convolutions (sum of k//2)."""
-    return sum(k // 2 for k in kernel_sizes)

@@ -1,25 +1,28 @@
-"""Blocks shared by several network families, and an exact receptive-field tracer.
+"""Blocks shared by several network families.
 
 - :class:`MeanShift`: subtract / add per-band means (EDSR-PyTorch's ``sub_mean``/``add_mean``).
 - :func:`default_conv`: the "same"-padded convolution of EDSR-PyTorch.
 - :class:`ResBlock`: conv-act-conv residual block with residual scaling (EDSR, MDSR).
 - :class:`Upsampler`: sub-pixel (PixelShuffle) upsampling for scales 2^n and 3, laid out as in
   EDSR-PyTorch so that ``tail.0.0`` / ``tail.0.2`` name the same convolutions.
-- :class:`Reach`: propagates, position by position along one axis, the LR interval every feature
-  depends on. Networks describe their graph with it to compute an exact receptive field from
-  their configuration instead of guessing one.
+- :func:`bicubic_upsampler`, :func:`deconv_padding`, :func:`same_bands`: the pre-upsampler,
+  deconvolution alignment and global-residual band check of the early networks.
+
+Receptive fields are traced by :mod:`geosr.models.receptive_field`.
 """
 from __future__ import annotations
 
 import math
-from fractions import Fraction
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ParameterError
+from ..errors import ModelError, ParameterError
+from .classical import SeparableUpsampler, keys_cubic
+
+if TYPE_CHECKING:
+    from .receptive_field import Reach
 
 #: DIV2K training-set RGB means (EDSR-PyTorch), in [0, 1].
 DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
@@ -100,109 +103,38 @@ class Upsampler(nn.Sequential):
         super().__init__(*layers)
 
     @staticmethod
-    def trace(reach: "Reach", scale: int) -> "Reach":
+    def trace(reach: Reach, scale: int) -> Reach:
+        """The receptive-field trace of this upsampler (see :mod:`.receptive_field`)."""
         for f in upsampler_factors(scale):
             reach = reach.conv(3).up(f)
         return reach
 
 
-# --------------------------------------------------------------------------------------------
-# Receptive-field tracing
-# --------------------------------------------------------------------------------------------
+def bicubic_upsampler(scale: int) -> SeparableUpsampler:
+    """The MATLAB-style bicubic every pre-upsampling network applies inside ``forward``
+    (traced by :meth:`geosr.models.receptive_field.Reach.bicubic`)."""
+    return SeparableUpsampler(scale=scale, kernel=keys_cubic, support=4)
 
 
-class Reach:
-    """For each position ``p`` along one axis of a feature map, the LR interval
-    ``[lo[p], hi[p]]`` it depends on, for a feature map at ``scale`` times the LR resolution.
-
-    Each operation maps the intervals exactly (square kernels make the two axes identical, and
-    generic weights make every tap count), so :meth:`radius` is the exact receptive field.
-    Positions outside the axis are clamped to the edge; :func:`receptive_radius` uses an axis
-    long enough that this never reaches the centre.
-    """
-
-    def __init__(self, lo: np.ndarray, hi: np.ndarray, scale: Fraction) -> None:
-        self.lo, self.hi, self.scale = lo, hi, Fraction(scale)
-
-    @classmethod
-    def identity(cls, n: int) -> "Reach":
-        idx = np.arange(n)
-        return cls(idx, idx.copy(), Fraction(1))
-
-    def __len__(self) -> int:
-        return len(self.lo)
-
-    def _take(self, lo_idx: np.ndarray, hi_idx: np.ndarray, scale: Fraction) -> "Reach":
-        n = len(self)
-        return Reach(self.lo[np.clip(lo_idx, 0, n - 1)], self.hi[np.clip(hi_idx, 0, n - 1)], scale)
-
-    def conv(self, k: int, *, stride: int = 1, padding: int | None = None,
-             dilation: int = 1) -> "Reach":
-        """``nn.Conv2d`` with kernel ``k`` (padding defaults to 'same' for stride 1)."""
-        pad = (k // 2) * dilation if padding is None else padding
-        n_out = (len(self) + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-        q = np.arange(n_out)
-        first = q * stride - pad
-        return self._take(first, first + dilation * (k - 1), self.scale / stride)
-
-    def deconv(self, k: int, *, stride: int, padding: int) -> "Reach":
-        """``nn.ConvTranspose2d``: output o receives input i when o = i*stride - padding + t."""
-        n_out = (len(self) - 1) * stride - 2 * padding + k
-        o = np.arange(n_out)
-        lo_i = -((-(o + padding - k + 1)) // stride)  # ceil division
-        hi_i = (o + padding) // stride
-        return self._take(lo_i, hi_i, self.scale * stride)
-
-    def up(self, f: int) -> "Reach":
-        """Nearest-neighbour upsampling or PixelShuffle by ``f``."""
-        o = np.arange(len(self) * f) // f
-        return self._take(o, o, self.scale * f)
-
-    def down(self, f: int) -> "Reach":
-        """Pixel-unshuffle by ``f``: position q gathers inputs q*f .. q*f+f-1."""
-        q = np.arange(len(self) // f) * f
-        return self._take(q, q + f - 1, self.scale / f)
-
-    def bilinear(self, f: int) -> "Reach":
-        """``F.interpolate(mode='bilinear', align_corners=False)`` by ``f``."""
-        src = (np.arange(len(self) * f) + 0.5) / f - 0.5
-        i0 = np.floor(src).astype(int)
-        i1 = np.where(src == i0, i0, i0 + 1)  # an exact hit uses one tap
-        return self._take(i0, i1, self.scale * f)
-
-    def __or__(self, other: "Reach") -> "Reach":
-        """Dependence of a sum or a concatenation of two maps of the same shape."""
-        if len(self) != len(other) or self.scale != other.scale:
-            raise ValueError("Reach union of maps with different shapes")
-        return Reach(np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi), self.scale)
-
-    @staticmethod
-    def union(reaches: Sequence["Reach"]) -> "Reach":
-        out = reaches[0]
-        for r in reaches[1:]:
-            out = out | r
-        return out
-
-    def radius(self, n_lr: int) -> int:
-        """Largest distance from LR pixel i to an LR pixel its output block depends on, over
-        pixels near the centre of the axis (every phase of the network's strides)."""
-        s = self.scale
-        if s.denominator != 1:
-            raise ValueError(f"output scale {s} is not an integer")
-        s = int(s)
-        c = n_lr // 2
-        rad = 0
-        for i in range(c, c + 16):
-            block = slice(i * s, i * s + s)
-            rad = max(rad, i - int(self.lo[block].min()), int(self.hi[block].max()) - i)
-        return rad
+def deconv_padding(kernel: int, scale: int) -> tuple[int, int]:
+    """(padding, output_padding) of a transposed convolution of stride ``scale`` whose output is
+    exactly ``H*scale`` and whose kernel centre for LR pixel i lands on HR position
+    ``i*scale + (scale-1)/2`` (the pixel-centre convention) or half an HR pixel before it when
+    ``kernel - scale`` is odd."""
+    if kernel < scale:
+        raise ParameterError(f"a {kernel}x{kernel} deconvolution cannot upscale by {scale} "
+                             f"without holes; use a kernel of at least {scale}")
+    # out = (H-1)*s - 2p + k + op must equal H*s  =>  2p - op = k - s, with 0 <= op < s
+    p = (kernel - scale + 1) // 2
+    return p, 2 * p - (kernel - scale)
 
 
-def receptive_radius(trace, *, n: int = 256) -> int:
-    """Exact receptive field of ``trace(Reach.identity(n)) -> Reach``, on an axis long enough
-    that clamping at its ends cannot reach the centre."""
-    while True:
-        rad = trace(Reach.identity(n)).radius(n)
-        if 4 * rad < n:
-            return rad
-        n *= 4
+def same_bands(model: str, in_chans: int, out_chans: int | None) -> int:
+    """``out_chans`` of a network whose global residual adds the input to the output."""
+    out = out_chans or in_chans
+    if out != in_chans:
+        raise ModelError(
+            f"{model} adds its (upsampled) input to its output, so it needs as many output as "
+            f"input bands (got {in_chans} in, {out} out); leave out_chans unset or pick a "
+            f"model without a global residual (e.g. espcn, fsrcnn)")
+    return out

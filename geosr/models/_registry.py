@@ -108,10 +108,15 @@ def list_models(pattern: str | None = None, *, kind: str | None = None) -> list[
     return names
 
 
+def model_key(name: str) -> str:
+    """The registry key of a user-typed name (case and ``_``/``-`` do not matter)."""
+    return name.strip().lower().replace("_", "-")
+
+
 def get_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``name``; unknown names raise with the list of known ones."""
     _load_all()
-    key = name.strip().lower().replace("_", "-")
+    key = model_key(name)
     if key not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise ModelError(f"unknown model {name!r}; known models: {known}")

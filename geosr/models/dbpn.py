@@ -16,15 +16,16 @@ Parameter names follow the official code (``feat0.conv``, ``up1.up_conv1.deconv`
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..errors import ParameterError
+from ..errors import ParameterError, WeightsError
 from ._base import SRModel
-from ._common import receptive_radius
 from ._registry import register_model
+from .layouts import StateDict, first_last_chans, key_indices, register_layout, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 #: kernel, stride, padding of the projection convolutions per scale (official code).
 PROJECTION = {2: (6, 2, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
@@ -137,7 +138,7 @@ class DBPN(SRModel):
         return self.output_conv(concat_h)
 
 
-def dbpn_trace(r, k: int, s: int, p: int, num_stages: int):
+def dbpn_trace(r: Reach, k: int, s: int, p: int, num_stages: int) -> Reach:
     def up(x):
         h0 = x.deconv(k, stride=s, padding=p)
         return h0 | (h0.conv(k, stride=s, padding=p) | x).deconv(k, stride=s, padding=p)
@@ -166,3 +167,59 @@ def dbpn_trace(r, k: int, s: int, p: int, num_stages: int):
 def dbpn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw: Any) -> DBPN:
     """D-DBPN: dense deep back-projection, 7 up/6 down projection units."""
     return DBPN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): alterzero/DBPN-Pytorch (geosr's names); EDSR-PyTorch's
+# D-DBPN is recognised and refused.
+
+
+_DBPN_KERNEL_TO_SCALE = {6: 2, 8: 4, 12: 8}
+
+
+def _infer_ddbpn_ep(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    k = tensor_shape(sd, "upmodules.0.conv_1.0.weight")
+    depth = len(key_indices(keys, r"upmodules\.(\d+)\..*"))
+    return {"arch": "dbpn", "family": "dbpn", "scale": _DBPN_KERNEL_TO_SCALE.get(k[-1]),
+            **first_last_chans(sd, "initial.0", "reconstruction.0"),
+            "args": {"n0": tensor_shape(sd, "initial.0.weight")[0],
+                     "nr": tensor_shape(sd, "initial.2.weight")[0], "depth": depth},
+            "variant": "EDSR-PyTorch ddbpn.py"}
+
+
+@register_layout(
+    "edsr-pytorch:ddbpn", family="dbpn", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    detect=lambda k: {"initial.0.weight", "upmodules.0.conv_1.0.weight",
+                      "reconstruction.0.weight"} <= k,
+    infer=_infer_ddbpn_ep, default_input_range=255.0)
+def edsr_pytorch_ddbpn(sd: StateDict, model: nn.Module, *,
+                       input_range: float | None = None) -> StateDict:
+    """EDSR-PyTorch's D-DBPN re-implementation: recognised, not convertible (see the error)."""
+    raise WeightsError(
+        "this is EDSR-PyTorch's D-DBPN re-implementation (depth 6, per-channel PReLU, "
+        "bottlenecks in every projection); geosr's dbpn is the official DBPN-Pytorch network "
+        "(feat0, up1..up7, down1..down6, output_conv), whose layers differ in shape. Use an "
+        "alterzero/DBPN-Pytorch checkpoint or train geosr's dbpn")
+
+
+def _infer_dbpn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    k = tensor_shape(sd, "up1.up_conv1.deconv.weight")
+    return {"arch": "dbpn", "family": "dbpn", "scale": _DBPN_KERNEL_TO_SCALE.get(k[-1]),
+            **first_last_chans(sd, "feat0.conv", "output_conv.conv"),
+            "args": {"base_filter": tensor_shape(sd, "feat1.conv.weight")[0],
+                     "feat": tensor_shape(sd, "feat0.conv.weight")[0],
+                     "num_stages": len(key_indices(keys, r"up(\d+)\.up_conv1\.deconv\.weight"))}}
+
+
+@register_layout(
+    "dbpn-pytorch:dbpn", family="dbpn", source="https://github.com/alterzero/DBPN-Pytorch",
+    detect=lambda k: {"feat0.conv.weight", "up1.up_conv1.deconv.weight",
+                      "output_conv.conv.weight"} <= k,
+    infer=_infer_dbpn)
+def dbpn_pytorch(sd: StateDict, model: nn.Module, *,
+                 input_range: float | None = None) -> StateDict:
+    """alterzero/DBPN-Pytorch D-DBPN (feat0/feat1, upN/downN projection units, output_conv):
+    geosr uses the same names; the release works on [0, 1]."""
+    return dict(sd)

@@ -14,12 +14,16 @@ scale).
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
+from ._common import bicubic_upsampler, same_bands
 from ._registry import register_model
-from ._rf import Bicubic, Conv, bicubic_upsampler, lr_radius, same_bands
+from .layouts import StateDict, register_layout, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 
 class DRCN(SRModel):
@@ -41,9 +45,8 @@ class DRCN(SRModel):
             nn.Conv2d(features, self.out_chans, 3, padding=1))
         self.ensemble = nn.Parameter(torch.full((self.recursions,), 1.0 / self.recursions))
         self.relu = nn.ReLU()
-        # embedding (2) + recursions + reconstruction (2) convolutions of radius 1 on the HR grid
-        self.receptive_field = lr_radius(
-            [Bicubic(self.scale), Conv(self.recursions + 4)], self.scale)
+        self.receptive_field = receptive_radius(
+            lambda r: drcn_trace(r, self.scale, self.recursions))
 
     def forward(self, x: torch.Tensor, *, return_all: bool = False):
         """HR prediction; with ``return_all`` also the list of the D per-recursion predictions."""
@@ -60,9 +63,38 @@ class DRCN(SRModel):
         return (out, preds) if return_all else out
 
 
+def drcn_trace(r: Reach, scale: int, recursions: int) -> Reach:
+    """The last recursion's prediction reaches farthest: embedding (2), every recursion, and
+    reconstruction (2) 3x3 convolutions on the HR grid."""
+    r = r.bicubic(scale)
+    for _ in range(recursions + 4):
+        r = r.conv(3)
+    return r
+
+
 @register_model(scales=(2, 3, 4), family="drcn", paper="Kim et al. 2016, Deeply-Recursive "
                 "Convolutional Network for Image Super-Resolution", paper_params=1784339,
                 tiny={"features": 8, "recursions": 3})
 def drcn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> DRCN:
     """DRCN: one convolution recursed 16 times, with recursive supervision outputs."""
     return DRCN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): geosr's own names (no public checkpoints), so
+# infer_architecture recognises its files.
+
+
+def _infer_drcn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    first = tensor_shape(sd, "embedding.0.weight")
+    return {"arch": "drcn", "family": "drcn", "scale": None, "in_chans": first[1],
+            "out_chans": tensor_shape(sd, "reconstruction.2.weight")[0],
+            "args": {"features": first[0], "recursions": tensor_shape(sd, "ensemble")[0]}}
+
+
+@register_layout("geosr:drcn", family="drcn", source="geosr (DRCN)",
+                 detect=lambda k: {"ensemble", "embedding.0.weight", "inference.weight"} <= k,
+                 infer=_infer_drcn)
+def geosr_drcn(sd: StateDict, model: nn.Module, *, input_range: float | None = None) -> StateDict:
+    """geosr's DRCN (embedding, shared inference conv, reconstruction, ensemble weights)."""
+    return dict(sd)

@@ -14,12 +14,16 @@ Parameters of B1U25 (128 filters): 297,216 for the paper's 1-band network (its "
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
+from ._common import bicubic_upsampler, same_bands
 from ._registry import register_model
-from ._rf import Bicubic, Conv, bicubic_upsampler, lr_radius, same_bands
+from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 
 class DRRN(SRModel):
@@ -42,8 +46,8 @@ class DRRN(SRModel):
         self.conv2 = nn.ModuleList([conv(features, features) for _ in range(blocks)])
         self.output = conv(features, self.out_chans)
         self.relu = nn.ReLU()
-        self.receptive_field = lr_radius(
-            [Bicubic(self.scale), Conv(blocks * (1 + 2 * self.units) + 1)], self.scale)
+        self.receptive_field = receptive_radius(
+            lambda r: drrn_trace(r, self.scale, blocks, self.units))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.upsample(x)
@@ -54,6 +58,14 @@ class DRRN(SRModel):
             for _ in range(self.units):
                 out = conv2(self.relu(conv1(self.relu(out)))) + inputs
         return self.output(self.relu(out)) + x
+
+
+def drrn_trace(r: Reach, scale: int, blocks: int, units: int) -> Reach:
+    """The deepest path: every entry conv and unit; the skips from each entry read less."""
+    r = r.bicubic(scale)
+    for _ in range(blocks * (1 + 2 * units) + 1):
+        r = r.conv(3)
+    return r
 
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -73,3 +85,31 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
 def drrn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> DRRN:
     """DRRN B1U25: recursive residual units sharing one pair of convolutions."""
     return DRRN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): jt827859032/DRRN-pytorch: a 1-band (Y) network on
+# [0, 1].
+
+
+def _infer_drrn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    sd = checkpoint_filter_fn(dict(sd))
+    keys = set(sd)
+    blocks = len(key_indices(keys, r"input\.(\d+)\.weight"))
+    first, out = tensor_shape(sd, "input.0.weight"), tensor_shape(sd, "output.weight")
+    # The number of recursions U is not in the weights (they are shared); B1U25 is the release.
+    return {"arch": "drrn", "family": "drrn", "scale": None, "in_chans": first[1],
+            "out_chans": out[0], "args": {"blocks": blocks, "features": first[0]}}
+
+
+@register_layout("drrn-pytorch:drrn", family="drrn",
+                 source="https://github.com/jt827859032/DRRN-pytorch",
+                 detect=lambda k: {"input.weight", "conv1.weight", "conv2.weight",
+                                   "output.weight"} <= k or {"input.0.weight", "conv1.0.weight",
+                                                             "output.weight"} <= k,
+                 infer=_infer_drrn)
+def drrn_pytorch(sd: StateDict, model: nn.Module, *,
+                 input_range: float | None = None) -> StateDict:
+    """jt827859032/DRRN-pytorch B1U25 (input, conv1, conv2, output): mapped by drrn.py's
+    ``checkpoint_filter_fn``."""
+    return checkpoint_filter_fn(dict(sd))

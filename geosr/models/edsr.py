@@ -14,14 +14,17 @@ The per-band mean shift works on [0, 1] data (EDSR-PyTorch's ``rgb_range=1``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
-from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv, receptive_radius
+from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv
 from ._registry import register_model
+from .layouts import (StateDict, drop_mean_shift, first_last_chans, fold_input_range, key_indices,
+                      pixelshuffle_scale, register_layout, rename, tensor_shape)
+from .receptive_field import Reach, receptive_radius
 
 
 class EDSR(SRModel):
@@ -53,7 +56,7 @@ class EDSR(SRModel):
         return self.add_mean(self.tail(x))
 
 
-def edsr_trace(r, scale: int, n_resblocks: int, k: int):
+def edsr_trace(r: Reach, scale: int, n_resblocks: int, k: int) -> Reach:
     """Dependence graph of EDSR (also used by tests): a straight chain of convs."""
     r = r.conv(k)
     for _ in range(2 * n_resblocks + 1):
@@ -75,3 +78,64 @@ def edsr_baseline(*, scale: int, in_chans: int = 3, out_chans: int | None = None
     """EDSR-baseline: 16 residual blocks x 64 features, no residual scaling."""
     kw = {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0, **kw}
     return EDSR(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): EDSR-PyTorch (sanghyun-son/EDSR-PyTorch, also torchSR's
+# EDSR) and BasicSR's EDSR.
+
+
+def _edsr_tail(keys: set[str]) -> list[str]:
+    return [f"tail.0.{i}" for i in key_indices(keys, r"tail\.0\.(\d+)\.weight")]
+
+
+def _infer_edsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    head = tensor_shape(sd, "head.0.weight")
+    n_feats = head[0] if head else None
+    blocks = key_indices(keys, r"body\.(\d+)\.body\.0\.weight")
+    scale = pixelshuffle_scale(sd, _edsr_tail(keys), n_feats) if n_feats else None
+    n_res = len(blocks)
+    # Only the paper's 256-feature EDSR uses residual scaling 0.1; every other width trains with
+    # 1 (EDSR-PyTorch's default), which is geosr's edsr-baseline builder.
+    arch = "edsr" if n_feats == 256 else "edsr-baseline"
+    return {"arch": arch, "family": "edsr", "scale": scale,
+            **first_last_chans(sd, "head.0", "tail.1"),
+            "args": {"n_resblocks": n_res, "n_feats": n_feats}}
+
+
+@register_layout(
+    "edsr-pytorch:edsr", family="edsr", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    detect=lambda k: {"head.0.weight", "body.0.body.0.weight", "tail.1.weight"} <= k
+    and not any(x.startswith(("pre_process.", "encoder.")) for x in k),
+    infer=_infer_edsr, default_input_range=255.0)
+def edsr_pytorch_edsr(sd: StateDict, model: nn.Module, *,
+                      input_range: float | None = None) -> StateDict:
+    """EDSR-PyTorch / torchSR EDSR (and EDSR-baseline): MeanShift convs → mean buffers."""
+    sd, r = drop_mean_shift(sd, model, input_range, 255.0)
+    return fold_input_range(sd, first="head.0", last="tail.1", r=r)
+
+
+def _basicsr_edsr_to_ep(sd: Mapping[str, Tensor]) -> StateDict:
+    nb = len(key_indices(set(sd), r"body\.(\d+)\.conv1\.weight"))
+    return rename(sd, [
+        (r"conv_first\.", "head.0."),
+        (r"body\.(\d+)\.conv1\.", r"body.\1.body.0."),
+        (r"body\.(\d+)\.conv2\.", r"body.\1.body.2."),
+        (r"conv_after_body\.", f"body.{nb}."),
+        (r"upsample\.", "tail.0."),
+        (r"conv_last\.", "tail.1."),
+    ])
+
+
+@register_layout("basicsr:edsr", family="edsr", source="https://github.com/XPixelGroup/BasicSR",
+                 detect=lambda k: {"conv_first.weight", "conv_after_body.weight",
+                                   "body.0.conv1.weight", "upsample.0.weight"} <= k,
+                 infer=lambda sd: _infer_edsr(_basicsr_edsr_to_ep(sd)))
+def basicsr_edsr(sd: StateDict, model: nn.Module, *,
+                 input_range: float | None = None) -> StateDict:
+    """BasicSR EDSR (conv_first, body.i.conv1/2, conv_after_body, upsample, conv_last); it
+    takes [0, 1] inputs and multiplies by img_range=255 inside, which is folded here."""
+    sd = _basicsr_edsr_to_ep(sd)
+    r = 255.0 if input_range is None else input_range
+    return fold_input_range(sd, first="head.0", last="tail.1", r=r)

@@ -10,12 +10,15 @@ Parameters (the last layer grows with the scale): 22,729 for the paper's 1-band 
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
 from ._registry import register_model
-from ._rf import Conv, Shuffle, lr_radius
+from .layouts import StateDict, register_layout, tensor_shape
+from .receptive_field import receptive_radius
 
 
 class ESPCN(SRModel):
@@ -32,7 +35,8 @@ class ESPCN(SRModel):
         self.last_part = nn.Sequential(
             nn.Conv2d(n2, self.out_chans * self.scale ** 2, 3, padding=1),
             nn.PixelShuffle(self.scale))
-        self.receptive_field = lr_radius([Conv(4), Shuffle(self.scale)], self.scale)
+        self.receptive_field = receptive_radius(
+            lambda r: r.conv(5).conv(3).conv(3).up(self.scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_part(self.first_part(x))
@@ -44,3 +48,29 @@ class ESPCN(SRModel):
 def espcn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> ESPCN:
     """ESPCN: LR-space CNN with a sub-pixel convolution (PixelShuffle) output."""
     return ESPCN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): yjn870/ESPCN-pytorch: a 1-band (Y) network on [0, 1].
+
+
+def _infer_espcn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    f0, f2 = tensor_shape(sd, "first_part.0.weight"), tensor_shape(sd, "first_part.2.weight")
+    last = tensor_shape(sd, "last_part.0.weight")
+    c = f0[1]
+    ratio = last[0] // c
+    s = int(round(ratio ** 0.5))
+    return {"arch": "espcn", "family": "espcn",
+            "scale": s if s * s * c == last[0] else None, "in_chans": c, "out_chans": c,
+            "args": {"n1": f0[0], "n2": f2[0]}}
+
+
+@register_layout("espcn-pytorch:espcn", family="espcn",
+                 source="https://github.com/yjn870/ESPCN-pytorch",
+                 detect=lambda k: {"first_part.0.weight", "first_part.2.weight",
+                                   "last_part.0.weight"} <= k,
+                 infer=_infer_espcn)
+def espcn_pytorch(sd: StateDict, model: nn.Module, *,
+                  input_range: float | None = None) -> StateDict:
+    """yjn870/ESPCN-pytorch (first_part.0/2, last_part.0): geosr's names."""
+    return dict(sd)

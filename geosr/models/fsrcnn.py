@@ -19,12 +19,16 @@ has the same size at every scale). With biases and per-channel PReLU slopes: 12,
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
+from ._common import deconv_padding
 from ._registry import register_model
-from ._rf import Conv, ConvT, deconv_padding, lr_radius
+from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 
 class FSRCNN(SRModel):
@@ -44,11 +48,19 @@ class FSRCNN(SRModel):
         pad, out_pad = deconv_padding(deconv_kernel, self.scale)
         self.last_part = nn.ConvTranspose2d(d, self.out_chans, deconv_kernel, stride=self.scale,
                                             padding=pad, output_padding=out_pad)
-        self.receptive_field = lr_radius(
-            [Conv(2 + m), ConvT(deconv_kernel, self.scale, pad)], self.scale)
+        self.receptive_field = receptive_radius(
+            lambda r: fsrcnn_trace(r, self.scale, m, deconv_kernel, pad))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_part(self.mid_part(self.first_part(x)))
+
+
+def fsrcnn_trace(r: Reach, scale: int, m: int, deconv_kernel: int, pad: int) -> Reach:
+    """5x5 extraction, 1x1 shrinking, m 3x3 mappings, 1x1 expanding, then the deconvolution."""
+    r = r.conv(5).conv(1)
+    for _ in range(m):
+        r = r.conv(3)
+    return r.conv(1).deconv(deconv_kernel, stride=scale, padding=pad)
 
 
 @register_model(scales=(2, 3, 4), family="fsrcnn", paper="Dong et al. 2016, Accelerating the "
@@ -57,3 +69,32 @@ class FSRCNN(SRModel):
 def fsrcnn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> FSRCNN:
     """FSRCNN(56, 12, 4): LR-space CNN with a 9x9 deconvolution upsampler."""
     return FSRCNN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): yjn870/FSRCNN-pytorch: a 1-band (Y) network on [0, 1].
+
+
+def _infer_fsrcnn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    first = tensor_shape(sd, "first_part.0.weight")
+    mids = [tensor_shape(sd, f"mid_part.{i}.weight")
+            for i in key_indices(keys, r"mid_part\.(\d+)\.weight")]
+    convs = [m for m in mids if len(m) == 4]
+    last = tensor_shape(sd, "last_part.weight")  # ConvTranspose2d: (in, out, k, k)
+    return {"arch": "fsrcnn", "family": "fsrcnn", "scale": None, "in_chans": first[1],
+            "out_chans": last[1],
+            "args": {"d": first[0], "s": convs[0][0], "m": sum(1 for c in convs if c[-1] == 3),
+                     "deconv_kernel": last[-1]}}
+
+
+@register_layout("fsrcnn-pytorch:fsrcnn", family="fsrcnn",
+                 source="https://github.com/yjn870/FSRCNN-pytorch",
+                 detect=lambda k: {"first_part.0.weight", "mid_part.0.weight",
+                                   "last_part.weight"} <= k,
+                 infer=_infer_fsrcnn)
+def fsrcnn_pytorch(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """yjn870/FSRCNN-pytorch (first_part, mid_part, last_part): geosr's names. The scale is
+    the deconvolution's stride, which the file does not record."""
+    return dict(sd)

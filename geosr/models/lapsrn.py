@@ -24,15 +24,17 @@ twtygqyy variant has 870,112 (1 band).
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ModelError
 from ._base import SRModel
 from ._registry import register_model
-from ._rf import Conv, ConvT, lr_radius
+from .layouts import StateDict, key_indices, register_layout, rename, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 
 def bilinear_kernel(size: int) -> np.ndarray:
@@ -112,11 +114,11 @@ class LapSRN(SRModel):
             setattr(self, f"convt_F{lvl}", FeatureBlock(features, depth,
                                                         upconv_kernel=upconv_kernel, bias=bias))
         # Union of paths to the last level: the residual of level k goes through the image
-        # branch of levels k+1..L; the pure image branch reads the least.
-        up_f, up_i = ConvT(upconv_kernel, 2, (upconv_kernel - 2) // 2), ConvT(4, 2, 1)
-        paths = [[Conv(1)] + [Conv(depth), up_f] * k + [Conv(1)] + [up_i] * (self.levels - k)
-                 for k in range(1, self.levels + 1)]
-        self.receptive_field = max(lr_radius(p, self.scale) for p in paths)
+        # branch of levels k+1..L; the pure image branch reads the least. (Traced path by path:
+        # the uncropped feature deconvolution is one pixel longer than the image branch.)
+        self.receptive_field = max(
+            receptive_radius(lambda r, k=k: lapsrn_path(r, k, self.levels, depth, upconv_kernel))
+            for k in range(1, self.levels + 1))
 
     def _level(self, name: str, lvl: int) -> nn.Module:
         return getattr(self, f"{name}{1 if self.shared else lvl}")
@@ -133,6 +135,20 @@ class LapSRN(SRModel):
         return outs if return_all else img
 
 
+def lapsrn_path(r: Reach, k: int, levels: int, depth: int, upconv_kernel: int) -> Reach:
+    """The residual of level ``k``: input conv, k feature levels, the residual conv, then the
+    image branch of levels k+1..``levels``. Upsample2x's crop acts as a padding of ``lead``."""
+    r = r.conv(3)
+    for _ in range(k):
+        for _ in range(depth):
+            r = r.conv(3)
+        r = r.deconv(upconv_kernel, stride=2, padding=(upconv_kernel - 2) // 2)
+    r = r.conv(3)
+    for _ in range(levels - k):
+        r = r.deconv(4, stride=2, padding=1)
+    return r
+
+
 _PAPER = "Lai et al. 2017, Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution"
 
 
@@ -141,3 +157,36 @@ _PAPER = "Lai et al. 2017, Deep Laplacian Pyramid Networks for Fast and Accurate
 def lapsrn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> LapSRN:
     """LapSRN: progressive x2 Laplacian pyramid with per-level outputs."""
     return LapSRN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): twtygqyy/pytorch-LapSRN: a 1-band (Y) network on
+# [0, 1].
+
+
+_LAPSRN_RULES = [(r"convt_F(\d+)\.0\.cov_block\.", r"convt_F\1.cov_block.")]
+
+
+def _infer_lapsrn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    sd = rename(sd, _LAPSRN_RULES)
+    keys = set(sd)
+    levels = key_indices(keys, r"convt_F(\d+)\.cov_block\.0\.weight")
+    block = key_indices(keys, r"convt_F1\.cov_block\.(\d+)\.weight")
+    up = tensor_shape(sd, f"convt_F1.cov_block.{block[-1]}.weight")
+    first = tensor_shape(sd, "conv_input.weight")
+    shared = len(levels) == 1 and "convt_I2.weight" not in keys
+    return {"arch": "lapsrn", "family": "lapsrn", "scale": None if shared else 2 ** len(levels),
+            "in_chans": first[1], "out_chans": tensor_shape(sd, "convt_R1.weight")[0],
+            "args": {"depth": len(block) - 1, "features": first[0], "upconv_kernel": up[-1],
+                     "bias": "conv_input.bias" in keys, "shared": shared}}
+
+
+@register_layout("pytorch-lapsrn:lapsrn", family="lapsrn",
+                 source="https://github.com/twtygqyy/pytorch-LapSRN",
+                 detect=lambda k: {"conv_input.weight", "convt_I1.weight", "convt_R1.weight"} <= k,
+                 infer=_infer_lapsrn)
+def pytorch_lapsrn(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """twtygqyy/pytorch-LapSRN (conv_input, convt_F1.0.cov_block.N, convt_I1, convt_R1, ...):
+    the extra Sequential level of ``make_layer`` is removed; bias-free, 4x4 feature deconv."""
+    return rename(sd, _LAPSRN_RULES)

@@ -3,8 +3,7 @@
 - :func:`load_model` builds a registry model in eval mode with its weights; the result carries
   ``model.card`` (the model card plus the file's ``weights_file``/``sha256``, or ``None``),
   ``model.weights_path`` and ``model.weights_sha256``.
-- Bundled weights live in ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors`` with a
-  ``.json`` card next to each; :func:`list_bundled` lists them.
+- Without ``weights``, the bundled weights of :mod:`geosr.models.bundled` are used.
 - ``name="auto"`` takes the architecture from the weights: the card of a geosr file, the layout
   of an official checkpoint, or - when the optional ``spandrel`` package is installed
   (``pip install geosr[community]``) - any architecture spandrel recognises.
@@ -15,63 +14,28 @@ A network is never silently run with random weights: without weights it raises
 from __future__ import annotations
 
 import inspect
-import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import DeviceError, ParameterError, WeightsError
+from ..device import resolve_device
+from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._registry import ModelSpec, create_model, get_spec, list_models
-from ._weights import (_load_into, _sha256, describe_info, infer_architecture, read_checkpoint,
-                       sidecar_path)
+# WEIGHTS_DIR, bundled_weights, list_bundled and weights_sha256 are re-exported from their
+# homes for one release (their import from here is deprecated).
+from .bundled import WEIGHTS_DIR, bundled_weights, list_bundled
+from .card import make_card, weights_sha256
+from .checkpoint_io import (_load_into, describe_info, infer_architecture, read_checkpoint,
+                            save_weights)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-_BUNDLED_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")
 #: Receptive field assumed for community (spandrel) models, whose architectures geosr does not
 #: analyse: a halo this wide makes tile seams invisible for the CNNs and window transformers
 #: spandrel loads, but tiled output is not guaranteed bit-identical to whole-image output.
 COMMUNITY_RECEPTIVE_FIELD = 64
-
-
-def weights_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a weights file (streamed)."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"weights file {str(p)!r} does not exist; check the path")
-    return _sha256(p)
-
-
-def bundled_weights(name: str, *, scale: int, bands: int) -> Path | None:
-    """Path of the bundled weights of ``name`` at ``scale`` for ``bands`` bands, or ``None``."""
-    spec = get_spec(name)
-    p = WEIGHTS_DIR / f"{spec.name}_x{int(scale)}_{int(bands)}b.safetensors"
-    return p if p.is_file() else None
-
-
-def list_bundled() -> list[dict[str, Any]]:
-    """Bundled weights: ``{"arch", "scale", "bands", "path", "card"}`` per file, sorted."""
-    out = []
-    if not WEIGHTS_DIR.is_dir():
-        return out
-    for p in sorted(WEIGHTS_DIR.glob("*.safetensors")):
-        m = _BUNDLED_RE.match(p.name)
-        if m is None:
-            continue
-        card = None
-        side = sidecar_path(p)
-        if side.is_file():
-            try:
-                card = json.loads(side.read_text())
-            except (OSError, json.JSONDecodeError):
-                card = None
-        out.append({"arch": m["arch"], "scale": int(m["scale"]), "bands": int(m["bands"]),
-                    "path": p, "card": card})
-    return out
 
 
 def _no_weights_message(spec: ModelSpec, scale: int, bands: int) -> str:
@@ -87,23 +51,6 @@ def _no_weights_message(spec: ModelSpec, scale: int, bands: int) -> str:
 
 def _family_of(spec: ModelSpec) -> str:
     return spec.builder.__module__.rsplit(".", 1)[-1]
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise DeviceError(f"unknown device {device!r} ({err}); use cpu, cuda, cuda:N or mps") \
-            from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available; use "
-                          f"device='cpu' or install a CUDA build of torch")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                  and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {device!r} requested but MPS is not available; use 'cpu'")
-    return dev
 
 
 def _builder_kwargs(spec: ModelSpec, args: dict[str, Any]) -> dict[str, Any]:
@@ -135,10 +82,10 @@ def _build(spec: ModelSpec, **args: Any) -> torch.nn.Module:
 def _finish(model: torch.nn.Module, *, card: dict[str, Any] | None, path: Path | None,
             device: str | torch.device) -> torch.nn.Module:
     model.eval()
-    model.to(_device(device))
+    model.to(resolve_device(device))
     model.card = card
     model.weights_path = str(path) if path is not None else None
-    model.weights_sha256 = (card or {}).get("sha256") or (_sha256(path) if path else None)
+    model.weights_sha256 = (card or {}).get("sha256") or (weights_sha256(path) if path else None)
     return model
 
 
@@ -162,7 +109,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
         Build an untrained network when no weights exist (tests, benchmarks).
     input_range
         Value range of an official checkpoint's inputs when it differs from its layout's
-        default (see :mod:`geosr.models._checkpoints`).
+        default (see :mod:`geosr.models.layouts`).
 
     Raises
     ------
@@ -201,7 +148,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
     sd, card = read_checkpoint(path)
     if card is not None:
         # The card on the model also identifies the exact file (as the sidecar does).
-        card = dict(card, weights_file=path.name, sha256=_sha256(path))
+        card = dict(card, weights_file=path.name, sha256=weights_sha256(path))
         model = _model_from_card(spec, card, scale=scale, in_chans=in_chans, path=path)
         _load_into(model, sd, strict=True, layout="geosr", input_range=None,
                    exact_is_native=True)
@@ -276,8 +223,6 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     and layout, so the result loads without any guessing. ``value_range`` is the data range the
     release was trained on (``[0, 255]`` for 8-bit images).
     """
-    from ._weights import make_card, save_weights
-
     src = Path(src)
     model = load_model(name, scale=scale, in_chans=in_chans, weights=src,
                        input_range=input_range)
@@ -289,7 +234,7 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     sd, _ = read_checkpoint(src)
     info = infer_architecture(sd)
     prov = {"source": "converted official checkpoint", "file": src.name,
-            "sha256": _sha256(src), "layout": info.get("layout"), **(provenance or {})}
+            "sha256": weights_sha256(src), "layout": info.get("layout"), **(provenance or {})}
     args = {"out_chans": getattr(model, "out_chans", None), **model.build_args}
     card = make_card(arch=model.arch, args={k: v for k, v in args.items() if v is not None},
                      value_range=list(value_range), provenance=prov, metrics=metrics)

@@ -15,15 +15,19 @@ Parameter names follow EDSR-PyTorch (``head.0``, ``pre_process.i.j.body.0``, ``b
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import re
+from typing import Any, Mapping, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..errors import ParameterError
+from ..errors import ParameterError, WeightsError
 from ._base import SRModel
-from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv, receptive_radius
+from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv
 from ._registry import register_model
+from .layouts import (StateDict, drop_mean_shift, first_last_chans, fold_input_range, key_indices,
+                      pixelshuffle_scale, register_layout, tensor_shape)
+from .receptive_field import Reach, receptive_radius
 
 
 class MDSR(SRModel):
@@ -72,7 +76,8 @@ class MDSR(SRModel):
         return self.add_mean(self.tail(x))
 
 
-def mdsr_trace(r, scale: int, n_resblocks: int, k: int):
+def mdsr_trace(r: Reach, scale: int, n_resblocks: int, k: int) -> Reach:
+    """Head, the two 5x5 residual blocks, the body and the branch's upsampler, in a chain."""
     r = r.conv(k)
     for _ in range(4):  # two 5x5 residual blocks
         r = r.conv(5)
@@ -86,3 +91,50 @@ def mdsr_trace(r, scale: int, n_resblocks: int, k: int):
 def mdsr(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw: Any) -> MDSR:
     """MDSR: multi-scale EDSR, 80 shared blocks x 64, per-scale heads and tails."""
     return MDSR(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): EDSR-PyTorch's MDSR (one file, every scale's branch).
+
+
+def _infer_mdsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    n_feats = tensor_shape(sd, "head.0.weight")[0]
+    branches = key_indices(keys, r"upsample\.(\d+)\.0\.weight")
+    scales = [pixelshuffle_scale(
+        sd, [f"upsample.{b}.{i}" for i in key_indices(keys, rf"upsample\.{b}\.(\d+)\.weight")],
+        n_feats) for b in branches]
+    n_res = len(key_indices(keys, r"body\.(\d+)\.body\.0\.weight"))
+    return {"arch": "mdsr", "family": "mdsr", "scale": scales[0] if len(scales) == 1 else None,
+            "scales": scales, **first_last_chans(sd, "head.0", "tail.0"),
+            "args": {"n_resblocks": n_res, "n_feats": n_feats, "scales": scales}}
+
+
+@register_layout(
+    "edsr-pytorch:mdsr", family="mdsr", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    detect=lambda k: {"head.0.weight", "pre_process.0.0.body.0.weight",
+                      "upsample.0.0.weight"} <= k,
+    infer=_infer_mdsr, default_input_range=255.0)
+def edsr_pytorch_mdsr(sd: StateDict, model: nn.Module, *,
+                      input_range: float | None = None) -> StateDict:
+    """EDSR-PyTorch MDSR: one multi-scale file (x2, x3, x4 branches); the branches are
+    re-indexed when the geosr model was built with other ``scales``."""
+    sd, r = drop_mean_shift(sd, model, input_range, 255.0)
+    file_scales = _infer_mdsr(sd)["scales"]
+    own_scales = list(getattr(model, "scales", (getattr(model, "scale", None),)))
+    if own_scales != file_scales:
+        missing = [s_ for s_ in own_scales if s_ not in file_scales]
+        if missing:
+            raise WeightsError(f"this MDSR checkpoint has branches for scales {file_scales}, "
+                               f"not x{missing[0]}; build the model with scales within those")
+        out: StateDict = {}
+        for k, v in sd.items():
+            m = re.match(r"(pre_process|upsample)\.(\d+)\.(.*)", k)
+            if m is None:
+                out[k] = v
+                continue
+            s_ = file_scales[int(m.group(2))]
+            if s_ in own_scales:
+                out[f"{m.group(1)}.{own_scales.index(s_)}.{m.group(3)}"] = v
+        sd = out
+    return fold_input_range(sd, first="head.0", last="tail.0", r=r)

@@ -12,14 +12,18 @@ Parameter names follow EDSR-PyTorch (``SFENet1``, ``SFENet2``, ``RDBs.i.convs.c.
 """
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Mapping
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
-from ._common import default_conv, receptive_radius, upsampler_factors
+from ._common import default_conv, upsampler_factors
 from ._registry import register_model
+from .layouts import (StateDict, first_last_chans, fold_input_range, key_indices,
+                      pixelshuffle_scale, register_layout, rename, tensor_shape)
+from .receptive_field import Reach, receptive_radius
 
 
 class RDB_Conv(nn.Module):  # noqa: N801 - the original's name, kept for recognisability
@@ -81,7 +85,7 @@ class RDN(SRModel):
         return self.UPNet(x)
 
 
-def rdn_trace(r, scale: int, D: int, C: int, k: int):  # noqa: N803
+def rdn_trace(r: Reach, scale: int, D: int, C: int, k: int) -> Reach:  # noqa: N803
     """The deepest path runs through every RDB; shorter (skip, dense) paths reach less far."""
     x = r.conv(k).conv(k)
     for _ in range(D):
@@ -92,7 +96,7 @@ def rdn_trace(r, scale: int, D: int, C: int, k: int):  # noqa: N803
     return x.conv(k)
 
 
-def _rdb_trace(x, C: int, k: int):  # noqa: N803
+def _rdb_trace(x: Reach, C: int, k: int) -> Reach:  # noqa: N803
     for _ in range(C):
         x = x | x.conv(k)
     return x
@@ -103,3 +107,76 @@ def _rdb_trace(x, C: int, k: int):  # noqa: N803
 def rdn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw: Any) -> RDN:
     """RDN: 16 residual dense blocks x 8 convs, G=G0=64."""
     return RDN(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): EDSR-PyTorch's RDN and the torchSR / yjn870 RDN-pytorch
+# naming.
+
+
+def _rdn_upnet(keys: set[str], prefix: str) -> list[int]:
+    return key_indices(keys, rf"{re.escape(prefix)}\.(\d+)\.weight")
+
+
+def _infer_rdn_common(sd: Mapping[str, Tensor], *, sfe1: str, rdb: str, conv: str,
+                      up_convs: list[str], last: str) -> dict[str, Any]:
+    keys = set(sd)
+    g0 = tensor_shape(sd, f"{sfe1}.weight")[0]
+    d = len(key_indices(keys, rf"{re.escape(rdb)}\.(\d+)\..*"))
+    c = len(key_indices(keys, rf"{re.escape(rdb)}\.0\.{conv}\.(\d+)\..*weight"))
+    g = tensor_shape(sd, f"{rdb}.0.{conv}.0" + (".conv.0.weight" if conv == "convs" else
+                                          ".conv.weight"))[0]
+    scale = pixelshuffle_scale(sd, up_convs, g)
+    cfg = {(20, 6, 32): "A", (16, 8, 64): "B"}.get((d, c, g))
+    return {"arch": "rdn", "family": "rdn", "scale": scale, **first_last_chans(sd, sfe1, last),
+            "args": {"G0": g0, "D": d, "C": c, "G": g}, "config": cfg}
+
+
+def _infer_rdn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    ups = _rdn_upnet(set(sd), "UPNet")
+    return _infer_rdn_common(sd, sfe1="SFENet1", rdb="RDBs", conv="convs",
+                             up_convs=[f"UPNet.{i}" for i in ups[:-1]], last=f"UPNet.{ups[-1]}")
+
+
+@register_layout(
+    "edsr-pytorch:rdn", family="rdn", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    detect=lambda k: {"SFENet1.weight", "RDBs.0.convs.0.conv.0.weight", "GFF.0.weight"} <= k,
+    infer=_infer_rdn, default_input_range=255.0)
+def edsr_pytorch_rdn(sd: StateDict, model: nn.Module, *,
+                     input_range: float | None = None) -> StateDict:
+    """EDSR-PyTorch RDN (SFENet1, RDBs.i.convs.c.conv.0, LFF, GFF, UPNet); trained on [0, 255]."""
+    ups = _rdn_upnet(set(sd), "UPNet")
+    r = 255.0 if input_range is None else input_range
+    return fold_input_range(dict(sd), first="SFENet1", last=f"UPNet.{ups[-1]}", r=r)
+
+
+def _torchsr_rdn_to_edsr(sd: Mapping[str, Tensor]) -> StateDict:
+    keys = set(sd)
+    ups = _rdn_upnet(keys, "upscale")
+    out = rename(sd, [
+        (r"sfe1\.", "SFENet1."), (r"sfe2\.", "SFENet2."),
+        (r"rdbs\.(\d+)\.layers\.(\d+)\.conv\.", r"RDBs.\1.convs.\2.conv.0."),
+        (r"rdbs\.(\d+)\.lff\.", r"RDBs.\1.LFF."), (r"gff\.", "GFF."),
+        (r"upscale\.", "UPNet."),
+        # torchSR keeps the output conv apart; EDSR-PyTorch puts it at the end of UPNet.
+        (r"output\.", f"UPNet.{ups[-1] + 2}."),
+    ])
+    return out
+
+
+def _infer_torchsr_rdn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    return _infer_rdn(_torchsr_rdn_to_edsr(sd))
+
+
+@register_layout(
+    "torchsr:rdn", family="rdn", source="https://github.com/Coloquinte/torchSR",
+    detect=lambda k: {"sfe1.weight", "rdbs.0.layers.0.conv.weight", "output.weight"} <= k,
+    infer=_infer_torchsr_rdn, default_input_range=1.0)
+def torchsr_rdn(sd: StateDict, model: nn.Module, *,
+                input_range: float | None = None) -> StateDict:
+    """torchSR / yjn870 RDN-pytorch naming (sfe1, rdbs.i.layers.c.conv, lff, gff, upscale,
+    output); these releases take [0, 1] inputs."""
+    sd = _torchsr_rdn_to_edsr(sd)
+    r = 1.0 if input_range is None else input_range
+    ups = _rdn_upnet(set(sd), "UPNet")
+    return fold_input_range(sd, first="SFENet1", last=f"UPNet.{ups[-1]}", r=r)

@@ -16,16 +16,18 @@ Parameter names follow BasicSR (``conv_first``, ``body.i.rdb1.conv1``, ``conv_bo
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from ..errors import ParameterError
+from ..errors import ParameterError, WeightsError
 from ._base import SRModel
-from ._common import default_conv, receptive_radius
+from ._common import default_conv
 from ._registry import register_model
+from .layouts import StateDict, key_indices, register_layout, rename, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 
 class ResidualDenseBlock(nn.Module):
@@ -100,7 +102,7 @@ class RRDBNet(SRModel):
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
 
 
-def rrdbnet_trace(r, unshuffle: int, num_block: int):
+def rrdbnet_trace(r: Reach, unshuffle: int, num_block: int) -> Reach:
     if unshuffle > 1:
         r = r.down(unshuffle)
     r = r.conv(3)
@@ -120,3 +122,90 @@ def rrdbnet(*, scale: int, in_chans: int = 3, out_chans: int | None = None,
             **kw: Any) -> RRDBNet:
     """RRDBNet (ESRGAN generator): 23 RRDBs, 64 features, growth 32."""
     return RRDBNet(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): BasicSR / Real-ESRGAN and both releases of
+# xinntao/ESRGAN.
+
+
+def _infer_rrdb(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    first = tensor_shape(sd, "conv_first.weight")
+    last = tensor_shape(sd, "conv_last.weight")
+    nb = len(key_indices(keys, r"body\.(\d+)\.rdb1\.conv1\.weight"))
+    gc = tensor_shape(sd, "body.0.rdb1.conv1.weight")[0]
+    out_c = last[0]
+    # BasicSR's x2/x1 variants pixel-unshuffle the input: conv_first sees 4x/16x the bands.
+    ratio = first[1] // out_c if first[1] % out_c == 0 else 1
+    scale = {1: 4, 4: 2, 16: 1}.get(ratio, 4)
+    ups = len(key_indices(keys, r"conv_up(\d+)\.weight"))
+    if ratio == 1 and ups:
+        scale = 2 ** ups
+    return {"arch": "rrdbnet", "family": "rrdbnet", "scale": scale,
+            "in_chans": first[1] // ratio, "out_chans": out_c,
+            "args": {"num_feat": first[0], "num_block": nb, "num_grow_ch": gc}}
+
+
+def _detect_basicsr_rrdb(k: set[str]) -> bool:
+    return {"conv_first.weight", "body.0.rdb1.conv1.weight", "conv_body.weight"} <= k
+
+
+@register_layout("basicsr:rrdbnet", family="rrdbnet",
+                 source="https://github.com/XPixelGroup/BasicSR",
+                 detect=_detect_basicsr_rrdb, infer=_infer_rrdb)
+def basicsr_rrdbnet(sd: StateDict, model: nn.Module, *,
+                    input_range: float | None = None) -> StateDict:
+    """BasicSR / Real-ESRGAN RRDBNet (conv_first, body.i.rdbK.convN, conv_body, conv_up1/2,
+    conv_hr, conv_last): geosr uses the same names."""
+    return dict(sd)
+
+
+_OLD_ESRGAN_RULES = [
+    (r"RRDB_trunk\.(\d+)\.RDB(\d)\.", r"body.\1.rdb\2."),
+    (r"trunk_conv\.", "conv_body."),
+    (r"upconv(\d)\.", r"conv_up\1."),
+    (r"HRconv\.", "conv_hr."),
+]
+
+
+def _infer_old_esrgan(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    return _infer_rrdb(rename(sd, _OLD_ESRGAN_RULES))
+
+
+@register_layout("esrgan:rrdbnet", family="rrdbnet", source="https://github.com/xinntao/ESRGAN",
+                 detect=lambda k: {"conv_first.weight", "RRDB_trunk.0.RDB1.conv1.weight",
+                                   "trunk_conv.weight"} <= k,
+                 infer=_infer_old_esrgan)
+def esrgan_rrdbnet(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """Original ESRGAN RRDBNet_arch.py (RRDB_trunk.i.RDBk.convN, trunk_conv, upconv1/2, HRconv)."""
+    return rename(sd, _OLD_ESRGAN_RULES)
+
+
+def _oldest_esrgan_to_basicsr(sd: Mapping[str, Tensor]) -> StateDict:
+    keys = set(sd)
+    trunk = key_indices(keys, r"model\.1\.sub\.(\d+)\.weight")
+    if len(trunk) != 1:
+        raise WeightsError("old-architecture ESRGAN checkpoint without its trunk convolution "
+                           "(model.1.sub.N.weight); the file is incomplete")
+    nb = trunk[0]
+    # Indices of the sequential model in ESRGAN's first release (architecture.py RRDB_Net):
+    # 0 conv_first, 1 shortcut(trunk), 2/5 upsample, 3/6 upconv, 8 HR conv, 10 last conv.
+    return rename(sd, [
+        (r"model\.0\.", "conv_first."),
+        (r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.", r"body.\1.rdb\2.conv\3."),
+        (rf"model\.1\.sub\.{nb}\.", "conv_body."),
+        (r"model\.3\.", "conv_up1."), (r"model\.6\.", "conv_up2."),
+        (r"model\.8\.", "conv_hr."), (r"model\.10\.", "conv_last."),
+    ])
+
+
+@register_layout("esrgan-old-arch:rrdbnet", family="rrdbnet",
+                 source="https://github.com/xinntao/ESRGAN (RRDB_ESRGAN_x4_old_arch.pth)",
+                 detect=lambda k: {"model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"} <= k,
+                 infer=lambda sd: _infer_rrdb(_oldest_esrgan_to_basicsr(sd)))
+def esrgan_old_arch(sd: StateDict, model: nn.Module, *,
+                    input_range: float | None = None) -> StateDict:
+    """ESRGAN's first release (one nn.Sequential: model.0, model.1.sub.i.RDBk.convN.0, ...)."""
+    return _oldest_esrgan_to_basicsr(sd)

@@ -12,12 +12,16 @@ With biases: 8,129 and 57,281 for 1 band; for the 3 bands registered as ``paper_
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._base import SRModel
+from ._common import bicubic_upsampler
 from ._registry import register_model
-from ._rf import Bicubic, Conv, bicubic_upsampler, lr_radius
+from .layouts import StateDict, register_layout, tensor_shape
+from .receptive_field import receptive_radius
 
 
 class SRCNN(SRModel):
@@ -33,8 +37,8 @@ class SRCNN(SRModel):
         self.conv2 = nn.Conv2d(n1, n2, f2, padding=f2 // 2)
         self.conv3 = nn.Conv2d(n2, self.out_chans, f3, padding=f3 // 2)
         self.relu = nn.ReLU(inplace=True)
-        self.receptive_field = lr_radius(
-            [Bicubic(self.scale), Conv(f1 // 2 + f2 // 2 + f3 // 2)], self.scale)
+        self.receptive_field = receptive_radius(
+            lambda r: r.bicubic(self.scale).conv(f1).conv(f2).conv(f3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.upsample(x)
@@ -60,3 +64,25 @@ def srcnn(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) 
 def srcnn_955(*, scale: int, in_chans: int = 3, out_chans: int | None = None, **kw) -> SRCNN:
     """SRCNN 9-5-5 (64/32 filters) on the bicubic-upsampled image."""
     return SRCNN(scale=scale, in_chans=in_chans, out_chans=out_chans, **{"f2": 5, **kw})
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): yjn870/SRCNN-pytorch: a 1-band (Y) network on [0, 1].
+
+
+def _infer_srcnn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    c1, c2, c3 = (tensor_shape(sd, f"conv{i}.weight") for i in (1, 2, 3))
+    return {"arch": "srcnn" if c2[-1] == 1 else "srcnn-955" if c2[-1] == 5 else "srcnn",
+            "family": "srcnn", "scale": None, "in_chans": c1[1], "out_chans": c3[0],
+            "args": {"f1": c1[-1], "f2": c2[-1], "f3": c3[-1], "n1": c1[0], "n2": c2[0]}}
+
+
+@register_layout("srcnn-pytorch:srcnn", family="srcnn",
+                 source="https://github.com/yjn870/SRCNN-pytorch",
+                 detect=lambda k: k == {f"conv{i}.{p}" for i in (1, 2, 3)
+                                        for p in ("weight", "bias")},
+                 infer=_infer_srcnn)
+def srcnn_pytorch(sd: StateDict, model: nn.Module, *,
+                  input_range: float | None = None) -> StateDict:
+    """yjn870/SRCNN-pytorch (conv1, conv2, conv3): geosr's names; any scale (pre-upsampling)."""
+    return dict(sd)

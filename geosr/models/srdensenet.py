@@ -14,14 +14,17 @@ Parameters (with biases, computed; the paper gives no count): 7,304,449 for x4 o
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ModelError
 from ._base import SRModel
+from ._common import deconv_padding
 from ._registry import register_model
-from ._rf import Conv, ConvT, deconv_padding, lr_radius
+from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .receptive_field import Reach, receptive_radius
 
 
 class DenseLayer(nn.Module):
@@ -70,13 +73,24 @@ class SRDenseNet(SRModel):
                    nn.ReLU(inplace=True)]
         self.deconv = nn.Sequential(*up)
         self.reconstruction = nn.Conv2d(bottleneck, self.out_chans, 3, padding=1)
-        self.receptive_field = lr_radius(
-            [Conv(1 + blocks * layers)] + [ConvT(deconv_kernel, 2, pad)] * n_up + [Conv(1)],
-            self.scale)
+        self.receptive_field = receptive_radius(
+            lambda r: srdensenet_trace(r, n_up, blocks * layers, deconv_kernel, pad))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dense_blocks(self.conv(x))
         return self.reconstruction(self.deconv(self.bottleneck(x)))
+
+
+def srdensenet_trace(r: Reach, n_up: int, dense_layers: int, deconv_kernel: int,
+                     pad: int) -> Reach:
+    """The deepest path runs through every dense layer (the dense skips read less), the 1x1
+    bottleneck, the x2 deconvolutions and the reconstruction."""
+    r = r.conv(3)
+    for _ in range(dense_layers):
+        r = r.conv(3)
+    for _ in range(n_up):
+        r = r.deconv(deconv_kernel, stride=2, padding=pad)
+    return r.conv(3)
 
 
 @register_model(scales=(2, 4), family="srdensenet", paper="Tong et al. 2017, Image "
@@ -86,3 +100,34 @@ def srdensenet(*, scale: int, in_chans: int = 3, out_chans: int | None = None,
                **kw) -> SRDenseNet:
     """SRDenseNet_All: dense blocks with all-level skip connections, deconvolution upsampling."""
     return SRDenseNet(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): geosr's own names (no public checkpoints), so
+# infer_architecture recognises its files.
+
+
+def _infer_srdensenet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    first = tensor_shape(sd, "conv.0.weight")
+    blocks = key_indices(keys, r"dense_blocks\.(\d+)\.0\.conv\.weight")
+    layers = key_indices(keys, r"dense_blocks\.0\.(\d+)\.conv\.weight")
+    growth = tensor_shape(sd, "dense_blocks.0.0.conv.weight")[0]
+    ups = key_indices(keys, r"deconv\.(\d+)\.weight")
+    bott = tensor_shape(sd, "bottleneck.0.weight")[0]
+    return {"arch": "srdensenet", "family": "srdensenet", "scale": 2 ** len(ups),
+            "in_chans": first[1], "out_chans": tensor_shape(sd, "reconstruction.weight")[0],
+            "args": {"blocks": len(blocks), "layers": len(layers), "growth": growth,
+                     "bottleneck": bott,
+                     "deconv_kernel": tensor_shape(sd, f"deconv.{ups[0]}.weight")[-1]}}
+
+
+@register_layout("geosr:srdensenet", family="srdensenet", source="geosr (SRDenseNet_All)",
+                 detect=lambda k: {"conv.0.weight", "dense_blocks.0.0.conv.weight",
+                                   "bottleneck.0.weight"} <= k,
+                 infer=_infer_srdensenet)
+def geosr_srdensenet(sd: StateDict, model: nn.Module, *,
+                     input_range: float | None = None) -> StateDict:
+    """geosr's SRDenseNet (yjn870's port differs in structure: its dense blocks do not feed
+    the block input to every layer, so its weights do not fit)."""
+    return dict(sd)

@@ -16,16 +16,19 @@ with ``bn1``/``bn2``/``prelu`` inside SRResNet's blocks.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ParameterError
 from ._base import SRModel
-from ._common import default_conv, receptive_radius
+from ._common import default_conv
 from ._registry import register_model
+from .layouts import (StateDict, first_last_chans, key_indices, pixelshuffle_scale,
+                      register_layout, tensor_shape)
+from .receptive_field import receptive_radius
 
 
 def _up_factors(scale: int) -> list[int]:
@@ -163,3 +166,50 @@ def msrresnet(*, scale: int, in_chans: int = 3, out_chans: int | None = None,
               **kw: Any) -> MSRResNet:
     """MSRResNet (BasicSR): SRResNet without BN, with a bilinear skip."""
     return MSRResNet(scale=scale, in_chans=in_chans, out_chans=out_chans, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint layouts (geosr.models.layouts): BasicSR's MSRResNet, and geosr's own SRResNet (no
+# public checkpoints).
+
+
+def _infer_msrresnet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    nf = tensor_shape(sd, "conv_first.weight")[0]
+    ups = [f"upconv{i}" for i in key_indices(keys, r"upconv(\d+)\.weight")]
+    return {"arch": "msrresnet", "family": "srresnet",
+            "scale": pixelshuffle_scale(sd, ups, nf),
+            **first_last_chans(sd, "conv_first", "conv_last"),
+            "args": {"num_feat": nf,
+                     "num_block": len(key_indices(keys, r"body\.(\d+)\.conv1\.weight"))}}
+
+
+@register_layout("basicsr:msrresnet", family="srresnet",
+                 source="https://github.com/XPixelGroup/BasicSR",
+                 detect=lambda k: {"conv_first.weight", "body.0.conv1.weight", "upconv1.weight",
+                                   "conv_hr.weight"} <= k,
+                 infer=_infer_msrresnet)
+def basicsr_msrresnet(sd: StateDict, model: nn.Module, *,
+                      input_range: float | None = None) -> StateDict:
+    """BasicSR MSRResNet (conv_first, body.i.conv1/2, upconv1/2, conv_hr, conv_last)."""
+    return dict(sd)
+
+
+def _infer_srresnet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    nf = tensor_shape(sd, "conv_first.weight")[0]
+    ups = [f"upconv{i}" for i in key_indices(keys, r"upconv(\d+)\.weight")]
+    return {"arch": "srresnet", "family": "srresnet", "scale": pixelshuffle_scale(sd, ups, nf),
+            **first_last_chans(sd, "conv_first", "conv_last"),
+            "args": {"num_feat": nf,
+                     "num_block": len(key_indices(keys, r"body\.(\d+)\.conv1\.weight"))}}
+
+
+@register_layout("geosr:srresnet", family="srresnet", source="geosr (SRGAN generator)",
+                 detect=lambda k: {"conv_first.weight", "body.0.bn1.weight", "bn_body.weight",
+                                   "upconv1.weight"} <= k,
+                 infer=_infer_srresnet)
+def geosr_srresnet(sd: StateDict, model: nn.Module, *,
+                   input_range: float | None = None) -> StateDict:
+    """geosr's SRResNet (BasicSR-style names with bn1/bn2/prelu blocks)."""
+    return dict(sd)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ParameterError
-from ..evaluate import IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, read_image
+from ..images import IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, read_image
 
 
 def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:

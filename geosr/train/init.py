@@ -63,7 +63,7 @@ def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = 
     Raises :class:`~geosr.errors.WeightsError` when the card names another architecture than
     ``arch`` or when nothing fits, which would otherwise silently train from scratch.
     """
-    from ..models._weights import read_checkpoint
+    from ..models.checkpoint_io import read_checkpoint
 
     state, card = read_checkpoint(path)
     if arch and card and card.get("arch") and card["arch"] != arch:

@@ -1,5 +1,5 @@
 """The training loop: sample HR patches → degrade → forward → loss → step, with checkpoints that
-resume exactly, a time budget, EMA, validation by :func:`geosr.evaluate.evaluate_image`, and a
+resume exactly, a time budget, EMA, validation by :func:`geosr.evaluation.evaluate_image`, and a
 final ``OUT/final.safetensors`` + card that every ``--weights`` option loads.
 
 Speed: on CUDA the HR images live on the GPU (:class:`~geosr.train.data.ImagePool`), the
@@ -137,7 +137,7 @@ class Trainer:
         self.cfg = cfg.validate()
         self.log = log or (lambda msg: None)
         from ..models import create_model, get_spec
-        from ..predictor import resolve_device
+        from ..device import resolve_device
         from . import data as D
         from .degrade import Degrader
         from .losses import CompositeLoss, Discriminator
@@ -345,7 +345,7 @@ class Trainer:
         """PSNR/SSIM of the (EMA) model on the validation images, by ``geosr evaluate``'s code."""
         if not self.val_images:
             return {}
-        from ..evaluate import evaluate_image
+        from ..evaluation import evaluate_image
 
         net = self.ema.model if self.ema is not None else self.model
         rows = []
@@ -465,7 +465,8 @@ class Trainer:
                            stopped_by=stopped_by, history=self.history)
 
     def save_final(self, metrics: dict[str, Any], *, steps_per_s: float) -> Path:
-        from ..models._weights import make_card, save_weights
+        from ..models.card import make_card
+        from ..models.checkpoint_io import save_weights
 
         cfg = self.cfg
         net = self.ema.model if self.ema is not None else self.model
@@ -498,8 +499,8 @@ class Trainer:
 
 def _init_provenance(path: str) -> dict[str, Any]:
     """Which weights a fine-tuned run started from: file, hash and their own training steps."""
-    from ..models._weights import read_checkpoint
-    from ..models.loading import weights_sha256
+    from ..models.card import weights_sha256
+    from ..models.checkpoint_io import read_checkpoint
 
     _, card = read_checkpoint(path)
     rec: dict[str, Any] = {"file": Path(path).name, "sha256": weights_sha256(path)}
@@ -510,7 +511,7 @@ def _init_provenance(path: str) -> dict[str, Any]:
 
 
 def _val_files(p: Path) -> list[Path]:
-    from ..evaluate import list_images
+    from ..images import list_images
 
     return list_images(p)
 

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 def weights(tmp_path_factory):
     """Weights files for the matrix: right and wrong architecture/scale/bands, and broken ones."""
     from geosr.models import create_model
-    from geosr.models._weights import make_card, save_weights
+    from geosr.models.card import make_card
+    from geosr.models.checkpoint_io import save_weights
 
     d = tmp_path_factory.mktemp("weights")
 
@@ -179,7 +180,7 @@ def test_bad_options(env, args, code, match):
 
 def test_network_without_weights(env):
     from geosr.models import get_spec, list_models
-    from geosr.models.loading import bundled_weights
+    from geosr.models.bundled import bundled_weights
 
     names = [n for n in list_models() if get_spec(n).kind != "classical" and 2 in get_spec(n).scales
              and bundled_weights(n, scale=2, bands=3) is None]
@@ -374,13 +375,11 @@ def test_commit_failure_is_one_line_and_leaves_nothing(env, monkeypatch):
     closing) is an OutputError naming the cause; the temporary file is removed."""
     import errno
 
-    from geosr import io
-
     def replace(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(io.os, "replace", replace)
-    monkeypatch.setattr(io.os, "link", replace)  # the no-clobber publish without --overwrite
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", replace)  # the no-clobber publish without --overwrite
     snap = Snapshot(env.src_dir, env.out_dir, watch=env.good)
     res = invoke("upscale", env.good, env.out, "-q")
     assert_clean_failure(res.exit_code, res.stderr,

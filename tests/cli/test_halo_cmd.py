@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from geosr.engine import plan_job
+from geosr.plan import plan_job
 from geosr.io import read_meta
 from geosr.models import bundled_weights, load_model
 from geosr_cli.main import cli
@@ -45,7 +45,7 @@ def test_measure_and_record_effective_halo(tmp_path, make_geotiff):
     net = load_model("espcn", scale=2, weights=str(w))
     assert net.card["effective_halo"]["effective_halo"] == 0
     assert net.card["effective_halo"]["blend"] == "hann"
-    from geosr.models._weights import read_checkpoint
+    from geosr.models.checkpoint_io import read_checkpoint
 
     sd, _ = read_checkpoint(w)  # re-saved in the file's own precision (bundled files are fp16)
     assert all(t.dtype == torch.float16 for t in sd.values())

@@ -35,10 +35,11 @@ def test_json_lists_every_registered_model(rows):
 
 
 def test_bundled_weights_are_reported(monkeypatch, tmp_path):
-    from geosr.models import create_model, loading
-    from geosr.models._weights import make_card, save_weights
+    from geosr.models import bundled, create_model
+    from geosr.models.card import make_card
+    from geosr.models.checkpoint_io import save_weights
 
-    monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
     args = {"scale": 3, "in_chans": 3}
     save_weights(create_model("espcn", **args), tmp_path / "espcn_x3_3b.safetensors",
                  card=make_card(arch="espcn", args=args, value_range=[0, 255]))
@@ -67,7 +68,8 @@ def test_describe_a_geosr_file_and_an_official_checkpoint(tmp_path):
     import torch
 
     from geosr.models import create_model
-    from geosr.models._weights import make_card, save_weights
+    from geosr.models.card import make_card
+    from geosr.models.checkpoint_io import save_weights
 
     args = {"scale": 2, "in_chans": 4, "n1": 8, "n2": 4}
     p = tmp_path / "espcn.safetensors"
@@ -92,7 +94,7 @@ def test_describe_a_geosr_file_and_an_official_checkpoint(tmp_path):
 
 def test_upscale_help_names_the_defaults_per_data_kind():
     """--help says which bundled model runs without --model, for 8-bit and for 16-bit data."""
-    from geosr.engine import default_model_name
+    from geosr.models.bundled import default_model_name
 
     out = CliRunner().invoke(cli, ["upscale", "--help"], terminal_width=2000).output
     text = " ".join(out.split())

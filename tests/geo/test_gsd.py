@@ -7,9 +7,8 @@ import pytest
 from affine import Affine
 
 from conftest import compose
-from geosr.errors import InputError, ParameterError
+from geosr.errors import InputError, MissingCRSError, ParameterError
 from geosr.geo.gsd import (
-    MissingCRSError,
     describe_gsd,
     dpi_for_print_size_cm,
     dpi_for_print_size_in,
@@ -188,6 +187,9 @@ def test_no_crs_raises_clear_error():
         gsd_m(None, Affine.identity(), width=10, height=10)
     assert isinstance(exc.value, InputError)
     assert "assign one" in str(exc.value)
+    from geosr.geo import gsd as gsd_module
+
+    assert gsd_module.MissingCRSError is MissingCRSError  # one class, importable from both
 
 
 def test_degenerate_transform():

@@ -3,7 +3,7 @@ enough to build in tests. They reproduce the layouts of the published checkpoint
 tests can check a mapped state dict gives the same outputs in geosr's networks.
 
 Sources (structure learned from, code written here): sanghyun-son/EDSR-PyTorch (common.py,
-edsr.py, mdsr.py, rdn.py, rcan.py), Coloquinte/torchSR rdn.py, XPixelGroup/BasicSR
+edsr.py, mdsr.py, rdn.py), Coloquinte/torchSR rdn.py, XPixelGroup/BasicSR
 (edsr_arch.py, rrdbnet_arch.py, srresnet_arch.py), xinntao/ESRGAN RRDBNet_arch.py.
 """
 from __future__ import annotations
@@ -186,48 +186,6 @@ class TorchSRRDN(nn.Module):
             outs.append(x)
         x = self.gff(torch.cat(outs, 1)) + f1
         return self.output(self.upscale(x))
-
-
-class EPCALayer(nn.Module):
-    def __init__(self, ch, reduction):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv_du = nn.Sequential(nn.Conv2d(ch, ch // reduction, 1), nn.ReLU(True),
-                                     nn.Conv2d(ch // reduction, ch, 1), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.conv_du(self.avg_pool(x))
-
-
-class EPRCAB(nn.Module):
-    def __init__(self, n, reduction):
-        super().__init__()
-        self.body = nn.Sequential(conv(n, n, 3), nn.ReLU(True), conv(n, n, 3),
-                                  EPCALayer(n, reduction))
-
-    def forward(self, x):
-        return self.body(x) + x
-
-
-class EPResidualGroup(nn.Module):
-    def __init__(self, n, reduction, n_resblocks):
-        super().__init__()
-        self.body = nn.Sequential(*[EPRCAB(n, reduction) for _ in range(n_resblocks)],
-                                  conv(n, n, 3))
-
-    def forward(self, x):
-        return self.body(x) + x
-
-
-class EPRCAN(nn.Module):
-    def __init__(self, scale, n_resgroups, n_resblocks, n_feats, reduction, rgb_range=255):
-        super().__init__()
-        self.sub_mean = EPMeanShift(rgb_range)
-        self.head = nn.Sequential(conv(3, n_feats, 3))
-        self.body = nn.Sequential(*[EPResidualGroup(n_feats, reduction, n_resblocks)
-                                    for _ in range(n_resgroups)], conv(n_feats, n_feats, 3))
-        self.tail = nn.Sequential(EPUpsampler(scale, n_feats), conv(n_feats, 3, 3))
-        self.add_mean = EPMeanShift(rgb_range, sign=1)
 
 
 # ---------------------------------------------------------------- BasicSR / ESRGAN

@@ -13,8 +13,10 @@ from click.testing import CliRunner
 
 from geosr.evaluate import HRImage, evaluate_image
 from geosr.models import create_model
-from geosr.models._weights import read_checkpoint, validate_card
-from geosr.models.loading import WEIGHTS_DIR, list_bundled, load_model, weights_sha256
+from geosr.models.bundled import WEIGHTS_DIR, list_bundled
+from geosr.models.card import validate_card, weights_sha256
+from geosr.models.checkpoint_io import read_checkpoint
+from geosr.models.loading import load_model
 from geosr_cli.main import cli
 
 BUNDLED = list_bundled()
@@ -23,7 +25,7 @@ REQUIRED = {("espcn", 2, 3), ("espcn", 3, 3), ("espcn", 4, 3), ("espcn", 2, 1), 
             ("edsr-baseline", 2, 3), ("edsr-baseline", 2, 1),
             ("edsr-baseline", 4, 1), ("edsr-baseline", 3, 3),
             ("edsr-baseline", 4, 3)}
-#: The engine's preference when no model is named (geosr.engine.default_model_name).
+#: The engine's preference when no model is named (geosr.models.bundled.default_model_name).
 PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 
 

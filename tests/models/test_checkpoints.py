@@ -12,8 +12,8 @@ import torch
 
 from geosr.errors import WeightsError
 from geosr.models import create_model
-from geosr.models._checkpoints import list_layouts
-from geosr.models._weights import infer_architecture, load_weights
+from geosr.models.checkpoint_io import infer_architecture, load_weights
+from geosr.models.layouts import list_layouts
 from geosr.models.loading import load_model
 
 import official_nets as on  # tests/models is on sys.path (pytest rootdir-less import)
@@ -166,13 +166,6 @@ def test_torchsr_rdn(scale):
         _close(ours(_x()), off(_x()))
     info = infer_architecture(off.state_dict())
     assert (info["layout"], info["scale"]) == ("torchsr:rdn", scale)
-
-
-def test_rcan_layout_is_recognised():
-    off = on.EPRCAN(4, n_resgroups=2, n_resblocks=3, n_feats=16, reduction=4)
-    info = infer_architecture(off.state_dict())
-    assert info["arch"] == "rcan" and info["scale"] == 4
-    assert info["args"] == {"n_resgroups": 2, "n_resblocks": 3, "n_feats": 16, "reduction": 4}
 
 
 def test_edsr_pytorch_vdsr_and_ddbpn_are_recognised_but_refused():
@@ -340,29 +333,44 @@ def test_yjn870_ports_load_with_their_configuration(tmp_path, name, scale, kw, a
         _close(model(_x(c=1)), ref(_x(c=1)), tol=0)
 
 
-# ------------------------------------------------------------------- LIIF container
-
-
-def test_liif_container_is_unwrapped_and_recognised(tmp_path):
-    sd = {"encoder.sub_mean.weight": torch.eye(3).view(3, 3, 1, 1),
-          "encoder.sub_mean.bias": torch.zeros(3),
-          "encoder.head.0.weight": torch.zeros(64, 3, 3, 3),
-          "encoder.head.0.bias": torch.zeros(64),
-          "imnet.layers.0.weight": torch.zeros(256, 580), "imnet.layers.0.bias": torch.zeros(256),
-          "imnet.layers.2.weight": torch.zeros(256, 256), "imnet.layers.2.bias": torch.zeros(256),
-          "imnet.layers.4.weight": torch.zeros(3, 256), "imnet.layers.4.bias": torch.zeros(3)}
-    ckpt = {"model": {"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline"}},
-                      "sd": sd}, "optimizer": {"name": "adam", "sd": {}}, "epoch": 1000}
-    p = _save(tmp_path, ckpt, "epoch-last.pth")
-    info = infer_architecture(torch.load(p, weights_only=True))
-    assert (info["arch"], info["layout"], info["in_chans"], info["out_chans"]) == (
-        "liif", "liif", 3, 3)
-    assert info["args"]["hidden_list"] == [256, 256]
-
-
 def test_every_layout_is_documented():
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
     for lay in list_layouts():
         assert f"`{lay.name}`" in doc, f"docs/weights.md does not describe layout {lay.name}"
+
+
+def test_layouts_are_registered_by_their_families_before_detection():
+    # a fresh interpreter that imports no family: listing and detecting import them all
+    import subprocess
+    import sys
+
+    code = ("import sys; from geosr.models.layouts import detect_layouts, list_layouts; "
+            "n = len(list_layouts()); assert 'geosr.models.edsr' in sys.modules, n; "
+            "assert [l.name for l in detect_layouts({'conv_first.weight': 0, "
+            "'body.0.rdb1.conv1.weight': 0, 'conv_body.weight': 0})] == ['basicsr:rrdbnet']")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_every_layout_maps_onto_a_registered_family():
+    from geosr.models import get_spec, list_models
+    from geosr.models.checkpoint_io import model_family
+
+    families = {get_spec(n).builder.__module__.rsplit(".", 1)[-1] for n in list_models()}
+    for lay in list_layouts():
+        assert lay.family in families, f"layout {lay.name} maps onto no geosr family"
+        # registered by the family's own file (timm-style)
+        assert lay.convert.__module__ == f"geosr.models.{lay.family}", lay.name
+    assert model_family(create_model("espcn", scale=2)) == "espcn"
+
+
+def test_deprecated_modules_still_export_the_moved_names():
+    from geosr.models import _checkpoints, _weights, checkpoint_io, layouts, loading
+    from geosr.models import bundled, card
+
+    assert _weights.load_weights is checkpoint_io.load_weights
+    assert _weights.make_card is card.make_card
+    assert _checkpoints.detect_layouts is layouts.detect_layouts
+    assert loading.bundled_weights is bundled.bundled_weights
+    assert loading.weights_sha256 is card.weights_sha256

@@ -12,12 +12,12 @@ from torch import nn
 
 from geosr.errors import WeightsError
 from geosr.models import SRModel, create_model
-from geosr.models import loading
-from geosr.models._weights import (WEIGHTS_FORMAT, infer_architecture, load_weights, make_card,
-                                   read_checkpoint, save_weights, unwrap_checkpoint,
-                                   validate_card)
-from geosr.models.loading import (bundled_weights, list_bundled, load_model,
-                                  weights_sha256)
+from geosr.models import bundled, loading
+from geosr.models.bundled import bundled_weights, list_bundled
+from geosr.models.card import WEIGHTS_FORMAT, make_card, validate_card, weights_sha256
+from geosr.models.checkpoint_io import (infer_architecture, load_weights, read_checkpoint,
+                                        save_weights, unwrap_checkpoint)
+from geosr.models.loading import load_model
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
@@ -345,7 +345,7 @@ def test_infer_architecture_unknown_layout_reads_bands():
 
 
 def test_load_model_refuses_a_network_without_weights(monkeypatch, tmp_path):
-    monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(WeightsError) as err:
         load_model("edsr-baseline", scale=4)
     msg = str(err.value)
@@ -372,7 +372,7 @@ def test_load_model_classical_needs_no_weights():
 
 
 def test_load_model_with_geosr_weights_and_bundled_lookup(monkeypatch, tmp_path):
-    monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
     args = {"scale": 2, "in_chans": 4, "n_resblocks": 1, "n_feats": 8}
     ref = create_model("edsr-baseline", **args).eval()
     p = tmp_path / "edsr-baseline_x2_4b.safetensors"

@@ -8,7 +8,8 @@ import torch
 
 from geosr.errors import WeightsError
 from geosr.models import create_model
-from geosr.models._weights import make_card, save_weights
+from geosr.models.card import make_card
+from geosr.models.checkpoint_io import save_weights
 from geosr.train.config import TrainConfig
 from geosr.train.init import init_from_weights
 from geosr.train.loop import Trainer

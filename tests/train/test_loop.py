@@ -71,7 +71,7 @@ def test_outputs_load_with_weights_everywhere(image_folder, tmp_path):
     assert card["args"]["n1"] == 8 and card["training"]["steps"] == 4
     assert card["training"]["data"] == [str(image_folder)] and "machine" in card["training"]
     assert set(card["metrics"]) >= {"val_psnr", "val_ssim"}
-    from geosr.evaluate import evaluate
+    from geosr.evaluation import evaluate
     from geosr.models.loading import load_model
 
     model = load_model("espcn", scale=2, weights=res.weights)
@@ -84,7 +84,7 @@ def test_validation_uses_the_evaluate_protocol(image_folder, tmp_path):
     tr = Trainer(_cfg(image_folder, tmp_path / "v", max_steps=1))
     names = [v.name for v in tr.val_images]
     assert len(names) == 2
-    from geosr.evaluate import evaluate_image
+    from geosr.evaluation import evaluate_image
 
     m = tr.validate()
     rows = [evaluate_image(tr.model, v, scale=2, in_chans=3, value_range=(0, 255))

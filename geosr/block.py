@@ -1,0 +1,86 @@
+"""One processing block: fill nodata → tiles → model → stitch → mask → cast to the dtype, with
+the out-of-memory back-off to smaller tiles (same pixels, thanks to the halo)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .errors import DeviceOutOfMemory, GeosrWarning
+from .pixels import (carry_nonfinite, cast_output, fill_invalid, upsample_nearest, valid_mask)
+from .plan import Job
+from .stitch import stitch
+from .tiling import Block, plan_tiles
+
+#: Smallest tile the out-of-memory back-off goes down to.
+MIN_BACKOFF_TILE = 16
+
+
+def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.ndarray:
+    """Super-resolve one block; ``data`` is its fetch window (bands, fh, fw) in the source dtype.
+
+    ``predictor`` defaults to this process's cached one for the job's model
+    (:func:`geosr.predictor.predictor_for`), so a task needs nothing but the job and its data.
+    """
+    s = job.scale
+    nodata = job.meta_in.nodata
+    valid = valid_mask(data, nodata)
+    r0, c0 = blk.rows.start - blk.fetch_rows.start, blk.cols.start - blk.fetch_cols.start
+    inner = data[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
+    inner_valid = valid[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
+    # the output-sized mask only matters when there is a nodata value to write
+    out_valid = upsample_nearest(inner_valid, s) if nodata is not None else None
+    shape = (data.shape[0], blk.rows.size * s, blk.cols.size * s)
+    if not inner_valid.any():  # all nodata (or all NaN): nothing to infer
+        out = cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
+        return carry_nonfinite(out, inner, s)
+    linear = job.lo is None
+    wdt = np.float64 if (data.dtype == np.float64 and linear) else np.float32
+    x = fill_invalid(data, valid, job.fill, dtype=wdt)
+    if predictor is None:
+        from .predictor import predictor_for
+
+        predictor = predictor_for(job.model, digest=job.digest)
+    norm = None
+    if job.lo is not None:
+        from .predictor import Normalisation
+
+        norm = Normalisation(np.asarray(job.lo, np.float32), np.asarray(job.hi, np.float32))
+    out = _infer_with_backoff(job, x, blk, predictor, norm)
+    out = cast_output(out, job.meta_out.dtype, nodata, out_valid)
+    return carry_nonfinite(out, inner, s)
+
+
+def _infer_with_backoff(job: Job, x: np.ndarray, blk: Block, pred, norm) -> np.ndarray:
+    tile = min(job.tile, getattr(pred, "tile_cap", None) or job.tile)
+    while True:
+        try:
+            return infer_tiles(job, x, blk, pred, norm, tile)
+        except DeviceOutOfMemory:
+            # Batch 1 did not fit: halve the tile. With the full receptive field as halo the
+            # pixels do not change (blended short halos move by a fraction of a grey level);
+            # later blocks start from the smaller tile.
+            smaller = tile // 2
+            if smaller < MIN_BACKOFF_TILE:
+                raise
+            cap = getattr(pred, "tile_cap", None)
+            if cap is None or cap > smaller:
+                pred.tile_cap = smaller
+                warnings.warn(f"out of memory with {tile}-pixel tiles at batch 1; continuing "
+                              f"with {smaller}-pixel tiles (set --tile {smaller} to skip "
+                              "this back-off)", GeosrWarning, stacklevel=3)
+            tile = smaller
+
+
+def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> np.ndarray:
+    """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch them (crop or blend)."""
+    tiles = plan_tiles(blk, tile=tile, halo=job.halo)
+    fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
+    batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
+                        t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
+    y = pred(batch, norm)
+    return stitch(tiles, y, rows=blk.rows, cols=blk.cols, scale=job.scale, halo=job.halo,
+                  blend=job.blend, image_shape=(job.meta_in.height, job.meta_in.width))
+
+
+__all__ = ["process_block", "infer_tiles", "MIN_BACKOFF_TILE"]

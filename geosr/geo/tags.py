@@ -1,0 +1,101 @@
+"""The ``GEOSR_*`` tag vocabulary: what an output says about how it was made, written by the
+engine and read back by ``geosr info`` and the plots — in one place so the two never drift.
+
+Provenance accumulates over passes: upscaling a geosr output keeps the *sensor's* pixel size and
+GSD from the first pass, multiplies the total factor and appends the pass to ``GEOSR_PASSES``,
+so a 10 m image upscaled 2x twice still says 10 m (and 4x), never 5 m.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from .grid import pixel_size
+
+#: Dataset-level GeoTIFF tags that ``geosr upscale`` writes (and ``geosr info`` reads).
+TAG_KEYS = {
+    "source_gsd_x": "GEOSR_SOURCE_GSD_X",        # metres
+    "source_gsd_y": "GEOSR_SOURCE_GSD_Y",        # metres
+    "scale_factor": "GEOSR_SCALE_FACTOR",
+    "model": "GEOSR_MODEL",
+    "weights": "GEOSR_WEIGHTS",
+    "source_pixel_size_x": "GEOSR_SOURCE_PIXEL_SIZE_X",  # CRS units
+    "source_pixel_size_y": "GEOSR_SOURCE_PIXEL_SIZE_Y",  # CRS units
+    "note": "GEOSR_NOTE",
+    "version": "GEOSR_VERSION",
+    "passes": "GEOSR_PASSES",                    # "bicubic x2; edsr-baseline x2"
+}
+
+
+def weights_label(net: Any) -> str:
+    """What ``GEOSR_WEIGHTS`` says about a model's weights."""
+    path = getattr(net, "weights_path", None)
+    if path:
+        return str(path)
+    return "none (classical)" if getattr(net, "linear", False) else "unknown"
+
+
+def _float(tags: Mapping[str, str], name: str) -> float | None:
+    try:
+        v = float(tags[TAG_KEYS[name]])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def output_tags(meta: Any, *, scale: int, model: str, weights: str) -> dict[str, str]:
+    """The tags of a ``scale``-times finer output of the raster ``meta`` (a RasterMeta): the
+    sensor's pixel size and GSD (kept from an earlier pass when ``meta`` is a geosr output), the
+    total factor, the passes, and a note saying that the sensor's GSD did not change."""
+    from .. import __version__
+    from ..errors import GeosrError
+
+    k, prev = TAG_KEYS, meta.tags
+    px, py = pixel_size(meta.transform)
+    src_px, src_py = _float(prev, "source_pixel_size_x"), _float(prev, "source_pixel_size_y")
+    earlier = src_px is not None and src_py is not None and bool(prev.get(k["scale_factor"]))
+    if not earlier:
+        src_px, src_py = px, py
+    # the total factor from the grids themselves: right after crops, and after resampling by
+    # other tools too, as long as the sensor's pixel size is known
+    total = scale * (src_px / px if earlier and px > 0 else 1.0)
+    passes = [p for p in (prev.get(k["passes"]) or "").split("; ") if p] if earlier else []
+    if earlier and not passes:
+        passes = [f"{prev.get(k['model']) or 'unknown'} x{prev.get(k['scale_factor'])}"]
+    passes.append(f"{model} x{scale}")
+    tags = {k["scale_factor"]: _fmt_factor(total), k["model"]: model, k["version"]: __version__,
+            k["source_pixel_size_x"]: repr(src_px), k["source_pixel_size_y"]: repr(src_py),
+            k["weights"]: weights, k["passes"]: "; ".join(passes)}
+    gsd = None
+    if earlier:
+        gx, gy = _float(prev, "source_gsd_x"), _float(prev, "source_gsd_y")
+        gsd = (gx, gy) if gx is not None and gy is not None else None
+    elif meta.crs is not None:
+        from .gsd import gsd_m
+
+        try:
+            gsd = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
+        except GeosrError:  # a CRS without metres: the note says it without numbers
+            gsd = None
+    how = f"{_fmt_factor(total)}x super-resolution ({'; '.join(passes)})"
+    if gsd:
+        tags[k["source_gsd_x"]], tags[k["source_gsd_y"]] = repr(gsd[0]), repr(gsd[1])
+        tags[k["note"]] = (f"{how}: pixel size is nominal; the sensor's ground sampling "
+                           f"distance is still {gsd[0]:.4g} x {gsd[1]:.4g} m")
+    else:
+        tags[k["note"]] = (f"{how}: pixel size is nominal; resampling does not change the "
+                           "sensor's ground sampling distance")
+    return tags
+
+
+def _fmt_factor(f: float) -> str:
+    r = round(f)
+    return str(r) if abs(f - r) < 1e-6 * max(1.0, f) else f"{f:.6g}"
+
+
+def read_tag(tags: Mapping[str, str], name: str) -> str | None:
+    """The value of the ``GEOSR_*`` tag called ``name`` (a key of :data:`TAG_KEYS`), or None."""
+    return tags.get(TAG_KEYS[name]) or None
+
+
+__all__ = ["TAG_KEYS", "output_tags", "weights_label", "read_tag"]

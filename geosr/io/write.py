@@ -1,0 +1,419 @@
+"""Writing GeoTIFF/COG safely: outputs checked before work, windows streamed into a temporary
+file beside the target, verified, converted to COG if asked, and published by an atomic rename
+(or a hard link, so a file another process created meanwhile is never replaced)."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import rasterio.windows
+from rasterio.enums import ColorInterp
+
+from ..errors import OutputError
+from .read import RasterMeta, first_line, meta_from_dataarray
+
+
+def _error_chain(err: BaseException) -> tuple[str, set[int]]:
+    """First lines of ``err`` and its causes (rasterio hides GDAL's reason in ``__cause__``)
+    and the errno values found on the way."""
+    msgs: list[str] = []
+    codes: set[int] = set()
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and isinstance(e.errno, int):
+            codes.add(e.errno)
+        line = first_line(e)
+        if "previous exception" not in line and line not in msgs:
+            msgs.append(line)
+        e = e.__cause__ or e.__context__
+    return "; ".join(msgs) or type(err).__name__, codes
+
+
+def _fsize_limit() -> int | None:
+    """The process's file size limit (RLIMIT_FSIZE) in bytes, or None when unlimited."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+try:  # GDAL errors that rasterio raises without wrapping (e.g. opening a damaged file r+)
+    from rasterio._err import CPLE_BaseError as _CPLE_BaseError
+except ImportError:  # pragma: no cover - other rasterio versions
+    _CPLE_BaseError = rasterio.errors.RasterioError
+
+_LIBTIFF_QUIET = False
+
+
+def _quiet_libtiff() -> None:
+    """Remove libtiff's global error/warning handlers when ``GEOSR_QUIET_LIBTIFF=1`` (the CLI sets
+    it). libtiff prints some write errors ("_tiffWriteProc: No space left on device.") straight
+    to stderr besides raising them through GDAL; the CLI reports them as one OutputError line."""
+    global _LIBTIFF_QUIET
+    if _LIBTIFF_QUIET or os.environ.get("GEOSR_QUIET_LIBTIFF") != "1":
+        return
+    _LIBTIFF_QUIET = True
+    try:
+        import ctypes
+
+        with open("/proc/self/maps") as f:
+            libs = {ln.split()[-1] for ln in f if "libtiff" in ln and ".so" in ln}
+        for path in libs:
+            lib = ctypes.CDLL(path)
+            for fn in (lib.TIFFSetErrorHandler, lib.TIFFSetWarningHandler):
+                fn.restype = ctypes.c_void_p
+                fn.argtypes = [ctypes.c_void_p]
+                fn(None)
+    except (OSError, AttributeError):  # not Linux, or libtiff linked statically: keep its output
+        pass
+
+
+def check_output(dst: str | os.PathLike, *, src: str | os.PathLike | None = None,
+                 overwrite: bool = False) -> Path:
+    """Refuse outputs that would lose data or cannot be written, before any work starts."""
+    d = _regular_target(Path(dst))
+    if src is not None:
+        s = Path(src)
+        try:
+            same = d.resolve() == s.resolve()
+        except (OSError, RuntimeError):  # a looping input link: reading it will say so
+            same = False
+        if not same and d.exists():
+            try:
+                same = os.path.samefile(d, s)
+            except OSError:
+                same = False
+        if same:
+            raise OutputError(f"output {str(d)!r} is the input file; choose another output path "
+                              "(geosr never overwrites its input)")
+    if d.is_dir():
+        raise OutputError(f"output {str(d)!r} is a directory; give a file name such as "
+                          f"{str(d / 'out.tif')!r}")
+    if d.exists() and not overwrite:
+        raise OutputError(f"output {str(d)!r} already exists; pass --overwrite (overwrite=True) "
+                          "to replace it")
+    parent = d.parent if str(d.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output directory {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {str(parent)!r} is not writable; choose another "
+                          "location or fix its permissions")
+    return d
+
+
+def _regular_target(d: Path) -> Path:
+    """The file an output path names: itself, or the regular file a symlink points to (which
+    is replaced, not the link). Anything that is not a regular file or a free name — devices,
+    FIFOs, sockets, dangling or looping links — is refused before any work."""
+    import stat
+
+    try:
+        st = os.lstat(d)
+    except FileNotFoundError:
+        return d
+    except OSError as err:
+        raise OutputError(f"output {str(d)!r} cannot be inspected ({err.strerror}); choose "
+                          "another output path") from None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = Path(os.path.realpath(d, strict=True))
+        except OSError as err:
+            what = "a symlink loop" if "loop" in str(err).lower() or getattr(
+                err, "errno", None) == 40 else "a dangling symlink"
+            raise OutputError(f"output {str(d)!r} is {what}; remove the link or give another "
+                              "output path") from None
+        if target.is_dir():
+            return target
+        tst = os.stat(target)
+        if not stat.S_ISREG(tst.st_mode):
+            raise OutputError(f"output {str(d)!r} links to {str(target)!r}, which is not a "
+                              "regular file; geosr only ever replaces regular files")
+        return target
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+        return d
+    kind = ("a character device" if stat.S_ISCHR(st.st_mode) else
+            "a block device" if stat.S_ISBLK(st.st_mode) else
+            "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+    raise OutputError(f"output {str(d)!r} is {kind}; geosr only ever writes regular files — give "
+                      "a file name such as out.tif")
+
+
+COMPRESSIONS = ("deflate", "lzw", "zstd", "none")
+
+
+def creation_options(dtype: str, *, compress: str = "deflate", blocksize: int = 512) -> dict:
+    """GTiff creation options: tiled, compressed with a predictor, BigTIFF when needed."""
+    c = compress.lower()
+    if c not in COMPRESSIONS:
+        raise OutputError(f"unknown compression {compress!r}; use one of {', '.join(COMPRESSIONS)}")
+    opts: dict[str, Any] = {"tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
+                            "BIGTIFF": "IF_SAFER", "num_threads": "ALL_CPUS"}
+    if c != "none":
+        opts["compress"] = c
+        opts["predictor"] = 3 if np.dtype(dtype).kind == "f" else 2
+        if c == "zstd":
+            opts["zstd_level"] = 9
+    return opts
+
+
+class GeoTIFFWriter:
+    """Streams windows into a temporary GeoTIFF beside ``dst`` and renames it at the end.
+
+    With ``partial`` set, the temporary file has a fixed name (``<dst>.geosr-partial.tif``) and is
+    kept when the run is interrupted so that ``--resume`` can continue it.
+    """
+
+    def __init__(self, dst: Path, meta: RasterMeta, *, compress: str = "deflate",
+                 cog: bool = False, blocksize: int = 512, partial: bool = False,
+                 overwrite: bool = True) -> None:
+        self.dst = Path(dst)
+        self.meta = meta
+        self.cog = cog
+        self.compress = compress
+        self.blocksize = blocksize
+        self.partial = partial
+        self.overwrite = overwrite
+        if partial:
+            self.tmp = self.dst.with_name(self.dst.name + ".geosr-partial.tif")
+        else:
+            self.tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.tmp.tif")
+        self.ds = None
+        self.opts = creation_options(meta.dtype, compress=compress, blocksize=blocksize)
+
+    def open(self, *, resume: bool = False) -> "GeoTIFFWriter":
+        m = self.meta
+        _quiet_libtiff()
+        try:
+            if resume and self.tmp.exists():
+                self.ds = rasterio.open(self.tmp, "r+")
+                return self
+            profile = dict(driver="GTiff", width=m.width, height=m.height, count=m.count,
+                           dtype=m.dtype, nodata=m.nodata, **self.opts)
+            if m.count == 3 and m.dtype == "uint8" and tuple(m.colorinterp[:3]) == (
+                    ColorInterp.red, ColorInterp.green, ColorInterp.blue):
+                profile["photometric"] = "RGB"
+            if not m.gcps:
+                profile["crs"] = m.crs
+                profile["transform"] = m.transform
+            self.ds = rasterio.open(self.tmp, "w", **profile)
+            self._write_metadata()
+        except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
+            failure = self._failure("creating", err)
+            self.abort()
+            raise failure from None
+        return self
+
+    def _write_metadata(self) -> None:
+        m, ds = self.meta, self.ds
+        if m.gcps:
+            ds.gcps = (list(m.gcps), m.gcps_crs)
+        ds.update_tags(AREA_OR_POINT=m.area_or_point, **{k: str(v) for k, v in m.tags.items()})
+        for i in range(m.count):
+            if i < len(m.descriptions) and m.descriptions[i]:
+                ds.set_band_description(i + 1, m.descriptions[i])
+            if i < len(m.band_tags) and m.band_tags[i]:
+                ds.update_tags(i + 1, **m.band_tags[i])
+            if i < len(m.units) and m.units[i]:
+                ds.set_band_unit(i + 1, m.units[i])
+        if len(m.scales) == m.count and any(s != 1 for s in m.scales):
+            ds.scales = m.scales
+        if len(m.offsets) == m.count and any(o != 0 for o in m.offsets):
+            ds.offsets = m.offsets
+        if len(m.colorinterp) == m.count and m.colorinterp:
+            try:
+                ds.colorinterp = m.colorinterp
+            except (ValueError, rasterio.errors.RasterioError):
+                pass  # GDAL refuses some combinations (e.g. palette); the pixels matter more
+
+    def write(self, rows: tuple[int, int], cols: tuple[int, int], data: np.ndarray) -> None:
+        """Write ``data`` (bands, h, w) at output rows/cols (half-open)."""
+        window = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+        try:
+            self.ds.write(data, window=window)
+        except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
+            raise self._failure("writing", err) from None
+
+    def commit(self) -> Path:
+        """Close, convert to COG if asked, and atomically move into place."""
+        try:
+            self.ds.close()
+            self.ds = None
+            # rasterio does not report errors while GDAL flushes its cache on close (a disk that
+            # fills up there leaves a truncated file): check the file before publishing it.
+            verify_geotiff(self.tmp)
+            src = self.tmp
+            if self.cog:
+                cog_tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.cog.tif")
+                try:
+                    rasterio.shutil.copy(
+                        src, cog_tmp, driver="COG", BLOCKSIZE=self.blocksize, BIGTIFF="IF_SAFER",
+                        COMPRESS=("NONE" if self.compress == "none" else self.compress.upper()),
+                        OVERVIEWS="AUTO", RESAMPLING="AVERAGE")
+                except BaseException:
+                    cog_tmp.unlink(missing_ok=True)
+                    raise
+                src.unlink(missing_ok=True)
+                src = cog_tmp
+                verify_geotiff(src)
+            self._publish(src)
+        except OutputError:
+            self.abort()
+            raise
+        except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
+            failure = self._failure("finishing", err)
+            self.abort()
+            raise failure from None
+        return self.dst
+
+    def _publish(self, src: Path) -> None:
+        """Atomic rename; without ``overwrite`` a hard link, so an output that another process
+        created meanwhile is never replaced."""
+        if self.overwrite:
+            os.replace(src, self.dst)
+            return
+        try:
+            os.link(src, self.dst)
+        except FileExistsError:
+            raise OutputError(f"output {str(self.dst)!r} appeared while geosr was running (another "
+                              "process?); it was left untouched — pass --overwrite to replace it"
+                              ) from None
+        except OSError:  # file systems without hard links: best effort
+            if self.dst.exists():
+                raise OutputError(f"output {str(self.dst)!r} appeared while geosr was running; it "
+                                  "was left untouched — pass --overwrite to replace it") from None
+            os.replace(src, self.dst)
+            return
+        src.unlink(missing_ok=True)
+
+    def _failure(self, what: str, err: BaseException) -> OutputError:
+        """An OutputError that names the likely cause: a full disk, the file size limit, a
+        read-only or vanished directory, else GDAL's own reasons."""
+        import errno as errno_mod
+        import shutil
+
+        chain, codes = _error_chain(err)
+        parent = self.dst.parent if str(self.dst.parent) else Path(".")
+        try:
+            free: int | None = shutil.disk_usage(parent).free
+        except OSError:
+            free = None
+        try:
+            size = self.tmp.stat().st_size
+        except OSError:
+            size = 0
+        m = self.meta
+        tile_bytes = self.blocksize ** 2 * max(1, m.count) * np.dtype(m.dtype).itemsize
+        limit = _fsize_limit()
+        head = f"{what} {str(self.dst)!r} failed"
+        if errno_mod.ENOSPC in codes or (free is not None and free <= 2 * tile_bytes + 2**20):
+            return OutputError(f"{head}: the disk is full ({free / 2**20:.1f} MiB free in "
+                               f"{str(parent)!r}); free some space or write elsewhere. No "
+                               "output was written")
+        if errno_mod.EFBIG in codes or (limit is not None and size + tile_bytes >= limit):
+            return OutputError(f"{head}: the file size limit ({limit} bytes, `ulimit -f`) was "
+                               "reached; raise the limit or write a smaller output (--bands, "
+                               "--scale). No output was written")
+        if errno_mod.EROFS in codes or errno_mod.EACCES in codes or errno_mod.EPERM in codes:
+            return OutputError(f"{head}: {str(parent)!r} is not writable ({chain}); choose "
+                               "another location or fix its permissions")
+        if not parent.is_dir():
+            return OutputError(f"{head}: the directory {str(parent)!r} disappeared; create it "
+                               "again and rerun")
+        return OutputError(f"{head}: {chain}; check free space (df) and the device, then rerun")
+
+    def abort(self, *, keep_partial: bool = False) -> None:
+        """Close and remove the temporary file (or keep it for ``--resume``)."""
+        if self.ds is not None:
+            try:
+                self.ds.close()
+            except Exception:
+                pass
+            self.ds = None
+        if keep_partial and self.partial:
+            try:
+                verify_geotiff(self.tmp)  # a partial file that did not close cleanly is useless
+                return
+            except OSError:
+                pass
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def verify_geotiff(path: str | os.PathLike) -> None:
+    """Raise OSError unless ``path`` opens and every internal block lies inside the file.
+
+    Reads only the TIFF directory (block offsets and sizes), not the pixels.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with rasterio.Env(CPL_LOG="OFF"), rasterio.open(path) as ds:
+            bh, bw = ds.block_shapes[0]
+            nby, nbx = -(-ds.height // bh), -(-ds.width // bw)
+            bands = range(1, ds.count + 1) if ds.interleaving and \
+                ds.interleaving.name.lower() == "band" else (1,)
+            for b in bands:
+                for y in range(nby):
+                    for x in range(nbx):
+                        off = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=b)
+                        n = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=b)
+                        if not off or not n or int(off) == 0 or int(off) + int(n) > size:
+                            raise OSError(f"{path.name} is incomplete: block ({x}, {y}) of band "
+                                          f"{b} was not written")
+    except rasterio.errors.RasterioError as err:
+        raise OSError(f"{path.name} is unreadable after writing: {first_line(err)}") from None
+
+
+def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compress: str = "deflate",
+                 cog: bool = False) -> Path:
+    """Write a (possibly lazy) DataArray to GeoTIFF/COG, one dask block at a time, atomically."""
+    import dask.array as dsa
+
+    dst = check_output(path, overwrite=overwrite)
+    meta = meta_from_dataarray(da)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data))
+    if arr.ndim == 2:
+        arr = arr[None]
+    arr = arr.rechunk({0: -1})  # all bands of a window in one computation
+    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog, overwrite=overwrite).open()
+    try:
+        rows, cols = (np.cumsum((0,) + c) for c in arr.chunks[1:])
+        for i in range(len(rows) - 1):
+            for j in range(len(cols) - 1):
+                writer.write((rows[i], rows[i + 1]), (cols[j], cols[j + 1]),
+                             np.asarray(arr.blocks[0, i, j].compute()))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def check_disk(dst: Path, meta: RasterMeta, *, compress: str = "deflate") -> None:
+    """Refuse an output that cannot fit on its disk, before any work."""
+    import shutil
+
+    raw = meta.width * meta.height * meta.count * np.dtype(meta.dtype).itemsize
+    free = shutil.disk_usage(dst.parent if str(dst.parent) else ".").free
+    # uncompressed output has a known size; compressed output is assumed to shrink up to 20x
+    if raw > (1 if compress == "none" else 20) * free:
+        raise OutputError(f"the output needs about {_human(raw)} uncompressed but only "
+                          f"{_human(free)} is free in {str(dst.parent)!r}; free space or "
+                          "write elsewhere")
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover

@@ -1,0 +1,128 @@
+"""The bundled weights: where they are, and which model and band variant runs by default.
+
+Bundled weights are ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors``, each with its
+card (``.json``) next to it. Everything here works from file names alone and never imports
+torch: ``geosr --help`` states the defaults, and the engine picks a model before building one.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ._registry import model_key
+from .card import sidecar_path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: ``<arch>_x<scale>_<bands>b.safetensors``: the only names the index reads.
+BUNDLED_NAME_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")
+#: The models tried when none is named, best first (:func:`default_model_name`).
+DEFAULT_PREFERENCE = ("rdn", "edsr-baseline", "espcn")
+#: What runs when no preferred model has bundled weights for the scale.
+FALLBACK_MODEL = "bicubic"
+
+
+def bundled_file_name(arch: str, *, scale: int, bands: int) -> str:
+    """``<arch>_x<scale>_<bands>b.safetensors`` (``arch`` as the registry spells it)."""
+    return f"{model_key(arch)}_x{int(scale)}_{int(bands)}b.safetensors"
+
+
+def _bundled_path(arch: str, scale: int, bands: int) -> Path | None:
+    p = WEIGHTS_DIR / bundled_file_name(arch, scale=scale, bands=bands)
+    return p if p.is_file() else None
+
+
+def bundled_weights(name: str, *, scale: int, bands: int) -> Path | None:
+    """Path of the bundled weights of ``name`` at ``scale`` for ``bands`` bands, or ``None``.
+
+    Raises
+    ------
+    ModelError
+        ``name`` is not a registered model (checking it imports the model families).
+    """
+    from ._registry import get_spec
+
+    return _bundled_path(get_spec(name).name, scale, bands)
+
+
+def list_bundled() -> list[dict[str, Any]]:
+    """Bundled weights: ``{"arch", "scale", "bands", "path", "card"}`` per file, sorted.
+
+    ``card`` is the sidecar's JSON as written (``None`` when missing or unreadable): listing
+    neither validates cards nor hashes files.
+    """
+    out: list[dict[str, Any]] = []
+    for entry in _index():
+        card = None
+        side = sidecar_path(entry["path"])
+        if side.is_file():
+            try:
+                card = json.loads(side.read_text())
+            except (OSError, json.JSONDecodeError):
+                card = None
+        out.append({**entry, "card": card})
+    return out
+
+
+def _index() -> list[dict[str, Any]]:
+    """``{"arch", "scale", "bands", "path"}`` per bundled file, sorted (names only)."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    out = []
+    for p in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        m = BUNDLED_NAME_RE.match(p.name)
+        if m is not None:
+            out.append({"arch": m["arch"], "scale": int(m["scale"]), "bands": int(m["bands"]),
+                        "path": p})
+    return out
+
+
+def bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | None:
+    """Which bundled variant fits the raster: 1-band (per-band) weights for non-8-bit data,
+    else weights for exactly its band count, else 1-band for non-RGB band counts, else RGB.
+    ``None`` when ``name`` has no bundled weights at ``scale``."""
+    have = {b: _bundled_path(name, scale, b) is not None for b in {1, 3, n_bands}}
+    if dtype != "uint8" and have.get(1):
+        # 16-bit/float scenes rarely hold RGB in RGB order (Landsat B2-B4 is BGR) nor the
+        # statistics of photographs: per-band weights trained on such data fit them better
+        return 1
+    if have.get(n_bands):
+        return n_bands
+    if have.get(1) and n_bands != 3:
+        return 1
+    if have.get(3):
+        return 3
+    return None
+
+
+def default_model_name(scale: int, *, n_bands: int = 3, dtype: str = "uint8") -> str:
+    """The best model with bundled weights for ``scale`` and this kind of raster (order rdn >
+    edsr-baseline > espcn; bicubic when none fits).
+
+    For data that is not 8-bit the per-band (1-band) variant is what fits (see
+    :func:`bundled_in_chans`), so a model that has it wins over a better one that has only
+    RGB weights.
+    """
+    fits = [(name, v) for name in DEFAULT_PREFERENCE
+            if (v := bundled_in_chans(name, scale, n_bands, dtype)) is not None]
+    if not fits:
+        return FALLBACK_MODEL
+    if dtype != "uint8":
+        for name, v in fits:
+            if v == 1:
+                return name
+    return fits[0][0]
+
+
+def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
+    """``{scale: model}`` that :func:`default_model_name` picks, for every scale at which a
+    preferred model has bundled weights (elsewhere it is :data:`FALLBACK_MODEL`)."""
+    scales = sorted({b["scale"] for b in _index() if b["arch"] in DEFAULT_PREFERENCE})
+    picks = {s: default_model_name(s, n_bands=n_bands, dtype=dtype) for s in scales}
+    return {s: name for s, name in picks.items() if name != FALLBACK_MODEL}
+
+
+__all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "DEFAULT_PREFERENCE", "FALLBACK_MODEL",
+           "bundled_file_name", "bundled_weights", "list_bundled", "bundled_in_chans",
+           "default_model_name", "default_models"]

@@ -1,0 +1,185 @@
+"""Planning: options validated against the raster and the model, before any pixel is read for
+work. The result, a :class:`Job`, is plain picklable data that every worker, thread and dask task
+runs from; planning itself changes no state."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from .device import wants_gpu
+from .errors import GeoreferencingWarning, ParameterError, ResourceError
+from .geo.grid import output_grid, scale_gcps
+from .geo.tags import output_tags, weights_label
+from .io.read import RasterMeta
+from .modelref import ModelRef, build_model, model_digest
+from .pixels import normalisation, sample_stats
+from .tiling import Block, default_block, plan_blocks
+
+#: Default tile edge (LR pixels). Large tiles keep the halo's share small: on 2 CPU cores,
+#: EDSR-baseline x2 (halo 36) measured 0.85 of the model-only ceiling end to end at 512 px
+#: and 0.62 at 256 px (docs/performance.md).
+DEFAULT_TILE = 512
+#: Largest output edge a GeoTIFF can hold.
+MAX_EDGE = 2**31 - 1
+#: Largest tile edge (LR pixels); halos are limited to a quarter of it.
+MAX_TILE = 8192
+
+Sampler = Callable[[tuple[int, ...]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated plan for one raster: all a worker needs, picklable."""
+
+    model: ModelRef
+    scale: int
+    tile: int
+    halo: int
+    block: int
+    bands: tuple[int, ...]          # 0-based source band indices
+    meta_in: RasterMeta             # of the selected bands
+    meta_out: RasterMeta
+    lo: tuple[float, ...] | None    # normalisation (networks only)
+    hi: tuple[float, ...] | None
+    fill: tuple[float, ...]         # value that replaces nodata before inference
+    src: str | None = None
+    blend: bool = False             # Hann-blend tile overlaps (halo below the receptive field)
+    digest: str | None = None       # hash of the planned model's weights (model_digest)
+
+    def blocks(self) -> list[Block]:
+        return plan_blocks(self.meta_in.height, self.meta_in.width, block=self.block, halo=self.halo)
+
+
+def validate_scale(scale: Any) -> int:
+    """The one scale rule: an integer factor of at least 2 (2.0 is accepted as 2)."""
+    if isinstance(scale, float) and scale.is_integer():
+        scale = int(scale)
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
+        raise ParameterError(f"scale must be an integer >= 2, got {scale!r}")
+    return int(scale)
+
+
+def parse_bands(bands: Any, count: int) -> tuple[int, ...]:
+    """1-based band numbers (a list or ``"1,2,3"``) → 0-based indices, checked against
+    ``count``; ``None`` selects all bands."""
+    if bands is None:
+        return tuple(range(count))
+    if isinstance(bands, str):
+        try:
+            bands = [int(b) for b in bands.replace(" ", "").split(",") if b]
+        except ValueError:
+            raise ParameterError(f"--bands must be 1-based band numbers like 1,2,3; got {bands!r}") from None
+    out = tuple(int(b) - 1 for b in bands)
+    bad = [b + 1 for b in out if not 0 <= b < count]
+    if not out or bad:
+        raise ParameterError(f"band(s) {bad or bands} out of range: the raster has {count} band(s) "
+                             f"(1..{count})")
+    return out
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | None = None,
+             tile: int | None = None, halo: int | None = None, block: int | None = None,
+             device: str = "auto", precision: str = "auto", bands=None,
+             allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
+             compile: bool = False, sampler: Sampler | None = None, src: str | None = None,
+             extra_tags: dict | None = None) -> tuple[Job, Any]:
+    """Validate options against the raster and the model; returns the job and the model.
+
+    ``sampler(bands)`` returns the statistics sample of the selected bands (``geosr.io``'s one
+    sampler, from the file or from the array), which sets the nodata fill and the normalisation.
+    """
+    from .models.bundled import bundled_in_chans, default_model_name
+
+    scale = validate_scale(scale)
+    sel = parse_bands(bands, meta.count)
+    name = model or default_model_name(scale, n_bands=len(sel), dtype=meta.dtype)
+    meta_sel = meta.select_bands(list(sel))
+    ref = ModelRef(name=name, scale=scale, weights=str(weights) if weights else None,
+                   in_chans=None if weights else bundled_in_chans(name, scale, len(sel), meta.dtype),
+                   allow_random=allow_random_weights, device=device, precision=precision,
+                   batch_size=batch_size, compile=compile)
+    net = build_model(ref)  # validates name/scale/weights before any work
+    ref = replace(ref, in_chans=getattr(net, "in_chans", None))
+    rf = int(getattr(net, "receptive_field", 0) or 0)
+    mhalo = int(getattr(net, "halo", rf))
+    m = int(getattr(net, "size_multiple", 1) or 1)
+    h = mhalo if halo is None else int(halo)
+    if h < 0:
+        raise ParameterError(f"halo must be >= 0, got {h}")
+    if h > MAX_TILE // 4:
+        raise ParameterError(f"halo {h} is too large; use at most {MAX_TILE // 4} (model "
+                             f"{name!r} needs {mhalo}; omit --halo to use that)")
+    t = int(tile) if tile is not None else DEFAULT_TILE
+    if t < 1:
+        raise ParameterError(f"tile must be a positive number of pixels, got {t}; use e.g. "
+                             f"--tile {max(4 * h, 64)} (default {DEFAULT_TILE})")
+    if t < h:
+        raise ParameterError(f"tile {t} is smaller than the halo {h} of model {name!r}; use "
+                             f"--tile {min(max(4 * h, 64), MAX_TILE)} or larger")
+    if t > MAX_TILE:
+        raise ParameterError(f"tile {t} is too large; use at most {MAX_TILE} "
+                             f"(default {DEFAULT_TILE})")
+    # networks that fold pixels (RRDBNet x1/x2: pixel-unshuffle) see windows that start on
+    # their grid; the predictor pads window sizes up to the multiple at image edges
+    t, h = _round_up(t, m), _round_up(h, m)
+    if block is not None and int(block) < 0:
+        raise ParameterError(f"block must be a positive number of pixels, got {block}; omit "
+                             "--block for the default")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ParameterError(f"batch size must be >= 1, got {batch_size}; omit --batch-size "
+                             "for an automatic size")
+    b = int(block) if block else default_block(scale, t)
+    if not block and wants_gpu(device):
+        b = default_block(scale, 2 * t)  # GPU: four tiles per block, so batches fill the device
+    b = _round_up(max(b, t), m)
+    out_w, out_h = meta.width * scale, meta.height * scale
+    if out_w > MAX_EDGE or out_h > MAX_EDGE:
+        raise ResourceError(f"output would be {out_w}×{out_h} pixels, beyond GeoTIFF's limit; "
+                            "use a smaller --scale or process a subset")
+    check_memory(meta_sel, scale=scale, tile=t, halo=h, block=b)
+    # statistics for nodata fill and normalisation (global → tiling-invariant)
+    sample = sampler(sel) if sampler is not None else np.zeros((len(sel), 1), dtype=meta.dtype)
+    mean, slo, shi = sample_stats(sample, meta.nodata)
+    norm = normalisation(net, meta.dtype, slo, shi, data_range)
+    grid = output_grid(meta.transform, meta.width, meta.height, scale)
+    tags = dict(meta.tags)
+    tags.update(output_tags(meta, scale=scale, model=name, weights=weights_label(net)))
+    tags.update(extra_tags or {})
+    if not meta.has_georef:
+        warnings.warn("input has no CRS or geotransform; the output keeps the pixel grid only",
+                      GeoreferencingWarning, stacklevel=3)
+    meta_out = replace(meta_sel, width=grid.width, height=grid.height, transform=grid.transform,
+                       gcps=tuple(scale_gcps(meta.gcps, scale)) if meta.gcps else (), tags=tags,
+                       path=None)
+    job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
+              meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
+              hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),
+              src=src, blend=0 < h < rf, digest=model_digest(net))
+    return job, net
+
+
+def check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: int) -> None:
+    """Refuse plans whose per-block working set cannot fit, before any work."""
+    import psutil
+
+    c = meta.count
+    out_block = (block * scale) ** 2 * c * 4 * 3  # float32 output + casts, a few blocks in flight
+    win = (tile + 2 * halo) ** 2 * scale ** 2 * c * 4 * 2 * 4  # batch of tile outputs
+    need = out_block + win
+    avail = psutil.virtual_memory().available
+    if need > 0.6 * avail:
+        raise ResourceError(f"scale {scale} with tile {tile} and block {block} needs about "
+                            f"{need / 2**30:.1f} GiB of memory per block but only "
+                            f"{avail / 2**30:.1f} GiB is available; use a smaller --tile/--block "
+                            "or --scale")
+
+
+__all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "check_memory", "DEFAULT_TILE",
+           "MAX_TILE", "MAX_EDGE"]

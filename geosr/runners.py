@@ -1,0 +1,104 @@
+"""Where blocks run: the one bounded as-completed loop, fed by a local thread pool, a caller's
+``concurrent.futures`` executor, or a dask.distributed client (:mod:`geosr.distributed`).
+
+Whatever runs them, blocks come back as ``(block, array)`` in completion order with a bounded
+number in flight, so the single writer's memory stays flat in the raster size.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .block import process_block
+from .errors import Interrupted
+from .io.read import read_window
+from .plan import Job
+from .tiling import Block
+
+Results = Iterator[tuple[Block, np.ndarray]]
+
+
+def read_and_process(job: Job, blk: Block, stop: Callable[[], bool] | None = None,
+                     predictor=None) -> tuple[Block, np.ndarray]:
+    """Read one block's fetch window from ``job.src`` and super-resolve it (a thread's or a
+    worker's task). ``stop`` is checked between batches so an interrupted run ends quickly."""
+    from .predictor import set_run_stop
+
+    set_run_stop(stop)
+    try:
+        data = read_window(job.src, job.bands, (blk.fetch_rows.start, blk.fetch_rows.stop),
+                           (blk.fetch_cols.start, blk.fetch_cols.stop))
+        return blk, process_block(job, data, blk, predictor)
+    finally:
+        set_run_stop(None)
+
+
+def stream_completed(submit: Callable[[Block], cf.Future], blocks: list[Block], *, bound: int,
+                     stop: Callable[[], bool]) -> Results:
+    """Yield ``(block, array)`` results of ``submit(block)`` futures as they complete, with at
+    most ``bound`` in flight (flat memory); pending futures are cancelled on exit."""
+    it = iter(blocks)
+    pending = {submit(b) for _, b in zip(range(bound), it)}
+    try:
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            if stop():
+                raise Interrupted("interrupted; no output was written", signum=15)
+            for fut in sorted(done, key=lambda f: f.result()[0].index):
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.add(submit(nxt))
+                yield fut.result()
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+def runs_in_this_process(client) -> bool:
+    """Whether blocks given to :func:`run_blocks` with ``client`` run in this process (local
+    threads), where the model loaded while planning can be reused."""
+    return client is None or isinstance(client, cf.ThreadPoolExecutor)
+
+
+def run_blocks(job: Job, blocks: list[Block], *, workers: int = 2, client=None,
+               stop: Callable[[], bool] = lambda: False, net=None) -> Results:
+    """Yield ``(block, array)`` as blocks complete on ``workers`` local threads, on ``client``
+    (an executor of this process, e.g. the pool a many-file run shares) or on a dask cluster."""
+    if client is not None:
+        from .distributed import is_dask_client
+
+        if is_dask_client(client):
+            from .distributed import run_on_cluster
+
+            yield from run_on_cluster(client, job, blocks, net=net, stop=stop)
+            return
+        if not isinstance(client, cf.Executor):
+            from .errors import ParameterError
+
+            raise ParameterError(f"client must be a distributed.Client or a concurrent.futures "
+                                 f"executor, got {type(client).__name__}")
+        pool, own, slots = client, False, max(1, int(getattr(client, "_max_workers", 1) or 1))
+    else:
+        pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geosr")
+        own, slots = True, max(1, workers)
+    halt = threading.Event()  # this run's stop flag: other runs sharing the model are unaffected
+    # threads share this process's flag; other processes cannot (it does not pickle)
+    check = halt.is_set if isinstance(pool, cf.ThreadPoolExecutor) else None
+    finished = False
+    try:
+        yield from stream_completed(lambda b: pool.submit(read_and_process, job, b, check),
+                                    blocks, bound=max(2, slots + 1), stop=stop)
+        finished = True
+    finally:
+        halt.set()
+        if own:
+            # After an error or interrupt, do not wait for a block still inside a long forward
+            # pass (tens of seconds for a big network on CPU): its stop flag makes it end after
+            # its current batch.
+            pool.shutdown(wait=finished, cancel_futures=True)
+
+
+__all__ = ["run_blocks", "stream_completed", "read_and_process", "runs_in_this_process"]

@@ -1,0 +1,65 @@
+"""GEOSR_* provenance: written once, read back, and accumulated over repeated passes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from geosr.engine import upscale_file
+from geosr.geo.info import raster_info
+from geosr.geo.tags import TAG_KEYS
+
+
+def _tags(path) -> dict:
+    with rasterio.open(path) as ds:
+        return ds.tags()
+
+
+def test_second_pass_keeps_the_sensor_gsd_and_multiplies_the_factor(make_geotiff, tmp_path):
+    src = make_geotiff("s10.tif", transform=Affine(10, 0, 500000, 0, -10, 4100000))
+    one, two = tmp_path / "x2.tif", tmp_path / "x4.tif"
+    upscale_file(src, one, model="bicubic", scale=2)
+    upscale_file(one, two, model="nearest", scale=2)
+    t = _tags(two)
+    assert float(t[TAG_KEYS["source_gsd_x"]]) == pytest.approx(10.0, rel=1e-3)
+    assert float(t[TAG_KEYS["source_pixel_size_x"]]) == pytest.approx(10.0)
+    assert t[TAG_KEYS["scale_factor"]] == "4"
+    assert t[TAG_KEYS["passes"]] == "bicubic x2; nearest x2"
+    assert "still 10 x 10 m" in t[TAG_KEYS["note"]]
+    info = raster_info(two)
+    assert info.source_gsd_m == pytest.approx((10.0, 10.0), rel=1e-3)
+    assert info.scale_factor == pytest.approx(4.0)
+    with rasterio.open(two) as ds:
+        assert ds.transform.a == pytest.approx(2.5)
+
+
+def test_a_crop_of_an_output_keeps_its_provenance_through_the_next_pass(make_geotiff, tmp_path):
+    src = make_geotiff("s30.tif", transform=Affine(30, 0, 500000, 0, -30, 4100000))
+    one = tmp_path / "x2.tif"
+    upscale_file(src, one, model="bicubic", scale=2)
+    crop = tmp_path / "crop.tif"
+    with rasterio.open(one) as ds:  # what gdal_translate -srcwin does: pixels, grid and tags
+        win = rasterio.windows.Window(10, 20, 50, 40)
+        prof = ds.profile
+        prof.update(width=50, height=40, transform=ds.window_transform(win))
+        with rasterio.open(crop, "w", **prof) as out:
+            out.write(ds.read(window=win))
+            out.update_tags(**ds.tags())
+    three = tmp_path / "x6.tif"
+    upscale_file(crop, three, model="bicubic", scale=3)
+    t = _tags(three)
+    assert t[TAG_KEYS["scale_factor"]] == "6"
+    assert float(t[TAG_KEYS["source_gsd_y"]]) == pytest.approx(30.0, rel=1e-3)
+    assert t[TAG_KEYS["passes"]] == "bicubic x2; bicubic x3"
+
+
+def test_first_pass_tags_describe_the_input_grid(make_geotiff, tmp_path):
+    src = make_geotiff("s5.tif", transform=Affine(5, 0, 500000, 0, -5, 4100000))
+    out = tmp_path / "o.tif"
+    upscale_file(src, out, model="bicubic", scale=3)
+    t = _tags(out)
+    assert t[TAG_KEYS["scale_factor"]] == "3"
+    assert t[TAG_KEYS["passes"]] == "bicubic x3"
+    assert float(t[TAG_KEYS["source_pixel_size_x"]]) == 5.0
+    assert np.isclose(float(t[TAG_KEYS["source_gsd_x"]]), 5.0, rtol=1e-3)

@@ -1,0 +1,78 @@
+"""``geosr.models.bundled``: the bundled-weights index and the default-model and band-variant
+rules, from file names alone and without torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from geosr.errors import ModelError
+from geosr.models import bundled
+from geosr.models.bundled import (BUNDLED_NAME_RE, bundled_file_name, bundled_in_chans,
+                                  bundled_weights, default_model_name, default_models,
+                                  list_bundled)
+
+
+@pytest.fixture
+def weights_dir(monkeypatch, tmp_path):
+    """An empty bundled-weights folder; ``add(arch, scale, bands)`` puts a (fake) file in it."""
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+
+    def add(arch: str, scale: int, bands: int) -> None:
+        (tmp_path / bundled_file_name(arch, scale=scale, bands=bands)).write_bytes(b"")
+
+    return add
+
+
+def test_importing_the_index_needs_no_torch():
+    code = ("import sys, geosr.models.bundled, geosr.models.card, geosr_cli.options; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_file_name_rule_round_trips():
+    name = bundled_file_name("EDSR_baseline", scale=4, bands=1)
+    assert name == "edsr-baseline_x4_1b.safetensors"
+    m = BUNDLED_NAME_RE.match(name)
+    assert (m["arch"], m["scale"], m["bands"]) == ("edsr-baseline", "4", "1")
+
+
+def test_index_reads_names_and_tolerates_missing_cards(weights_dir, tmp_path):
+    weights_dir("espcn", 2, 3)
+    (tmp_path / "notes.safetensors").write_bytes(b"")  # not a bundled name: ignored
+    (b,) = list_bundled()
+    assert (b["arch"], b["scale"], b["bands"], b["card"]) == ("espcn", 2, 3, None)
+    assert bundled_weights("espcn", scale=2, bands=3) == b["path"]
+    assert bundled_weights("espcn", scale=2, bands=1) is None
+    with pytest.raises(ModelError, match="unknown model"):
+        bundled_weights("no-such-net", scale=2, bands=3)
+
+
+def test_band_variant_rule(weights_dir):
+    weights_dir("edsr-baseline", 2, 3)
+    weights_dir("edsr-baseline", 2, 1)
+    # 8-bit: the exact band count, else RGB for 3 bands, else per-band weights
+    assert bundled_in_chans("edsr-baseline", 2, 3, "uint8") == 3
+    assert bundled_in_chans("edsr-baseline", 2, 4, "uint8") == 1
+    # not 8-bit: per-band weights whenever they exist
+    assert bundled_in_chans("edsr-baseline", 2, 3, "uint16") == 1
+    weights_dir("espcn", 2, 3)
+    assert bundled_in_chans("espcn", 2, 4, "float32") == 3  # RGB weights as the last resort
+    assert bundled_in_chans("espcn", 3, 3, "uint8") is None
+    assert bundled_in_chans("no-such-net", 2, 3, "uint8") is None
+
+
+def test_default_model_rule(weights_dir):
+    assert default_model_name(2) == "bicubic" and default_models() == {}
+    weights_dir("espcn", 2, 3)
+    weights_dir("espcn", 2, 1)
+    weights_dir("edsr-baseline", 2, 3)
+    weights_dir("edsr-baseline", 4, 3)
+    assert default_model_name(2) == "edsr-baseline"
+    # not 8-bit: a model with per-band weights wins over a better RGB-only one
+    assert default_model_name(2, n_bands=3, dtype="uint16") == "espcn"
+    assert default_model_name(4, n_bands=1, dtype="uint16") == "edsr-baseline"
+    assert default_model_name(3) == "bicubic"
+    assert default_models() == {2: "edsr-baseline", 4: "edsr-baseline"}
+    assert default_models(n_bands=1, dtype="uint16") == {2: "espcn", 4: "edsr-baseline"}
