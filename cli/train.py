@@ -16,15 +16,19 @@ import click
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps.")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop cleanly after SECONDS of training in this run and save.")
-@click.option("--anneal-to-budget", is_flag=True, default=None,
-              help="End the cosine decay when the time budget runs out (one-shot runs).")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Patches per step.")
-@click.option("--patch", type=click.IntRange(min=4), default=None, help="HR patch side (pixels).")
+@click.option("--anneal-to-budget/--no-anneal-to-budget", default=None,
+              help="End the cosine decay when the time budget runs out (default: on when "
+                   "--time-budget is given without --max-steps).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Patches per step (default: the network's recipe; espcn 32, others 16).")
+@click.option("--patch", type=click.IntRange(min=4), default=None,
+              help="HR patch side in pixels (default: the network's recipe; espcn 12·scale, "
+                   "others 48·scale).")
 @click.option("--loss", default=None,
               help="Loss spec: l1, mse, charbonnier, or weighted 'l1:1,perceptual:0.01,gan:0.005'"
                    " (also gram, tv, ragan, vanilla).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning rate.")
+              help="Learning rate (default: the network's recipe; espcn 5e-3, others 2e-4).")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)
 @click.option("--lr-schedule", "scheduler", type=click.Choice(["cosine", "step", "none"]),
               default=None, help="Learning-rate schedule (default cosine).")
@@ -59,7 +63,8 @@ import click
                    "at most 4).")
 @click.option("--workers", "workers_alias", type=click.IntRange(min=0), default=None, hidden=True)
 @click.option("--torch-threads", "threads", type=click.IntRange(min=1), default=None,
-              help="torch CPU threads of the training process.")
+              help="torch CPU threads of the training process (default: the network's recipe; "
+                   "espcn 1, others all cores).")
 @click.option("--threads", "threads_alias", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--log-every", type=click.IntRange(min=1), default=None)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=None)

@@ -16,7 +16,8 @@ from ..errors import ParameterError
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (defaults suit small CNNs such as ESPCN/FSRCNN)."""
+    """Everything a training run depends on. ``batch``, ``patch`` and ``lr`` left at ``None``
+    take the network's recipe (:mod:`geosr.train.recipes`) when the config is validated."""
 
     model: str = ""
     scale: int = 2
@@ -32,19 +33,20 @@ class TrainConfig:
     max_steps: int | None = None
     #: seconds of training for this invocation (resume to continue in further windows)
     time_budget: float | None = None
-    #: let the cosine reach its floor when the time budget runs out (one-shot runs)
-    anneal_to_budget: bool = False
-    # batches
-    batch: int = 16
+    #: let the cosine reach its floor when the time budget runs out (one-shot runs); default:
+    #: on when a time budget is the only horizon (no max_steps), so a run ends annealed
+    anneal_to_budget: bool | None = None
+    # batches (None: the network's recipe)
+    batch: int | None = None
     #: HR patch side in pixels (rounded down to a multiple of the scale).
-    patch: int = 96
+    patch: int | None = None
     augment: bool = True
     #: GeoTIFF windows with more than this fraction of nodata pixels are skipped.
     nodata_max_fraction: float = 0.1
     degradation: str = "bicubic"
     # optimisation
     loss: str = "l1"
-    lr: float = 2e-4
+    lr: float | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -93,6 +95,14 @@ class TrainConfig:
             raise ParameterError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ParameterError(f"time_budget must be positive, got {self.time_budget}")
+        from .recipes import recipe_for
+
+        recipe = recipe_for(self.model, self.scale)
+        for key in ("batch", "patch", "lr", "threads"):
+            if getattr(self, key) is None:
+                setattr(self, key, recipe[key])
+        if self.anneal_to_budget is None:
+            self.anneal_to_budget = self.time_budget is not None and self.max_steps is None
         if self.batch < 1:
             raise ParameterError(f"batch must be >= 1, got {self.batch}")
         self.scale = int(self.scale)

@@ -40,3 +40,15 @@ def test_rdn_recipe_runs_one_step(tmp_path):
 
     card = json.loads((out / "final.json").read_text())
     assert card["arch"] == "rdn" and card["dtype"] == "uint8" and card["value_range"] == [0, 255]
+
+
+def test_defaults_take_the_networks_recipe_and_explicit_values_win():
+    espcn = TrainConfig(model="espcn", scale=2, data=["x"], out="o", time_budget=150).validate()
+    assert (espcn.batch, espcn.patch, espcn.lr, espcn.threads) == (32, 24, 5e-3, 1)
+    assert espcn.anneal_to_budget, "a budget as the only horizon anneals by default"
+    edsr = TrainConfig(model="edsr-baseline", scale=4, data=["x"], out="o", max_steps=10).validate()
+    assert (edsr.batch, edsr.patch, edsr.lr) == (16, 192, 2e-4)
+    assert not edsr.anneal_to_budget
+    mine = TrainConfig(model="ESPCN", scale=3, data=["x"], out="o", time_budget=5, batch=4,
+                       lr=1e-3, anneal_to_budget=False).validate()
+    assert (mine.batch, mine.patch, mine.lr, mine.anneal_to_budget) == (4, 36, 1e-3, False)

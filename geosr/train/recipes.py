@@ -1,0 +1,30 @@
+"""Default training recipes: what ``geosr train`` uses for batch, patch and learning rate when
+neither the command line nor a config file says, per network (docs/training.md has the probes
+behind each row)."""
+from __future__ import annotations
+
+from typing import Any
+
+#: Per-network recipes. ``lr_patch`` is the LR patch side; the HR patch is ``lr_patch * scale``.
+#: ``threads``: torch CPU threads (None: torch's default, all cores).
+#: espcn: many small patches at a high rate (docs/training.md, "ESPCN x2 on T91": 32 x 24² HR
+#: patches at 5e-3 beat fewer large ones at the same pixel count), on one thread: its layers are
+#: too small to share between cores (150 s on 2 busy cores: 3177 steps and Set5 +1.28 dB with
+#: one thread, 930 steps and +0.84 dB with two).
+RECIPES: dict[str, dict[str, Any]] = {
+    "espcn": {"batch": 32, "lr_patch": 12, "lr": 5e-3, "threads": 1},
+}
+#: Everything else: the EDSR paper's recipe (16 LR patches of 48², Adam) at 2e-4.
+DEFAULT_RECIPE: dict[str, Any] = {"batch": 16, "lr_patch": 48, "lr": 2e-4, "threads": None}
+
+
+def recipe_for(model: str, scale: int) -> dict[str, Any]:
+    """``{"batch", "patch", "lr", "threads"}`` for ``model`` at ``scale`` (HR patch in pixels)."""
+    from ..models._registry import model_key
+
+    r = RECIPES.get(model_key(model), DEFAULT_RECIPE)
+    return {"batch": r["batch"], "patch": r["lr_patch"] * max(1, int(scale)), "lr": r["lr"],
+            "threads": r["threads"]}
+
+
+__all__ = ["recipe_for", "RECIPES", "DEFAULT_RECIPE"]
