@@ -1,11 +1,9 @@
 """``geosr benchmark``: model-only vs end-to-end vs a peer-style tiler, measured in one run."""
 from __future__ import annotations
 
-import json
-
 import click
 
-from .options import device_option
+from .options import device_option, echo_json
 
 
 @click.command()
@@ -32,7 +30,7 @@ def benchmark(model, scale, device, size, weights, tile, batch, seconds, compile
                       tile=tile, batch=batch, seconds=seconds, compile=compile_,
                       baseline=not no_baseline)
     if as_json:
-        click.echo(json.dumps(r, indent=2))
+        echo_json(r, indent=2)
         return
     click.echo(f"{r['model']} x{r['scale']} on {r['device']}, {r['size']}² px, tile {r['tile']} "
                f"halo {r['halo']} batch {r['batch']}")

@@ -1,10 +1,11 @@
 """``geosr evaluate``: PSNR/SSIM (and SAM/ERGAS) of a model on a folder of HR images."""
 from __future__ import annotations
 
-import json
 import math
 
 import click
+
+from .options import echo_json
 
 
 def _fmt(v: float) -> str:
@@ -42,7 +43,7 @@ def evaluate(dataset: str, model: str, scale: int, weights: str | None, self_ens
                  data_range=data_range, allow_random_weights=allow_random_weights,
                  device=device, channels=channels, limit=limit)
     if as_json:
-        click.echo(json.dumps(result, indent=2, allow_nan=True))
+        echo_json(result, indent=2)
         return
     extra = [k for k in ("sam", "ergas") if k in result]
     head = f"{'image':<28} {'PSNR':>8} {'SSIM':>7}" + "".join(f" {k.upper():>7}" for k in extra)

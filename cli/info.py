@@ -1,9 +1,9 @@
 """``geosr info``: size, bands, CRS, pixel size, GSD, map scale and print size of a raster."""
 from __future__ import annotations
 
-import json
-
 import click
+
+from .options import echo_json
 
 
 @click.command("info")
@@ -20,6 +20,6 @@ def info(path: str, dpi: float, as_json: bool) -> None:
 
     result = raster_info(path, dpi=dpi)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict(), indent=2)
     else:
         click.echo(format_info(result))

@@ -6,67 +6,12 @@ import json
 import click
 
 
-def model_rows() -> list[dict]:
-    """One row per registered model (parameter counts at x4 or the first scale, 3 bands)."""
-    import torch
-
-    from geosr.models import create_model, get_spec, list_models
-    from geosr.models.bundled import list_bundled
-
-    bundled: dict[str, list[dict]] = {}
-    for b in list_bundled():
-        bundled.setdefault(b["arch"], []).append({"scale": b["scale"], "bands": b["bands"]})
-    rows = []
-    for name in list_models():
-        spec = get_spec(name)
-        scale = 4 if 4 in spec.scales else spec.scales[0]
-        bands = 3 if spec.kind == "network" else None
-        params = rf = None
-        try:
-            # The meta device allocates nothing, so even 40 M-parameter networks list instantly.
-            with torch.device("meta"):
-                model = create_model(name, scale=scale, in_chans=bands)
-            params = sum(p.numel() for p in model.parameters())
-            rf = int(model.receptive_field)
-        except Exception:  # a model that cannot be built on meta: build it for real
-            model = create_model(name, scale=scale, in_chans=bands)
-            params = sum(p.numel() for p in model.parameters())
-            rf = int(model.receptive_field)
-        rows.append({
-            "name": name, "kind": spec.kind, "family": spec.family, "scales": list(spec.scales),
-            "params": params, "params_at": {"scale": scale, "bands": bands},
-            "receptive_field": rf, "paper": spec.paper, "description": spec.description,
-            "bundled_weights": sorted(bundled.get(name, []),
-                                      key=lambda d: (d["scale"], d["bands"])),
-        })
-    return rows
-
-
 def _fmt_params(n: int | None) -> str:
     if n is None:
         return "?"
     if n == 0:
         return "0"
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
-
-
-def describe_weights(path: str) -> dict:
-    """What a weights file is for: its geosr card, or the architecture read from its tensors."""
-    from geosr.models.card import weights_sha256
-    from geosr.models.checkpoint_io import describe_info, infer_architecture, read_checkpoint
-
-    sd, card = read_checkpoint(path)
-    out: dict = {"path": path, "sha256": weights_sha256(path), "tensors": len(sd),
-                 "parameters": int(sum(t.numel() for t in sd.values()))}
-    if card is not None:
-        out.update(source="geosr card", card=card, arch=card["arch"], scale=card["scale"],
-                   bands=card["bands"])
-    else:
-        info = infer_architecture(sd)
-        out.update(source="inferred from tensor names and shapes", inferred=info,
-                   arch=info.get("arch"), scale=info.get("scale"), bands=info.get("in_chans"),
-                   description=describe_info(info))
-    return out
 
 
 @click.command()
@@ -78,6 +23,8 @@ def describe_weights(path: str) -> dict:
 def models(as_json: bool, describe: str | None) -> None:
     """List every registered model: scales, parameters (x4 or first scale, 3 bands), receptive
     field (LR pixels), family, paper, and which scales/bands have bundled weights."""
+    from geosr.models.catalog import describe_weights, model_table
+
     if describe is not None:
         d = describe_weights(describe)
         if as_json:
@@ -101,7 +48,7 @@ def models(as_json: bool, describe: str | None) -> None:
             click.echo(f"use: geosr upscale IN OUT --model {d['arch']}{scale} "
                        f"--weights {d['path']}")
         return
-    rows = model_rows()
+    rows = model_table()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -45,3 +45,24 @@ def parse_data_range(value: str | None):
     if len(parts) == 2:
         return tuple(parts)
     raise click.BadParameter(f"expected HI or LO,HI, got {value!r}")
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float (an infinite PSNR of identical images) as None."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def echo_json(obj, **kwargs) -> None:
+    """The one way the CLI prints JSON: strict JSON (``null`` where a number is not finite,
+    never ``Infinity``/``NaN``, which JSON parsers reject)."""
+    import json
+
+    click.echo(json.dumps(_finite(obj), allow_nan=False, **kwargs))

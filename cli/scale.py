@@ -1,9 +1,9 @@
 """``geosr scale``: map-scale calculator (GSD <-> 1:N at a DPI)."""
 from __future__ import annotations
 
-import json
-
 import click
+
+from .options import echo_json
 
 
 @click.command("scale")
@@ -38,6 +38,6 @@ def scale(gsd_m: float | None, scale_denominator: float | None, dpi: float,
         text = (f"map scale 1:{denom:,.0f} at {dpi:g} dpi -> GSD {gsd_m:.4g} m "
                 f"({gsd_m * 100:.3g} cm) or finer")
     if as_json:
-        click.echo(json.dumps({"scale_denominator": denom, "gsd_m": gsd_m, "dpi": dpi}))
+        echo_json({"scale_denominator": denom, "gsd_m": gsd_m, "dpi": dpi})
     else:
         click.echo(text)

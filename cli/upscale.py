@@ -16,21 +16,45 @@ from .progress import Progress
 @contextmanager
 def _terminate_as_interrupt():
     """SIGTERM → :class:`geosr.errors.Interrupted` in the main thread (exit 143), so the
-    temporary output is removed exactly as for Ctrl-C."""
+    temporary output is removed exactly as for Ctrl-C (SIGINT → KeyboardInterrupt, exit 130).
+
+    Only the first signal counts: it starts the cleanup and the process's way out, and every
+    later SIGINT/SIGTERM (Ctrl-C pressed again, a supervisor repeating SIGTERM) is ignored from
+    then on, so it cannot cut the cleanup short or abort interpreter shutdown."""
     from geosr.errors import Interrupted
 
-    def handler(signum, frame):
+    sigs = (signal.SIGINT, signal.SIGTERM)
+
+    def first_only() -> None:
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def on_term(signum, frame):
+        first_only()
         raise Interrupted("terminated; no output was written", signum=signum)
 
+    def on_int(signum, frame):
+        first_only()
+        raise KeyboardInterrupt
+
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {sig: signal.getsignal(sig) for sig in sigs}
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_int)
     except ValueError:  # not the main thread (e.g. inside a test runner thread)
         yield
         return
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    except BaseException:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            raise  # interrupted: the process is on its way out, keep ignoring signals
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        raise
+    else:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 @click.command(context_settings={"show_default": True})
@@ -62,7 +86,8 @@ def _terminate_as_interrupt():
               help="Make the run resumable (keeps a partial file and journal if interrupted) and "
                    "continue an interrupted resumable run.")
 @click.option("--threads", type=int, default=2,
-              help="Local threads that read and super-resolve blocks (without a cluster).")
+              help="Local threads that read and super-resolve blocks (without a cluster); "
+                   "capped at the CPU cores and what fits in memory, with a warning.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run on an existing dask.distributed cluster; inputs must be reachable by the "
                    "workers at the same path (shared storage or /vsis3/...).")
@@ -89,7 +114,8 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
 
     Many files: SRC a quoted glob ('scenes/*.tif'), a folder or @list.txt and DST a folder;
     outputs are DST/<stem>_x<scale>.tif, existing ones are skipped unless --overwrite, a summary
-    follows, and the exit code is 1 if any file failed.
+    follows, and the exit code is 1 if any file failed. A file that exists under SRC's exact
+    name is always that one file, even with * ? [ ] or a leading @ in its name.
     Cluster: --scheduler tcp://HOST:PORT (existing) or --workers N (local processes/GPUs).
     """
     from geosr.batch import BatchResult, upscale_paths

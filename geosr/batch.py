@@ -73,10 +73,25 @@ def _has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
+def _exists(s: str) -> bool:
+    """A real path (file, folder, link — even a dangling one) named exactly ``s``."""
+    return os.path.lexists(s)
+
+
+def _is_pattern(s: str) -> bool:
+    """The one syntax rule: an existing path is always that path; ``*?[`` make a glob and a
+    leading ``@`` a list only when no file of that exact name exists."""
+    return _has_magic(s) and not _exists(s)
+
+
+def _is_list(s: str) -> bool:
+    return s.startswith("@") and not _exists(s)
+
+
 def is_batch(src: str, dst: str) -> bool:
     """SRC is a glob, a folder or an ``@list`` file, or DST is a folder (existing or ending in
-    a path separator)."""
-    return (_has_magic(src) or src.startswith("@") or os.path.isdir(src)
+    a path separator). A file that exists under SRC's exact name is that file."""
+    return (_is_pattern(src) or _is_list(src) or os.path.isdir(src)
             or os.path.isdir(dst) or dst.endswith(("/", os.sep)))
 
 
@@ -89,18 +104,26 @@ def expand_sources(src: str | os.PathLike | Sequence[str | os.PathLike]) -> list
             out += expand_sources(s)
         return out
     s = str(src)
-    if s.startswith("@"):
+    if _is_list(s):
         try:
             lines = Path(s[1:]).read_text().splitlines()
         except OSError as err:
             raise InputError(f"cannot read the list of inputs {s[1:]!r}: {err.strerror}; give "
                              "a text file with one raster path per line") from None
-        return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    if _has_magic(s):
+        except UnicodeDecodeError:
+            raise InputError(f"the list of inputs {s[1:]!r} is not a text file; give a text "
+                             "file with one raster path per line") from None
+        paths = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not paths:
+            raise InputError(f"the list {s[1:]!r} names no rasters (it is empty or only "
+                             "comments); put one raster path per line in it")
+        return paths
+    if _is_pattern(s):
         found = sorted(p for p in glob.glob(s, recursive=True) if os.path.isfile(p))
         if not found:
-            raise InputError(f"no files match {s!r}; check the pattern (quote it so the shell "
-                             "does not expand it)")
+            raise InputError(f"no file named {s!r} exists and no files match it as a pattern; "
+                             "check the path or the pattern (quote it so the shell does not "
+                             "expand it)")
         return [p for p in found if ".geosr-" not in os.path.basename(p)]
     if os.path.isdir(s):
         found = sorted(str(p) for p in Path(s).iterdir()
@@ -240,6 +263,16 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
         return item
 
     own_pool = client is None
+    if own_pool:  # the same cap as one file (geosr.runners); memory is checked per file
+        from .runners import effective_threads
+
+        threads, why = effective_threads(int(threads), per_block=1)
+        if why:
+            import warnings
+
+            from .errors import GeosrWarning
+
+            warnings.warn(why, GeosrWarning, stacklevel=2)
     block_pool = (cf.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="geosr-block")
                   if own_pool else client)
     if jobs is None:
@@ -280,8 +313,9 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
 
 
 def scale_for_gsd(src: str, target_gsd: float, *, model: str | None = None) -> int:
-    """The integer scale that brings ``src``'s GSD to ``target_gsd`` metres (or finer), among
-    the scales ``model`` supports."""
+    """The integer scale that brings ``src``'s GSD (the geometric mean of its axes, so
+    geographic rasters work: :func:`geosr.geo.gsd.scale_for_target_gsd`) to ``target_gsd``
+    metres, among the scales ``model`` supports."""
     from .geo.gsd import gsd_m, scale_for_target_gsd
     from .io import read_meta
     from .models import get_spec

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 
 from .errors import DeviceOutOfMemory, GeosrWarning
-from .pixels import (carry_nonfinite, cast_output, fill_invalid, upsample_nearest, valid_mask)
+from .pixels import (carry_nonfinite, cast_output, check_overflow, fill_invalid,
+                     upsample_nearest, valid_mask, working_dtype)
 from .plan import Job
 from .stitch import stitch
 from .tiling import Block, plan_tiles
@@ -23,20 +24,27 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     (:func:`geosr.predictor.predictor_for`), so a task needs nothing but the job and its data.
     """
     s = job.scale
-    nodata = job.meta_in.nodata
-    valid = valid_mask(data, nodata)
+    nodata = job.meta_in.nodata_per_band  # one value per band (GDAL allows that)
+    valid = valid_mask(data, nodata)  # a masked array's mask (GDAL mask band, alpha) counts too
+    mask = np.ma.getmaskarray(data) if np.ma.isMaskedArray(data) else None
+    data = np.ma.getdata(data)
     r0, c0 = blk.rows.start - blk.fetch_rows.start, blk.cols.start - blk.fetch_cols.start
-    inner = data[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
-    inner_valid = valid[:, r0:r0 + blk.rows.size, c0:c0 + blk.cols.size]
-    # the output-sized mask only matters when there is a nodata value to write
-    out_valid = upsample_nearest(inner_valid, s) if nodata is not None else None
+    inner_rc = (slice(None), slice(r0, r0 + blk.rows.size), slice(c0, c0 + blk.cols.size))
+    inner = data[inner_rc]
+    inner_valid = valid[inner_rc]
+    # the output-sized mask only matters when there is a nodata value to write; it marks
+    # nodata pixels only (masked pixels keep their values and get the mask band)
+    has_nodata = any(nd is not None for nd in nodata)
+    out_valid = None
+    if has_nodata:
+        nd_valid = inner_valid if mask is None else valid_mask(inner, nodata)
+        out_valid = upsample_nearest(nd_valid, s)
     shape = (data.shape[0], blk.rows.size * s, blk.cols.size * s)
     if not inner_valid.any():  # all nodata (or all NaN): nothing to infer
         out = cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
-        return carry_nonfinite(out, inner, s)
-    linear = job.lo is None
-    wdt = np.float64 if (data.dtype == np.float64 and linear) else np.float32
-    x = fill_invalid(data, valid, job.fill, dtype=wdt)
+        return _carry_masks(job, carry_nonfinite(out, inner, s), inner,
+                            None if mask is None else mask[inner_rc])
+    x = fill_invalid(data, valid, job.fill, dtype=working_dtype(data.dtype))
     if predictor is None:
         from .predictor import predictor_for
 
@@ -45,10 +53,26 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     if job.lo is not None:
         from .predictor import Normalisation
 
-        norm = Normalisation(np.asarray(job.lo, np.float32), np.asarray(job.hi, np.float32))
+        # float64: lo/hi of wide integers (uint32 ~4e9) must not round before the network
+        norm = Normalisation(np.asarray(job.lo, np.float64), np.asarray(job.hi, np.float64))
     out = _infer_with_backoff(job, x, blk, predictor, norm)
     out = cast_output(out, job.meta_out.dtype, nodata, out_valid)
-    return carry_nonfinite(out, inner, s)
+    check_overflow(out, inner, s)  # never a silent inf from finite data
+    return _carry_masks(job, carry_nonfinite(out, inner, s), inner,
+                        None if mask is None else mask[inner_rc])
+
+
+def _carry_masks(job: Job, out: np.ndarray, inner: np.ndarray, mask: np.ndarray | None):
+    """Masks go to the output by nearest, never interpolated: alpha bands are replaced by their
+    nearest enlargement, and a per-dataset mask comes back as a masked array that the writer
+    stores as the output's mask band."""
+    s = job.scale
+    for b, ci in enumerate(job.meta_in.colorinterp[:out.shape[0]]):
+        if getattr(ci, "name", ci) == "alpha":
+            out[b] = upsample_nearest(inner[b:b + 1], s)[0]
+    if mask is not None and job.meta_out.mask == "per_dataset":
+        return np.ma.MaskedArray(out, mask=upsample_nearest(mask, s))
+    return out
 
 
 def _infer_with_backoff(job: Job, x: np.ndarray, blk: Block, pred, norm) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -19,12 +20,13 @@ from typing import Any, Callable
 import numpy as np
 
 from .block import process_block
-from .errors import Interrupted, OutputError, ParameterError
+from .errors import GeosrWarning, Interrupted, OutputError, ParameterError
 from .io import (GeoTIFFWriter, Journal, check_disk, check_output, journal_key,
                  meta_from_dataarray, read_meta, read_sample, sample_array)
-from .plan import DEFAULT_TILE, Job, plan_job
+from .io.read import META_KEY
+from .plan import DEFAULT_TILE, Job, block_bytes, plan_job
 from .predictor import predictor_for
-from .runners import run_blocks, runs_in_this_process
+from .runners import effective_threads, run_blocks, runs_in_this_process
 from .tiling import Block
 
 ProgressFn = Callable[[int, int], None]
@@ -52,6 +54,8 @@ def upscale(da, *, model: str | None = None, scale: int, weights: str | None = N
     meta = meta_from_dataarray(da)
     if str(da.dtype) != meta.dtype:
         meta = replace(meta, dtype=str(da.dtype))
+    if meta.mask == "per_dataset":  # rioxarray reads no mask band: do not claim one
+        meta = replace(meta, mask=None)
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data),
                                                                          chunks=(-1, 1024, 1024))
     job, net = plan_job(meta, model=model, scale=scale, weights=weights, tile=tile, halo=halo,
@@ -82,29 +86,55 @@ def _block_task(x: np.ndarray, *, job: Job, blk: Block) -> np.ndarray:
 
 
 def _wrap_output(da, data, job: Job):
+    import dask.array as dsa
     import xarray as xr
 
     m = job.meta_out
     out = xr.DataArray(data, dims=("band", "y", "x"),
                        coords={"band": np.asarray(da["band"].values)[list(job.bands)]
                                if "band" in da.coords else np.arange(1, len(job.bands) + 1)})
-    if m.crs is not None or not m.gcps:
+    if m.gcps:
+        # where rioxarray keeps GCPs (and writes them from, in to_raster)
+        out = out.rio.write_gcps(list(m.gcps), m.gcps_crs)
+    elif m.has_transform:  # no geotransform in, none out (not a made-up pixel grid)
         out = out.rio.write_transform(m.transform)
-        # pixel-centre coordinates of the new grid
-        xs = m.transform.c + m.transform.a * (np.arange(m.width) + 0.5)
-        ys = m.transform.f + m.transform.e * (np.arange(m.height) + 0.5)
-        if m.transform.b == 0 and m.transform.d == 0:
-            out = out.assign_coords(x=xs, y=ys)
-    if m.crs is not None:
+        t = m.transform
+        if t.b == 0 and t.d == 0:  # pixel-centre coordinates of the new grid
+            out = out.assign_coords(x=t.c + t.a * (np.arange(m.width) + 0.5),
+                                    y=t.f + t.e * (np.arange(m.height) + 0.5))
+        else:  # rioxarray's 2-D xc/yc, lazily: they locate an isel of the result on its grid
+            cols = dsa.arange(m.width, chunks=data.chunks[2], dtype=np.float64)[None, :] + 0.5
+            rows = dsa.arange(m.height, chunks=data.chunks[1], dtype=np.float64)[:, None] + 0.5
+            out = out.assign_coords(xc=(("y", "x"), t.a * cols + t.b * rows + t.c),
+                                    yc=(("y", "x"), t.d * cols + t.e * rows + t.f))
+    if m.crs is not None and not m.gcps:
         out = out.rio.write_crs(m.crs)
     if m.nodata is not None:
         out = out.rio.write_nodata(m.nodata)
+    _describe(out, m)
+    out.encoding[META_KEY] = m  # not attrs: rioxarray writes every attr as a tag
+    return out
+
+
+def _describe(out, m) -> None:
+    """Band and dataset metadata in ``attrs`` as rioxarray reads and writes them, so that
+    ``.rio.to_raster`` keeps what the CLI keeps: tags, descriptions (``long_name``), scales
+    and offsets (``scale_factor``/``add_offset``, or ``scales``/``offsets`` when they differ by
+    band) and band tags (``band_tags``). rioxarray has no attribute for units or colour
+    interpretation (corteva/rioxarray#191): :func:`geosr.io.write_raster` writes those too."""
     out.attrs.update({k: v for k, v in m.tags.items()})
     out.attrs["AREA_OR_POINT"] = m.area_or_point
-    if m.descriptions:
+    if m.descriptions and any(m.descriptions):
         out.attrs["long_name"] = tuple(d or "" for d in m.descriptions)
-    out.attrs["geosr_meta"] = m
-    return out
+    for one, many, values, default in (("scale_factor", "scales", m.scales, 1.0),
+                                       ("add_offset", "offsets", m.offsets, 0.0)):
+        if len(values) == m.count and any(v != default for v in values):
+            if len(set(values)) == 1:
+                out.attrs[one] = float(values[0])
+            else:
+                out.attrs[many] = tuple(float(v) for v in values)
+    if len(m.band_tags) == m.count and any(m.band_tags):
+        out.attrs["band_tags"] = [dict(t) for t in m.band_tags]
 
 
 # -- file path ---------------------------------------------------------------------------------
@@ -161,6 +191,12 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                         bands=bands, allow_random_weights=allow_random_weights,
                         data_range=data_range, batch_size=batch_size, compile=compile,
                         sampler=lambda sel: read_sample(src_s, sel, meta), src=src_s)
+    if client is None:  # local threads: one cap by cores and memory (geosr.runners)
+        threads, why = effective_threads(
+            int(threads), per_block=block_bytes(job.meta_in, scale=job.scale, tile=job.tile,
+                                                halo=job.halo, block=job.block))
+        if why:
+            warnings.warn(why, GeosrWarning, stacklevel=3)
     if runs_in_this_process(client):
         # this process runs the blocks: reuse the model already loaded for validation
         predictor_for(job.model, digest=job.digest, net=net)
@@ -171,26 +207,25 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     journal = Journal(dst_p, journal_key(job.src, job.model.name, job.model.weights, job.scale,
                                          job.tile, job.halo, job.block, job.bands, m.width,
                                          m.height, job.lo, job.hi, job.fill))
-    resuming = resume and writer.tmp.exists() and journal.load()
-    if not resuming:
-        journal.done = set()
-    try:
-        writer.open(resume=resuming)
-    except OutputError:
-        if not resuming:
-            raise
-        # the partial file is damaged (open() removed it): start afresh
-        resuming, journal.done = False, set()
-        writer.open(resume=False)
-    # The partial file is being modified from now on: a journal on disk would only be true
-    # again after a clean close (saved then), so a SIGKILLed run leaves none.
-    journal.remove()
-    blocks = [b for b in job.blocks() if b.index not in journal.done]
-    total = job.meta_in.width * job.meta_in.height
-    done_px = sum(b.rows.size * b.cols.size for b in job.blocks() if b.index in journal.done)
     stop = should_stop or (lambda: False)
     s = job.scale
+    # Everything from here on runs under the cleanup guard below: the temporary file exists
+    # from writer.open() on, and an interrupt anywhere after it (opening, planning the blocks,
+    # the journal) must remove it exactly as one in the middle of the run.
     try:
+        resuming = resume and writer.tmp.exists() and journal.load()
+        if not resuming:
+            journal.done = set()
+        writer.open(resume=resuming)
+        if resuming and not writer.resumed:  # the partial file was damaged: start afresh
+            journal.done = set()
+        # The partial file is being modified from now on: a journal on disk would only be true
+        # again after a clean close (saved then), so a SIGKILLed run leaves none.
+        journal.remove()
+        all_blocks = job.blocks()
+        blocks = [b for b in all_blocks if b.index not in journal.done]
+        total = job.meta_in.width * job.meta_in.height
+        done_px = sum(b.rows.size * b.cols.size for b in all_blocks if b.index in journal.done)
         if progress:
             progress(done_px, total)
         # closing(): an exception raised in this loop (not inside the generator) must stop the

@@ -77,3 +77,52 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
     return {"effective_halo": int(found), "receptive_field": rf, "tile": tile,
             "threshold_grey": threshold, "blend": "hann" if blend else "crop",
             "max_diff_grey": diffs}
+
+
+def degraded_crops(dataset: str, *, scale: int, in_chans: int | None, crop: int = 192,
+                   max_images: int = 8) -> list[np.ndarray]:
+    """LR inputs for :func:`measure_effective_halo`: the 8-bit HR images of ``dataset`` (the
+    threshold is in 8-bit grey levels) degraded by MATLAB bicubic, centre-cropped to ``crop``."""
+    from .errors import ParameterError
+    from .images import list_images, read_image
+    from .metrics import imresize, modcrop
+
+    imgs = []
+    for p in list_images(dataset)[:max_images]:
+        hr = read_image(p).data
+        if hr.dtype != np.uint8:
+            continue
+        c = in_chans or hr.shape[0]
+        if hr.shape[0] != c:
+            hr = np.repeat(hr[:1], c, axis=0) if c != 1 else hr[:1]
+        lr = imresize(modcrop(hr, scale).astype(np.float64), 1.0 / scale)
+        lr = np.clip(np.rint(lr), 0, 255) / 255.0
+        h, w = lr.shape[1:]
+        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        imgs.append(lr[:, y0:y0 + crop, x0:x0 + crop].astype(np.float32))
+    if not imgs:
+        raise ParameterError(f"no 8-bit images in {dataset!r}; give a folder of PNG/JPEG images")
+    return imgs
+
+
+def record_effective_halo(model: torch.nn.Module, result: dict) -> str:
+    """Store ``result`` as ``effective_halo`` in the card of the model's weights file (re-saved
+    in the file's own precision); the engine then uses it as the default halo. Returns the path."""
+    from pathlib import Path
+
+    from .errors import WeightsError
+    from .models.checkpoint_io import read_checkpoint, save_weights
+
+    path = getattr(model, "weights_path", None)
+    if not path:
+        raise WeightsError("--write-card needs a weights file (--weights or bundled weights)")
+    card = {k: v for k, v in (getattr(model, "card", None) or {}).items()
+            if k not in ("sha256", "weights_file")}
+    card["effective_halo"] = {k: result[k] for k in ("effective_halo", "receptive_field", "tile",
+                                                     "threshold_grey", "blend")}
+    card["effective_halo"]["images"] = result["images"]
+    # keep the file's precision: the loaded network runs in float32 whatever the file holds
+    on_disk, _ = read_checkpoint(path)
+    half = any(t.dtype == torch.float16 for t in on_disk.values())
+    save_weights(on_disk if half else model, Path(path), card=card, half=half)
+    return str(path)

@@ -6,20 +6,51 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import InputError, ParameterError
 
 #: Percentiles of the valid pixels that set a network's input range for data that is not 8-bit.
 ROBUST_PERCENTILES = (0.1, 99.9)
 
 
-def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Per-band validity (bands, h, w): not nodata, and finite for floats."""
+def nodata_in_dtype(nodata: float | None, dtype) -> Any:
+    """``nodata`` as a value of ``dtype``, or None where no pixel of that dtype can equal it
+    (no nodata; 12.5 or -9999 on an integer band; NaN on integers): such a value marks nothing
+    and is never rounded or wrapped onto real data."""
+    if nodata is None:
+        return None
+    dt = np.dtype(dtype)
+    v = float(nodata)
+    if dt.kind == "f":
+        with np.errstate(over="ignore"):
+            x = dt.type(v)
+        return x if np.isfinite(x) or not np.isfinite(v) else None  # 1e300 on float32: none
+    if not np.isfinite(v) or not v.is_integer():
+        return None
+    info = np.iinfo(dt)
+    return dt.type(int(v)) if info.min <= v <= info.max else None
+
+
+def _per_band(nodata, n: int) -> tuple:
+    """One nodata value per band from a scalar (every band) or a per-band sequence."""
+    if isinstance(nodata, (tuple, list, np.ndarray)):
+        if len(nodata) != n:
+            raise ValueError(f"{len(nodata)} nodata values for {n} bands")
+        return tuple(nodata)
+    return (nodata,) * n
+
+
+def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
+    """Per-band validity (bands, ...): not that band's nodata, and finite for floats.
+    ``nodata`` is one value for every band or one per band (None: the band has none).
+    A masked array (GDAL's per-dataset mask band or alpha) also marks its masked pixels."""
+    if np.ma.isMaskedArray(data):
+        return valid_mask(np.ma.getdata(data), nodata) & ~np.ma.getmaskarray(data)
     valid = np.ones(data.shape, dtype=bool)
-    if nodata is not None:
-        if np.isnan(nodata):
-            valid &= ~np.isnan(data)
-        else:
-            valid &= data != np.asarray(nodata).astype(data.dtype)
+    for b, nd in enumerate(_per_band(nodata, data.shape[0])):
+        v = nodata_in_dtype(nd, data.dtype)
+        if v is None:
+            continue
+        valid[b] &= ~np.isnan(data[b]) if np.isnan(v) else data[b] != v
     if data.dtype.kind == "f":
         valid &= np.isfinite(data)
     return valid
@@ -29,8 +60,8 @@ def sample_stats(sample: np.ndarray, nodata: float | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-band mean and robust (0.1, 99.9 percentile) range of the valid pixels of a sample
     (bands, ...): the nodata fill and the normalisation range."""
-    flat = sample.reshape(sample.shape[0], -1)
-    valid = valid_mask(flat, nodata)
+    valid = valid_mask(sample, nodata).reshape(sample.shape[0], -1)
+    flat = np.ma.getdata(sample).reshape(sample.shape[0], -1)
     c = flat.shape[0]
     mean, lo, hi = np.zeros(c), np.zeros(c), np.ones(c)
     for b in range(c):
@@ -67,6 +98,16 @@ def normalisation(model: Any, dtype: str, sample_lo, sample_hi, data_range
     return (lo,) * n, (hi,) * n
 
 
+def working_dtype(dtype) -> type:
+    """The float type a block is computed in: float32 where it holds every value of ``dtype``
+    exactly (8/16-bit integers, float32), else float64 (float64, and 32-bit integers, which
+    float32's 24-bit mantissa would round: 123456789 → 123456792)."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return np.float64 if dt.itemsize > 4 else np.float32
+    return np.float64 if dt.kind in "ui" and dt.itemsize >= 4 else np.float32
+
+
 def fill_invalid(data: np.ndarray, valid: np.ndarray, fill, *, dtype) -> np.ndarray:
     """``data`` as ``dtype`` with invalid pixels replaced by the per-band ``fill`` value."""
     x = data.astype(dtype)
@@ -80,19 +121,45 @@ def cast_output(y: np.ndarray, dtype: str, nodata: float | None, valid: np.ndarr
     """Round half-to-even and clip to ``dtype``'s range (integers only; floats are never
     clamped), apply the nodata mask, and keep valid pixels from colliding with nodata."""
     dt = np.dtype(dtype)
+    per = [nodata_in_dtype(nd, dt) for nd in _per_band(nodata, y.shape[0])]
     if dt.kind in "ui":
         info = np.iinfo(dt)
         out = np.clip(np.rint(y), info.min, info.max).astype(dt)
-        if nodata is not None and valid is not None and not np.isnan(nodata):
-            nd = dt.type(nodata)
-            clash = valid & (out == nd)
+        for b, nd in enumerate(per):
+            if nd is None or valid is None:
+                continue
+            clash = valid[b] & (out[b] == nd)
             if clash.any():
-                out[clash] = nd + 1 if nd < info.max else nd - 1
+                out[b][clash] = nd + 1 if nd < info.max else nd - 1
     else:
         out = y.astype(dt)
-    if valid is not None and nodata is not None:
-        out[~valid] = nodata
+    if valid is not None:
+        for b, nd in enumerate(per):
+            if nd is not None:
+                out[b][~valid[b]] = nd
     return out
+
+
+def check_overflow(out: np.ndarray, inner: np.ndarray, scale: int) -> None:
+    """Refuse a float result that overflowed: inf/NaN where the input was finite, which
+    happens only for values near the float type's limit (kernels overshoot, ±3.4e38 in
+    float32). Never written silently; say what to do instead."""
+    if out.dtype.kind != "f" or inner.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(out)
+    if not bad.any():
+        return
+    src_ok = upsample_nearest(np.isfinite(inner), scale)
+    if not (bad & src_ok).any():
+        return  # NaN/inf carried from the input
+    info = np.finfo(out.dtype)
+    with np.errstate(invalid="ignore"):
+        peak = float(np.nanmax(np.abs(np.where(np.isfinite(inner), inner, 0))))
+    how = ("convert it to Float64 first (gdal_translate -ot Float64)" if info.bits == 32 else
+           "rescale it first (gdal_translate -scale)")
+    raise InputError(f"the input has values up to {peak:.3g}, so close to the {out.dtype} range "
+                     f"limit ({info.max:.3g}) that interpolation overshoots beyond it (inf); "
+                     f"{how}, or use --model nearest, which never overshoots")
 
 
 def carry_nonfinite(out: np.ndarray, inner: np.ndarray, scale: int) -> np.ndarray:
@@ -111,5 +178,6 @@ def upsample_nearest(a: np.ndarray, scale: int) -> np.ndarray:
     return a.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-__all__ = ["valid_mask", "sample_stats", "normalisation", "fill_invalid", "cast_output",
+__all__ = ["valid_mask", "nodata_in_dtype", "check_overflow", "sample_stats", "normalisation", "working_dtype",
+           "fill_invalid", "cast_output",
            "carry_nonfinite", "upsample_nearest", "ROBUST_PERCENTILES"]

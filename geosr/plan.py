@@ -11,9 +11,10 @@ import numpy as np
 
 from .device import wants_gpu
 from .errors import GeoreferencingWarning, ParameterError, ResourceError
-from .geo.grid import output_grid, scale_gcps
+from .geo.grid import output_grid, scale_gcps, scale_rpcs
 from .geo.tags import output_tags, weights_label
 from .io.read import RasterMeta
+from .io.write import check_nodata_storable
 from .modelref import ModelRef, build_model, model_digest
 from .pixels import normalisation, sample_stats
 from .tiling import Block, default_block, plan_blocks
@@ -99,8 +100,10 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
 
     scale = validate_scale(scale)
     sel = parse_bands(bands, meta.count)
-    name = model or default_model_name(scale, n_bands=len(sel), dtype=meta.dtype)
     meta_sel = meta.select_bands(list(sel))
+    name = model or ("nearest" if meta_sel.is_palette else
+                     default_model_name(scale, n_bands=len(sel), dtype=meta.dtype))
+    check_palette_model(meta_sel, name)
     ref = ModelRef(name=name, scale=scale, weights=str(weights) if weights else None,
                    in_chans=None if weights else bundled_in_chans(name, scale, len(sel), meta.dtype),
                    allow_random=allow_random_weights, device=device, precision=precision,
@@ -144,9 +147,10 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
         raise ResourceError(f"output would be {out_w}×{out_h} pixels, beyond GeoTIFF's limit; "
                             "use a smaller --scale or process a subset")
     check_memory(meta_sel, scale=scale, tile=t, halo=h, block=b)
+    check_nodata_storable(meta_sel)
     # statistics for nodata fill and normalisation (global → tiling-invariant)
     sample = sampler(sel) if sampler is not None else np.zeros((len(sel), 1), dtype=meta.dtype)
-    mean, slo, shi = sample_stats(sample, meta.nodata)
+    mean, slo, shi = sample_stats(sample, meta_sel.nodata_per_band)
     norm = normalisation(net, meta.dtype, slo, shi, data_range)
     grid = output_grid(meta.transform, meta.width, meta.height, scale)
     tags = dict(meta.tags)
@@ -157,6 +161,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
                       GeoreferencingWarning, stacklevel=3)
     meta_out = replace(meta_sel, width=grid.width, height=grid.height, transform=grid.transform,
                        gcps=tuple(scale_gcps(meta.gcps, scale)) if meta.gcps else (), tags=tags,
+                       rpcs=scale_rpcs(meta.rpcs, scale) if meta.rpcs is not None else None,
                        path=None)
     job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
               meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
@@ -165,14 +170,28 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
     return job, net
 
 
+def check_palette_model(meta: RasterMeta, model: str) -> None:
+    """Palette (classified) rasters hold class indices, not measurements: any model but nearest
+    would blend indices into classes that are not there."""
+    if meta.is_palette and model.lower() != "nearest":
+        raise ParameterError(f"the raster is a palette (classified) image: its values are class "
+                             f"indices, which model {model!r} would blend into invented classes; "
+                             "use --model nearest (model='nearest')")
+
+
+def block_bytes(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: int) -> int:
+    """Estimated working set of one block in flight (the memory check and the thread cap)."""
+    c = meta.count
+    out_block = (block * scale) ** 2 * c * 4 * 3  # float32 output + casts, a few blocks in flight
+    win = (tile + 2 * halo) ** 2 * scale ** 2 * c * 4 * 2 * 4  # batch of tile outputs
+    return out_block + win
+
+
 def check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: int) -> None:
     """Refuse plans whose per-block working set cannot fit, before any work."""
     import psutil
 
-    c = meta.count
-    out_block = (block * scale) ** 2 * c * 4 * 3  # float32 output + casts, a few blocks in flight
-    win = (tile + 2 * halo) ** 2 * scale ** 2 * c * 4 * 2 * 4  # batch of tile outputs
-    need = out_block + win
+    need = block_bytes(meta, scale=scale, tile=tile, halo=halo, block=block)
     avail = psutil.virtual_memory().available
     if need > 0.6 * avail:
         raise ResourceError(f"scale {scale} with tile {tile} and block {block} needs about "
@@ -181,5 +200,5 @@ def check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: i
                             "or --scale")
 
 
-__all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "check_memory", "DEFAULT_TILE",
-           "MAX_TILE", "MAX_EDGE"]
+__all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "check_memory", "block_bytes",
+           "check_palette_model", "DEFAULT_TILE", "MAX_TILE", "MAX_EDGE"]

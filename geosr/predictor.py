@@ -215,13 +215,18 @@ class Predictor:
 
     # -- public -----------------------------------------------------------------------------
     def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None) -> np.ndarray:
-        """Super-resolve ``tiles`` (N, C, h, w) -> (N, C, h*s, w*s), float32 (float64 stays
-        float64 for linear models)."""
+        """Super-resolve ``tiles`` (N, C, h, w) -> (N, C, h*s, w*s), float32 (float64 tiles
+        give float64: exact in linear models, denormalised in float64 after networks)."""
         n, c, h, w = tiles.shape
-        keep64 = self.linear and tiles.dtype == np.float64
-        x = tiles.astype(np.float64 if keep64 else np.float32, copy=False)
+        # float64 tiles (float64 data, 32-bit integers: pixels.working_dtype) stay float64 in
+        # linear models and around the network: normalised in float64, only the network's
+        # input and output are float32, so lo (e.g. 4e9 for uint32) never rounds
+        wide = tiles.dtype == np.float64
+        x = tiles.astype(np.float64 if wide else np.float32, copy=False)
         if norm is not None and not self.linear:
             x = (x - norm.lo[None, :, None, None]) / norm.span[None, :, None, None]
+        if not self.linear:
+            x = x.astype(np.float32, copy=False)
         groups = band_groups(c, self.in_chans)
         s = self.scale
         if len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
@@ -242,7 +247,9 @@ class Predictor:
                         count[b] += 1
             y /= count[None, :, None, None]
         if norm is not None and not self.linear:
-            y = y * norm.span[None, :, None, None] + norm.lo[None, :, None, None]
+            y = y.astype(np.float64 if wide else np.float32, copy=False)
+            y = (y * norm.span[None, :, None, None] + norm.lo[None, :, None, None]).astype(
+                y.dtype, copy=False)
         return y
 
 

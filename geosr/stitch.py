@@ -62,8 +62,8 @@ def stitch(tiles: Sequence[Tile], outputs: Sequence[np.ndarray], *, rows: Span, 
             out[:, oy:oy + t.rows.size * s, ox:ox + t.cols.size * s] = \
                 y[:, ty:ty + t.rows.size * s, tx:tx + t.cols.size * s]
         return out
-    acc = np.zeros(shape, np.float32)
-    wsum = np.zeros(shape[1:], np.float32)
+    acc = np.zeros(shape, np.result_type(outputs[0].dtype, np.float32))  # float64 stays
+    wsum = np.zeros(shape[1:], acc.dtype)
     height, width = image_shape
     for t, y in zip(tiles, outputs):
         # the part of this window inside the region, in region and in window coordinates
@@ -80,7 +80,7 @@ def stitch(tiles: Sequence[Tile], outputs: Sequence[np.ndarray], *, rows: Span, 
         w = wr[yr, None] * wc[None, yc]
         orr = slice((r0 - rows.start) * s, (r1 - rows.start) * s)
         occ = slice((c0 - cols.start) * s, (c1 - cols.start) * s)
-        acc[:, orr, occ] += y[:, yr, yc].astype(np.float32, copy=False) * w
+        acc[:, orr, occ] += y[:, yr, yc].astype(acc.dtype, copy=False) * w
         wsum[orr, occ] += w
     acc /= wsum
     return acc

@@ -51,9 +51,10 @@ def _dask_config_restored():
 
     saved = copy.deepcopy(dask.config.config)
     yield
+    # back to the defaults (older dask registers dask.array's defaults only on import, so a
+    # snapshot taken before that import must be merged onto them, not replace them)
     dask.config.refresh()
-    dask.config.config.clear()
-    dask.config.config.update(saved)
+    dask.config.update(dask.config.config, saved)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from geosr.engine import upscale, upscale_file
 from geosr.errors import GeoreferencingWarning, OutputError, ParameterError
 from geosr.io import open_raster
 from geosr.models import create_model
-from conftest import xy
+from conftest import compose, xy
 
 
 def whole_image(model_name, data, scale, *, norm=None, **kw):
@@ -180,7 +180,7 @@ def test_north_up_grid(make_geotiff, tmp_path):
 
 
 def test_rotated_grid(make_geotiff, tmp_path):
-    t = Affine.translation(300000, 4000000) @ Affine.rotation(20) @ Affine.scale(3.0, -3.0)
+    t = compose(Affine.translation(300000, 4000000), Affine.rotation(20), Affine.scale(3.0, -3.0))
     src = make_geotiff("r.tif", transform=t)
     dst = tmp_path / "r_out.tif"
     upscale_file(src, dst, model="bilinear", scale=3)
@@ -400,3 +400,336 @@ def test_short_halo_blends_the_overlaps(make_geotiff, tmp_path):
     assert np.abs(full - ref).max() <= 1e-5 * np.abs(ref).max()
     err = np.abs(short - ref)
     assert 0 < err.max() < 0.05 * np.abs(ref).max()  # blended, not exact, but close
+
+
+# -- issue 16: RPCs, palettes, mask bands, well-formed TIFFs, exact integers ----------------------
+
+def _rpc(**kw):
+    from rasterio.rpc import RPC
+
+    args = dict(height_off=100.0, height_scale=500.0, lat_off=40.0, lat_scale=0.05,
+                line_den_coeff=[1.0] + [0.0] * 19, line_num_coeff=[0.001, -1.02, 0.01] + [0.0] * 17,
+                line_off=20.0, line_scale=21.0, long_off=-105.0, long_scale=0.06,
+                samp_den_coeff=[1.0] + [0.0] * 19, samp_num_coeff=[-0.002, 0.01, 1.01] + [0.0] * 17,
+                samp_off=25.0, samp_scale=26.0)
+    args.update(kw)
+    return RPC(**args)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_rpcs_kept_and_a_ground_point_projects_to_the_same_place(tmp_path, scale):
+    from rasterio.transform import RPCTransformer
+
+    src, dst = tmp_path / "rpc.tif", tmp_path / "rpc_out.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=50, height=40, count=1, dtype="uint8",
+                       rpcs=_rpc()) as ds:
+        ds.write(np.arange(2000, dtype=np.uint8).reshape(1, 40, 50))
+    upscale_file(src, dst, model="nearest", scale=scale)
+    with rasterio.open(src) as a, rasterio.open(dst) as b:
+        assert b.rpcs is not None, "RPCs dropped"
+        ra, rb = a.rpcs, b.rpcs
+    # GDAL (>= 3.8 gdal_translate -outsize): offsets in pixel-centre convention, scales x ratio
+    assert rb.line_off == pytest.approx((ra.line_off + 0.5) * scale - 0.5)
+    assert rb.samp_scale == pytest.approx(ra.samp_scale * scale)
+    assert rb.lat_off == ra.lat_off and rb.line_num_coeff == ra.line_num_coeff
+    # GDAL's RPC transformer (rasterio's): a ground point lands on the scaled pixel position
+    with RPCTransformer(ra) as ta, RPCTransformer(rb) as tb:
+        for row, col in [(0.0, 0.0), (10.0, 20.0), (39.5, 49.0)]:
+            lon, lat = ta.xy(row, col, offset="ul")
+            r1, c1 = tb.rowcol(lon, lat, op=lambda v: v)
+            assert float(r1) == pytest.approx(row * scale, abs=1e-6)
+            assert float(c1) == pytest.approx(col * scale, abs=1e-6)
+
+
+def _palette_tif(path, colormap):
+    data = (np.arange(40 * 48).reshape(1, 40, 48) // 97 % 4).astype(np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=48, height=40, count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(2, 0, 5e5, 0, -2, 4.1e6),
+                       photometric="palette") as ds:
+        ds.write(data)
+        ds.write_colormap(1, colormap)
+    return data
+
+
+def test_palette_keeps_its_colour_table_and_allows_only_nearest(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    cmap = {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (0, 255, 0, 255), 3: (0, 0, 255, 255)}
+    src = tmp_path / "pal.tif"
+    data = _palette_tif(src, cmap)
+    upscale_file(src, tmp_path / "n.tif", model="nearest", scale=2)
+    with rasterio.open(tmp_path / "n.tif") as b:
+        assert b.colorinterp[0] == ColorInterp.palette
+        got = b.colormap(1)
+        assert all(got[k] == v for k, v in cmap.items())
+        assert np.array_equal(b.read(1)[::2, ::2], data[0])
+    for model in ("bicubic", "bilinear", "lanczos"):
+        with pytest.raises(ParameterError, match="--model nearest"):
+            upscale_file(src, tmp_path / f"{model}.tif", model=model, scale=2)
+        assert not (tmp_path / f"{model}.tif").exists()
+    # without a model, palette data gets the only model that keeps its classes
+    upscale_file(src, tmp_path / "d.tif", scale=2)
+    with rasterio.open(tmp_path / "d.tif") as b:
+        assert set(np.unique(b.read(1))) <= set(np.unique(data))
+        assert b.tags()["GEOSR_MODEL"] == "nearest"
+
+
+def _masked_source(path, *, how):
+    """uint16 with garbage (60000) under a masked square and a smooth ~1000 elsewhere."""
+    data = (1000 + np.arange(48)[None, :] + np.arange(40)[:, None]).astype(np.uint16)
+    valid = np.ones((40, 48), bool)
+    valid[10:20, 12:24] = False
+    data[~valid] = 60000
+    profile = dict(driver="GTiff", width=48, height=40, dtype="uint16", crs="EPSG:32633",
+                   transform=Affine(2, 0, 5e5, 0, -2, 4.1e6), tiled=True, blockxsize=16,
+                   blockysize=16)
+    if how == "alpha":
+        with rasterio.open(path, "w", count=2, **profile) as ds:
+            from rasterio.enums import ColorInterp
+
+            ds.write(data, 1)
+            ds.write(np.where(valid, 65535, 0).astype(np.uint16), 2)
+            ds.colorinterp = (ColorInterp.gray, ColorInterp.alpha)
+        return data, valid
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=(how == "internal")):
+        with rasterio.open(path, "w", count=1, **profile) as ds:
+            ds.write(data, 1)
+            ds.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+    assert (path.with_name(path.name + ".msk").exists()) == (how == "sidecar")
+    return data, valid
+
+
+@pytest.mark.parametrize("how", ["internal", "sidecar", "alpha"])
+def test_mask_band_excluded_from_inference_and_carried_by_nearest(tmp_path, how):
+    from rasterio.enums import MaskFlags
+
+    src, dst = tmp_path / "m.tif", tmp_path / "m_out.tif"
+    data, valid = _masked_source(src, how=how)
+    upscale_file(src, dst, model="bicubic", scale=2, block=16, tile=16)
+    up_valid = valid.repeat(2, 0).repeat(2, 1)
+    with rasterio.open(dst) as b:
+        out = b.read(1)
+        if how == "alpha":
+            assert b.count == 2 and b.colorinterp[1].name == "alpha"
+            assert np.array_equal(b.read(2), np.where(up_valid, 65535, 0)), "alpha by nearest"
+        else:
+            assert b.mask_flag_enums[0] == [MaskFlags.per_dataset], "mask band written back"
+            assert np.array_equal(b.read_masks(1) > 0, up_valid)
+            assert not (tmp_path / "m_out.tif.msk").exists(), "mask is internal"
+    # masked pixels never leak into valid ones (values stay near the ~1000..1090 ramp)
+    assert out[up_valid].max() < 1200 and out[up_valid].min() > 900
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+@pytest.mark.parametrize("bands", [3, 4])
+def test_rgb_output_is_a_well_formed_tiff_for_every_dtype(tmp_path, dtype, bands):
+    tifffile = pytest.importorskip("tifffile")
+    from rasterio.enums import ColorInterp
+
+    from conftest import smooth_image
+
+    src, dst = tmp_path / "rgb.tif", tmp_path / "rgb_out.tif"
+    ci = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha][:bands]
+    with rasterio.open(src, "w", driver="GTiff", width=40, height=32, count=bands, dtype=dtype,
+                       crs="EPSG:32633", transform=Affine(2, 0, 5e5, 0, -2, 4.1e6),
+                       photometric="RGB", **({"alpha": "YES"} if bands == 4 else {})
+                       ) as ds:
+        ds.write(smooth_image(bands, 32, 40, dtype=dtype))
+        ds.colorinterp = ci
+    upscale_file(src, dst, model="nearest", scale=2)
+    with tifffile.TiffFile(dst) as tf:
+        tags = tf.pages[0].tags
+        photometric = int(tags["PhotometricInterpretation"].value)
+        samples = int(tags["SamplesPerPixel"].value)
+        extra = tags.get("ExtraSamples")
+        extra = () if extra is None else tuple(np.atleast_1d(extra.value))
+    assert samples == bands
+    assert photometric == 2, "RGB"
+    assert len(extra) == samples - 3, f"ExtraSamples {extra} inconsistent with RGB"
+    if bands == 4:
+        assert extra == (2,), "unassociated alpha"
+    with rasterio.open(dst) as b:
+        assert tuple(b.colorinterp) == tuple(ci)
+    import shutil
+    import subprocess
+
+    if shutil.which("tiff2rgba") and dtype == "uint8":  # libtiff's RGBA reader: 8-bit only
+        r = subprocess.run(["tiff2rgba", str(dst), str(tmp_path / "rgba.tif")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("model", ["nearest", "bicubic"])
+def test_uint32_and_int32_values_round_trip_exactly(make_geotiff, tmp_path, model):
+    data = np.full((1, 24, 24), 4000000001, np.uint32)
+    data[:, :, 12:] = 4000000123
+    src = make_geotiff("u32.tif", data=data)
+    upscale_file(src, tmp_path / "u32_out.tif", model=model, scale=3)
+    out = rasterio.open(tmp_path / "u32_out.tif").read(1)
+    if model == "nearest":
+        assert np.array_equal(out[::3, ::3], data[0])
+    else:  # constant areas (away from the step) are exact under bicubic
+        assert (out[:, :27] == 4000000001).all() and (out[:, 45:] == 4000000123).all()
+    i32 = np.full((1, 20, 20), 123456789, np.int32)
+    i32[:, 10:] = -123456789
+    src = make_geotiff("i32.tif", data=i32)
+    upscale_file(src, tmp_path / "i32_out.tif", model=model, scale=2)
+    out = rasterio.open(tmp_path / "i32_out.tif").read(1)
+    assert (out[:16] == 123456789).all() and (out[24:] == -123456789).all()
+
+
+def test_linear_ramp_is_exact_under_bilinear_for_wide_integers(make_geotiff, tmp_path):
+    # x2 bilinear puts output samples at 1/4 and 3/4 between input pixels: a ramp of step 4
+    # has exact integer values there
+    ramp = (2_000_000_000 + 4 * np.arange(30, dtype=np.int64))[None, None, :].repeat(20, 1)
+    for dtype in ("int32", "uint32"):
+        src = make_geotiff(f"r{dtype}.tif", data=ramp.astype(dtype))
+        upscale_file(src, tmp_path / f"r{dtype}_out.tif", model="bilinear", scale=2)
+        out = rasterio.open(tmp_path / f"r{dtype}_out.tif").read(1).astype(np.int64)
+        expect = 2_000_000_000 + 4 * ((np.arange(60) + 0.5) / 2 - 0.5)
+        assert np.array_equal(out[:, 1:-1], np.broadcast_to(expect[1:-1], (40, 58)))
+
+
+def test_float64_bicubic_matches_a_float64_reference(make_geotiff, tmp_path):
+    from geosr.models.classical import keys_cubic, symmetric_index
+
+    rng = np.random.default_rng(3)
+    data = 1e6 + rng.random((1, 30, 34)) * 1e3
+    src = make_geotiff("f64.tif", data=data)
+    upscale_file(src, tmp_path / "f64_out.tif", model="bicubic", scale=3, tile=16, block=20)
+    out = rasterio.open(tmp_path / "f64_out.tif").read(1)
+
+    def up(a, axis):  # float64 numpy: MATLAB-style bicubic along one axis, symmetric borders
+        n = a.shape[axis]
+        pos = (np.arange(3 * n) + 0.5) / 3 - 0.5
+        idx = np.floor(pos).astype(int)[:, None] + np.arange(-1, 3)[None, :]
+        w = keys_cubic(pos[:, None] - idx)
+        w /= w.sum(1, keepdims=True)
+        src_idx = symmetric_index(n, 4)[idx + 4]
+        return np.moveaxis(np.einsum("ok,...ok->...o", w, np.moveaxis(a, axis, -1)[..., src_idx]),
+                           -1, axis)
+
+    ref = up(up(data[0], 1), 0)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=1e-9, atol=0)
+
+
+# -- the Python API keeps the georeferencing GDAL sees (issue 16) --------------------------------
+
+def _gcp_raster(make_geotiff):
+    from rasterio.control import GroundControlPoint as G
+
+    gcps = [G(0, 0, 10.0, 50.0), G(0, 80, 10.1, 50.0), G(64, 0, 10.0, 49.9),
+            G(64, 80, 10.1, 49.9)]
+    return make_geotiff("gcp.tif", gcps=gcps, crs="EPSG:4326"), gcps
+
+
+def _open(opener, path):
+    import rioxarray
+
+    return rioxarray.open_rasterio(path) if opener == "rioxarray" else open_raster(path)
+
+
+@pytest.mark.parametrize("opener", ["rioxarray", "geosr"])
+def test_api_on_a_gcp_only_raster_keeps_the_gcps_scaled(make_geotiff, tmp_path, opener):
+    src, gcps = _gcp_raster(make_geotiff)
+    up = upscale(_open(opener, src), model="nearest", scale=3)
+    want = sorted((g.row * 3, g.col * 3, g.x, g.y) for g in gcps)
+    got = sorted((g.row, g.col, g.x, g.y) for g in up.rio.get_gcps() or [])
+    assert len(got) == len(want) and all(g == pytest.approx(w) for g, w in zip(got, want))
+    api, cli = tmp_path / "api.tif", tmp_path / "cli.tif"
+    up.rio.to_raster(api)
+    upscale_file(src, cli, model="nearest", scale=3)
+    with rasterio.open(api) as a, rasterio.open(cli) as c:
+        # as GDAL reads the file geosr writes itself: GCPs in their CRS, no geotransform, no CRS
+        assert a.crs is None and c.crs is None
+        assert a.gcps[1] == c.gcps[1] and a.gcps[1].to_epsg() == 4326
+        ga = sorted((g.row, g.col, g.x, g.y) for g in a.gcps[0])
+        gc = sorted((g.row, g.col, g.x, g.y) for g in c.gcps[0])
+        assert len(ga) == len(gc) and all(u == pytest.approx(v) for u, v in zip(ga, gc))
+        assert a.transform == c.transform == Affine.identity()
+        assert (a.width, a.height) == (c.width, c.height) == (240, 192)
+
+
+@pytest.mark.parametrize("opener", ["rioxarray", "geosr"])
+def test_api_after_isel_on_a_rotated_raster_uses_the_window_grid(make_geotiff, tmp_path, opener):
+    from conftest import compose
+
+    t = compose(Affine.translation(300000, 4000000), Affine.rotation(20), Affine.scale(3.0, -3.0))
+    src = make_geotiff("rot.tif", transform=t)
+    sub = _open(opener, src).isel(x=slice(10, 50), y=slice(5, 30))
+    up = upscale(sub, model="nearest", scale=2)
+    with rasterio.open(src) as ds:  # GDAL's own grid of that window (gdal_translate -srcwin)
+        w = ds.window_transform(rasterio.windows.Window(10, 5, 40, 25))
+    want = (w.a / 2, w.b / 2, w.c, w.d / 2, w.e / 2, w.f)
+    assert tuple(up.rio.transform())[:6] == pytest.approx(want, abs=1e-6)
+    out = tmp_path / "rot_sub.tif"
+    up.rio.to_raster(out)
+    with rasterio.open(out) as b:
+        assert tuple(b.transform)[:6] == pytest.approx(want, abs=1e-6)
+
+
+def test_api_refuses_a_rotated_array_whose_coordinates_are_off_its_grid(make_geotiff):
+    from conftest import compose
+
+    from geosr.errors import InputError
+
+    t = compose(Affine.translation(300000, 4000000), Affine.rotation(20), Affine.scale(3.0, -3.0))
+    da = open_raster(make_geotiff("rot.tif", transform=t))
+    moved = da.assign_coords(xc=da.xc + 1.0)
+    with pytest.raises(InputError, match="write_transform"):
+        upscale(moved, model="nearest", scale=2)
+
+
+def test_api_result_written_by_rioxarray_keeps_the_cli_metadata(make_geotiff, tmp_path):
+    from rasterio.enums import ColorInterp
+
+    from geosr.io import write_raster
+
+    src = make_geotiff("meta.tif", bands=3, dtype="uint16", descriptions=["r", "g", "b"],
+                       tags={"K": "v"})
+    with rasterio.open(src, "r+") as ds:
+        ds.scales, ds.offsets, ds.units = (0.01,) * 3, (-1.0,) * 3, ("K",) * 3
+        ds.update_tags(2, BT="x")
+        ds.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    cli, api, full = tmp_path / "cli.tif", tmp_path / "api.tif", tmp_path / "full.tif"
+    upscale_file(src, cli, model="nearest", scale=2)
+    up = upscale(open_raster(src), model="nearest", scale=2)
+    up.rio.to_raster(api)
+    write_raster(up, full)
+    with rasterio.open(cli) as c, rasterio.open(api) as a, rasterio.open(full) as f:
+        assert "geosr_meta" not in a.tags() and "geosr_meta" not in f.tags()
+        for o in (a, f):  # what rioxarray's to_raster can write, it writes as the CLI does
+            assert o.tags() == c.tags()
+            assert o.scales == c.scales and o.offsets == c.offsets
+            assert o.descriptions == c.descriptions
+            assert [o.tags(i) for i in (1, 2, 3)] == [c.tags(i) for i in (1, 2, 3)]
+        # units and colour interpretation rioxarray cannot write (corteva/rioxarray#191);
+        # geosr.io.write_raster writes everything the CLI does
+        assert f.units == c.units == ("K",) * 3
+        assert f.colorinterp == c.colorinterp
+
+
+def test_no_georeferencing_stays_ungeoreferenced(tmp_path):
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    src = tmp_path / "bare.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src, "w", driver="GTiff", width=40, height=30, count=1,
+                           dtype="uint8") as ds:
+            ds.write(np.arange(1200, dtype=np.uint8).reshape(1, 30, 40))
+    dst = tmp_path / "bare_x3.tif"
+    with pytest.warns(GeoreferencingWarning):
+        upscale_file(src, dst, model="nearest", scale=3)
+    # GDAL finds no geotransform in the output either (rasterio says so on opening it)
+    with pytest.warns(NotGeoreferencedWarning):
+        ds = rasterio.open(dst)
+    with ds:
+        assert ds.crs is None and not ds.gcps[0] and ds.transform == Affine.identity()
+        assert (ds.width, ds.height) == (120, 90)
+    with pytest.warns(GeoreferencingWarning):
+        up = upscale(open_raster(src), model="nearest", scale=3)
+    assert up.rio.transform() == Affine.identity() and up.rio.crs is None

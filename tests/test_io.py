@@ -25,7 +25,8 @@ def test_open_raster_is_lazy_and_carries_metadata(make_geotiff):
     assert da.attrs["long_name"] == ("r", "g", "b", "n")
     assert da.attrs["K"] == "v"
     assert da.attrs["AREA_OR_POINT"] == "Area"
-    assert da.attrs["geosr_meta"].block_shape == (32, 32)
+    # in encoding, which rioxarray's to_raster does not write out as a tag
+    assert da.encoding["geosr_meta"].block_shape == (32, 32) and "geosr_meta" not in da.attrs
 
 
 @pytest.mark.parametrize("kind", ["missing", "dir", "text", "empty", "truncated", "complex"])
@@ -149,3 +150,110 @@ def test_looping_input_link_is_one_clear_error(tmp_path):
     b.symlink_to(a)
     with pytest.raises(InputError, match=r"dangling or looping symlink"):
         read_meta(a)
+
+
+def _two_nodata_vrt(tmp_path, nodata=(0, 255)) -> Path:
+    """A VRT written by hand over a 2-band GeoTIFF: band 1 nodata 0, band 2 nodata 255."""
+    data = np.full((2, 16, 16), 100, np.uint8)
+    data[:, :4, :4] = 0      # band 1: nodata; band 2: valid zeros
+    data[:, -4:, -4:] = 255  # band 1: valid 255s; band 2: nodata
+    base = tmp_path / "base.tif"
+    with rasterio.open(base, "w", driver="GTiff", width=16, height=16, count=2, dtype="uint8",
+                       crs="EPSG:32633", transform=rasterio.Affine(10, 0, 500000, 0, -10, 0)) as ds:
+        ds.write(data)
+    bands = "".join(f"""
+  <VRTRasterBand dataType="Byte" band="{b}">
+    <NoDataValue>{nodata[b - 1]}</NoDataValue>
+    <SimpleSource><SourceFilename relativeToVRT="1">base.tif</SourceFilename>
+      <SourceBand>{b}</SourceBand></SimpleSource>
+  </VRTRasterBand>""" for b in (1, 2))
+    vrt = tmp_path / "two.vrt"
+    vrt.write_text(f"""<VRTDataset rasterXSize="16" rasterYSize="16">
+  <SRS>EPSG:32633</SRS><GeoTransform>500000, 10, 0, 0, 0, -10</GeoTransform>{bands}
+</VRTDataset>""")
+    with rasterio.open(vrt) as ds:  # GDAL itself reads two different values
+        assert ds.nodatavals == tuple(float(v) for v in nodata)
+    return vrt
+
+
+def test_per_band_nodata_is_read_per_band(tmp_path):
+    meta = read_meta(_two_nodata_vrt(tmp_path))
+    assert meta.nodata_per_band == (0.0, 255.0)
+    assert meta.select_bands([1]).nodata == 255.0
+    assert meta.select_bands([1]).nodata_per_band == (255.0,)
+
+
+def test_per_band_nodata_each_band_alone_keeps_its_own_nodata(tmp_path):
+    vrt = _two_nodata_vrt(tmp_path)
+    for band, nd in ((1, 0), (2, 255)):
+        out = upscale_file(vrt, tmp_path / f"b{band}.tif", model="nearest", scale=2, bands=[band])
+        with rasterio.open(out) as ds:
+            got = ds.read(1)
+            assert ds.nodata == nd
+        if band == 2:  # its valid zeros stay data, its 255s stay nodata
+            assert (got[:8, :8] == 0).all() and (got[-8:, -8:] == 255).all()
+            assert ds.nodata == 255
+
+
+def test_different_per_band_nodata_is_refused_clearly_before_any_work(tmp_path):
+    from geosr.errors import OutputError
+
+    vrt = _two_nodata_vrt(tmp_path)
+    with pytest.raises(OutputError, match=r"different nodata.*--bands"):
+        upscale_file(vrt, tmp_path / "both.tif", model="nearest", scale=2)
+    assert list(tmp_path.glob("*both*")) == [] and list(tmp_path.glob(".both*")) == []
+
+
+def test_same_nodata_on_every_band_of_a_vrt_is_kept(tmp_path):
+    vrt = _two_nodata_vrt(tmp_path, nodata=(7, 7))
+    out = upscale_file(vrt, tmp_path / "same.tif", model="nearest", scale=2)
+    with rasterio.open(out) as ds:
+        assert ds.nodatavals == (7.0, 7.0)
+
+
+def test_metadata_domains_are_kept_per_dataset_and_per_band(make_geotiff, tmp_path):
+    """IMAGERY and custom domains survive (GeoTIFF and COG, band selection too); GDAL's own
+    domains (IMAGE_STRUCTURE, DERIVED_SUBDATASETS, TIFF) are GDAL's to write."""
+    src = make_geotiff("dom.tif", bands=2)
+    with rasterio.open(src, "r+") as ds:
+        ds.update_tags(ns="IMAGERY", CLOUDCOVER="3", SATELLITEID="S2B")
+        ds.update_tags(ns="ACME", LEVEL="L1C")
+        ds.update_tags(2, ns="ACME", GAIN="1.5")
+    meta = read_meta(src)
+    assert meta.domains == {"IMAGERY": {"CLOUDCOVER": "3", "SATELLITEID": "S2B"},
+                            "ACME": {"LEVEL": "L1C"}}
+    assert meta.band_domains == ({}, {"ACME": {"GAIN": "1.5"}})
+    for cog in (False, True):
+        out = tmp_path / f"dom_{cog}.tif"
+        upscale_file(src, out, model="nearest", scale=2, cog=cog)
+        with rasterio.open(src) as a, rasterio.open(out) as b:
+            for ns in ("IMAGERY", "ACME"):
+                assert b.tags(ns=ns) == a.tags(ns=ns)
+            assert b.tags(2, ns="ACME") == {"GAIN": "1.5"} and b.tags(1, ns="ACME") == {}
+    one = tmp_path / "band2.tif"
+    upscale_file(src, one, model="nearest", scale=2, bands=[2])
+    with rasterio.open(one) as b:
+        assert b.tags(1, ns="ACME") == {"GAIN": "1.5"}
+
+
+@pytest.mark.parametrize("opts", [{}, {"resume": True}, {"cog": True}], ids=["plain", "resume",
+                                                                            "cog"])
+@pytest.mark.parametrize("length", [200, 240, 255])
+def test_long_valid_output_names_work(make_geotiff, tmp_path, opts, length):
+    """Issue 17 item 7: temporary, partial and journal names beside a valid output name of up
+    to 255 bytes are shortened to fit the file system's limit; nothing is left behind."""
+    src = make_geotiff("in.tif", bands=1, height=16, width=16)
+    name = "o" * (length - 4) + ".tif"
+    out = upscale_file(src, tmp_path / name, model="nearest", scale=2, **opts)
+    assert out.name == name and out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.tif", name])
+
+
+def test_sibling_names_are_unique_and_fit(tmp_path):
+    from geosr.io.write import sibling
+
+    a, b = tmp_path / ("a" * 250 + "1.tif"), tmp_path / ("a" * 250 + "2.tif")
+    sa, sb = sibling(a, ".geosr-partial.tif"), sibling(b, ".geosr-partial.tif")
+    assert sa != sb and len(sa.name.encode()) <= 255 and sa.parent == tmp_path
+    assert sibling(tmp_path / "x.tif", ".j", prefix=".") == tmp_path / ".x.tif.j"
+    assert len(sibling(tmp_path / ("é" * 127 + ".tif"), ".geosr-journal.json").name.encode()) <= 255

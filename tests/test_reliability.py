@@ -278,7 +278,8 @@ def _interrupt_after(n_blocks: int):
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "foreign", "other-options",
-                                    "damaged-partial"])
+                                    "damaged-partial", "truncated-partial", "empty-partial",
+                                    "garbled-partial", "other-grid-partial"])
 def test_resume_with_a_bad_journal_starts_afresh_and_is_exact(src, full, tmp_path, damage):
     dst = tmp_path / "r.tif"
     journal = tmp_path / "r.tif.geosr-journal.json"
@@ -293,6 +294,20 @@ def test_resume_with_a_bad_journal_starts_afresh_and_is_exact(src, full, tmp_pat
     elif damage == "damaged-partial":
         partial = tmp_path / "r.tif.geosr-partial.tif"
         partial.write_bytes(partial.read_bytes()[:200])
+    elif damage == "truncated-partial":  # issue 17 item 8: the header opens, blocks are gone
+        partial = tmp_path / "r.tif.geosr-partial.tif"
+        partial.write_bytes(partial.read_bytes()[:partial.stat().st_size // 2])
+    elif damage == "empty-partial":
+        (tmp_path / "r.tif.geosr-partial.tif").write_bytes(b"")
+    elif damage == "garbled-partial":
+        partial = tmp_path / "r.tif.geosr-partial.tif"
+        b = bytearray(partial.read_bytes())
+        b[8:4096] = bytes(range(256)) * 15 + bytes(range(256))[:248]
+        partial.write_bytes(bytes(b))
+    elif damage == "other-grid-partial":  # another run's file under the same name
+        with rasterio.open(tmp_path / "r.tif.geosr-partial.tif", "w", driver="GTiff", width=8,
+                           height=8, count=1, dtype="uint8") as ds:
+            ds.write(np.zeros((1, 8, 8), np.uint8))
     elif damage == "foreign":
         d = json.loads(journal.read_text())
         journal.write_text(json.dumps({"key": "0" * 32, "done": d["done"]}))

@@ -8,6 +8,7 @@ and output.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from affine import Affine
@@ -44,6 +45,24 @@ def scale_gcps(gcps, scale: float):
     ]
 
 
+def scale_rpcs(rpcs, scale: float):
+    """RPCs of a ``scale``-times finer raster, as GDAL's ``gdal_translate -outsize`` (>= 3.8)
+    rescales them: LINE/SAMP_SCALE × scale, and LINE/SAMP_OFF × scale in the corner convention.
+
+    RPC line/sample are pixel-centre coordinates (0 = centre of the first pixel); a corner
+    coordinate u+0.5 scales by ``scale``, so the offset becomes (off + 0.5)·scale − 0.5 and a
+    ground point lands on the same place of the finer grid. Ground terms are unchanged.
+    """
+    from rasterio.rpc import RPC
+
+    d = rpcs.to_dict()
+    d["line_off"] = (float(rpcs.line_off) + 0.5) * scale - 0.5
+    d["samp_off"] = (float(rpcs.samp_off) + 0.5) * scale - 0.5
+    d["line_scale"] = float(rpcs.line_scale) * scale
+    d["samp_scale"] = float(rpcs.samp_scale) * scale
+    return RPC(**d)
+
+
 def bounds_of(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
     """(left, bottom, right, top) of the four corners, valid for rotated grids too."""
     xs, ys = [], []
@@ -56,7 +75,40 @@ def bounds_of(transform: Affine, width: int, height: int) -> tuple[float, float,
 
 def pixel_size(transform: Affine) -> tuple[float, float]:
     """Length of a pixel's x and y sides in CRS units (rotation-aware)."""
-    return ((transform.a ** 2 + transform.d ** 2) ** 0.5, (transform.b ** 2 + transform.e ** 2) ** 0.5)
+    # hypot: no overflow of the squares for huge values (issue 17)
+    return (math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
+
+
+#: GDAL's default geotransform, which rasterio returns when a raster has none (pixel-only,
+#: GCP-only and RPC-only rasters). The GTiff driver never writes it, so it is never a real one.
+NO_GEOTRANSFORM = (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def has_geotransform(transform: Affine) -> bool:
+    """Whether ``transform`` is a geotransform rather than GDAL's placeholder for none."""
+    return tuple(transform.to_gdal()) != NO_GEOTRANSFORM
+
+
+def window_transform(transform: Affine, col: float, row: float, col_step: float = 1.0,
+                     row_step: float = 1.0) -> Affine:
+    """``transform @ translation(col, row) @ scale(col_step, row_step)``: the grid of a window
+    (and every ``step``-th pixel) of ``transform``'s grid, term by term as ``scale_transform``."""
+    t = transform
+    return Affine(t.a * col_step, t.b * row_step, t.a * col + t.b * row + t.c,
+                  t.d * col_step, t.e * row_step, t.d * col + t.e * row + t.f)
+
+
+def measuring_grid(transform: Affine, crs, gcps=(), gcps_crs=None):
+    """The (transform, CRS) that pixel size and GSD are measured on: the geotransform, else for
+    a GCP-only raster GDAL's affine fit to the GCPs (``GDALGCPsToGeoTransform``: the pixel size
+    a warp would roughly keep, so it is approximate); None without either."""
+    if has_geotransform(transform):
+        return transform, crs
+    if gcps:
+        from rasterio.transform import from_gcps
+
+        return from_gcps(list(gcps)), gcps_crs
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,6 +122,8 @@ class OutputGrid:
 
 
 def output_grid(transform: Affine, width: int, height: int, scale: int) -> OutputGrid:
-    """The grid of a ``scale``-times finer raster with the same CRS and bounds."""
+    """The grid of a ``scale``-times finer raster with the same CRS and bounds. A raster without
+    a geotransform gets none either (as ``gdal_translate -outsize`` does), not a made-up one."""
     return OutputGrid(width=width * scale, height=height * scale,
-                      transform=scale_transform(transform, scale), scale=scale)
+                      transform=(scale_transform(transform, scale)
+                                 if has_geotransform(transform) else transform), scale=scale)

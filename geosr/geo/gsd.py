@@ -62,6 +62,15 @@ def _positive(value: float, what: str, hint: str = "") -> float:
     return v
 
 
+def _in_range(value: float, what: str, hint: str = "") -> float:
+    """A computed result, refused when the inputs make it overflow to inf or underflow to 0
+    (``--gsd 1e308``, ``--dpi 1e-320``): never a printed ``Infinity`` or ``1:0``."""
+    if not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"{what} is out of range ({value!r}) for these inputs; give "
+                             f"realistic values{hint}")
+    return value
+
+
 # --------------------------------------------------------------------------------------------
 # GSD of a raster grid
 # --------------------------------------------------------------------------------------------
@@ -309,7 +318,8 @@ def gsd(source: Any) -> tuple[float, float]:
 
 def metres_per_dot(dpi: float) -> float:
     """Paper size of one printed dot in metres: ``0.0254 / dpi``."""
-    return METRES_PER_INCH / _positive(dpi, "dpi")
+    return _in_range(METRES_PER_INCH / _positive(dpi, "dpi"), "the size of one printed dot",
+                     " (dpi is typically 72..2400)")
 
 
 def scale_denominator_from_gsd(gsd_m: float, *, dpi: float) -> float:
@@ -317,7 +327,8 @@ def scale_denominator_from_gsd(gsd_m: float, *, dpi: float) -> float:
 
     ``N = gsd_m / (0.0254 / dpi)``; e.g. 0.05 m at 300 dpi -> 590.55.
     """
-    return _positive(gsd_m, "GSD (metres)") / metres_per_dot(dpi)
+    return _in_range(_positive(gsd_m, "GSD (metres)") / metres_per_dot(dpi),
+                     "the map-scale denominator")
 
 
 def gsd_m_from_scale_denominator(scale_denominator: float, *, dpi: float) -> float:
@@ -325,7 +336,8 @@ def gsd_m_from_scale_denominator(scale_denominator: float, *, dpi: float) -> flo
 
     E.g. 1:500 at 300 dpi needs 0.04233 m.
     """
-    return _positive(scale_denominator, "map-scale denominator") * metres_per_dot(dpi)
+    return _in_range(_positive(scale_denominator, "map-scale denominator") * metres_per_dot(dpi),
+                     "the GSD")
 
 
 def max_map_scale_denominator(gsd_m: float | Sequence[float], *, dpi: float) -> float:
@@ -338,7 +350,8 @@ def max_map_scale_denominator(gsd_m: float | Sequence[float], *, dpi: float) -> 
 def print_size_in(width_px: int, height_px: int, *, dpi: float) -> tuple[float, float]:
     """Printed (width, height) in inches at one pixel per dot."""
     d = _positive(dpi, "dpi")
-    return _positive(width_px, "width (pixels)") / d, _positive(height_px, "height (pixels)") / d
+    return (_in_range(_positive(width_px, "width (pixels)") / d, "the print width"),
+            _in_range(_positive(height_px, "height (pixels)") / d, "the print height"))
 
 
 def print_size_cm(width_px: int, height_px: int, *, dpi: float) -> tuple[float, float]:
@@ -379,8 +392,11 @@ def scale_for_target_gsd(source_gsd_m: float | Sequence[float], target_gsd_m: fl
                          available_scales: Iterable[int], rel_tol: float = 0.01) -> int:
     """The integer scale factor that turns ``source_gsd_m`` into ``target_gsd_m``.
 
-    A scale is accepted when the output GSD of every axis is within ``rel_tol`` of the target
-    (non-square sources such as 0.1002 x 0.0997 m still reach 0.05 m at x2).
+    The GSD of a non-square pixel is its geometric mean (the side of the square of the same
+    ground area): geographic (EPSG:4326) pixels are narrower east-west than north-south away
+    from the equator. A scale is accepted when that mean, divided by the scale, is within
+    ``rel_tol`` of the target (0.1002 x 0.0997 m reaches 0.05 m at x2). The refusal names the
+    ratio from the same mean, so it never calls an available scale unavailable.
 
     Raises
     ------
@@ -393,13 +409,14 @@ def scale_for_target_gsd(source_gsd_m: float | Sequence[float], target_gsd_m: fl
     scales = sorted({int(s) for s in available_scales})
     if not scales:
         raise ParameterError("no scale factors are available for this model; pick another model")
+    mean = math.sqrt(gx) * math.sqrt(gy)  # no overflow of the product
     for s in scales:
-        if all(math.isclose(g / s, target, rel_tol=rel_tol) for g in (gx, gy)):
+        if math.isclose(mean / s, target, rel_tol=rel_tol):
             return s
-    ratio = math.sqrt(gx * gy) / target
+    ratio = mean / target
     nearest = sorted(scales, key=lambda s: abs(math.log(s / ratio)))[:2]
     src = f"{gx:.4g} m" if math.isclose(gx, gy, rel_tol=1e-3) else f"{gx:.4g} x {gy:.4g} m"
-    options = ", ".join(f"x{s} gives {math.sqrt(gx * gy) / s:.4g} m" for s in sorted(nearest))
+    options = ", ".join(f"x{s} gives {mean / s:.4g} m" for s in sorted(nearest))
     if ratio < 1:
         why = "super-resolution only makes pixels smaller"
     else:

@@ -19,6 +19,7 @@ from .gsd import (
     print_size_cm,
     print_size_in,
 )
+from .grid import measuring_grid
 from .tags import TAG_KEYS
 
 
@@ -159,11 +160,8 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         extra_notes: list[str] = []
         gcps, gcp_crs = ds.gcps
         if crs is None and gcps and gcp_crs is not None:
-            from rasterio.transform import from_gcps
-
-            # No geotransform, only tie points: an affine fit gives the pixel size a warp
-            # (gdalwarp) would roughly keep.
-            t, crs = from_gcps(gcps), gcp_crs
+            # No geotransform, only tie points: an affine fit (the one rule, geo/grid.py)
+            t, crs = measuring_grid(t, crs, gcps, gcp_crs)
             extra_notes.append(f"georeferenced by {len(gcps)} GCPs, not a geotransform: pixel "
                                f"size and GSD are approximate (from an affine fit to the GCPs)")
         crs_str = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from .grid import pixel_size
+from .grid import measuring_grid, pixel_size
 
 #: Dataset-level GeoTIFF tags that ``geosr upscale`` writes (and ``geosr info`` reads).
 TAG_KEYS = {
@@ -51,30 +51,39 @@ def output_tags(meta: Any, *, scale: int, model: str, weights: str) -> dict[str,
     from ..errors import GeosrError
 
     k, prev = TAG_KEYS, meta.tags
-    px, py = pixel_size(meta.transform)
+    # measured on the geotransform, or on the affine fit to a GCP-only raster's GCPs (as
+    # `geosr info` does); a raster with neither has no pixel size to record
+    grid = measuring_grid(meta.transform, meta.crs, meta.gcps, meta.gcps_crs)
+    px, py = pixel_size(grid[0]) if grid else (None, None)
     src_px, src_py = _float(prev, "source_pixel_size_x"), _float(prev, "source_pixel_size_y")
-    earlier = src_px is not None and src_py is not None and bool(prev.get(k["scale_factor"]))
+    prev_factor = _float(prev, "scale_factor")
+    earlier = prev_factor is not None and (
+        (src_px is not None and src_py is not None) or grid is None)
     if not earlier:
         src_px, src_py = px, py
-    # the total factor from the grids themselves: right after crops, and after resampling by
-    # other tools too, as long as the sensor's pixel size is known
-    total = scale * (src_px / px if earlier and px > 0 else 1.0)
+    if earlier and src_px and px:
+        # the total factor from the grids themselves: right after crops, and after resampling
+        # by other tools too, as long as the sensor's pixel size is known
+        total = scale * src_px / px
+    else:  # no grid to measure: the factors multiply
+        total = scale * (prev_factor if earlier else 1.0)
     passes = [p for p in (prev.get(k["passes"]) or "").split("; ") if p] if earlier else []
     if earlier and not passes:
         passes = [f"{prev.get(k['model']) or 'unknown'} x{prev.get(k['scale_factor'])}"]
     passes.append(f"{model} x{scale}")
     tags = {k["scale_factor"]: _fmt_factor(total), k["model"]: model, k["version"]: __version__,
-            k["source_pixel_size_x"]: repr(src_px), k["source_pixel_size_y"]: repr(src_py),
             k["weights"]: weights, k["passes"]: "; ".join(passes)}
+    if src_px is not None and src_py is not None:
+        tags[k["source_pixel_size_x"]], tags[k["source_pixel_size_y"]] = repr(src_px), repr(src_py)
     gsd = None
     if earlier:
         gx, gy = _float(prev, "source_gsd_x"), _float(prev, "source_gsd_y")
         gsd = (gx, gy) if gx is not None and gy is not None else None
-    elif meta.crs is not None:
+    elif grid is not None and grid[1] is not None:
         from .gsd import gsd_m
 
         try:
-            gsd = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
+            gsd = gsd_m(grid[1], grid[0], width=meta.width, height=meta.height)
         except GeosrError:  # a CRS without metres: the note says it without numbers
             gsd = None
     how = f"{_fmt_factor(total)}x super-resolution ({'; '.join(passes)})"

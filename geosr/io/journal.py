@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .write import sibling
+
 
 def journal_key(src: str | None, *options: Any) -> str:
     """A key that changes when the input file (path, size, mtime) or any option changes, so a
@@ -25,7 +27,8 @@ class Journal:
     """
 
     def __init__(self, dst: Path, key: str) -> None:
-        self.path = dst.with_name(dst.name + ".geosr-journal.json")
+        self.path = sibling(dst, ".geosr-journal.json")
+        self._tmp = sibling(dst, ".geosr-journal.json.tmp")
         self.key = key
         self.done: set[tuple[int, int]] = set()
 
@@ -44,7 +47,7 @@ class Journal:
         self.done.add(idx)
 
     def save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self._tmp
         try:
             tmp.write_text(json.dumps({"key": self.key, "done": sorted(self.done)}))
             os.replace(tmp, self.path)

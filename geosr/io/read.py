@@ -6,6 +6,7 @@ and draw the one pixel sample that sets nodata fill and normalisation for every 
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -16,8 +17,10 @@ import numpy as np
 import rasterio
 import rasterio.windows
 from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
 
 from ..errors import InputError, RasterReadError
+from ..geo.grid import apply, has_geotransform, pixel_size, window_transform
 
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -45,10 +48,42 @@ class RasterMeta:
     area_or_point: str = "Area"
     block_shape: tuple[int, int] = (256, 256)
     path: str | None = None
+    #: nodata of each band where GDAL has one per band (a VRT can); () = ``nodata`` everywhere
+    band_nodata: tuple = ()
+    #: rational polynomial coefficients (``rasterio.rpc.RPC``) of RPC-georeferenced imagery
+    rpcs: Any = None
+    #: band 1's colour table ({index: (r, g, b, a)}) of palette (classified) rasters
+    colormap: dict | None = None
+    #: the per-dataset mask GDAL reports: None, "per_dataset" (internal or .msk mask band,
+    #: written back as one) or "alpha" (an alpha band, which is data and carried by nearest)
+    mask: str | None = None
+    #: metadata domains besides the default one ({domain: {key: value}}, e.g. IMAGERY): those
+    #: of the dataset and, per band, of each band; GDAL's own (:data:`GDAL_DOMAINS`) are left out
+    domains: dict = field(default_factory=dict)
+    band_domains: tuple = ()
+
+    @property
+    def has_transform(self) -> bool:
+        """Whether the raster has a geotransform (not GCP-, RPC- or pixel-only)."""
+        return has_geotransform(self.transform)
 
     @property
     def has_georef(self) -> bool:
-        return self.crs is not None or bool(self.gcps)
+        return ((self.crs is not None and self.has_transform) or bool(self.gcps)
+                or self.rpcs is not None)
+
+    @property
+    def is_palette(self) -> bool:
+        """Palette (classified) data: pixel values are class indices into a colour table."""
+        return self.colormap is not None or any(
+            getattr(ci, "name", ci) == "palette" for ci in self.colorinterp)
+
+    @property
+    def nodata_per_band(self) -> tuple:
+        """The nodata value of every band (None where a band has none)."""
+        if len(self.band_nodata) == self.count:
+            return tuple(self.band_nodata)
+        return (self.nodata,) * self.count
 
     def select_bands(self, bands: list[int]) -> "RasterMeta":
         """Metadata of a band subset (0-based indices)."""
@@ -56,13 +91,34 @@ class RasterMeta:
         def pick(t: tuple) -> tuple:
             return tuple(t[b] for b in bands) if len(t) == self.count else t
 
-        return replace(self, count=len(bands), descriptions=pick(self.descriptions),
+        per = tuple(self.nodata_per_band[b] for b in bands)
+        ci = pick(self.colorinterp)
+        # an alpha mask whose alpha band is left out is written back as a mask band
+        mask = ("per_dataset" if self.mask == "alpha" and ColorInterp.alpha not in ci
+                else self.mask)
+        return replace(self, count=len(bands), mask=mask,
+                       colormap=self.colormap if bands and bands[0] == 0 else None,
+                       descriptions=pick(self.descriptions),
+                       band_nodata=per, nodata=per[0] if per else self.nodata,
                        colorinterp=pick(self.colorinterp), scales=pick(self.scales),
                        offsets=pick(self.offsets), units=pick(self.units),
-                       band_tags=pick(self.band_tags))
+                       band_tags=pick(self.band_tags), band_domains=pick(self.band_domains))
 
 
 def _check_readable(path: Path) -> None:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        pass  # said below, with the dangling-link case
+    except OSError as err:  # a name too long for the file system, a looping parent, ...
+        import errno
+
+        if err.errno == errno.ENAMETOOLONG:
+            raise InputError(f"input {_short(path)!r} has a name too long for the file system "
+                             f"({len(path.name)} characters; most allow 255); check the path "
+                             "or rename the file") from None
+        raise InputError(f"input {_short(path)!r} cannot be read ({err.strerror}); check the "
+                         "path") from None
     if path.is_symlink() and not path.exists():
         raise InputError(f"input {str(path)!r} is a dangling or looping symlink; point it at a "
                          "raster file or give the file itself")
@@ -102,7 +158,54 @@ def read_meta(path: str | os.PathLike) -> RasterMeta:
     if meta.width == 0 or meta.height == 0 or meta.count == 0:
         raise InputError(f"{str(path)!r} is empty ({meta.count} bands, {meta.width}×{meta.height} "
                          "pixels); nothing to super-resolve")
+    _check_transform(meta, str(path))
     return meta
+
+
+#: Largest coordinate (map units) a geotransform may reach: far beyond any CRS's extent, small
+#: enough that pixel sizes, bounds, GSDs and their products stay finite floats.
+MAX_COORDINATE = 1e15
+
+
+def _check_transform(meta: RasterMeta, path: str) -> None:
+    """Refuse geotransforms with non-finite or absurd values (pixel size 1e300) before any
+    arithmetic on them can overflow."""
+    t = meta.transform
+    coeffs = (t.a, t.b, t.c, t.d, t.e, t.f)
+    ext = max(abs(t.a), abs(t.b), abs(t.d), abs(t.e)) * max(meta.width, meta.height)
+    if all(math.isfinite(v) for v in coeffs) and ext + abs(t.c) + abs(t.f) <= MAX_COORDINATE:
+        return
+    raise InputError(f"{_short(path)!r} has an unusable geotransform (pixel size "
+                     f"{t.a:g} x {t.e:g}, origin {t.c:g}, {t.f:g}): the values are too large "
+                     f"or not finite (at most {MAX_COORDINATE:g} map units); fix the "
+                     "georeferencing (gdal_edit.py -a_ullr or -tr) or remove it "
+                     "(gdal_edit.py -unsetgt)")
+
+
+def _short(path: Any, n: int = 120) -> str:
+    """A path for a message: long names are cut in the middle."""
+    s = str(path)
+    return s if len(s) <= n else s[: n // 2 - 2] + "..." + s[-(n // 2 - 1):]
+
+
+def _corrupt(path: str, rows: tuple[int, int], cols: tuple[int, int], err: BaseException
+             ) -> RasterReadError:
+    """A read that failed inside a file that opened fine: a damaged block."""
+    return RasterReadError(
+        f"cannot read {_short(path)!r} at rows {rows[0]}-{rows[1]}, columns {cols[0]}-{cols[1]} "
+        f"({_gdal_reason(err)}); the file is damaged or corrupt there — re-export or "
+        "re-download it, and check it with `gdalinfo -checksum`")
+
+
+def _gdal_reason(err: BaseException) -> str:
+    """The first line of GDAL's reason (rasterio keeps it in ``__cause__``)."""
+    e: BaseException | None = err
+    while e is not None:
+        line = first_line(e)
+        if "previous exception" not in line:
+            return line
+        e = e.__cause__ or e.__context__
+    return first_line(err)
 
 
 def first_line(err: BaseException) -> str:
@@ -119,12 +222,54 @@ def _meta_from_dataset(ds, path: str | None) -> RasterMeta:
     return RasterMeta(
         width=ds.width, height=ds.height, count=ds.count, dtype=ds.dtypes[0] if ds.count else "",
         transform=transform, crs=ds.crs, gcps=tuple(gcps), gcps_crs=gcps_crs, nodata=ds.nodata,
+        band_nodata=tuple(ds.nodatavals) if ds.count else (),
         descriptions=tuple(ds.descriptions), colorinterp=tuple(ds.colorinterp),
         scales=tuple(ds.scales), offsets=tuple(ds.offsets), units=tuple(ds.units),
         tags=tags, band_tags=tuple(ds.tags(i) for i in range(1, ds.count + 1)),
+        domains=_domains(ds), band_domains=tuple(_domains(ds, i) for i in range(1, ds.count + 1)),
         area_or_point=aop, block_shape=tuple(ds.block_shapes[0]) if ds.count else (256, 256),
-        path=path,
+        path=path, rpcs=ds.rpcs, colormap=_colormap(ds), mask=_mask_kind(ds),
     )
+
+
+#: Metadata domains that are not copied as items: GDAL derives them from the file it writes
+#: (structure, derived datasets, TIFF internals, ICC profile), they have their own handling
+#: (RPC, GEOLOCATION, SUBDATASETS), or they hold XML/JSON documents rather than key=value items.
+GDAL_DOMAINS = ("IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "TIFF", "COLOR_PROFILE", "RPC",
+                "GEOLOCATION", "SUBDATASETS")
+
+
+def _domains(ds, bidx: int = 0) -> dict:
+    """The non-default metadata domains of the dataset (``bidx`` 0) or of band ``bidx``."""
+    out = {}
+    for ns in ds.tag_namespaces(bidx) or ():
+        if ns and ns not in GDAL_DOMAINS and not ns.startswith(("xml:", "json:")):
+            items = ds.tags(bidx, ns=ns)
+            if items:
+                out[ns] = dict(items)
+    return out
+
+
+def _colormap(ds) -> dict | None:
+    if not ds.count or ds.colorinterp[0] != ColorInterp.palette:
+        return None
+    try:
+        return {int(k): tuple(int(c) for c in v) for k, v in ds.colormap(1).items()}
+    except ValueError:  # palette interpretation without a table
+        return None
+
+
+def _mask_kind(ds) -> str | None:
+    """Which per-dataset mask ``ds`` has (see :attr:`RasterMeta.mask`)."""
+    flags = [set(f) for f in ds.mask_flag_enums]
+    if not any(MaskFlags.per_dataset in f for f in flags):
+        return None
+    return "alpha" if any(MaskFlags.alpha in f for f in flags) else "per_dataset"
+
+
+def _has_dataset_mask(ds) -> bool:
+    """Whether reads of ``ds`` must carry GDAL's per-dataset mask (mask band or alpha)."""
+    return any(MaskFlags.per_dataset in f for f in ds.mask_flag_enums)
 
 
 def open_raster(path: str | os.PathLike, *, chunks: int | None = None):
@@ -133,7 +278,8 @@ def open_raster(path: str | os.PathLike, *, chunks: int | None = None):
     Chunks are whole multiples of the file's internal blocks (all bands in one chunk). The
     DataArray carries CRS/transform/nodata through ``.rio`` and, in ``attrs``, band descriptions
     (``long_name``), ``colorinterp``, ``scale_factor``/``add_offset``, ``AREA_OR_POINT`` and the
-    file's tags; ``da.attrs["geosr_meta"]`` holds the full :class:`RasterMeta`.
+    file's tags; ``da.encoding["geosr_meta"]`` holds the full :class:`RasterMeta` (in
+    ``encoding``, which rioxarray's ``to_raster`` does not write out as a tag).
     """
     import rioxarray
 
@@ -148,24 +294,40 @@ def open_raster(path: str | os.PathLike, *, chunks: int | None = None):
     da.attrs.setdefault("AREA_OR_POINT", meta.area_or_point)
     da.attrs["colorinterp"] = tuple(ci.name for ci in meta.colorinterp)
     da.attrs["long_name"] = tuple(d or "" for d in meta.descriptions)
-    da.attrs["geosr_meta"] = meta
+    da.encoding[META_KEY] = meta
     return da
 
 
+#: The ``encoding`` key under which a DataArray carries its :class:`RasterMeta`.
+META_KEY = "geosr_meta"
+
+
 def meta_from_dataarray(da) -> RasterMeta:
-    """:class:`RasterMeta` for a DataArray (from :func:`open_raster` or built by the user)."""
-    meta = da.attrs.get("geosr_meta")
+    """:class:`RasterMeta` for a DataArray (from :func:`open_raster`, :func:`geosr.upscale` or
+    built by the user): the grid as ``.rio`` holds it now (GCPs included, a rotated grid after
+    ``isel`` located from its 2-D coordinates), the rest from the RasterMeta it carries."""
+    meta = da.encoding.get(META_KEY, da.attrs.get(META_KEY))  # attrs: arrays of older geosr
     if da.ndim == 2:
         da = da.expand_dims("band")
     count, height, width = (int(n) for n in da.shape)
-    if isinstance(meta, RasterMeta) and (meta.height, meta.width, meta.count) == (height, width, count):
-        return meta
+    transform, crs, gcps, gcps_crs = _grid_of(da)
+    if isinstance(meta, RasterMeta) and meta.count == count:
+        if (meta.height, meta.width) == (height, width):
+            if _same_grid(meta, transform, crs, gcps):
+                return meta  # its transform is GDAL's, exact; one from coordinates is rounded
+        elif meta.gcps or meta.rpcs is not None:
+            # GCP/RPC pixel positions cannot be moved by a crop made in xarray
+            raise InputError("this DataArray is a crop of a GCP- or RPC-georeferenced raster, "
+                             "whose tie points cannot follow an xarray crop; crop the file "
+                             "first (gdal_translate -srcwin) and open that")
+        elif not meta.has_transform:
+            transform = meta.transform  # no geotransform: a crop has none either (as GDAL)
+        return replace(meta, width=width, height=height, transform=transform, crs=crs,
+                       gcps=gcps, gcps_crs=gcps_crs)
     try:
-        transform = da.rio.transform(recalc=True)
-        crs = da.rio.crs
         nodata = da.rio.nodata
     except Exception:  # plain arrays without coordinates
-        transform, crs, nodata = Affine.identity(), None, None
+        nodata = None
     names = da.attrs.get("long_name", ())
     if isinstance(names, str):
         names = (names,)
@@ -173,9 +335,78 @@ def meta_from_dataarray(da) -> RasterMeta:
             if isinstance(v, (str, int, float)) and k not in ("_FillValue", "scale_factor",
                                                                "add_offset", "AREA_OR_POINT")}
     return RasterMeta(width=width, height=height, count=count, dtype=str(da.dtype),
-                      transform=transform, crs=crs, nodata=nodata,
+                      transform=transform, crs=crs, gcps=gcps, gcps_crs=gcps_crs, nodata=nodata,
                       descriptions=tuple(names) if len(names) == count else (),
                       tags=tags, area_or_point=str(da.attrs.get("AREA_OR_POINT", "Area")))
+
+
+def _grid_of(da) -> tuple[Affine, Any, tuple, Any]:
+    """(transform, crs, gcps, gcps_crs) of a (band, y, x) DataArray as rioxarray holds them."""
+    try:
+        gcps = tuple(da.rio.get_gcps() or ())
+        crs = da.rio.crs
+    except Exception:  # plain arrays, or a rioxarray without GCP support
+        gcps, crs = (), None
+    if gcps:
+        # rioxarray files the GCPs' CRS as the array's CRS; GDAL (and geosr's RasterMeta) has
+        # no CRS besides the GCPs' and no geotransform
+        return Affine.identity(), None, gcps, crs
+    try:
+        transform = da.rio.transform(recalc=False)
+        if transform.b != 0 or transform.d != 0:  # rioxarray cannot recalculate these
+            return _rotated_window(da, transform), crs, (), None
+        transform = da.rio.transform(recalc=True)
+    except InputError:
+        raise
+    except Exception:
+        return Affine.identity(), crs, (), None
+    return transform, crs, (), None
+
+
+def _rotated_window(da, t: Affine) -> Affine:
+    """The grid of a rotated DataArray. rioxarray recalculates transforms only from 1-D
+    coordinates, so after ``isel`` a rotated array still has its source's transform; the 2-D
+    pixel-centre coordinates ``xc``/``yc`` it made do follow the selection, and locating them
+    on that transform gives the window (offset and step) exactly."""
+    if "xc" not in da.coords or "yc" not in da.coords:
+        return t  # nothing to check against: the transform is what the user wrote
+    ydim, xdim = da.dims[-2], da.dims[-1]
+    xc = np.asarray(da.coords["xc"].transpose(ydim, xdim)[:2, :2].values, dtype=np.float64)
+    yc = np.asarray(da.coords["yc"].transpose(ydim, xdim)[:2, :2].values, dtype=np.float64)
+    inv = ~t
+    # (col, row) of the pixel centres on the source grid
+    cr = np.array([[apply(inv, xc[i, j], yc[i, j]) for j in range(xc.shape[1])]
+                   for i in range(xc.shape[0])]) - 0.5
+    c0, r0 = cr[0, 0]
+    # a single row or column says nothing about the step along it: one pixel, as isel does
+    dc = cr[0, 1] - cr[0, 0] if cr.shape[1] > 1 else np.array([1.0, 0.0])
+    dr = cr[1, 0] - cr[0, 0] if cr.shape[0] > 1 else np.array([0.0, 1.0])
+    vals = np.array([c0, r0, dc[0], dr[1]])
+    if (np.abs(vals - np.round(vals)).max() > 1e-4 or abs(dc[1]) > 1e-4 or abs(dr[0]) > 1e-4
+            or round(dc[0]) == 0 or round(dr[1]) == 0):
+        raise InputError("the DataArray's xc/yc coordinates are not pixel centres of its "
+                             "rotated transform; set its grid with da.rio.write_transform(...) "
+                             "and drop xc/yc")
+    sc, sr = round(dc[0]), round(dr[1])
+    # pixel k of the selection is centred on source pixel c0 + k*sc: its corner is half a new
+    # pixel before that centre
+    return window_transform(t, round(c0) + 0.5 - 0.5 * sc, round(r0) + 0.5 - 0.5 * sr, sc, sr)
+
+
+def _same_grid(meta: RasterMeta, transform: Affine, crs: Any, gcps: tuple) -> bool:
+    """Whether a DataArray's grid is still ``meta``'s (within rounding of coordinates)."""
+    if bool(gcps) != bool(meta.gcps):
+        return False
+    if gcps:
+        return len(gcps) == len(meta.gcps) and all(
+            np.allclose((g.row, g.col, g.x, g.y), (h.row, h.col, h.x, h.y))
+            for g, h in zip(gcps, meta.gcps))
+    if (crs is None) != (meta.crs is None) or (crs is not None and crs != meta.crs):
+        return False
+    px = min(pixel_size(meta.transform)) or 1.0
+    return all(np.hypot(*np.subtract(apply(transform, c, r), apply(meta.transform, c, r)))
+               <= 1e-6 * px for c, r in ((0, 0), (meta.width, 0), (0, meta.height),
+                                         (meta.width, meta.height)))
 
 
 # -- windows and the statistics sample ------------------------------------------------------------
@@ -189,6 +420,8 @@ def read_window(path: str, bands: tuple[int, ...], rows: tuple[int, int],
 
     Each thread keeps its own open GDAL handle per path (handles are not thread-safe), so the
     engine's reader threads read concurrently without reopening the file for every block.
+    A file with a per-dataset mask (mask band, .msk, alpha) gives a masked array: masked pixels
+    are invalid like nodata (:func:`geosr.pixels.valid_mask`).
     """
     cache = getattr(_LOCAL, "datasets", None)
     if cache is None:
@@ -197,7 +430,10 @@ def read_window(path: str, bands: tuple[int, ...], rows: tuple[int, int],
     if ds is None or ds.closed:
         ds = cache[path] = rasterio.open(path)
     win = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
-    return ds.read([b + 1 for b in bands], window=win)
+    try:
+        return ds.read([b + 1 for b in bands], window=win, masked=_has_dataset_mask(ds))
+    except rasterio.errors.RasterioIOError as err:
+        raise _corrupt(path, rows, cols, err) from None
 
 
 #: Pixels per axis up to which the whole axis is sampled.
@@ -225,15 +461,23 @@ def sample_windows(height: int, width: int) -> list[tuple[tuple[int, int], tuple
 
 
 def _join(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
+    cat = np.ma.concatenate if any(np.ma.isMaskedArray(p) for p in parts) else np.concatenate
+    return cat([p.reshape(p.shape[0], -1) for p in parts], axis=1)
 
 
 def read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta) -> np.ndarray:
     """The statistics sample of a raster file, (bands, pixels)."""
     with rasterio.open(path) as ds:
-        return _join([ds.read([b + 1 for b in bands],
-                              window=rasterio.windows.Window(c[0], r[0], c[1] - c[0], r[1] - r[0]))
-                      for r, c in sample_windows(meta.height, meta.width)])
+        masked = _has_dataset_mask(ds)
+        parts = []
+        for r, c in sample_windows(meta.height, meta.width):
+            try:
+                parts.append(ds.read([b + 1 for b in bands], masked=masked,
+                                     window=rasterio.windows.Window(c[0], r[0], c[1] - c[0],
+                                                                    r[1] - r[0])))
+            except rasterio.errors.RasterioIOError as err:
+                raise _corrupt(path, r, c, err) from None
+        return _join(parts)
 
 
 def sample_array(arr) -> np.ndarray:

@@ -12,7 +12,6 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import rasterio.windows
-from rasterio.enums import ColorInterp
 
 from ..errors import OutputError
 from .read import RasterMeta, first_line, meta_from_dataarray
@@ -149,6 +148,44 @@ def _regular_target(d: Path) -> Path:
                       "a file name such as out.tif")
 
 
+def check_nodata_storable(meta: RasterMeta) -> None:
+    """GeoTIFF stores one nodata value for all bands (GDAL's GTiff driver); bands whose nodata
+    differ (possible in a VRT) are refused before any work rather than silently given band 1's
+    value, which would turn one band's data into nodata and its nodata into data."""
+    per = meta.nodata_per_band
+    keys = {("nan" if nd is not None and np.isnan(nd) else nd) for nd in per}
+    if len(keys) <= 1:
+        return
+    shown = ", ".join(f"band {i + 1}: {'none' if nd is None else f'{nd:g}'}"
+                      for i, nd in enumerate(per))
+    raise OutputError(f"the bands have different nodata values ({shown}), but a GeoTIFF stores "
+                      "one nodata value for all bands; process bands with the same nodata "
+                      "separately (e.g. --bands 1, then --bands 2), or give them one value first "
+                      "(gdal_translate -a_nodata VALUE)")
+
+
+#: Longest file name (bytes) that common file systems allow (NAME_MAX).
+NAME_MAX = 255
+
+
+def sibling(dst: Path, suffix: str, *, prefix: str = "") -> Path:
+    """``prefix + dst.name + suffix`` beside ``dst`` — the one rule for geosr's temporary,
+    partial and journal names. Where that would be longer than :data:`NAME_MAX` bytes (a valid
+    240-character output name), the middle of ``dst.name`` is replaced by a hash of it, so the
+    name fits, stays unique per output and is the same on every run (``--resume``)."""
+    import hashlib
+
+    dst = Path(dst)
+    name = f"{prefix}{dst.name}{suffix}"
+    if len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX:
+        return dst.with_name(name)
+    digest = hashlib.sha256(dst.name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    room = NAME_MAX - len(f"{prefix}~{digest}{suffix}".encode())
+    keep = dst.name.encode("utf-8", "surrogateescape")[:max(room, 0)]
+    head = keep.decode("utf-8", "ignore")  # never cut a character in half
+    return dst.with_name(f"{prefix}{head}~{digest}{suffix}")
+
+
 COMPRESSIONS = ("deflate", "lzw", "zstd", "none")
 
 
@@ -165,6 +202,22 @@ def creation_options(dtype: str, *, compress: str = "deflate", blocksize: int = 
         if c == "zstd":
             opts["zstd_level"] = 9
     return opts
+
+
+def tiff_layout(meta: RasterMeta) -> dict:
+    """Photometric interpretation and alpha of the output TIFF, decided at creation so that
+    PhotometricInterpretation, SamplesPerPixel and ExtraSamples agree for every dtype and band
+    count (GDAL only writes them consistently when told up front; setting red/green/blue on a
+    greyscale file later leaves stale ExtraSamples that libtiff readers refuse)."""
+    ci = tuple(getattr(c, "name", c) for c in meta.colorinterp)
+    if meta.colormap is not None and meta.count == 1 and meta.dtype in ("uint8", "uint16"):
+        return {"photometric": "PALETTE"}
+    rgb = meta.count >= 3 and ci[:3] == ("red", "green", "blue")
+    out: dict[str, Any] = {"photometric": "RGB" if rgb else "MINISBLACK"}
+    first_extra = 3 if rgb else 1
+    if len(ci) > first_extra and ci[first_extra] == "alpha":
+        out["alpha"] = "YES"  # unassociated alpha (ExtraSamples=2), as GDAL writes RGBA
+    return out
 
 
 class GeoTIFFWriter:
@@ -185,27 +238,46 @@ class GeoTIFFWriter:
         self.partial = partial
         self.overwrite = overwrite
         if partial:
-            self.tmp = self.dst.with_name(self.dst.name + ".geosr-partial.tif")
+            self.tmp = sibling(self.dst, ".geosr-partial.tif")
         else:
-            self.tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.tmp.tif")
+            self.tmp = sibling(self.dst, f".geosr-{uuid.uuid4().hex[:8]}.tmp.tif", prefix=".")
         self.ds = None
+        self.resumed = False
         self.opts = creation_options(meta.dtype, compress=compress, blocksize=blocksize)
 
+    def _partial_fits(self) -> bool:
+        """Whether the kept partial file is complete (every block inside the file) and has this
+        output's size, bands and type; anything else is damage or another run's file."""
+        m = self.meta
+        try:
+            verify_geotiff(self.tmp)
+            with rasterio.Env(CPL_LOG="OFF"), rasterio.open(self.tmp) as ds:
+                return (ds.width, ds.height, ds.count, ds.dtypes[0]) == (
+                    m.width, m.height, m.count, m.dtype)
+        except (OSError, rasterio.errors.RasterioError, _CPLE_BaseError, IndexError):
+            return False
+
     def open(self, *, resume: bool = False) -> "GeoTIFFWriter":
+        """Create the temporary file; with ``resume``, continue the kept partial file when it
+        is intact (``self.resumed``), else remove it and start afresh."""
         m = self.meta
         _quiet_libtiff()
+        self.resumed = False
         try:
             if resume and self.tmp.exists():
-                self.ds = rasterio.open(self.tmp, "r+")
-                return self
+                if self._partial_fits():
+                    self.ds = rasterio.open(self.tmp, "r+")
+                    self.resumed = True
+                    return self
+                self.tmp.unlink()  # damaged or foreign: start afresh (docs/reliability.md)
             profile = dict(driver="GTiff", width=m.width, height=m.height, count=m.count,
-                           dtype=m.dtype, nodata=m.nodata, **self.opts)
-            if m.count == 3 and m.dtype == "uint8" and tuple(m.colorinterp[:3]) == (
-                    ColorInterp.red, ColorInterp.green, ColorInterp.blue):
-                profile["photometric"] = "RGB"
-            if not m.gcps:
+                           dtype=m.dtype, nodata=m.nodata, **self.opts, **tiff_layout(m))
+            if m.gcps:  # given at creation: without them rasterio warns of no georeferencing
+                profile["gcps"], profile["crs"] = list(m.gcps), m.gcps_crs
+            else:
                 profile["crs"] = m.crs
-                profile["transform"] = m.transform
+                if m.has_transform:  # none in, none out (GDAL's identity is no geotransform)
+                    profile["transform"] = m.transform
             self.ds = rasterio.open(self.tmp, "w", **profile)
             self._write_metadata()
         except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
@@ -216,8 +288,10 @@ class GeoTIFFWriter:
 
     def _write_metadata(self) -> None:
         m, ds = self.meta, self.ds
-        if m.gcps:
-            ds.gcps = (list(m.gcps), m.gcps_crs)
+        if m.rpcs is not None:
+            ds.rpcs = m.rpcs
+        if tiff_layout(m).get("photometric") == "PALETTE":
+            ds.write_colormap(1, m.colormap)
         ds.update_tags(AREA_OR_POINT=m.area_or_point, **{k: str(v) for k, v in m.tags.items()})
         for i in range(m.count):
             if i < len(m.descriptions) and m.descriptions[i]:
@@ -226,6 +300,10 @@ class GeoTIFFWriter:
                 ds.update_tags(i + 1, **m.band_tags[i])
             if i < len(m.units) and m.units[i]:
                 ds.set_band_unit(i + 1, m.units[i])
+            for ns, items in (m.band_domains[i] if i < len(m.band_domains) else {}).items():
+                ds.update_tags(i + 1, ns=ns, **items)
+        for ns, items in m.domains.items():  # IMAGERY and custom domains (read.GDAL_DOMAINS)
+            ds.update_tags(ns=ns, **items)
         if len(m.scales) == m.count and any(s != 1 for s in m.scales):
             ds.scales = m.scales
         if len(m.offsets) == m.count and any(o != 0 for o in m.offsets):
@@ -240,7 +318,12 @@ class GeoTIFFWriter:
         """Write ``data`` (bands, h, w) at output rows/cols (half-open)."""
         window = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
         try:
-            self.ds.write(data, window=window)
+            self.ds.write(np.ma.getdata(data), window=window)
+            if self.meta.mask == "per_dataset":
+                # every window, also unmasked ones: unwritten mask blocks would read as masked
+                valid = ~np.ma.getmaskarray(data).all(axis=0)
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):  # in the TIFF, not a .msk
+                    self.ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
         except (rasterio.errors.RasterioError, _CPLE_BaseError, OSError) as err:
             raise self._failure("writing", err) from None
 
@@ -254,12 +337,14 @@ class GeoTIFFWriter:
             verify_geotiff(self.tmp)
             src = self.tmp
             if self.cog:
-                cog_tmp = self.dst.with_name(f".{self.dst.name}.geosr-{uuid.uuid4().hex[:8]}.cog.tif")
+                cog_tmp = sibling(self.dst, f".geosr-{uuid.uuid4().hex[:8]}.cog.tif", prefix=".")
                 try:
                     rasterio.shutil.copy(
                         src, cog_tmp, driver="COG", BLOCKSIZE=self.blocksize, BIGTIFF="IF_SAFER",
                         COMPRESS=("NONE" if self.compress == "none" else self.compress.upper()),
-                        OVERVIEWS="AUTO", RESAMPLING="AVERAGE")
+                        OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
+                        # all metadata domains, not only the default one (GDAL >= 3.8)
+                        COPY_SRC_MDD="YES")
                 except BaseException:
                     cog_tmp.unlink(missing_ok=True)
                     raise

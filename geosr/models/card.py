@@ -32,8 +32,39 @@ CARD_METADATA_KEY = "geosr_card"
 FILE_IDENTITY_KEYS = ("weights_file", "sha256")
 
 
+#: Deepest nesting of lists/objects a card may have (real cards nest 3 levels).
+MAX_CARD_DEPTH = 32
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_depth(obj: Any, where: str = "model card") -> None:
+    """Refuse cards nested deeper than :data:`MAX_CARD_DEPTH` (walked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (Mapping, list, tuple)):
+            if d > MAX_CARD_DEPTH:
+                raise WeightsError(f"{where} is nested more than {MAX_CARD_DEPTH} levels deep; "
+                                   "it is not a geosr card — re-save the weights with geosr")
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, Mapping) else o))
+
+
+def parse_card(text: str | bytes, where: str = "model card") -> Any:
+    """JSON text of a card → Python objects, with every way it can fail (invalid JSON, nesting
+    deep enough to exhaust Python's recursion) as one :class:`WeightsError`."""
+    try:
+        raw = json.loads(text)
+    except RecursionError:
+        raise WeightsError(f"{where} is nested too deeply to read; it is not a geosr card — "
+                           "re-save the weights with geosr") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as err:
+        raise WeightsError(f"{where} is not valid JSON ({err}); re-save the weights with geosr"
+                           ) from None
+    _check_depth(raw, where)
+    return raw
 
 
 def validate_card(card: Any) -> dict[str, Any]:
@@ -46,6 +77,7 @@ def validate_card(card: Any) -> dict[str, Any]:
     """
     if not isinstance(card, Mapping):
         raise WeightsError(f"a model card must be a JSON object (dict), got {type(card).__name__}")
+    _check_depth(card)
     c = dict(card)
     fmt = c.get("format")
     if fmt != WEIGHTS_FORMAT:
@@ -64,6 +96,14 @@ def validate_card(card: Any) -> dict[str, Any]:
         raise WeightsError("model card field 'args' must be an object of builder keyword "
                            "arguments (scale, in_chans, out_chans, architecture options)")
     args = dict(args)
+    for k, v in args.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise WeightsError(f"model card field 'args' has the key {k!r}, which is not a "
+                               "builder keyword argument; fix or re-save the card")
+        if isinstance(v, Mapping) or (isinstance(v, (list, tuple)) and any(
+                isinstance(x, (Mapping, list, tuple)) for x in v)):
+            raise WeightsError(f"model card argument {k!r} is a nested structure; builder "
+                               "arguments are numbers, strings or flat lists")
     if args.get("scale", c["scale"]) != c["scale"]:
         raise WeightsError(f"model card is inconsistent: args.scale={args['scale']!r} but "
                            f"scale={c['scale']!r}; make them equal")
@@ -138,10 +178,11 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(path)
     side = sidecar_path(path)
     try:
-        raw = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        text = side.read_text()
+    except (OSError, UnicodeDecodeError) as err:
         raise WeightsError(f"model card {side.name} is unreadable ({err}); fix or delete it") \
             from None
+    raw = parse_card(text, f"model card {side.name}")
     if not isinstance(raw, Mapping) or raw.get("format") != WEIGHTS_FORMAT:
         return None
     sha = raw.get("sha256")
@@ -152,4 +193,5 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 __all__ = ["WEIGHTS_FORMAT", "CARD_METADATA_KEY", "FILE_IDENTITY_KEYS", "validate_card",
+           "parse_card", "MAX_CARD_DEPTH",
            "make_card", "sidecar_path", "weights_sha256", "read_sidecar"]

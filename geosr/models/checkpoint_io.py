@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import OutputError, WeightsError
-from .card import (CARD_METADATA_KEY, FILE_IDENTITY_KEYS, read_sidecar, sidecar_path,
-                   validate_card, weights_sha256)
+from .card import (CARD_METADATA_KEY, FILE_IDENTITY_KEYS, parse_card, read_sidecar,
+                   sidecar_path, validate_card, weights_sha256)
 from .layouts import StateDict, detect_layouts, get_layout
 
 #: Containers of training frameworks, in order of preference (EMA weights first).
@@ -200,12 +200,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
             raise WeightsError(f"cannot read {path.name}: {err}; the file is truncated or "
                                f"corrupt - copy or download it again") from None
         if CARD_METADATA_KEY in meta:
-            try:
-                raw = json.loads(meta[CARD_METADATA_KEY])
-            except json.JSONDecodeError as err:
-                raise WeightsError(f"{path.name}: the embedded model card is not valid JSON "
-                                   f"({err}); re-save the weights with geosr") from None
-            card = validate_card(raw)
+            card = validate_card(parse_card(meta[CARD_METADATA_KEY],
+                                            f"{path.name}: the embedded model card"))
         sd = strip_prefixes(sd)
     elif kind in ("torch-zip", "pickle"):
         sd = unwrap_checkpoint(torch_load_safe(path))

@@ -75,7 +75,9 @@ class SeparableUpsampler(SRModel):
         # kernels of support <= 2r-1; keep the exact nonzero reach.
         nz = np.nonzero(np.abs(w).sum(axis=0) > 0)[0]
         self.receptive_field = int(max(r - nz.min(), nz.max() - r))
-        self.register_buffer("weight", torch.from_numpy(w).float()[:, None, :], persistent=False)
+        # float64 taps, cast to the input's dtype per call: float64 data (and 32-bit integers)
+        # are interpolated with unrounded weights (float32 taps err by ~0.06 on values ~1e6)
+        self.register_buffer("weight", torch.from_numpy(w)[:, None, :], persistent=False)
 
     def _up1d(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, L) rows; returns (B, L*s)

@@ -14,6 +14,7 @@ A network is never silently run with random weights: without weights it raises
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,77 @@ def _builder_kwargs(spec: ModelSpec, args: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in args.items() if k in params}
     except (TypeError, ValueError):
         return dict(args)
+
+
+#: Largest integer a card may give a builder argument (widths, depths, scales): published
+#: networks stay below 1024; anything larger is a hostile or broken card.
+MAX_CARD_INT = 4096
+
+
+def _accepted_kwargs(spec: ModelSpec) -> set[str] | None:
+    """Keyword arguments the architecture's builder (and the class it forwards ``**kw`` to)
+    accepts; None when that cannot be told (then the parameter count still decides)."""
+    try:
+        params = dict(inspect.signature(spec.builder).parameters)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            ret = inspect.signature(spec.builder).return_annotation
+            cls = spec.builder.__globals__.get(ret) if isinstance(ret, str) else ret
+            if not inspect.isclass(cls):
+                return None
+            params.update(inspect.signature(cls.__init__).parameters)
+    except (TypeError, ValueError):
+        return None
+    return {k for k, p in params.items() if k != "self" and p.kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+
+
+def _check_card_args(spec: ModelSpec, args: dict[str, Any], path: Path) -> None:
+    """Card arguments are untrusted: names the builder accepts, values within sane bounds."""
+    accepted = _accepted_kwargs(spec)
+    if accepted is not None:
+        unknown = sorted(k for k in args if k not in accepted)
+        if unknown:
+            raise WeightsError(f"{path.name}: its card gives {spec.name} the unknown argument(s) "
+                               f"{', '.join(map(repr, unknown))}; {spec.name} accepts "
+                               f"{', '.join(sorted(accepted))} — fix the card or re-save the "
+                               "weights with geosr")
+    for k, v in args.items():
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            ok = (x is None or isinstance(x, bool)
+                  or (isinstance(x, int) and 0 <= x <= MAX_CARD_INT)
+                  or (isinstance(x, float) and math.isfinite(x) and abs(x) <= 1e6)
+                  or (isinstance(x, str) and len(x) <= 64))
+            if not ok or (isinstance(v, (list, tuple)) and len(v) > 64):
+                raise WeightsError(f"{path.name}: its card gives {spec.name} the argument "
+                                   f"{k}={_short(v)}, which is out of range (integers 0.."
+                                   f"{MAX_CARD_INT}, finite numbers, short strings); fix the "
+                                   "card or re-save the weights with geosr")
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _check_param_count(spec: ModelSpec, args: dict[str, Any], sd: dict[str, Any],
+                       path: Path) -> None:
+    """Build the card's network on torch's meta device (no memory) and compare the number of
+    values it holds with the tensors in the file, before building it for real."""
+    try:
+        with torch.device("meta"):
+            ghost = create_model(spec.name, **args)
+        want = sum(t.numel() for t in ghost.state_dict().values())
+    except WeightsError:
+        raise
+    except Exception as err:  # a builder rejecting the card's values
+        line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise WeightsError(f"{path.name}: its card's arguments do not build {spec.name} "
+                           f"({line}); fix the card or re-save the weights with geosr") from None
+    have = sum(int(t.numel()) for t in sd.values() if hasattr(t, "numel"))
+    if want != have:
+        raise WeightsError(f"{path.name}: its card describes a {spec.name} with {want:,} "
+                           f"parameters but the file holds {have:,}; the card does not belong "
+                           "to these tensors — fix the card or re-save the weights with geosr")
 
 
 def _build(spec: ModelSpec, **args: Any) -> torch.nn.Module:
@@ -149,7 +221,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
     if card is not None:
         # The card on the model also identifies the exact file (as the sidecar does).
         card = dict(card, weights_file=path.name, sha256=weights_sha256(path))
-        model = _model_from_card(spec, card, scale=scale, in_chans=in_chans, path=path)
+        model = _model_from_card(spec, card, scale=scale, in_chans=in_chans, path=path, sd=sd)
         _load_into(model, sd, strict=True, layout="geosr", input_range=None,
                    exact_is_native=True)
     else:
@@ -160,7 +232,8 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
 
 
 def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
-                     in_chans: int | None, path: Path) -> torch.nn.Module:
+                     in_chans: int | None, path: Path, sd: dict[str, Any] | None = None
+                     ) -> torch.nn.Module:
     try:
         card_spec = get_spec(card["arch"])
     except Exception:
@@ -170,7 +243,10 @@ def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
         raise WeightsError(f"{path.name} holds {card_spec.name} weights, not {spec.name}; use "
                            f"--model {card_spec.name} or weights trained for {spec.name}")
     args = dict(card["args"])
+    _check_card_args(spec, args, path)
     scales = args.get("scales") or [card["scale"]]
+    if not isinstance(scales, (list, tuple)):
+        scales = [scales]
     if scale not in scales:
         raise WeightsError(f"{path.name} is for {spec.name} x{card['scale']}, not x{scale}; use "
                            f"--scale {card['scale']} or weights trained for x{scale}")
@@ -179,6 +255,8 @@ def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
                            f"bands; select {card['bands']} bands or use weights trained for "
                            f"{in_chans}")
     args["scale"] = scale
+    if sd is not None:
+        _check_param_count(spec, args, sd, path)
     return _build(spec, **args)
 
 

@@ -121,6 +121,29 @@ def _bad_input(env, make_geotiff, kind: str) -> Path:
     if kind == "zero-width":
         # GDAL cannot create a 0-width raster: a header-only TIFF that declares one
         return header_only_tiff(d / "zero_width.tif", width=0, height=16)
+    if kind in ("corrupt-tile-sampled", "corrupt-tile-mid-run"):
+        # issue 17 item 7: one garbled deflate tile in the middle of a valid file; a 640-pixel
+        # raster's statistics sample misses tile (6, 6), so it is hit only while running
+        n = 256 if kind == "corrupt-tile-sampled" else 640
+        p = d / "corrupt_tile.tif"
+        rng = np.random.default_rng(0)
+        with rasterio.open(p, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint8",
+                           tiled=True, blockxsize=64, blockysize=64, compress="deflate",
+                           crs="EPSG:32633", transform=rasterio.Affine(1, 0, 0, 0, -1, 0)) as ds:
+            ds.write(rng.integers(0, 255, (1, n, n), dtype=np.uint8))
+        t = 2 if kind == "corrupt-tile-sampled" else 6
+        with rasterio.open(p) as ds:
+            off = int(ds.get_tag_item(f"BLOCK_OFFSET_{t}_{t}", "TIFF", bidx=1))
+            size = int(ds.get_tag_item(f"BLOCK_SIZE_{t}_{t}", "TIFF", bidx=1))
+        b = bytearray(p.read_bytes())
+        b[off:off + size] = bytes([0xFF]) * size
+        p.write_bytes(bytes(b))
+        return p
+    if kind == "name-too-long":  # longer than any file system allows (NAME_MAX 255)
+        return d / ("n" * 300 + ".tif")
+    if kind == "huge-pixel-size":
+        return make_geotiff("in/huge_pixels.tif", bands=1, height=8, width=8,
+                            transform=rasterio.Affine(1e300, 0, 0, 0, -1e300, 0))
     raise ValueError(kind)
 
 
@@ -134,6 +157,10 @@ def _bad_input(env, make_geotiff, kind: str) -> Path:
     ("complex", r"data type complex64.*supported: .*convert complex data"),
     ("int64", r"data type int64.*convert it first, e.g. gdal_translate -ot Float64"),
     ("zero-width", r"cannot read .*zero_width\.tif.*(zero|width|dimension)"),
+    ("corrupt-tile-sampled", r"cannot read .*corrupt_tile\.tif.*corrupt"),
+    ("corrupt-tile-mid-run", r"cannot read .*corrupt_tile\.tif.* at rows \d+-\d+.*corrupt"),
+    ("name-too-long", r"name.* too long"),
+    ("huge-pixel-size", r"pixel size .*1e\+300.*(too large|geotransform)"),
 ])
 def test_bad_input_files(env, make_geotiff, kind, match):
     src = _bad_input(env, make_geotiff, kind)
@@ -397,3 +424,118 @@ def test_real_process_one_line_and_debug_traceback(env):
     r = run_geosr("--debug", "upscale", bad, env.out, "-q")
     assert r.returncode == 1 and "Traceback" in r.stderr and "RasterReadError" in r.stderr
     assert not env.out.exists()
+
+
+# -- property-based: hostile file names and dtype/value extremes (issue 17) --------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_NAME_CHARS = st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",))
+_hostile_names = st.one_of(
+    st.text(_NAME_CHARS, min_size=1, max_size=40),
+    st.builds(lambda a, b: a + b, st.sampled_from(["@", "-", " ", "*", "?", "[1]", "[", ".",
+                                                   "~", "$HOME", "'\"", "\\", "\n"]),
+              st.text(_NAME_CHARS, max_size=12)),
+    st.integers(min_value=200, max_value=255).map(lambda n: "n" * (n - 4) + ".tif"),
+)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=_hostile_names)
+def test_hostile_file_names_are_those_files(tmp_path_factory, name):
+    """Property: any name the file system accepts works as input and as output name: the
+    file of that exact name is read (never a glob or list), the output appears under exactly
+    that name, nothing else is left; or it fails cleanly with one line."""
+    assume(name not in (".", "..") and len(name.encode("utf-8", "surrogateescape")) <= 255)
+    d = tmp_path_factory.mktemp("names")
+    (d / "in").mkdir()
+    (d / "out").mkdir()
+    src, dst = d / "in" / name, d / "out" / name
+    try:
+        data = np.arange(64, dtype=np.uint8).reshape(1, 8, 8)
+        with rasterio.open(src, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                           crs="EPSG:32633", transform=rasterio.Affine(1, 0, 0, 0, -1, 8)) as ds:
+            ds.write(data)
+    except (OSError, rasterio.errors.RasterioError):
+        assume(False)  # a name GDAL itself cannot create
+    snap = Snapshot(d / "in", watch=src)
+    res = invoke("upscale", "-m", "nearest", "-s", "2", "-q", "--", src, dst)
+    if res.exit_code == 0:
+        with rasterio.open(dst) as ds:
+            assert np.array_equal(ds.read()[:, ::2, ::2], data)
+        assert [p.name for p in (d / "out").iterdir()] == [name]
+    else:
+        assert_clean_failure(res.exit_code, res.stderr)
+        assert list((d / "out").iterdir()) == []
+    snap.assert_unchanged()
+
+
+_DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
+
+
+@st.composite
+def _extreme_rasters(draw):
+    dtype = draw(st.sampled_from(_DTYPES))
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        info = np.finfo(dt)
+        special = [0.0, -0.0, info.max, info.min, info.tiny, -info.tiny, np.inf, -np.inf,
+                   np.nan, 1e-45 if dtype == "float32" else 5e-324]
+        elems = st.one_of(st.sampled_from(special),
+                          st.floats(width=dt.itemsize * 8, allow_nan=True, allow_infinity=True))
+    else:
+        info = np.iinfo(dt)
+        elems = st.one_of(st.sampled_from([info.min, info.max, 0, info.min + 1, info.max - 1]),
+                          st.integers(min_value=int(info.min), max_value=int(info.max)))
+    data = draw(hnp.arrays(dt, (1, 6, 7), elements=elems))
+    nodata = draw(st.one_of(st.none(), st.sampled_from([0, 12.5, -9999, 255, 1e300]),
+                            st.just(float(data.flat[0]))))
+    if nodata is not None and dt.kind != "f":
+        nodata = float(nodata)
+        if not (np.iinfo(dt).min <= nodata <= np.iinfo(dt).max):
+            nodata = None  # GDAL refuses to write it; reading such files is tested elsewhere
+    elif nodata is not None and not np.isfinite(np.asarray(nodata, dt)):
+        nodata = float("nan")
+    return data, nodata, draw(st.sampled_from(["nearest", "bilinear", "bicubic"]))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=_extreme_rasters())
+def test_dtype_and_value_extremes_are_exact_or_refused(tmp_path_factory, case):
+    """Property: extreme values of every dtype either come out as data (nearest: exactly;
+    never a silent inf/NaN from finite input; nodata pixels stay nodata, data stays data) or
+    are refused with one clear line and no output."""
+    from geosr.engine import upscale_file
+    from geosr.errors import GeosrError
+
+    data, nodata, model = case
+    d = tmp_path_factory.mktemp("extremes")
+    src = d / "x.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=7, height=6, count=1, dtype=data.dtype,
+                       nodata=nodata, crs="EPSG:32633",
+                       transform=rasterio.Affine(1, 0, 0, 0, -1, 6)) as ds:
+        ds.write(data)
+    try:
+        out = upscale_file(src, d / "o.tif", model=model, scale=2)
+    except GeosrError as err:
+        assert "\n" not in str(err).strip()
+        assert sorted(p.name for p in d.iterdir()) == ["x.tif"]
+        return
+    with rasterio.open(out) as ds:
+        y = ds.read()
+    up = data.repeat(2, axis=1).repeat(2, axis=2)
+    nd_hit = np.zeros(up.shape, bool)
+    if nodata is not None:
+        nd_hit = np.isnan(up) if np.isnan(nodata) else (up == nodata) if (
+            float(nodata).is_integer() or data.dtype.kind == "f") else nd_hit
+    if model == "nearest":
+        same = (y == up) | (np.isnan(y) & np.isnan(up)) if data.dtype.kind == "f" else y == up
+        assert same[~nd_hit].all()
+    if data.dtype.kind == "f":
+        finite_in = np.isfinite(up)
+        if not nd_hit.any():  # valid finite input → finite output
+            assert np.isfinite(y[finite_in]).all()

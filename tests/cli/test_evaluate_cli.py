@@ -45,3 +45,16 @@ def test_errors_are_one_line(folder):
     res = CliRunner().invoke(cli, ["evaluate", str(folder), "-m", name, "-s", "2",
                                    "--allow-random-weights", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["model"] == name
+
+
+def test_constant_image_gives_valid_json(tmp_path):
+    """Issue 17 item 9: identical images have an infinite PSNR; JSON gets null, never Infinity."""
+    from PIL import Image
+
+    d = tmp_path / "flat"
+    d.mkdir()
+    Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(d / "flat.png")
+    res = CliRunner().invoke(cli, ["evaluate", str(d), "-m", "bicubic", "-s", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
+    assert out["psnr"] is None and out["images"][0]["psnr"] is None

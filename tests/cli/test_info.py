@@ -235,3 +235,21 @@ def test_geographic_json_latitude_range(make_geotiff):
     d = info_json(p)
     lo, hi = d["gsd_x_range_m"]
     assert lo < d["gsd_m"][0] < hi  # x GSD shrinks towards the pole
+
+
+@pytest.mark.parametrize("dpi", ["1e-320", "1e-300", "1e308"])
+def test_extreme_dpi_is_refused_or_valid_json(make_geotiff, dpi):
+    """Issue 17 item 9: `geosr info --dpi 1e-320` printed 1:0 / Infinity."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from geosr_cli.main import cli
+
+    src = make_geotiff("i.tif", bands=1, height=8, width=8)
+    res = CliRunner().invoke(cli, ["info", str(src), "--dpi", dpi, "--json"])
+    if res.exit_code == 0:
+        _json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
+        assert "1:0" not in res.stdout
+    else:
+        assert res.exit_code == 1 and "geosr: error:" in res.stderr and "out of range" in res.stderr

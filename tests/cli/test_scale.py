@@ -49,3 +49,19 @@ def test_errors(args, msg):
     res = run(*args)
     assert res.exit_code == 1
     assert msg in res.stderr
+
+
+@pytest.mark.parametrize("args", [["--gsd", "1e308"], ["--gsd", "1e-320"],
+                                  ["--scale-denominator", "1e308"],
+                                  ["--gsd", "1", "--dpi", "1e-320"],
+                                  ["--gsd", "1", "--dpi", "1e308"]])
+def test_extreme_numbers_give_a_clear_error_never_invalid_json(args):
+    """Issue 17 item 9: results that overflow to inf or underflow to 0 are refused (one line),
+    and --json never prints Infinity/NaN."""
+    res = run(*args, "--json")
+    if res.exit_code == 0:
+        d = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON {c}"))
+        assert all(isinstance(v, float) and 0 < v < float("inf") for v in d.values()), d
+    else:
+        assert res.exit_code == 1 and res.stderr.startswith("geosr: error: ")
+        assert "out of range" in res.stderr and "internal" not in res.stderr

@@ -168,3 +168,51 @@ def test_exit_watchdog_ends_a_process_stuck_in_a_worker_thread():
                        env=spawn_env())
     assert r.returncode == 143, r.stderr
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("spacing", [0.0, 0.05, 0.2])
+def test_repeated_signals_within_half_a_second_do_not_break_cleanup(raster, tmp_path, sig,
+                                                                   spacing):
+    """Issue 17 item 6: Ctrl-C pressed three times (or SIGTERM repeated) within half a second:
+    the first stops the run, the later ones are ignored; exit 130/143, one line, nothing left."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    snap = Snapshot(raster.parent, out_dir, watch=raster)
+    run = Run(raster, out_dir / "r.tif", *OPTS)
+    run.wait_blocks(3)
+    for _ in range(3):
+        run.proc.send_signal(sig)
+        time.sleep(spacing)
+    rc = run.finish(timeout=60)
+    assert rc == 128 + sig, (rc, run.stderr)
+    assert "terminate called" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert_clean_failure(rc, run.stderr, expect_code=128 + sig,
+                         match=r"(interrupted|terminated); no output was written")
+    snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_interrupt_while_planning_blocks_leaves_no_temporary_file(raster, tmp_path, monkeypatch,
+                                                                  resume):
+    """The writer's temporary file exists from GeoTIFFWriter.open on: an interrupt in anything
+    after it (block planning, the journal) removes it like an interrupt mid-run."""
+    from geosr.engine import upscale_file
+    from geosr.errors import Interrupted
+    from geosr.plan import Job
+
+    def interrupted(self):
+        if any(p.name.startswith((".r.tif", "r.tif.geosr")) for p in tmp_path.iterdir()):
+            raise KeyboardInterrupt
+        return []
+
+    monkeypatch.setattr(Job, "blocks", interrupted)
+    with pytest.raises(Interrupted):
+        upscale_file(raster, tmp_path / "r.tif", model="bicubic", scale=2, block=32, tile=32,
+                     resume=resume)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    # nothing published; only --resume may keep a (clean, journaled) partial file to resume from
+    assert "r.tif" not in left
+    assert not [n for n in left if n.startswith(".r.tif")], left
+    if resume and "r.tif.geosr-partial.tif" in left:
+        assert "r.tif.geosr-journal.json" in left

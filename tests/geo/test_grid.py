@@ -49,3 +49,35 @@ def test_scale_transform_rejects_nonpositive():
 
     with pytest.raises(ParameterError):
         scale_transform(Affine.identity(), 0)
+
+
+def test_scale_rpcs_keeps_ground_points_on_the_scaled_pixel_position():
+    """GDAL's RPC transformer (rasterio's GDAL) places a ground point at corner-based (row, col)
+    before and at (row·s, col·s) after: GDAL's pixel-centre RPC convention, as gdal_translate
+    -outsize applies it since GDAL 3.8."""
+    import pytest
+    from rasterio.rpc import RPC
+    from rasterio.transform import RPCTransformer
+
+    from geosr.geo.grid import scale_rpcs
+
+    rpc = RPC(height_off=100.0, height_scale=500.0, lat_off=40.0, lat_scale=0.05,
+              line_den_coeff=[1.0] + [0.0] * 19,
+              line_num_coeff=[0.001, -1.02, 0.01, 0.002] + [0.0] * 16, line_off=500.0,
+              line_scale=520.0, long_off=-105.0, long_scale=0.06,
+              samp_den_coeff=[1.0] + [0.0] * 19, samp_num_coeff=[-0.002, 0.01, 1.01] + [0.0] * 17,
+              samp_off=600.0, samp_scale=620.0)
+    for s in (2, 3, 4):
+        out = scale_rpcs(rpc, s)
+        assert (out.lat_off, out.long_scale, out.line_num_coeff) == (
+            rpc.lat_off, rpc.long_scale, rpc.line_num_coeff)
+        with RPCTransformer(rpc) as a, RPCTransformer(out) as b:
+            for row, col in [(0.0, 0.0), (0.5, 0.5), (123.0, 456.0), (999.5, 1199.0)]:
+                lon, lat = a.xy(row, col, offset="ul")
+                r, c = b.rowcol(lon, lat, op=lambda v: v)
+                assert (float(r), float(c)) == pytest.approx((row * s, col * s), abs=1e-6)
+    # two passes compose like one: x2 then x3 == x6
+    two = scale_rpcs(scale_rpcs(rpc, 2), 3)
+    six = scale_rpcs(rpc, 6)
+    assert (two.line_off, two.samp_off, two.line_scale) == pytest.approx(
+        (six.line_off, six.samp_off, six.line_scale))

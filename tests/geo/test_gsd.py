@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from affine import Affine
 
@@ -245,3 +246,35 @@ def test_global_geographic_raster():
     # a grid ending a rounding error beyond the pole still works
     t = Affine(0.5, 0, 0.0, 0, -0.5, 90.0 + 1e-9)
     assert describe_gsd("EPSG:4326", t, width=10, height=10).gsd_m[1] > 0
+
+
+@pytest.mark.parametrize("lat", [0.0, 45.0, 60.0, -70.0])
+def test_target_gsd_on_a_geographic_raster(lat):
+    """Issue 17 item 10: geographic pixels are not square in metres (east-west shrinks with
+    latitude); the scale whose mean GSD reaches the target is accepted, and a refusal never
+    names a scale that is available as the one needed."""
+    from geosr.geo.gsd import gsd_m
+
+    t = Affine(1e-5, 0, 10.0, 0, -1e-5, lat + 0.005)
+    g = gsd_m("EPSG:4326", t, width=1000, height=1000)
+    mean = math.sqrt(g[0] * g[1])
+    assert scale_for_target_gsd(g, mean / 2, available_scales=[2, 3, 4]) == 2
+    assert scale_for_target_gsd(g, mean / 4 * 1.005, available_scales=[2, 3, 4]) == 4
+    with pytest.raises(ParameterError) as e:
+        scale_for_target_gsd(g, mean / 2.5, available_scales=[2, 3, 4])
+    assert "not one of" in str(e.value) and "2.5" in str(e.value)
+
+
+def test_target_gsd_message_never_contradicts_itself():
+    for g in [(0.7, 1.0), (0.1002, 0.0997), (1.0, 1.0)]:
+        for target in np.linspace(0.1, 0.6, 51):
+            try:
+                s = scale_for_target_gsd(g, float(target), available_scales=[2, 3, 4])
+            except ParameterError as err:
+                import re
+
+                m = re.search(r"needs a scale of ([\d.]+), which is not one of", str(err))
+                if m:
+                    assert float(m.group(1)) not in (2.0, 3.0, 4.0), str(err)
+            else:
+                assert s in (2, 3, 4)

@@ -63,3 +63,55 @@ def test_first_pass_tags_describe_the_input_grid(make_geotiff, tmp_path):
     assert t[TAG_KEYS["passes"]] == "bicubic x3"
     assert float(t[TAG_KEYS["source_pixel_size_x"]]) == 5.0
     assert np.isclose(float(t[TAG_KEYS["source_gsd_x"]]), 5.0, rtol=1e-3)
+
+
+def test_gcp_only_provenance_comes_from_the_gcps(make_geotiff, tmp_path):
+    """Pixel size and GSD of a GCP-only raster from GDAL's affine fit to the GCPs (as
+    `geosr info` reports them), not the identity placeholder; and no rasterio warning."""
+    import math
+    import warnings
+
+    from rasterio.control import GroundControlPoint as G
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import from_gcps
+
+    gcps = [G(0, 0, 10.0, 50.0), G(0, 80, 10.1, 50.0), G(64, 0, 10.0, 49.9),
+            G(64, 80, 10.1, 49.9)]
+    src = make_geotiff("gcp.tif", gcps=gcps, crs="EPSG:4326")
+    one, two = tmp_path / "x2.tif", tmp_path / "x4.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotGeoreferencedWarning)
+        upscale_file(src, one, model="nearest", scale=2)
+    fit = from_gcps(gcps)  # GDALGCPsToGeoTransform
+    t = _tags(one)
+    assert float(t[TAG_KEYS["source_pixel_size_x"]]) == pytest.approx(math.hypot(fit.a, fit.d))
+    assert float(t[TAG_KEYS["source_pixel_size_y"]]) == pytest.approx(math.hypot(fit.b, fit.e))
+    gsd = raster_info(src).gsd_m
+    assert float(t[TAG_KEYS["source_gsd_x"]]) == pytest.approx(gsd[0])
+    assert float(t[TAG_KEYS["source_gsd_y"]]) == pytest.approx(gsd[1])
+    upscale_file(one, two, model="nearest", scale=2)
+    t2 = _tags(two)
+    assert t2[TAG_KEYS["scale_factor"]] == "4"
+    assert float(t2[TAG_KEYS["source_gsd_x"]]) == pytest.approx(gsd[0])
+
+
+def test_a_raster_without_georeferencing_counts_its_factor_over_passes(tmp_path):
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    src = tmp_path / "bare.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src, "w", driver="GTiff", width=20, height=16, count=1,
+                           dtype="uint8") as ds:
+            ds.write(np.ones((1, 16, 20), np.uint8))
+    one, two = tmp_path / "x2.tif", tmp_path / "x6.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        upscale_file(src, one, model="nearest", scale=2)
+        upscale_file(one, two, model="nearest", scale=3)
+    t = _tags(two)
+    assert t[TAG_KEYS["scale_factor"]] == "6"
+    assert t[TAG_KEYS["passes"]] == "nearest x2; nearest x3"
+    assert TAG_KEYS["source_gsd_x"] not in t

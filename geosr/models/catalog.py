@@ -1,0 +1,63 @@
+"""The model catalogue: one row per registered network (scales, size, receptive field, bundled
+weights) and what a weights file is for — the data behind ``geosr models``."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def model_table() -> list[dict[str, Any]]:
+    """One row per registered model (parameter counts at x4 or the first scale, 3 bands)."""
+    import torch
+
+    from ._registry import create_model, get_spec, list_models
+    from .bundled import list_bundled
+
+    bundled: dict[str, list[dict]] = {}
+    for b in list_bundled():
+        bundled.setdefault(b["arch"], []).append({"scale": b["scale"], "bands": b["bands"]})
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        scale = 4 if 4 in spec.scales else spec.scales[0]
+        bands = 3 if spec.kind == "network" else None
+        params = rf = None
+        try:
+            # The meta device allocates nothing, so even 40 M-parameter networks list instantly.
+            with torch.device("meta"):
+                model = create_model(name, scale=scale, in_chans=bands)
+            params = sum(p.numel() for p in model.parameters())
+            rf = int(model.receptive_field)
+        except Exception:  # a model that cannot be built on meta: build it for real
+            model = create_model(name, scale=scale, in_chans=bands)
+            params = sum(p.numel() for p in model.parameters())
+            rf = int(model.receptive_field)
+        rows.append({
+            "name": name, "kind": spec.kind, "family": spec.family, "scales": list(spec.scales),
+            "params": params, "params_at": {"scale": scale, "bands": bands},
+            "receptive_field": rf, "paper": spec.paper, "description": spec.description,
+            "bundled_weights": sorted(bundled.get(name, []),
+                                      key=lambda d: (d["scale"], d["bands"])),
+        })
+    return rows
+
+
+def describe_weights(path: str) -> dict[str, Any]:
+    """What a weights file is for: its geosr card, or the architecture read from its tensors."""
+    from .card import weights_sha256
+    from .checkpoint_io import describe_info, infer_architecture, read_checkpoint
+
+    sd, card = read_checkpoint(path)
+    out: dict = {"path": path, "sha256": weights_sha256(path), "tensors": len(sd),
+                 "parameters": int(sum(t.numel() for t in sd.values()))}
+    if card is not None:
+        out.update(source="geosr card", card=card, arch=card["arch"], scale=card["scale"],
+                   bands=card["bands"])
+    else:
+        info = infer_architecture(sd)
+        out.update(source="inferred from tensor names and shapes", inferred=info,
+                   arch=info.get("arch"), scale=info.get("scale"), bands=info.get("in_chans"),
+                   description=describe_info(info))
+    return out
+
+
+__all__ = ["model_table", "describe_weights"]
