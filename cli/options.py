@@ -5,7 +5,7 @@ import click
 
 device_option = click.option(
     "--device", default="auto", show_default=True,
-    help="Compute device: auto (first GPU if any, else CPU), cpu, cuda or cuda:N.")
+    help="Compute device: auto (first GPU if any, else CPU), cpu, cuda, cuda:N or mps.")
 
 
 def _bundled_defaults(*, n_bands: int, dtype: str) -> str:

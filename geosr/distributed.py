@@ -329,6 +329,15 @@ def run_on_cluster(client, job, blocks: list[Block], *, net=None,
         model.release()
 
 
+def run_blocks(client, job, blocks: list[Block], *, net=None,
+               stop: Callable[[], bool] = lambda: False):
+    """Deprecated for one release: use ``geosr.runners.run_blocks(job, blocks, client=client)``
+    (which also takes executors of this process)."""
+    from .runners import run_blocks as run
+
+    return run(job, blocks, client=client, net=net, stop=stop)
+
+
 __all__ = ["DistributedError", "connect", "start_local_cluster", "cluster_client",
            "visible_gpus", "run_on_cluster", "check_reachable", "model_payload", "ModelPayload",
            "CONNECT_TIMEOUT"]

@@ -29,6 +29,11 @@ from .predictor import predictor_for
 from .runners import effective_threads, run_blocks, runs_in_this_process
 from .tiling import Block
 
+# Names users imported from geosr.engine before the pipeline was split (process_block comes
+# from geosr.block above): re-exported for one release; import them from their homes.
+from .modelref import ModelRef, build_model  # noqa: E402,F401
+from .models.bundled import default_model_name  # noqa: E402,F401
+
 ProgressFn = Callable[[int, int], None]
 
 

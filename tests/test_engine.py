@@ -733,3 +733,27 @@ def test_no_georeferencing_stays_ungeoreferenced(tmp_path):
     with pytest.warns(GeoreferencingWarning):
         up = upscale(open_raster(src), model="nearest", scale=3)
     assert up.rio.transform() == Affine.identity() and up.rio.crs is None
+
+
+def test_upscale_reads_only_the_sample_at_call_time():
+    """Planning a lazy upscale reads the statistics sample (16 windows, each inside one chunk
+    of 128+ pixels), not the raster: 16 of 144 chunks of a 3072² array."""
+    import dask.array as dsa
+    import xarray as xr
+
+    class Counting:
+        """An array-like that counts the reads dask makes of it."""
+
+        def __init__(self, shape):
+            self.shape, self.dtype, self.ndim, self.reads = shape, np.dtype("uint16"), 3, 0
+
+        def __getitem__(self, key):
+            shape = tuple(len(range(*k.indices(n))) for k, n in zip(key, self.shape))
+            self.reads += int(np.prod(shape) > 0)  # dask's empty probe for the meta is no read
+            return np.full(shape, 1000, self.dtype)
+
+    src = Counting((1, 3072, 3072))
+    da = xr.DataArray(dsa.from_array(src, chunks=(1, 256, 256)), dims=("band", "y", "x"))
+    up = upscale(da, model="bicubic", scale=2)
+    assert src.reads <= 16
+    assert up.shape == (1, 6144, 6144) and up.chunks is not None
