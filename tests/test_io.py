@@ -223,8 +223,15 @@ def test_metadata_domains_are_kept_per_dataset_and_per_band(make_geotiff, tmp_pa
     assert meta.domains == {"IMAGERY": {"CLOUDCOVER": "3", "SATELLITEID": "S2B"},
                             "ACME": {"LEVEL": "L1C"}}
     assert meta.band_domains == ({}, {"ACME": {"GAIN": "1.5"}})
+    from geosr.errors import GeosrWarning
+    from geosr.io.write import COG_KEEPS_DOMAINS
+
     for cog in (False, True):
         out = tmp_path / f"dom_{cog}.tif"
+        if cog and not COG_KEEPS_DOMAINS:  # GDAL < 3.8 (e.g. rasterio 1.3's wheels): said
+            with pytest.warns(GeosrWarning, match=r"COG driver drops metadata domains"):
+                upscale_file(src, out, model="nearest", scale=2, cog=cog)
+            continue
         upscale_file(src, out, model="nearest", scale=2, cog=cog)
         with rasterio.open(src) as a, rasterio.open(out) as b:
             for ns in ("IMAGERY", "ACME"):

@@ -385,8 +385,8 @@ def _rotated_window(da, t: Affine) -> Affine:
     if (np.abs(vals - np.round(vals)).max() > 1e-4 or abs(dc[1]) > 1e-4 or abs(dr[0]) > 1e-4
             or round(dc[0]) == 0 or round(dr[1]) == 0):
         raise InputError("the DataArray's xc/yc coordinates are not pixel centres of its "
-                             "rotated transform; set its grid with da.rio.write_transform(...) "
-                             "and drop xc/yc")
+                         "rotated transform; set its grid with da.rio.write_transform(...) "
+                         "and drop xc/yc")
     sc, sr = round(dc[0]), round(dr[1])
     # pixel k of the selection is centred on source pixel c0 + k*sc: its corner is half a new
     # pixel before that centre

@@ -244,6 +244,15 @@ class GeoTIFFWriter:
         self.ds = None
         self.resumed = False
         self.opts = creation_options(meta.dtype, compress=compress, blocksize=blocksize)
+        if cog and not COG_KEEPS_DOMAINS and (meta.domains or any(meta.band_domains)):
+            import warnings
+
+            from ..errors import GeosrWarning
+
+            warnings.warn(f"GDAL {rasterio.__gdal_version__}'s COG driver drops metadata domains "
+                          f"other than the default ({', '.join(sorted(meta.domains)) or 'band '}"
+                          "domains); write without --cog, or use GDAL >= 3.8 (rasterio >= 1.4)",
+                          GeosrWarning, stacklevel=3)
 
     def _partial_fits(self) -> bool:
         """Whether the kept partial file is complete (every block inside the file) and has this
@@ -481,6 +490,11 @@ def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compre
     except BaseException:
         writer.abort()
         raise
+
+
+#: GDAL's COG driver copies metadata domains besides the default one from GDAL 3.8 on
+#: (COPY_SRC_MDD); older GDALs drop them, and the writer says so.
+COG_KEEPS_DOMAINS = tuple(int(v) for v in rasterio.__gdal_version__.split(".")[:2]) >= (3, 8)
 
 
 def check_disk(dst: Path, meta: RasterMeta, *, compress: str = "deflate") -> None:
