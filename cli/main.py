@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("benchmark", "benchmark"),
     "halo": ("halo", "halo"),
     "qgis": ("qgis_cmd", "qgis"),
+    "weights": ("weights_cmd", "weights"),
 }
 
 

@@ -26,7 +26,7 @@ model_option = click.option(
          "bundled. On CPU, --model espcn is several times faster than edsr-baseline.")
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,
-    help="Weights file (.safetensors, or .pth/.pt loaded with weights_only) for the model.")
+    help="Weights file (.safetensors, or .pth/.pt read without running code) for the model.")
 allow_random_option = click.option(
     "--allow-random-weights", is_flag=True, hidden=True,
     help="Testing only: run a network with random weights.")

@@ -3,8 +3,10 @@
 Safety
 ------
 Weights are untrusted input. Loading never runs code from a file: safetensors, or
-``torch.load(weights_only=True)`` for ``.pt/.pth/.ckpt`` pickles. A pickle that needs arbitrary
-Python objects is refused. NaN/Inf and shape errors name the tensor.
+``torch.load(weights_only=True)`` for ``.pt/.pth/.ckpt`` pickles. A pickle that needs other
+Python objects (a whole pickled model) is read by :mod:`geosr.models.safe_pickle`, whose
+unpickler calls only its own tensor-rebuild functions and turns every other global into an inert
+placeholder; one without tensors is refused. NaN/Inf and shape errors name the tensor.
 
 geosr's files
 -------------
@@ -204,13 +206,38 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
                                             f"{path.name}: the embedded model card"))
         sd = strip_prefixes(sd)
     elif kind in ("torch-zip", "pickle"):
-        sd = unwrap_checkpoint(torch_load_safe(path))
+        sd = unwrap_checkpoint(_load_pickled(path))
     else:
         raise WeightsError(f"{path.name} is neither a safetensors file nor a PyTorch checkpoint; "
                            f"geosr reads .safetensors and .pt/.pth/.ckpt state dicts")
     if card is None and sidecar_path(path).is_file() and sidecar_path(path) != path:
         card = read_sidecar(path)
     return sd, card
+
+
+def _load_pickled(path: Path) -> Any:
+    """A PyTorch file's contents: ``weights_only`` first; a whole pickled model (or any pickle
+    naming other globals) is read by :mod:`geosr.models.safe_pickle`, which runs nothing."""
+    try:
+        return torch_load_safe(path)
+    except _NeedsObjects:
+        pass
+    from .safe_pickle import load_whole_model_pickle
+
+    obj, names = load_whole_model_pickle(path)
+    try:
+        unwrap_checkpoint(obj)
+    except WeightsError:
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        raise WeightsError(
+            f"refusing to use {path.name}: it holds no model tensors, only objects of "
+            f"{shown or 'no known type'}, which geosr never imports or runs (unpickling "
+            f"arbitrary Python objects can run code); it is not a weights file") from None
+    return obj
+
+
+class _NeedsObjects(WeightsError):
+    """weights_only refused the pickle (it names globals beyond tensors and containers)."""
 
 
 def torch_load_safe(path: str | os.PathLike[str]) -> Any:
@@ -220,7 +247,7 @@ def torch_load_safe(path: str | os.PathLike[str]) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsError(
+        raise _NeedsObjects(
             f"refusing to load {path.name}: it is a pickle that needs arbitrary Python objects "
             f"to load ({first[:200]}), and unpickling those can run code. geosr only reads "
             f"tensors (torch.load(weights_only=True)). If you trust the file, convert it once "

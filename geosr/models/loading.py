@@ -289,7 +289,8 @@ def _model_from_checkpoint(spec: ModelSpec, sd: dict[str, torch.Tensor], *, scal
 
 
 def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                       name: str = "auto", scale: int, in_chans: int | None = None,
+                       name: str = "auto", scale: int | None = None,
+                       in_chans: int | None = None,
                        value_range: tuple[float, float] | list[float] = (0, 255),
                        input_range: float | None = None, half: bool = False,
                        provenance: dict[str, Any] | None = None,
@@ -299,20 +300,42 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     The network is loaded exactly as :func:`load_model` would (layout mapping, value-range
     folding, strict checks), then saved with a card recording the source file's name, SHA-256
     and layout, so the result loads without any guessing. ``value_range`` is the data range the
-    release was trained on (``[0, 255]`` for 8-bit images).
+    release was trained on (``[0, 255]`` for 8-bit images). ``scale=None`` takes the scale
+    from the weights; a file whose architecture or scale cannot be read from it is refused
+    with what to pass. Whole pickled models are read by :mod:`geosr.models.safe_pickle`.
     """
     src = Path(src)
+    sd, card = read_checkpoint(src)
+    if card is not None:
+        raise WeightsError(f"{src.name} is already a geosr weights file (it has a card for "
+                           f"{card['arch']} x{card['scale']}); use it as it is")
+    info = infer_architecture(sd)
+    if name.strip().lower() == "auto" and not (info.get("layout") and info.get("arch")
+                                               in list_models()):
+        keys = list(sd)
+        shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+        raise WeightsError(f"cannot tell which architecture {src.name} is for: its "
+                           f"{len(keys)} tensors ({shown}) match no checkpoint layout geosr "
+                           f"knows; pass --model NAME (see `geosr models`)")
+    if scale is None:
+        scale = info.get("scale")
+        if scale is None:
+            arch = info.get("arch") or name
+            if info.get("scales"):
+                raise WeightsError(f"{src.name} holds {arch} branches for scales "
+                                   f"{info['scales']}; pass --scale with one of them")
+            raise WeightsError(f"{src.name} does not fix the scale ({arch} runs on the "
+                               f"upsampled image, so its weights fit every scale); pass "
+                               f"--scale N for the scale it was trained for")
     model = load_model(name, scale=scale, in_chans=in_chans, weights=src,
                        input_range=input_range)
     if isinstance(model, CommunityModel):
         raise WeightsError(f"{src.name} is a community ({model.architecture}) model; geosr "
                            f"cannot rebuild it from a card, keep using the original file")
-    if model.card is not None:
-        raise WeightsError(f"{src.name} is already a geosr weights file (it has a card)")
-    sd, _ = read_checkpoint(src)
-    info = infer_architecture(sd)
     prov = {"source": "converted official checkpoint", "file": src.name,
-            "sha256": weights_sha256(src), "layout": info.get("layout"), **(provenance or {})}
+            "sha256": weights_sha256(src), "layout": info.get("layout"),
+            **({"input_range": input_range} if input_range is not None else {}),
+            **(provenance or {})}
     args = {"out_chans": getattr(model, "out_chans", None), **model.build_args}
     card = make_card(arch=model.arch, args={k: v for k, v in args.items() if v is not None},
                      value_range=list(value_range), provenance=prov, metrics=metrics)

@@ -164,16 +164,19 @@ class _Payload:
         return (open, (self.target, "w"))
 
 
-def test_pickle_with_code_is_refused_and_nothing_runs(tmp_path):
+def test_pickle_with_code_loads_its_tensors_and_nothing_runs(tmp_path):
+    # The restricted unpickler (geosr.models.safe_pickle) keeps the payload inert.
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.pth"
-    torch.save({"state_dict": _trained().state_dict(), "x": _Payload(marker)}, p)
-    with pytest.raises(WeightsError, match="refusing to load evil.pth.*arbitrary Python"):
-        read_checkpoint(p)
-    with pytest.raises(WeightsError, match="refusing"):
-        load_weights(_trained(), p)
-    with pytest.raises(WeightsError, match="refusing"):
-        load_model("edsr-baseline", scale=2, weights=p)
+    net = _trained()
+    torch.save({"state_dict": net.state_dict(), "x": _Payload(marker)}, p)
+    sd, _ = read_checkpoint(p)
+    assert set(sd) == set(net.state_dict())
+    load_weights(_trained(), p, layout="geosr")
+    only = tmp_path / "only_code.pth"
+    torch.save({"x": _Payload(marker)}, only)
+    with pytest.raises(WeightsError, match="refusing to use only_code.pth.*never imports"):
+        load_model("edsr-baseline", scale=2, weights=only)
     assert not marker.exists()
     # the payload is live: an unsafe load would have run it (so the test above can fail)
     torch.load(p, weights_only=False)
