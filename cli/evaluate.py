@@ -14,10 +14,13 @@ def _fmt(v: float) -> str:
 
 @click.command("evaluate")
 @click.argument("dataset", type=click.Path(exists=True))
-@click.option("--model", "-m", "model", required=True, help="Registered model name (geosr models).")
-@click.option("--scale", "-s", type=click.IntRange(min=1), required=True, help="Upscaling factor.")
+@click.option("--model", "-m", "model", default=None,
+              help="Registered model name (geosr models); default: the one --weights is for.")
+@click.option("--scale", "-s", type=click.IntRange(min=1), default=None,
+              help="Upscaling factor; default: the one --weights is for, when the file fixes it.")
 @click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Weights file (safetensors + card) for a network.")
+              help="Weights file (safetensors + card, or an official checkpoint); its "
+                   "architecture and scale are used unless --model/--scale are given.")
 @click.option("--self-ensemble", is_flag=True, help="Average over the 8 flips/rotations (x8).")
 @click.option("--data-range", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Value range of non-8-bit data (default: the dtype's range).")
@@ -28,7 +31,7 @@ def _fmt(v: float) -> str:
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(dataset: str, model: str, scale: int, weights: str | None, self_ensemble: bool,
+def evaluate(dataset: str, model: str | None, scale: int | None, weights: str | None, self_ensemble: bool,
              data_range: float | None, channels: str, allow_random_weights: bool, device: str,
              limit: int | None, as_json: bool) -> None:
     """Super-resolve the bicubic-degraded images of DATASET and score them.
@@ -55,6 +58,6 @@ def evaluate(dataset: str, model: str, scale: int, weights: str | None, self_ens
     tail = f"{'mean (' + str(result['n_images']) + ')':<28} {_fmt(result['psnr']):>8} " \
            f"{result['ssim']:7.4f}" + "".join(f" {result[k]:7.3f}" for k in extra)
     click.echo(tail)
-    click.echo(f"model {result['model']} x{scale}"
+    click.echo(f"model {result['model']} x{result['scale']}"
                + (" self-ensemble" if self_ensemble else "")
                + f", {result['seconds']:.1f} s on {result['device']}")

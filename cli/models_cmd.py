@@ -18,8 +18,9 @@ def _fmt_params(n: int | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--describe", "describe", type=click.Path(dir_okay=False), default=None,
               metavar="WEIGHTS",
-              help="Instead of the table, say which model, scale and bands a weights file "
-                   "(geosr .safetensors or an official checkpoint) is for.")
+              help="Instead of the table, say which model, scale, bands and configuration a "
+                   "weights file (geosr .safetensors or an official checkpoint) is for, and "
+                   "from which keys each was read.")
 def models(as_json: bool, describe: str | None) -> None:
     """List every registered model: scales, parameters (x4 or first scale, 3 bands), receptive
     field (LR pixels), family, paper, and which scales/bands have bundled weights."""
@@ -43,10 +44,20 @@ def models(as_json: bool, describe: str | None) -> None:
                     click.echo(f"  {key}: {text if len(text) <= 160 else text[:157] + '...'}")
         else:
             click.echo(f"no geosr card; looks like {d['description']}")
+        for c in d["candidates"] if d["arch"] is None else ():
+            click.echo(f"  candidate: {c['arch']} (layout {c['layout']})")
+        for fact in ("arch", "scale", "bands", "args"):  # from which keys each was read
+            if fact in d["evidence"]:
+                value = f"{d['args']}: " if fact == "args" else ""
+                click.echo(f"  {fact} {value}{d['evidence'][fact]}")
         if d.get("arch"):
-            scale = f" --scale {d['scale']}" if d.get("scale") else ""
-            click.echo(f"use: geosr upscale IN OUT --model {d['arch']}{scale} "
-                       f"--weights {d['path']}")
+            fixed = f"--model {d['arch']}" + (f" --scale {d['scale']}" if d.get("scale") else "")
+            need = "" if d.get("scale") else " --scale N"
+            click.echo(f"use: geosr upscale IN OUT --weights {d['path']}{need} (the file "
+                       f"gives {fixed})")
+        elif d["candidates"]:
+            picks = " or ".join(f"--model {c['arch']}" for c in d["candidates"])
+            click.echo(f"use: geosr upscale IN OUT --weights {d['path']} with {picks}")
         return
     rows = model_table()
     if as_json:

@@ -26,7 +26,9 @@ model_option = click.option(
          "bundled. On CPU, --model espcn is several times faster than edsr-baseline.")
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,
-    help="Weights file (.safetensors, or .pth/.pt read without running code) for the model.")
+    help="Weights file (.safetensors, or .pth/.pt read without running code). Without "
+         "--model/--scale, the architecture and scale come from the file (its card or its "
+         "tensor names and shapes; see `geosr models --describe FILE`).")
 allow_random_option = click.option(
     "--allow-random-weights", is_flag=True, hidden=True,
     help="Testing only: run a network with random weights.")

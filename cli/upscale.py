@@ -62,7 +62,8 @@ def _terminate_as_interrupt():
 @click.argument("dst", type=click.Path(path_type=str))
 @model_option
 @click.option("--scale", "-s", type=int, default=None,
-              help="Integer upscaling factor (default 2, or derived from --target-gsd).")
+              help="Integer upscaling factor (default: the one --weights FILE is for, else 2, "
+                   "or derived from --target-gsd).")
 @click.option("--target-gsd", type=float, default=None,
               help="Desired output pixel size in metres; picks the integer scale that reaches it.")
 @weights_option

@@ -350,6 +350,13 @@ def upscale_paths(src: str, dst: str, *, scale: int | None = None,
     if many and target_gsd is not None:
         raise OptionConflictError("--target-gsd picks a scale per file; for many files give "
                                   "--scale")
+    if scale is None and target_gsd is None and options.get("weights"):
+        # The file's architecture and scale win over the default scale, not over --scale
+        # (geosr.models.weights_spec, the one rule; plan_job asks it too).
+        from .models.weights_spec import resolve_weights
+
+        found = resolve_weights(options["weights"], model=options.get("model"))
+        options["model"], scale = found.arch, found.scale
     if scale is None:
         scale = (scale_for_gsd(src, target_gsd, model=options.get("model"))
                  if target_gsd is not None else DEFAULT_SCALE)

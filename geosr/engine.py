@@ -39,7 +39,8 @@ ProgressFn = Callable[[int, int], None]
 
 # -- lazy DataArray path -----------------------------------------------------------------------
 
-def upscale(da, *, model: str | None = None, scale: int, weights: str | None = None,
+def upscale(da, *, model: str | None = None, scale: int | None = None,
+            weights: str | None = None,
             tile: int | None = None, halo: int | None = None, block: int | None = None,
             device: str = "auto", precision: str = "auto", bands=None,
             allow_random_weights: bool = False, data_range=None, batch_size: int | None = None):
@@ -164,7 +165,8 @@ def _bounded_gdal_cache(fn):
 
 @_bounded_gdal_cache
 def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
-                 scale: int, weights: str | os.PathLike | None = None, tile: int | None = None,
+                 scale: int | None = None, weights: str | os.PathLike | None = None,
+                 tile: int | None = None,
                  halo: int | None = None, block: int | None = None, device: str = "auto",
                  precision: str = "auto", bands=None, cog: bool = False,
                  compress: str = "deflate", overwrite: bool = False, resume: bool = False,
@@ -180,6 +182,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     by this thread as they complete, so memory stays flat. The output appears under ``dst`` only
     when complete; with ``resume=True`` an interrupted run keeps its partial file and journal and
     the next ``resume=True`` run continues from the blocks already written.
+    With ``weights`` and no ``model``/``scale``, the file's architecture and scale are used
+    (:func:`geosr.models.weights_spec.resolve_weights`).
     """
     src_s = str(src)
     if workers is not None:  # the old name of ``threads``, kept for one release

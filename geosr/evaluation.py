@@ -171,7 +171,8 @@ def _card_value_range(card: Any, dtype: Any = None) -> tuple[float, float] | Non
     return None
 
 
-def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any, scale: int,
+def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
+             scale: int | None = None,
              weights: str | Path | None = None, self_ensemble: bool = False,
              data_range: float | None = None, allow_random_weights: bool = False,
              device: str = "cpu", in_chans: int | None = None, channels: str = "auto",
@@ -183,9 +184,12 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any, scale: i
     dataset
         Folder of HR images (PNG/JPEG/TIFF) or GeoTIFFs, one file, or a list of files.
     model
-        Registry name (``"bicubic"``, ``"espcn"``, ...) or an already built ``nn.Module``.
+        Registry name (``"bicubic"``, ``"espcn"``, ...) or an already built ``nn.Module``;
+        ``None`` takes the architecture from ``weights``.
     scale
-        Upscaling factor; images are modcropped to a multiple of it.
+        Upscaling factor; images are modcropped to a multiple of it. ``None`` takes it from
+        ``weights`` when the file fixes it
+        (:func:`geosr.models.weights_spec.resolve_weights`, as ``geosr upscale`` does).
     weights
         safetensors/checkpoint for a network; required unless ``allow_random_weights``.
     self_ensemble
@@ -205,6 +209,17 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any, scale: i
     """
     if channels not in ("auto", "y", "all"):
         raise ParameterError(f"channels must be auto, y or all, not {channels!r}")
+    if weights is not None and (model is None or scale is None
+                                or (isinstance(model, str) and model.strip().lower() == "auto")):
+        from .models.weights_spec import resolve_weights
+
+        found = resolve_weights(weights, model=model, scale=scale)
+        model, scale = found.arch, found.scale if scale is None else scale
+    if model is None:
+        raise ParameterError("no model: pass --model NAME (model=), or --weights FILE whose "
+                             "architecture geosr can read")
+    if scale is None:
+        raise ParameterError(f"no scale for {model}: pass --scale N (scale=)")
     scale = int(scale)
     if scale < 1:
         raise ParameterError(f"scale must be a positive integer, got {scale}")

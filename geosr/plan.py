@@ -85,7 +85,8 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | None = None,
+def plan_job(meta: RasterMeta, *, model: str | None, scale: int | None,
+             weights: str | None = None,
              tile: int | None = None, halo: int | None = None, block: int | None = None,
              device: str = "auto", precision: str = "auto", bands=None,
              allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
@@ -98,6 +99,15 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int, weights: str | 
     """
     from .models.bundled import bundled_in_chans, default_model_name
 
+    if weights is not None and (scale is None or model is None
+                                or model.strip().lower() == "auto"):
+        # the file names its architecture and scale (geosr.models.weights_spec, the one rule)
+        from .models.weights_spec import resolve_weights
+
+        spec = resolve_weights(weights, model=model, scale=scale)
+        model, scale = spec.arch, spec.scale if scale is None else scale
+    if scale is None:
+        raise ParameterError("no scale: pass scale=N (--scale N), or weights whose file fixes it")
     scale = validate_scale(scale)
     sel = parse_bands(bands, meta.count)
     meta_sel = meta.select_bands(list(sel))

@@ -42,20 +42,29 @@ def model_table() -> list[dict[str, Any]]:
 
 
 def describe_weights(path: str) -> dict[str, Any]:
-    """What a weights file is for: its geosr card, or the architecture read from its tensors."""
+    """What a weights file is for: its geosr card, or the architecture read from its tensors,
+    with the keys each fact was read from (``evidence``) and, for an ambiguous file, the
+    ``candidates`` (:func:`geosr.models.weights_spec.read_weights_spec`, the rule
+    ``--weights FILE`` without ``--model``/``--scale`` follows)."""
     from .card import weights_sha256
-    from .checkpoint_io import describe_info, infer_architecture, read_checkpoint
+    from .checkpoint_io import describe_info, read_checkpoint
+    from .weights_spec import read_weights_spec
 
     sd, card = read_checkpoint(path)
+    spec = read_weights_spec(path)
     out: dict = {"path": path, "sha256": weights_sha256(path), "tensors": len(sd),
-                 "parameters": int(sum(t.numel() for t in sd.values()))}
+                 "parameters": int(sum(t.numel() for t in sd.values())),
+                 "arch": spec.arch, "scale": spec.scale, "bands": spec.bands, "args": spec.args,
+                 "scales": list(spec.scales), "layout": spec.layout,
+                 "evidence": spec.evidence, "candidates": list(spec.candidates)}
     if card is not None:
-        out.update(source="geosr card", card=card, arch=card["arch"], scale=card["scale"],
-                   bands=card["bands"])
+        out.update(source="geosr card", card=card)
     else:
-        info = infer_architecture(sd)
+        info = spec.info if spec.info is not None and "layout" in spec.info else None
+        from .checkpoint_io import infer_architecture
+
+        info = info or infer_architecture(sd)
         out.update(source="inferred from tensor names and shapes", inferred=info,
-                   arch=info.get("arch"), scale=info.get("scale"), bands=info.get("in_chans"),
                    description=describe_info(info))
     return out
 

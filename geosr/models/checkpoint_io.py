@@ -275,7 +275,15 @@ def infer_architecture(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
     Band counts come from the first convolution, scales from the upsampler's shapes.
     """
+    found = infer_candidates(state_dict)
+    return found[0] if found else _generic_info(unwrap_checkpoint(state_dict))
+
+
+def infer_candidates(state_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What every matching layout reads from the tensors (as :func:`infer_architecture`), in
+    registration order; more than one entry is an ambiguous file."""
     sd = unwrap_checkpoint(state_dict)
+    out = []
     for lay in detect_layouts(sd):
         try:
             info = dict(lay.infer(sd))
@@ -286,8 +294,8 @@ def infer_architecture(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         info["layout"] = lay.name
         for k in ("arch", "scale", "in_chans", "out_chans"):
             info.setdefault(k, None)
-        return info
-    return _generic_info(sd)
+        out.append(info)
+    return out
 
 
 def describe_info(info: Mapping[str, Any]) -> str:
@@ -448,5 +456,5 @@ def _load_into(model: nn.Module, sd: StateDict, *, strict: bool, layout: str | N
 __all__ = [
     "CONTAINER_KEYS", "STRIP_PREFIXES", "PICKLE_SUFFIXES", "StateDict", "save_weights",
     "read_checkpoint", "unwrap_checkpoint", "strip_prefixes", "torch_load_safe", "load_weights",
-    "convert_state_dict", "infer_architecture", "describe_info", "model_family",
+    "convert_state_dict", "infer_architecture", "infer_candidates", "describe_info", "model_family",
 ]

@@ -23,7 +23,8 @@ from ._base import SRModel
 from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv
 from ._registry import register_model
 from .layouts import (StateDict, drop_mean_shift, first_last_chans, fold_input_range, key_indices,
-                      pixelshuffle_scale, register_layout, rename, tensor_shape)
+                      pixelshuffle_evidence, pixelshuffle_scale, register_layout, rename,
+                      shape_note, tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 
@@ -99,9 +100,19 @@ def _infer_edsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     # Only the paper's 256-feature EDSR uses residual scaling 0.1; every other width trains with
     # 1 (EDSR-PyTorch's default), which is geosr's edsr-baseline builder.
     arch = "edsr" if n_feats == 256 else "edsr-baseline"
+    tail = _edsr_tail(keys)
+    evidence = {
+        "arch": f"{arch}: {n_feats} features (head.0.weight); EDSR-PyTorch uses residual "
+                "scaling 0.1 only at 256 features",
+        "bands": shape_note(sd, "head.0.weight"),
+        "args": f"n_resblocks {n_res} (body.0..{n_res - 1}.body.0.weight), n_feats {n_feats} "
+                "(head.0.weight)",
+    }
+    if scale is not None:
+        evidence["scale"] = pixelshuffle_evidence(sd, tail, n_feats)
     return {"arch": arch, "family": "edsr", "scale": scale,
             **first_last_chans(sd, "head.0", "tail.1"),
-            "args": {"n_resblocks": n_res, "n_feats": n_feats}}
+            "args": {"n_resblocks": n_res, "n_feats": n_feats}, "evidence": evidence}
 
 
 @register_layout(

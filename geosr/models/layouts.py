@@ -209,6 +209,23 @@ def pixelshuffle_scale(sd: Mapping[str, Tensor], convs: list[str], n_feat: int) 
     return s
 
 
+def shape_note(sd: Mapping[str, Tensor], key: str) -> str:
+    """``'head.0.weight shape (64, 3, 3, 3)'``: the evidence line for a fact read from a tensor."""
+    return f"{key} shape {tensor_shape(sd, key)}"
+
+
+def pixelshuffle_evidence(sd: Mapping[str, Tensor], convs: list[str], n_feat: int) -> str:
+    """Why :func:`pixelshuffle_scale` found its scale: each stage's conv shape and factor."""
+    notes = []
+    for c in convs:
+        shp = tensor_shape(sd, f"{c}.weight")
+        if shp is None:
+            continue
+        r = int(round((shp[0] // n_feat) ** 0.5))
+        notes.append(f"{shape_note(sd, c + '.weight')} → pixel shuffle {r}x{r}")
+    return ", ".join(notes)
+
+
 def first_last_chans(sd: Mapping[str, Tensor], first: str, last: str) -> dict[str, Any]:
     """``in_chans``/``out_chans`` from the convolutions that read and write the image."""
     f, l_ = tensor_shape(sd, f"{first}.weight"), tensor_shape(sd, f"{last}.weight")
@@ -217,4 +234,5 @@ def first_last_chans(sd: Mapping[str, Tensor], first: str, last: str) -> dict[st
 
 __all__ = ["Layout", "StateDict", "register_layout", "list_layouts", "get_layout",
            "detect_layouts", "rename", "fold_input_range", "drop_mean_shift", "key_indices",
-           "tensor_shape", "pixelshuffle_scale", "first_last_chans"]
+           "tensor_shape", "pixelshuffle_scale", "first_last_chans", "shape_note",
+           "pixelshuffle_evidence"]

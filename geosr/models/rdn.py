@@ -22,6 +22,7 @@ from ._base import SRModel
 from ._common import default_conv, upsampler_factors
 from ._registry import register_model
 from .layouts import (StateDict, first_last_chans, fold_input_range, key_indices,
+                      pixelshuffle_evidence, shape_note,
                       pixelshuffle_scale, register_layout, rename, tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
@@ -128,8 +129,13 @@ def _infer_rdn_common(sd: Mapping[str, Tensor], *, sfe1: str, rdb: str, conv: st
                                           ".conv.weight"))[0]
     scale = pixelshuffle_scale(sd, up_convs, g)
     cfg = {(20, 6, 32): "A", (16, 8, 64): "B"}.get((d, c, g))
+    evidence = {"bands": shape_note(sd, f"{sfe1}.weight"),
+                "args": f"G0 {g0} ({sfe1}.weight), D {d} ({rdb}.0..{d - 1}), C {c} convs per "
+                        f"block ({rdb}.0.{conv}.*), G {g} (their output channels)"}
+    if scale is not None:
+        evidence["scale"] = pixelshuffle_evidence(sd, up_convs, g)
     return {"arch": "rdn", "family": "rdn", "scale": scale, **first_last_chans(sd, sfe1, last),
-            "args": {"G0": g0, "D": d, "C": c, "G": g}, "config": cfg}
+            "args": {"G0": g0, "D": d, "C": c, "G": g}, "config": cfg, "evidence": evidence}
 
 
 def _infer_rdn(sd: Mapping[str, Tensor]) -> dict[str, Any]:

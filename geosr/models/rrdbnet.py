@@ -26,7 +26,7 @@ from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._common import default_conv
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, rename, tensor_shape
+from .layouts import StateDict, key_indices, register_layout, rename, shape_note, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -142,9 +142,22 @@ def _infer_rrdb(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     ups = len(key_indices(keys, r"conv_up(\d+)\.weight"))
     if ratio == 1 and ups:
         scale = 2 ** ups
+    if ratio == 1:
+        how = (f"{ups} upsampling convs conv_up1..{ups} (nearest x2 each)" if ups else
+               "BasicSR's x4 default")
+        why_scale = f"{shape_note(sd, 'conv_first.weight')} reads the bands directly; {how}"
+    else:
+        why_scale = (f"{shape_note(sd, 'conv_first.weight')} reads {ratio}x the "
+                     f"{out_c} output bands (conv_last.weight): the input is pixel-unshuffled, "
+                     f"so x4 / {int(ratio ** 0.5)}")
+    evidence = {"scale": why_scale,
+                "bands": f"{shape_note(sd, 'conv_first.weight')} / {ratio}",
+                "args": f"num_block {nb} (body.0..{nb - 1}), num_feat {first[0]} "
+                        f"(conv_first.weight), num_grow_ch {gc} (body.0.rdb1.conv1.weight)"}
     return {"arch": "rrdbnet", "family": "rrdbnet", "scale": scale,
             "in_chans": first[1] // ratio, "out_chans": out_c,
-            "args": {"num_feat": first[0], "num_block": nb, "num_grow_ch": gc}}
+            "args": {"num_feat": first[0], "num_block": nb, "num_grow_ch": gc},
+            "evidence": evidence}
 
 
 def _detect_basicsr_rrdb(k: set[str]) -> bool:
