@@ -309,24 +309,18 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     if card is not None:
         raise WeightsError(f"{src.name} is already a geosr weights file (it has a card for "
                            f"{card['arch']} x{card['scale']}); use it as it is")
+    from .weights_spec import resolve_weights
+
+    # the one rule for what a file holds and how explicit options must agree with it; a
+    # conversion fixes the scale in the card, so a file that does not store it needs --scale
+    spec = resolve_weights(src, model=None if name.strip().lower() == "auto" else name,
+                           scale=scale)
+    if spec.scale is None:
+        raise WeightsError(f"{src.name} does not fix the scale ({spec.arch} runs on the "
+                           f"upsampled image, so its weights fit every scale); pass --scale N "
+                           f"for the scale it was trained for")
+    name, scale = spec.arch, spec.scale
     info = infer_architecture(sd)
-    if name.strip().lower() == "auto" and not (info.get("layout") and info.get("arch")
-                                               in list_models()):
-        keys = list(sd)
-        shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
-        raise WeightsError(f"cannot tell which architecture {src.name} is for: its "
-                           f"{len(keys)} tensors ({shown}) match no checkpoint layout geosr "
-                           f"knows; pass --model NAME (see `geosr models`)")
-    if scale is None:
-        scale = info.get("scale")
-        if scale is None:
-            arch = info.get("arch") or name
-            if info.get("scales"):
-                raise WeightsError(f"{src.name} holds {arch} branches for scales "
-                                   f"{info['scales']}; pass --scale with one of them")
-            raise WeightsError(f"{src.name} does not fix the scale ({arch} runs on the "
-                               f"upsampled image, so its weights fit every scale); pass "
-                               f"--scale N for the scale it was trained for")
     model = load_model(name, scale=scale, in_chans=in_chans, weights=src,
                        input_range=input_range)
     if isinstance(model, CommunityModel):
