@@ -3,10 +3,12 @@ the out-of-memory back-off to smaller tiles (same pixels, thanks to the halo).""
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import numpy as np
 
 from .errors import DeviceOutOfMemory, GeosrWarning
+from .io.read import read_window
 from .pixels import (carry_nonfinite, cast_output, check_overflow, fill_invalid,
                      upsample_nearest, valid_mask, working_dtype)
 from .plan import Job
@@ -107,4 +109,19 @@ def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> n
                   blend=job.blend, image_shape=(job.meta_in.height, job.meta_in.width))
 
 
-__all__ = ["process_block", "infer_tiles", "MIN_BACKOFF_TILE"]
+def read_and_process(job: Job, blk: Block, stop: Callable[[], bool] | None = None,
+                     predictor=None) -> tuple[Block, np.ndarray]:
+    """Read one block's fetch window from ``job.src`` and super-resolve it (a thread's or a
+    worker's task). ``stop`` is checked between batches so an interrupted run ends quickly."""
+    from .predictor import set_run_stop
+
+    set_run_stop(stop)
+    try:
+        data = read_window(job.src, job.bands, (blk.fetch_rows.start, blk.fetch_rows.stop),
+                           (blk.fetch_cols.start, blk.fetch_cols.stop))
+        return blk, process_block(job, data, blk, predictor)
+    finally:
+        set_run_stop(None)
+
+
+__all__ = ["process_block", "read_and_process", "infer_tiles", "MIN_BACKOFF_TILE"]

@@ -1,6 +1,6 @@
 """Running blocks on a dask.distributed cluster: starting or connecting to clusters, shipping the
 model once per worker, and the client-side loop (:func:`run_on_cluster`, called by
-:func:`geosr.runners.run_blocks`; this module never imports the engine).
+:func:`geosr.runners.run_blocks`; this module imports neither the engine nor the runners).
 
 The client process plans the job, ships the model to each worker *once* (a scattered payload,
 cached on the worker by a hash of its weights) and then submits one task per block. A task reads
@@ -242,7 +242,7 @@ def worker_predictor(ref, payload: ModelPayload):
 
 def remote_block(job, blk: Block, payload: ModelPayload):
     """Task body: read this block's window from ``job.src`` and super-resolve it."""
-    from .runners import read_and_process
+    from .block import read_and_process
 
     return read_and_process(job, blk, predictor=worker_predictor(job.model, payload))
 
@@ -327,15 +327,6 @@ def run_on_cluster(client, job, blocks: list[Block], *, net=None,
         for f in pending:
             f.cancel()
         model.release()
-
-
-def run_blocks(client, job, blocks: list[Block], *, net=None,
-               stop: Callable[[], bool] = lambda: False):
-    """Deprecated for one release: use ``geosr.runners.run_blocks(job, blocks, client=client)``
-    (which also takes executors of this process)."""
-    from .runners import run_blocks as run
-
-    return run(job, blocks, client=client, net=net, stop=stop)
 
 
 __all__ = ["DistributedError", "connect", "start_local_cluster", "cluster_client",

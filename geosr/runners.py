@@ -12,28 +12,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .block import process_block
+from .block import read_and_process
 from .errors import Interrupted
-from .io.read import read_window
 from .plan import Job
 from .tiling import Block
 
 Results = Iterator[tuple[Block, np.ndarray]]
-
-
-def read_and_process(job: Job, blk: Block, stop: Callable[[], bool] | None = None,
-                     predictor=None) -> tuple[Block, np.ndarray]:
-    """Read one block's fetch window from ``job.src`` and super-resolve it (a thread's or a
-    worker's task). ``stop`` is checked between batches so an interrupted run ends quickly."""
-    from .predictor import set_run_stop
-
-    set_run_stop(stop)
-    try:
-        data = read_window(job.src, job.bands, (blk.fetch_rows.start, blk.fetch_rows.stop),
-                           (blk.fetch_cols.start, blk.fetch_cols.stop))
-        return blk, process_block(job, data, blk, predictor)
-    finally:
-        set_run_stop(None)
 
 
 def stream_completed(submit: Callable[[Block], cf.Future], blocks: list[Block], *, bound: int,
