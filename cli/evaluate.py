@@ -5,6 +5,9 @@ import math
 
 import click
 
+from geosr.consistency import (DEFAULT_ITERATIONS, DEFAULT_MODE, METRICS, MODES,
+                               format_measures)
+
 from .options import echo_json
 
 
@@ -16,8 +19,9 @@ def _fmt(v: float) -> str:
 @click.argument("dataset", type=click.Path(exists=True))
 @click.option("--model", "-m", "model", default=None,
               help="Registered model name (geosr models); default: the one --weights is for.")
-@click.option("--scale", "-s", type=click.IntRange(min=1), default=None,
-              help="Upscaling factor; default: the one --weights is for, when the file fixes it.")
+@click.option("--scale", "-s", type=float, default=None,
+              help="Upscaling factor (non-integer, e.g. 2.5, for arbitrary-scale models); "
+                   "default: the one --weights is for, when the file fixes it.")
 @click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Weights file (safetensors + card, or an official checkpoint); its "
                    "architecture and scale are used unless --model/--scale are given.")
@@ -30,10 +34,23 @@ def _fmt(v: float) -> str:
               help="Evaluate a network without weights (random init; for testing only).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
+@click.option("--consistency", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
+              help="As geosr upscale --consistency: make the output's degradation reproduce "
+                   "its input (hard, soft) before scoring.")
+@click.option("--consistency-iterations", type=int, default=None,
+              help=f"Back-projection steps of --consistency soft (default {DEFAULT_ITERATIONS}).")
+@click.option("--metrics", default=None, metavar=",".join(METRICS),
+              help="Also measure these (docs/consistency.md): consistency (degraded SR vs LR), "
+                   "synthesis (detail added over bicubic), correctness (improvement / omission "
+                   "/ hallucination fractions against HR).")
+@click.option("--sam-maps", type=click.Path(file_okay=False), default=None,
+              help="Write each multi-band image's per-pixel spectral angle (HR vs SR, "
+                   "degrees) to DIR/<stem>_sam.tif on the image's grid.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(dataset: str, model: str | None, scale: int | None, weights: str | None, self_ensemble: bool,
+def evaluate(dataset: str, model: str | None, scale: float | None, weights: str | None, self_ensemble: bool,
              data_range: float | None, channels: str, allow_random_weights: bool, device: str,
-             limit: int | None, as_json: bool) -> None:
+             limit: int | None, consistency: str, consistency_iterations: int | None,
+             metrics: str | None, sam_maps: str | None, as_json: bool) -> None:
     """Super-resolve the bicubic-degraded images of DATASET and score them.
 
     DATASET is a folder of HR images (PNG/JPEG/TIFF) or GeoTIFFs, or one file. Each image is
@@ -44,7 +61,9 @@ def evaluate(dataset: str, model: str | None, scale: int | None, weights: str | 
 
     result = run(dataset, model=model, scale=scale, weights=weights, self_ensemble=self_ensemble,
                  data_range=data_range, allow_random_weights=allow_random_weights,
-                 device=device, channels=channels, limit=limit)
+                 device=device, channels=channels, limit=limit, consistency=consistency,
+                 consistency_iterations=consistency_iterations, metrics=metrics,
+                 sam_maps=sam_maps)
     if as_json:
         echo_json(result, indent=2)
         return
@@ -60,4 +79,7 @@ def evaluate(dataset: str, model: str | None, scale: int | None, weights: str | 
     click.echo(tail)
     click.echo(f"model {result['model']} x{result['scale']}"
                + (" self-ensemble" if self_ensemble else "")
+               + (f" consistency {consistency}" if consistency != DEFAULT_MODE else "")
                + f", {result['seconds']:.1f} s on {result['device']}")
+    for line in format_measures(result):
+        click.echo(line)

@@ -14,7 +14,8 @@ from .options import echo_json
 def info(path: str, dpi: float, as_json: bool) -> None:
     """Describe PATH: grid, GSD in metres, and what it means for map scale and printing.
 
-    For a geosr output the source GSD, scale factor and model are read from its tags.
+    For a geosr output the source GSD, scale factor and model are read from its tags, and
+    a perceptual (GAN) or generative-prior output says that its fine detail is synthesised.
     """
     from geosr.geo.info import format_info, raster_info
 

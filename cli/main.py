@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "halo": ("halo", "halo"),
     "qgis": ("qgis_cmd", "qgis"),
     "weights": ("weights_cmd", "weights"),
+    "check": ("check", "check"),
+    "report": ("report", "report"),
 }
 
 

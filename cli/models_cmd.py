@@ -46,11 +46,16 @@ def models(as_json: bool, describe: str | None) -> None:
             click.echo(f"no geosr card; looks like {d['description']}")
         for c in d["candidates"] if d["arch"] is None else ():
             click.echo(f"  candidate: {c['arch']} (layout {c['layout']})")
-        for fact in ("arch", "scale", "bands", "args"):  # from which keys each was read
+        for fact in ("arch", "scale", "bands", "args", "range"):  # from which keys each was read
             if fact in d["evidence"]:
                 value = f"{d['args']}: " if fact == "args" else ""
                 click.echo(f"  {fact} {value}{d['evidence'][fact]}")
-        if d.get("arch"):
+        from geosr.models.layouts import get_layout
+
+        refused = get_layout(d["layout"]).refused if d.get("layout") else ""
+        if refused:
+            click.echo(f"cannot run: {refused}")
+        elif d.get("arch"):
             fixed = f"--model {d['arch']}" + (f" --scale {d['scale']}" if d.get("scale") else "")
             need = "" if d.get("scale") else " --scale N"
             click.echo(f"use: geosr upscale IN OUT --weights {d['path']}{need} (the file "
@@ -66,7 +71,7 @@ def models(as_json: bool, describe: str | None) -> None:
     header = ["name", "kind", "family", "scales", "params", "rf", "bundled", "paper"]
     table = [[r["name"], r["kind"], r["family"], ",".join(map(str, r["scales"])),
               _fmt_params(r["params"]), str(r["receptive_field"]),
-              " ".join(f"x{b['scale']}/{b['bands']}b" for b in r["bundled_weights"]) or "-",
+              " ".join(f"x{b['scale'] or 'any'}/{b['bands']}b" for b in r["bundled_weights"]) or "-",
               r["paper"]] for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())

@@ -8,7 +8,13 @@ import click
 
 @click.command("train")
 @click.option("--model", "-m", default=None, help="Registered network name (geosr models).")
-@click.option("--scale", "-s", type=click.IntRange(min=1), default=None, help="Upscaling factor.")
+@click.option("--scale", "-s", type=click.FloatRange(min=1), default=None,
+              help="Upscaling factor (arbitrary-scale networks: the one validated; each step "
+                   "draws its factor in [--scale-min, --scale-max]).")
+@click.option("--scale-min", type=click.FloatRange(min=1), default=None,
+              help="Arbitrary-scale networks (liif, metasr): smallest factor drawn (default 1).")
+@click.option("--scale-max", type=click.FloatRange(min=1), default=None,
+              help="Arbitrary-scale networks (liif, metasr): largest factor drawn (default 4).")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of HR images or GeoTIFFs (repeat to mix folders).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,

@@ -1,4 +1,4 @@
-"""``geosr weights``: work with weights files (``geosr weights convert``)."""
+"""``geosr weights``: work with weights files (``geosr weights convert``, ``interpolate``)."""
 from __future__ import annotations
 
 import click
@@ -50,3 +50,37 @@ def convert(src: str, dst: str, model: str, scale: int | None, bands: int | None
     click.echo(f"wrote {out}: {card.get('arch')} x{card.get('scale')}, {card.get('bands')} "
                f"band(s), value range {card.get('value_range')}, from {prov.get('file')} "
                f"(layout {prov.get('layout')}, sha256 {str(prov.get('sha256'))[:16]}...)")
+
+
+@weights.command()
+@click.argument("psnr", type=click.Path(exists=True, dir_okay=False))
+@click.argument("gan", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Perceptual strength: 0 = the PSNR model, 1 = the GAN model (ESRGAN: 0.8).")
+@click.option("--scale", "-s", type=click.IntRange(min=1), default=None,
+              help="Scale the weights are for (needed when the files do not fix it).")
+@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+def interpolate(psnr: str, gan: str, dst: str, alpha: float, scale: int | None,
+                overwrite: bool) -> None:
+    """Blend PSNR and GAN weights of one network, (1 - alpha)·PSNR + alpha·GAN (ESRGAN's
+    network interpolation), into DST (.safetensors). The card records both files and alpha;
+    alpha > 0 makes it a perceptual model whose outputs are tagged as synthesised
+    (docs/perceptual.md)."""
+    from pathlib import Path
+
+    from geosr.errors import OutputError
+    from geosr.models.card import read_sidecar, sidecar_path
+    from geosr.models.interpolate import interpolate_weights
+
+    d = Path(dst)
+    for src in (psnr, gan):
+        if d.exists() and d.resolve() == Path(src).resolve():
+            raise OutputError(f"{d} is an input file; name another output")
+    for p in (d, sidecar_path(d)):
+        if p.exists() and not overwrite:
+            raise OutputError(f"{p} exists; pass --overwrite to replace it")
+    out = interpolate_weights(psnr, gan, d, alpha=alpha, scale=scale)
+    card = read_sidecar(out) or {}
+    click.echo(f"wrote {out}: {card.get('arch')} x{card.get('scale')}, alpha {alpha:g} "
+               f"({card.get('kind', 'pixel')})")

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .errors import (BatchError, GeosrError, InputError, Interrupted, OptionConflictError,
-                     OutputError, ParameterError)
+from .errors import (AOIMissError, BatchError, GeosrError, InputError, Interrupted,
+                     OptionConflictError, OutputError, ParameterError)
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -65,6 +65,8 @@ class BatchResult:
         """One line of counts, then one line per failure with its reason."""
         lines = [f"{len(self.done)} done, {len(self.skipped)} skipped (output exists; "
                  f"--overwrite to redo), {len(self.failed)} failed"]
+        lines += [f"  skipped: {f.src}: {f.reason}" for f in self.skipped
+                  if f.reason != "output exists"]
         lines += [f"  failed: {f.src}: {f.reason}" for f in self.failed]
         return "\n".join(lines)
 
@@ -81,7 +83,9 @@ def _exists(s: str) -> bool:
 def _is_pattern(s: str) -> bool:
     """The one syntax rule: an existing path is always that path; ``*?[`` make a glob and a
     leading ``@`` a list only when no file of that exact name exists."""
-    return _has_magic(s) and not _exists(s)
+    from .io.remote import is_remote
+
+    return _has_magic(s) and not _exists(s) and not is_remote(s)  # a URL's ?query is no glob
 
 
 def _is_list(s: str) -> bool:
@@ -136,10 +140,12 @@ def expand_sources(src: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return [s]
 
 
-def output_name(src: str, scale: int) -> str:
-    """``<stem>_x<scale>.tif`` (GDAL VSI paths and URLs use their last component)."""
+def output_name(src: str, scale: int | float | tuple) -> str:
+    """``<stem>_x<scale>.tif`` (``_x2.5``, ``_x2.5x2.4`` per axis; GDAL VSI paths and URLs use
+    their last component)."""
     stem = Path(src.rstrip("/").split("?")[0]).stem
-    return f"{stem}_x{scale}.tif"
+    tag = "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:g}"
+    return f"{stem}_x{tag}.tif"
 
 
 def plan_outputs(sources: Iterable[str], out_dir: str | os.PathLike, *, scale: int,
@@ -223,6 +229,15 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
         try:
             m = read_meta(item.src)
             sizes[i] = m.width * m.height
+            if options.get("aoi") is not None:  # the AOI's window is what runs
+                from .aoi import resolve_area
+
+                a = resolve_area(options["aoi"], m, crop=options.get("aoi_crop", "polygon"))
+                sizes[i] = a.width * a.height
+        except AOIMissError:  # one of many scenes outside the AOI: nothing to do there
+            item.status, item.reason, sizes[i] = "skipped", "the AOI misses it", 0
+            if on_file:
+                on_file(item)
         except GeosrError as err:  # unreadable: fail now, with GDAL's reason
             item.status, item.reason = "failed", _reason(err)
             sizes[i] = 0
@@ -312,44 +327,35 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
     return result
 
 
-def scale_for_gsd(src: str, target_gsd: float, *, model: str | None = None) -> int:
-    """The integer scale that brings ``src``'s GSD (the geometric mean of its axes, so
-    geographic rasters work: :func:`geosr.geo.gsd.scale_for_target_gsd`) to ``target_gsd``
-    metres, among the scales ``model`` supports."""
-    from .geo.gsd import gsd_m, scale_for_target_gsd
-    from .io import read_meta
-    from .models import get_spec
-
-    meta = read_meta(src)
-    if meta.crs is None:
-        raise ParameterError("--target-gsd needs a georeferenced input (it has no CRS); use --scale")
-    g = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
-    scales = get_spec(model).scales if model else (2, 3, 4)
-    return scale_for_target_gsd(g, target_gsd, available_scales=scales)
-
-
-def upscale_paths(src: str, dst: str, *, scale: int | None = None,
-                  target_gsd: float | None = None, scheduler: str | None = None,
+def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None = None,
+                  target_gsd: float | str | tuple | None = None, scheduler: str | None = None,
                   workers: int | None = None, devices: str | None = None,
                   jobs: int | None = None, threads: int = 2, overwrite: bool = False,
                   resume: bool = False, progress: Callable[[int, int], None] | None = None,
                   on_file: Callable[[FileResult], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, **options) -> "Path | BatchResult":
+                  should_stop: Callable[[], bool] | None = None, aoi=None, bbox: str | None = None,
+                  **options) -> "Path | BatchResult":
     """``geosr upscale SRC DST`` as one call: a file into a file (returns its path), or a glob,
     folder or ``@list`` into a folder (returns the :class:`BatchResult`), on ``threads`` local
     threads, on a local dask cluster of ``workers`` processes (one per GPU with ``devices``) or
     on the existing cluster at ``scheduler``. ``options`` go to
-    :func:`geosr.engine.upscale_file` (``model``, ``weights``, ``tile``, ``device`` ...)."""
+    :func:`geosr.engine.upscale_file` (``model``, ``weights``, ``tile``, ``device`` ...).
+    ``aoi`` (a file or WKT) or ``bbox`` (``minx,miny,maxx,maxy[,CRS]``) is read once and limits
+    every file to that area (:mod:`geosr.aoi`); files it misses are skipped."""
     from .distributed import cluster_client
     from .engine import upscale_file
-    from .plan import validate_scale
+    from .plan import parse_pair, validate_scale
 
     if scale is not None and target_gsd is not None:
         raise OptionConflictError("give either --scale or --target-gsd, not both")
+    if aoi is not None or bbox is not None:  # read and checked once, before any work
+        from .aoi import load_aoi
+
+        options["aoi"] = load_aoi(aoi, bbox=bbox)
     many = is_batch(src, dst)
     if many and target_gsd is not None:
-        raise OptionConflictError("--target-gsd picks a scale per file; for many files give "
-                                  "--scale")
+        raise OptionConflictError("--target-gsd works on one file at a time; for many files "
+                                  "give --scale, or run one geosr upscale per file")
     if scale is None and target_gsd is None and options.get("weights"):
         # The file's architecture and scale win over the default scale, not over --scale
         # (geosr.models.weights_spec, the one rule; plan_job asks it too).
@@ -357,10 +363,11 @@ def upscale_paths(src: str, dst: str, *, scale: int | None = None,
 
         found = resolve_weights(options["weights"], model=options.get("model"))
         options["model"], scale = found.arch, found.scale
-    if scale is None:
-        scale = (scale_for_gsd(src, target_gsd, model=options.get("model"))
-                 if target_gsd is not None else DEFAULT_SCALE)
-    scale = validate_scale(scale)
+    if scale is None and target_gsd is None:
+        scale = DEFAULT_SCALE
+    if scale is not None:  # fail before any cluster starts; plan_job applies the same rule
+        sx, sy = parse_pair(scale, "--scale", validate_scale)
+        scale = sx if sx == sy else (sx, sy)
     gpus = None
     if devices is not None:
         from .distributed import resolve_devices
@@ -383,10 +390,11 @@ def upscale_paths(src: str, dst: str, *, scale: int | None = None,
             return upscale_many(src, dst, scale=scale, client=client, jobs=jobs, threads=threads,
                                 overwrite=overwrite, resume=resume, progress=progress,
                                 on_file=on_file, should_stop=should_stop, **options)
-        return upscale_file(src, dst, scale=scale, overwrite=overwrite, resume=resume,
+        return upscale_file(src, dst, scale=scale, target_gsd=target_gsd, overwrite=overwrite,
+                            resume=resume,
                             threads=threads, client=client, progress=progress,
                             should_stop=should_stop, **options)
 
 
-__all__ = ["upscale_paths", "scale_for_gsd", "DEFAULT_SCALE", "upscale_many", "expand_sources", "output_name", "plan_outputs", "is_batch",
+__all__ = ["upscale_paths", "DEFAULT_SCALE", "upscale_many", "expand_sources", "output_name", "plan_outputs", "is_batch",
            "BatchResult", "FileResult", "BatchError", "RASTER_EXTS"]

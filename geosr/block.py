@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 
+from .consistency import enforce
 from .errors import DeviceOutOfMemory, GeosrWarning
 from .io.read import read_window
 from .pixels import (carry_nonfinite, cast_output, check_overflow, fill_invalid,
@@ -25,7 +26,9 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     ``predictor`` defaults to this process's cached one for the job's model
     (:func:`geosr.predictor.predictor_for`), so a task needs nothing but the job and its data.
     """
-    s = job.scale
+    (o_r0, o_r1), (o_c0, o_c1) = job.out_window(blk.rows, blk.cols)
+    # how masks, nodata and NaN reach the output: whole factors repeat, others index
+    s = job.scale if job.whole else job.nearest_index(blk.rows, blk.cols)
     nodata = job.meta_in.nodata_per_band  # one value per band (GDAL allows that)
     valid = valid_mask(data, nodata)  # a masked array's mask (GDAL mask band, alpha) counts too
     mask = np.ma.getmaskarray(data) if np.ma.isMaskedArray(data) else None
@@ -41,11 +44,11 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     if has_nodata:
         nd_valid = inner_valid if mask is None else valid_mask(inner, nodata)
         out_valid = upsample_nearest(nd_valid, s)
-    shape = (data.shape[0], blk.rows.size * s, blk.cols.size * s)
+    shape = (data.shape[0], o_r1 - o_r0, o_c1 - o_c0)
     if not inner_valid.any():  # all nodata (or all NaN): nothing to infer
         out = cast_output(np.zeros(shape, np.float32), job.meta_out.dtype, nodata, out_valid)
         return _carry_masks(job, carry_nonfinite(out, inner, s), inner,
-                            None if mask is None else mask[inner_rc])
+                            None if mask is None else mask[inner_rc], s)
     x = fill_invalid(data, valid, job.fill, dtype=working_dtype(data.dtype))
     if predictor is None:
         from .predictor import predictor_for
@@ -61,14 +64,13 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
     out = cast_output(out, job.meta_out.dtype, nodata, out_valid)
     check_overflow(out, inner, s)  # never a silent inf from finite data
     return _carry_masks(job, carry_nonfinite(out, inner, s), inner,
-                        None if mask is None else mask[inner_rc])
+                        None if mask is None else mask[inner_rc], s)
 
 
-def _carry_masks(job: Job, out: np.ndarray, inner: np.ndarray, mask: np.ndarray | None):
+def _carry_masks(job: Job, out: np.ndarray, inner: np.ndarray, mask: np.ndarray | None, s):
     """Masks go to the output by nearest, never interpolated: alpha bands are replaced by their
     nearest enlargement, and a per-dataset mask comes back as a masked array that the writer
-    stores as the output's mask band."""
-    s = job.scale
+    stores as the output's mask band. ``s``: an integer factor or nearest indices."""
     for b, ci in enumerate(job.meta_in.colorinterp[:out.shape[0]]):
         if getattr(ci, "name", ci) == "alpha":
             out[b] = upsample_nearest(inner[b:b + 1], s)[0]
@@ -100,13 +102,40 @@ def _infer_with_backoff(job: Job, x: np.ndarray, blk: Block, pred, norm) -> np.n
 
 def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> np.ndarray:
     """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch them (crop or blend)."""
+    if not job.whole:
+        return query_tiles(job, x, blk, pred, norm, tile)
     tiles = plan_tiles(blk, tile=tile, halo=job.halo)
     fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
     batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
                         t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
-    y = pred(batch, norm)
+    y = enforce(job, batch, pred(batch, norm))  # --consistency; its reach is in the halo
     return stitch(tiles, y, rows=blk.rows, cols=blk.cols, scale=job.scale, halo=job.halo,
                   blend=job.blend, image_shape=(job.meta_in.height, job.meta_in.width))
+
+
+def query_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> np.ndarray:
+    """Non-integer factors: each tile's window is asked for exactly the output pixels whose
+    centres lie in the tile's interior (``Job.out_window``), at their exact positions in the
+    window; with a halo of at least the model's receptive field each equals the whole-image
+    value, so placing them side by side is the stitch."""
+    ya, xa = job.grid_axes
+    (b_r0, b_r1), (b_c0, b_c1) = job.out_window(blk.rows, blk.cols)
+    fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
+    out = None
+    for t in plan_tiles(blk, tile=tile, halo=job.halo):
+        (r0, r1), (c0, c1) = job.out_window(t.rows, t.cols)
+        if r0 == r1 or c0 == c1:
+            continue
+        win = x[None, :, t.win_rows.start - fr:t.win_rows.stop - fr,
+                t.win_cols.start - fc:t.win_cols.stop - fc]
+        y = pred(win, norm, query=(ya.centres(r0, r1, origin=t.win_rows.start),
+                                   xa.centres(c0, c1, origin=t.win_cols.start)))
+        if out is None:
+            out = np.empty((x.shape[0], b_r1 - b_r0, b_c1 - b_c0), y.dtype)
+        out[:, r0 - b_r0:r1 - b_r0, c0 - b_c0:c1 - b_c0] = y[0]
+    if out is None:  # a block that owns no output pixel (a sliver at a -tr grid's edge)
+        out = np.empty((x.shape[0], b_r1 - b_r0, b_c1 - b_c0), x.dtype)
+    return out
 
 
 def read_and_process(job: Job, blk: Block, stop: Callable[[], bool] | None = None,
@@ -116,12 +145,16 @@ def read_and_process(job: Job, blk: Block, stop: Callable[[], bool] | None = Non
     from .predictor import set_run_stop
 
     set_run_stop(stop)
+    # an AOI job runs on a window of the file (geosr.aoi): block coordinates are the window's
+    r0, c0 = job.area.offset if job.area is not None else (0, 0)
     try:
-        data = read_window(job.src, job.bands, (blk.fetch_rows.start, blk.fetch_rows.stop),
-                           (blk.fetch_cols.start, blk.fetch_cols.stop))
-        return blk, process_block(job, data, blk, predictor)
+        data = read_window(job.src, job.bands,
+                           (r0 + blk.fetch_rows.start, r0 + blk.fetch_rows.stop),
+                           (c0 + blk.fetch_cols.start, c0 + blk.fetch_cols.stop))
+        out = process_block(job, data, blk, predictor)
+        return blk, out if job.area is None else job.area.clear_outside(out, blk, job)
     finally:
         set_run_stop(None)
 
 
-__all__ = ["process_block", "read_and_process", "infer_tiles", "MIN_BACKOFF_TILE"]
+__all__ = ["process_block", "read_and_process", "infer_tiles", "query_tiles", "MIN_BACKOFF_TILE"]

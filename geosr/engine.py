@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import warnings
 from dataclasses import replace
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .block import process_block
+from .consistency import DEFAULT_MODE
 from .errors import GeosrWarning, Interrupted, OutputError, ParameterError
 from .io import (GeoTIFFWriter, Journal, check_disk, check_output, journal_key,
                  meta_from_dataarray, read_meta, read_sample, sample_array)
@@ -39,17 +41,21 @@ ProgressFn = Callable[[int, int], None]
 
 # -- lazy DataArray path -----------------------------------------------------------------------
 
-def upscale(da, *, model: str | None = None, scale: int | None = None,
-            weights: str | None = None,
+def upscale(da, *, model: str | None = None, scale: int | float | tuple | None = None,
+            target_gsd: float | tuple | None = None, weights: str | None = None,
             tile: int | None = None, halo: int | None = None, block: int | None = None,
             device: str = "auto", precision: str = "auto", bands=None,
-            allow_random_weights: bool = False, data_range=None, batch_size: int | None = None):
+            allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
+            consistency: str = DEFAULT_MODE, consistency_iterations: int | None = None):
     """Super-resolve a (band, y, x) DataArray lazily; returns a dask-backed DataArray on the
     upscaled grid (same CRS and bounds, pixel size / ``scale``, tags describing the run).
+    ``scale`` may be non-integer or (x, y); ``target_gsd`` (metres) gives exactly that pixel
+    size instead (docs/scales.md).
 
     The graph holds only plain data (the job, block geometry, the source chunks), so it can be
     computed by threads, processes or a dask.distributed cluster; each process loads the model
-    once and checks it against the planned weights.
+    once and checks it against the planned weights. ``consistency`` (``off``, ``soft``,
+    ``hard``) makes the output's degradation reproduce the input (:mod:`geosr.consistency`).
     """
     import dask.array as dsa
 
@@ -64,24 +70,26 @@ def upscale(da, *, model: str | None = None, scale: int | None = None,
         meta = replace(meta, mask=None)
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data),
                                                                          chunks=(-1, 1024, 1024))
-    job, net = plan_job(meta, model=model, scale=scale, weights=weights, tile=tile, halo=halo,
+    job, net = plan_job(meta, model=model, scale=scale, target_gsd=target_gsd, weights=weights,
+                        tile=tile, halo=halo,
                         block=block, device=device, precision=precision, bands=bands,
                         allow_random_weights=allow_random_weights, data_range=data_range,
-                        batch_size=batch_size, sampler=lambda sel: sample_array(arr[list(sel)]))
+                        batch_size=batch_size, sampler=lambda sel: sample_array(arr[list(sel)]),
+                        consistency=consistency, consistency_iterations=consistency_iterations)
     predictor_for(job.model, digest=job.digest, net=net)  # this process: the model just loaded
     arr = arr[list(job.bands)]
     blocks = job.blocks()
     nrow = max(b.index[0] for b in blocks) + 1
     ncol = max(b.index[1] for b in blocks) + 1
     grid: list[list[Any]] = [[None] * ncol for _ in range(nrow)]
-    s = job.scale
     out_dtype = np.dtype(job.meta_out.dtype)
     for blk in blocks:
         win = arr[:, blk.fetch_rows.start:blk.fetch_rows.stop,
                   blk.fetch_cols.start:blk.fetch_cols.stop].rechunk(-1)
+        (r0, r1), (c0, c1) = job.out_window(blk.rows, blk.cols)
         grid[blk.index[0]][blk.index[1]] = win.map_blocks(
             _block_task, job=job, blk=blk, dtype=out_dtype,
-            chunks=((len(job.bands),), (blk.rows.size * s,), (blk.cols.size * s,)),
+            chunks=((len(job.bands),), (r1 - r0,), (c1 - c0,)),
             meta=np.empty((0, 0, 0), out_dtype))
     data = dsa.block(grid)
     return _wrap_output(da, data, job)
@@ -153,11 +161,16 @@ GDAL_CACHE_BYTES = 64 * 2**20
 def _bounded_gdal_cache(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if "GDAL_CACHEMAX" in os.environ:  # the user's choice wins
-            return fn(*args, **kwargs)
         import rasterio
 
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        from .io.remote import remote_env, resolve_source
+
+        # remote inputs: geosr's network defaults (retries, cache) unless the environment's
+        src = args[0] if args else kwargs.get("src")
+        opts: dict[str, Any] = remote_env(resolve_source(src)) if src is not None else {}
+        if "GDAL_CACHEMAX" not in os.environ:  # the user's choice wins
+            opts["GDAL_CACHEMAX"] = GDAL_CACHE_BYTES
+        with rasterio.Env(**opts):
             return fn(*args, **kwargs)
 
     return wrapper
@@ -165,8 +178,9 @@ def _bounded_gdal_cache(fn):
 
 @_bounded_gdal_cache
 def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
-                 scale: int | None = None, weights: str | os.PathLike | None = None,
-                 tile: int | None = None,
+                 scale: int | float | tuple | None = None,
+                 target_gsd: float | tuple | None = None,
+                 weights: str | os.PathLike | None = None, tile: int | None = None,
                  halo: int | None = None, block: int | None = None, device: str = "auto",
                  precision: str = "auto", bands=None, cog: bool = False,
                  compress: str = "deflate", overwrite: bool = False, resume: bool = False,
@@ -174,7 +188,9 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                  batch_size: int | None = None, compile: bool = False, threads: int = 2,
                  client=None, progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None,
-                 workers: int | None = None) -> Path:
+                 workers: int | None = None, consistency: str = DEFAULT_MODE,
+                 consistency_iterations: int | None = None, aoi=None,
+                 aoi_crop: str = "polygon") -> Path:
     """Super-resolve the raster file ``src`` into GeoTIFF/COG ``dst``.
 
     Blocks stream through ``threads`` local threads (or a dask.distributed ``client``, or an
@@ -183,9 +199,17 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     when complete; with ``resume=True`` an interrupted run keeps its partial file and journal and
     the next ``resume=True`` run continues from the blocks already written.
     With ``weights`` and no ``model``/``scale``, the file's architecture and scale are used
-    (:func:`geosr.models.weights_spec.resolve_weights`).
+    (:func:`geosr.models.weights_spec.resolve_weights`). ``consistency`` (``off``, ``soft``
+    with ``consistency_iterations`` steps, ``hard``) makes the output's degradation reproduce
+    the input (:mod:`geosr.consistency`, docs/consistency.md).
+    ``src`` may be a URL, a ``/vsi`` path or a STAC ``item.json#ASSET``
+    (:mod:`geosr.io.remote`, docs/cloud.md). ``aoi`` (a file, WKT or :class:`geosr.aoi.AOI`)
+    limits the run to the area's envelope on the input grid, pixels outside the polygon
+    invalid unless ``aoi_crop="envelope"`` (docs/aoi.md).
     """
-    src_s = str(src)
+    from .io.remote import resolve_source
+
+    src_s = resolve_source(src)
     if workers is not None:  # the old name of ``threads``, kept for one release
         threads = workers
     if isinstance(threads, bool) or int(threads) < 1:
@@ -195,11 +219,25 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
                           "--overwrite to redo it")
     meta = read_meta(src_s)
-    job, net = plan_job(meta, model=model, scale=scale, weights=str(weights) if weights else None,
+    area = None
+    if aoi is not None:  # the job runs on the AOI's window as if it were the image
+        from .aoi import resolve_area
+
+        area = resolve_area(aoi, meta, crop=aoi_crop)
+        meta = area.window_meta(meta)
+    job, net = plan_job(meta, model=model, scale=scale, target_gsd=target_gsd,
+                        weights=str(weights) if weights else None,
                         tile=tile, halo=halo, block=block, device=device, precision=precision,
                         bands=bands, allow_random_weights=allow_random_weights,
                         data_range=data_range, batch_size=batch_size, compile=compile,
-                        sampler=lambda sel: read_sample(src_s, sel, meta), src=src_s)
+                        sampler=lambda sel: read_sample(src_s, sel, meta,
+                                                       offset=area.offset if area else (0, 0)),
+                        src=src_s,
+                        consistency=consistency, consistency_iterations=consistency_iterations)
+    if area is not None:
+        from .aoi import output_mask
+
+        job = replace(job, area=area, meta_out=output_mask(job.meta_out, area.crop))
     if client is None:  # local threads: one cap by cores and memory (geosr.runners)
         threads, why = effective_threads(
             int(threads), per_block=block_bytes(job.meta_in, scale=job.scale, tile=job.tile,
@@ -214,10 +252,13 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                            overwrite=overwrite)
     m = job.meta_in
     journal = Journal(dst_p, journal_key(job.src, job.model.name, job.model.weights, job.scale,
+                                         job.meta_out.width, job.meta_out.height,
                                          job.tile, job.halo, job.block, job.bands, m.width,
-                                         m.height, job.lo, job.hi, job.fill))
+                                         m.height, job.lo, job.hi, job.fill,
+                                         *([job.consistency, job.consistency_iterations]
+                                           if job.consistency != DEFAULT_MODE else []),
+                                         *([area.key()] if area is not None else [])))
     stop = should_stop or (lambda: False)
-    s = job.scale
     # Everything from here on runs under the cleanup guard below: the temporary file exists
     # from writer.open() on, and an interrupt anywhere after it (opening, planning the blocks,
     # the journal) must remove it exactly as one in the middle of the run.
@@ -233,6 +274,10 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         journal.remove()
         all_blocks = job.blocks()
         blocks = [b for b in all_blocks if b.index not in journal.done]
+        missed: list[Block] = []
+        if area is not None:  # blocks that miss the AOI polygon are neither read nor inferred
+            missed = [b for b in blocks if not area.hits(b)]
+            blocks = [b for b in blocks if area.hits(b)]
         total = job.meta_in.width * job.meta_in.height
         done_px = sum(b.rows.size * b.cols.size for b in all_blocks if b.index in journal.done)
         if progress:
@@ -241,9 +286,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         # workers now, not whenever the generator happens to be garbage-collected.
         with contextlib.closing(run_blocks(job, blocks, workers=threads, client=client,
                                            stop=stop, net=net)) as results:
-            for blk, out in results:
-                writer.write((blk.rows.start * s, blk.rows.stop * s),
-                             (blk.cols.start * s, blk.cols.stop * s), out)
+            for blk, out in itertools.chain(_missed_outputs(job, missed), results):
+                writer.write(*job.out_window(blk.rows, blk.cols), out)
                 if resume:
                     journal.add(blk.index)
                 done_px += blk.rows.size * blk.cols.size
@@ -268,6 +312,13 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         if isinstance(err, KeyboardInterrupt):
             raise Interrupted("interrupted; no output was written" + hint, signum=2) from None
         raise
+
+
+def _missed_outputs(job: Job, blocks: list[Block]):
+    """(block, all-invalid output) of the blocks that miss the AOI (geosr.aoi)."""
+    for blk in blocks:
+        (r0, r1), (c0, c1) = job.out_window(blk.rows, blk.cols)
+        yield blk, job.area.empty_block((r1 - r0, c1 - c0), job)
 
 
 @contextlib.contextmanager

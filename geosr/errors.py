@@ -20,12 +20,24 @@ class RasterReadError(GeosrError, OSError):
     """The input exists but GDAL cannot read it (truncated, not a raster)."""
 
 
+class RemoteInputError(RasterReadError):
+    """A remote input (URL, /vsicurl/, /vsis3/, ..., STAC asset) cannot be reached or read."""
+
+
 class OutputError(GeosrError, OSError):
     """The output cannot be written (exists, same as input, directory missing, disk full)."""
 
 
 class ParameterError(GeosrError, ValueError):
     """An option value is invalid (scale, tile size, bands, device...)."""
+
+
+class AOIError(ParameterError):
+    """The area of interest cannot be used (unreadable, not an area, invalid, unknown CRS)."""
+
+
+class AOIMissError(AOIError):
+    """The area of interest does not overlap the raster."""
 
 
 class OptionConflictError(ParameterError):
@@ -94,6 +106,9 @@ __all__ = [
     "GeosrError",
     "InputError",
     "RasterReadError",
+    "RemoteInputError",
+    "AOIError",
+    "AOIMissError",
     "OutputError",
     "ParameterError",
     "OptionConflictError",

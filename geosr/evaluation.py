@@ -1,15 +1,20 @@
 """Score a model the way SR papers do: modcrop → MATLAB bicubic degradation → SR → PSNR/SSIM.
 
-Protocol (see ``docs/evaluation.md``): HR is cropped to a multiple of the scale, degraded with
+Protocol (see ``docs/evaluation.md``): HR is cropped to a multiple of the scale (for a
+non-integer scale, so that ``HR / s`` is whole), degraded with
 :func:`geosr.metrics.imresize` (MATLAB ``imresize(HR, 1/s, 'bicubic')``) and stored in the
 image's dtype; the model runs on the whole LR image (eval mode, ``torch.no_grad``, optional x8
-self-ensemble); its output is quantised back to the dtype; ``s`` pixels are shaved on every
+self-ensemble); its output is quantised back to the dtype; ``ceil(s)`` pixels are shaved on every
 border. 8-bit RGB is scored on BT.601 Y, 8-bit single-band images on their grey values, and
 everything else (multispectral, uint16, float) on all bands over the data range, plus SAM and
-ERGAS for multi-band data. Images are read by :mod:`geosr.images`.
+ERGAS for multi-band data. The weights of a Y-channel release (VDSR, LapSRN, DRRN, SRCNN,
+FSRCNN, ESPCN ports: ``model.y_channel``) run on 8-bit RGB scored on Y through the LR image's Y
+([16, 235] / 255), as their papers did, and their Y output rounded to 8 bits is scored; other
+1-band networks run band by band. Images are read by :mod:`geosr.images`.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -39,8 +44,10 @@ def self_ensemble_forward(model: Any, x: Any) -> Any:
 
 
 def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float],
-                  self_ensemble: bool = False, device: Any = "cpu") -> np.ndarray:
-    """Run ``model`` on a whole (C, h, w) LR array; returns float64 (C', h*s, w*s) in data units.
+                  self_ensemble: bool = False, device: Any = "cpu",
+                  consistency: str = "off", consistency_iterations: int = 0) -> np.ndarray:
+    """Run ``model`` on a whole (C, h, w) LR array; returns float64 (C', h*s, w*s) in data units,
+    made consistent with ``lr`` as ``geosr upscale --consistency`` does (:mod:`geosr.consistency`).
 
     Values are mapped to [0, 1] by ``value_range`` for networks; classical (linear) models see
     the same normalised values, which changes nothing for them.
@@ -67,9 +74,16 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
                 y = y[-1]
     finally:
         model.train(was_training)
-    s = y.shape[-1] // x.shape[-1]
-    y = y[..., : h * s, : w * s]
-    return y[0].double().cpu().numpy() * span + lo
+    if not getattr(model, "arbitrary_scale", False):  # arbitrary-scale outputs fit already
+        s = y.shape[-1] // x.shape[-1]
+        y = y[..., : h * s, : w * s]
+    out = y[0].double().cpu().numpy() * span + lo
+    if consistency != "off":
+        from .consistency import apply
+
+        out = apply(consistency, out, lr, out.shape[-1] // lr.shape[-1],
+                    iterations=consistency_iterations, dtype=lr.dtype)
+    return out
 
 
 def _scoring_mode(img: HRImage, channels: str) -> str:
@@ -104,16 +118,44 @@ def _run_bands(model: Any, lr: np.ndarray, in_chans: int | None, **kw: Any) -> n
                          f"--allow-random-weights with a matching network) or a classical model")
 
 
-def evaluate_image(model: Any, img: HRImage, *, scale: int, in_chans: int | None,
+def crop_to_scale(img: np.ndarray, scale: float) -> np.ndarray:
+    """Crop the bottom/right so the LR size ``HR / scale`` is whole on both axes (modcrop for
+    integer scales; for 2.5 the HR side becomes a multiple of 5)."""
+    if float(scale).is_integer():
+        return M.modcrop(img, int(scale))
+    h, w = img.shape[-2:]
+    return img[..., : _whole_side(h, scale), : _whole_side(w, scale)]
+
+
+def _whole_side(n: int, scale: float) -> int:
+    for lr in range(int(n / scale), 0, -1):
+        hr = lr * scale
+        if abs(hr - round(hr)) < 1e-6:
+            return int(round(hr))
+    return 0
+
+
+def shave_border(scale: float) -> int:
+    """Pixels shaved on every side before scoring: ``ceil(scale)``."""
+    return int(math.ceil(float(scale) - 1e-9))
+
+
+def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: int | None,
                    value_range: tuple[float, float] | None, data_range: float | None = None,
                    self_ensemble: bool = False, channels: str = "auto",
-                   device: Any = "cpu") -> dict[str, Any]:
-    """Score one HR image; returns a row ``{name, psnr, ssim, [sam, ergas], shape, mode}``."""
-    hr = M.modcrop(img.data, scale)
+                   device: Any = "cpu", consistency: str = "off", consistency_iterations: int = 0,
+                   metrics: Sequence[str] = (), sam_map: str | Path | None = None,
+                   source: str | Path | None = None) -> dict[str, Any]:
+    """Score one HR image; returns a row ``{name, psnr, ssim, [sam, ergas, psnr_per_band],
+    shape, mode}`` plus the ``metrics`` asked for (:func:`geosr.consistency.measure`)."""
+    cons = dict(consistency=consistency, consistency_iterations=consistency_iterations)
+    hr = crop_to_scale(img.data, scale)
     if min(hr.shape[-2:]) < scale * 4:
+        side = math.ceil(scale * 4)
         raise InputError(f"{img.name}: {hr.shape[-2:]} is too small for x{scale}; use images "
-                         f"of at least {scale * 4}x{scale * 4} pixels")
-    valid = None if img.valid is None else M.modcrop(img.valid, scale)
+                         f"of at least {side}x{side} pixels")
+    valid = None if img.valid is None else crop_to_scale(img.valid, scale)
+    border = shave_border(scale)
     dt = hr.dtype
     lr = M.imresize(hr, 1.0 / scale, out_dtype=dt)
     vr = value_range
@@ -122,21 +164,33 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int, in_chans: int | None
     if vr is None:
         raise ParameterError(f"{img.name}: {dt} data has no natural value range; pass "
                              "--data-range R (values are scaled by 1/R for the model)")
-    sr = _run_bands(model, lr, in_chans, value_range=vr, self_ensemble=self_ensemble,
-                    device=device)
-    sr = M.to_dtype(sr, dt)
-    if sr.shape != hr.shape:
+    mode = _scoring_mode(img, channels)
+    # Why: Y-channel releases (VDSR, SRCNN, ... ports; load_model's y_channel) were trained and
+    # published on the Y of the LR image, so that is what runs and is scored.
+    on_y = (mode == "y" and in_chans == 1 and dt == np.uint8
+            and bool(getattr(model, "y_channel", False)))
+    if on_y:
+        sr_y = super_resolve(model, M.rgb_to_y(lr)[None], value_range=(0.0, 255.0),
+                             self_ensemble=self_ensemble, device=device, **cons)[0]
+        sr = np.clip(np.round(sr_y), 0, 255)[None]
+    else:
+        sr = M.to_dtype(_run_bands(model, lr, in_chans, value_range=vr,
+                                   self_ensemble=self_ensemble, device=device, **cons), dt)
+    if sr.shape[-2:] != hr.shape[-2:] or (not on_y and sr.shape != hr.shape):
         raise ParameterError(f"{img.name}: model output {sr.shape} does not match HR {hr.shape}; "
                              f"is the model built for x{scale}?")
-    mode = _scoring_mode(img, channels)
-    mask = None if valid is None else M.shave(valid, scale)
+    mask = None if valid is None else M.shave(valid, border)
     row: dict[str, Any] = {"name": img.name, "shape": list(hr.shape), "mode": mode}
+    if on_y:
+        row["network_input"] = "y"
     if mode in ("y", "gray"):
-        if mode == "y":
+        if on_y:
+            a, b = M.rgb_to_y(hr), sr[0]
+        elif mode == "y":
             a, b = M.rgb_to_y(hr), M.rgb_to_y(sr)
         else:
             a, b = hr[0].astype(np.float64), sr[0].astype(np.float64)
-        a, b = M.shave(a, scale), M.shave(b, scale)
+        a, b = M.shave(a, border), M.shave(b, border)
         rng = 255.0 if dt == np.uint8 else float(data_range or 255.0)
         row["psnr"] = M.psnr(a, b, data_range=rng, mask=mask)
         row["ssim"] = M.ssim(a, b, data_range=rng, mask=mask)
@@ -148,14 +202,31 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int, in_chans: int | None
             rng = hi - lo
         else:
             rng = float(vr[1] - vr[0])
-        a, b = M.shave(hr, scale), M.shave(sr, scale)
+        a, b = M.shave(hr, border), M.shave(sr, border)
         row["psnr"] = M.psnr(a, b, data_range=rng, mask=mask)
         row["ssim"] = M.ssim(a, b, data_range=rng, mask=mask)
         row["data_range"] = rng
-    if hr.shape[0] > 1:
-        a, b = M.shave(hr, scale), M.shave(sr, scale)
+    if hr.shape[0] > 1 and not on_y:
+        a, b = M.shave(hr, border), M.shave(sr, border)
         row["sam"] = M.sam(a, b, mask=mask)
         row["ergas"] = M.ergas(a, b, scale=scale, mask=mask)
+        if mode == "bands":
+            from .consistency import psnr_per_band
+
+            row["psnr_per_band"] = psnr_per_band(a, b, data_range=rng, mask=mask)
+            if sam_map is not None:  # per-pixel angles on the HR grid (source's georeferencing)
+                from .consistency import write_angle_map
+
+                row["sam_map"] = write_angle_map(sam_map, hr, sr, valid=valid, like=source)
+    if metrics:  # on what is scored: Y for 8-bit RGB, else the bands
+        from .consistency import measure
+
+        y_only = on_y or mode == "y"
+        q_lr = M.rgb_to_y(lr)[None] if y_only else lr
+        q_sr = sr if on_y else (M.rgb_to_y(sr)[None] if y_only else sr)
+        q_hr = M.rgb_to_y(hr)[None] if y_only else hr
+        row.update(measure(metrics, lr=q_lr, sr=q_sr, hr=q_hr, scale=scale, valid=valid,
+                           border=1))
     return row
 
 
@@ -176,7 +247,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
              weights: str | Path | None = None, self_ensemble: bool = False,
              data_range: float | None = None, allow_random_weights: bool = False,
              device: str = "cpu", in_chans: int | None = None, channels: str = "auto",
-             limit: int | None = None) -> dict[str, Any]:
+             limit: int | None = None, consistency: str = "off",
+             consistency_iterations: int | None = None, metrics: Any = None,
+             sam_maps: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a model on a folder of HR images with the standard SR protocol.
 
     Parameters
@@ -200,6 +273,14 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
         ``[0, 255]``), and PSNR/SSIM use it as peak (default: the dtype's range).
     channels
         ``auto`` (Y for 8-bit RGB, grey for 8-bit single band, all bands otherwise), ``y``, ``all``.
+    consistency, consistency_iterations
+        As ``geosr upscale --consistency`` (off, soft, hard), applied to the model's output.
+    metrics
+        ``consistency``, ``synthesis``, ``correctness`` (a list or ``"a,b"``): per image and
+        averaged (:func:`geosr.consistency.measure`, docs/consistency.md).
+    sam_maps
+        A folder for ``<stem>_sam.tif``: the per-pixel spectral angle (degrees) between HR and
+        SR of each multi-band image scored on its bands, on the HR image's grid.
 
     Returns
     -------
@@ -209,6 +290,10 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
     """
     if channels not in ("auto", "y", "all"):
         raise ParameterError(f"channels must be auto, y or all, not {channels!r}")
+    from .consistency import mean_measures, parse_metrics, validate_consistency
+
+    cmode, csteps = validate_consistency(consistency, consistency_iterations, scale=scale)
+    metrics = parse_metrics(metrics)
     if weights is not None and (model is None or scale is None
                                 or (isinstance(model, str) and model.strip().lower() == "auto")):
         from .models.weights_spec import resolve_weights
@@ -220,9 +305,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
                              "architecture geosr can read")
     if scale is None:
         raise ParameterError(f"no scale for {model}: pass --scale N (scale=)")
-    scale = int(scale)
-    if scale < 1:
-        raise ParameterError(f"scale must be a positive integer, got {scale}")
+    from .plan import validate_scale  # the one scale rule (2.0 -> 2, "2.5" -> 2.5)
+
+    scale = 1 if scale in (1, "1") else validate_scale(scale)
     if data_range is not None and data_range <= 0:
         raise ParameterError(f"data range must be positive, got {data_range}")
     files = list_images(dataset)
@@ -247,13 +332,16 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
                              f"{net.scale} or weights trained for x{scale}")
     t0 = time.perf_counter()
     rows = []
-    for img in images:
+    for f, img in zip(files, images):
         vr = _card_value_range(card, img.data.dtype)
         if vr is None and img.data.dtype == np.uint8:
             vr = (0.0, 255.0)
         rows.append(evaluate_image(net, img, scale=scale, in_chans=model_in, value_range=vr,
                                    data_range=data_range, self_ensemble=self_ensemble,
-                                   channels=channels, device=dev))
+                                   channels=channels, device=dev, consistency=cmode,
+                                   consistency_iterations=csteps, metrics=metrics,
+                                   sam_map=Path(sam_maps) / f"{Path(f).stem}_sam.tif"
+                                   if sam_maps else None, source=f))
     result: dict[str, Any] = {
         "model": name,
         "scale": scale,
@@ -267,13 +355,16 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
         vals = [r[key] for r in rows if key in r]
         if vals:
             result[key] = float(np.mean(vals))
+    if cmode != "off":
+        result["consistency_mode"] = cmode
+    result.update(mean_measures(rows))
     result["images"] = rows
     result["seconds"] = time.perf_counter() - t0
     result["device"] = str(dev)
     return result
 
 
-def _load(name: str, *, scale: int, weights: Any, allow_random: bool, device: str,
+def _load(name: str, *, scale: int | float, weights: Any, allow_random: bool, device: str,
           in_chans: int | None, images: Iterable[HRImage]) -> tuple[Any, dict | None]:
     from .models import get_spec
     from .models.loading import load_model

@@ -235,5 +235,110 @@ def ergas(reference: np.ndarray, estimate: np.ndarray, *, scale: float,
     return float(100.0 / scale * math.sqrt(float((rmse2 / mu2).mean())))
 
 
+# --- measures of detail that need no downloaded network (perceptual SR, docs/perceptual.md) ---
+#: Radial frequency (cycles per pixel) above which energy counts as "high": half Nyquist.
+HALF_NYQUIST = 0.25
+
+
+def _bands(img: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(img, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or min(x.shape[-2:]) < 8:
+        raise ParameterError(f"{what} expects an (H, W) or (C, H, W) image of at least 8x8 "
+                             f"pixels, got shape {np.shape(img)}")
+    return x
+
+
+def radial_power_spectrum(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum: (frequencies in cycles per pixel, 0 .. 0.5, and the
+    mean |FFT|² per pixel in each one-bin-wide ring), averaged over bands.
+
+    Each band has its mean removed and is multiplied by a separable Hann window first, so the
+    image's borders do not leak a cross of false high frequencies into the spectrum.
+    """
+    x = _bands(img, "radial_power_spectrum")
+    h, w = x.shape[-2:]
+    win = np.outer(np.hanning(h), np.hanning(w))
+    x = (x - x.mean(axis=(-2, -1), keepdims=True)) * win
+    power = (np.abs(np.fft.fft2(x)) ** 2).mean(axis=0) / (h * w)
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    r = np.sqrt(fy ** 2 + fx ** 2)
+    n_bins = min(h, w) // 2
+    idx = np.minimum((r / 0.5 * n_bins).astype(int), n_bins)  # beyond 0.5 (corners) → last
+    sums = np.bincount(idx.ravel(), power.ravel(), minlength=n_bins + 1)[:n_bins]
+    counts = np.bincount(idx.ravel(), minlength=n_bins + 1)[:n_bins]
+    freqs = (np.arange(n_bins) + 0.5) * 0.5 / n_bins
+    return freqs, sums / np.maximum(counts, 1)
+
+
+def high_frequency_energy(img: np.ndarray, *, cutoff: float = HALF_NYQUIST) -> float:
+    """Mean power of the radially averaged spectrum above ``cutoff`` cycles per pixel (half
+    Nyquist by default): the fine detail an SR output carries."""
+    if not 0 < cutoff < 0.5:
+        raise ParameterError(f"cutoff must be between 0 and 0.5 cycles per pixel, got {cutoff}")
+    freqs, power = radial_power_spectrum(img)
+    return float(power[freqs > cutoff].mean())
+
+
+def high_frequency_ratio(estimate: np.ndarray, reference: np.ndarray, *,
+                         cutoff: float = HALF_NYQUIST) -> float:
+    """High-frequency energy of ``estimate`` relative to ``reference`` (the HR image): 1 means
+    as much fine detail as the truth, a PSNR-trained model's blur gives well below 1, a GAN's
+    invented texture can exceed it. The images must have one shape (one frequency grid)."""
+    e, r = np.shape(estimate), np.shape(reference)
+    if e != r:
+        raise ParameterError(f"high_frequency_ratio: shapes differ {e} vs {r}; crop both alike")
+    ref = high_frequency_energy(reference, cutoff=cutoff)
+    if ref <= 0:
+        raise ParameterError("the reference has no high-frequency energy (a flat image); pick "
+                             "another reference image or area")
+    return high_frequency_energy(estimate, cutoff=cutoff) / ref
+
+
+def gradient_stats(img: np.ndarray) -> dict[str, float]:
+    """Statistics of the gradient magnitude (central differences, per band, pooled): mean,
+    standard deviation, 90th and 99th percentiles. Sharp edges raise the upper percentiles."""
+    x = _bands(img, "gradient_stats")
+    gy, gx = np.gradient(x, axis=(-2, -1))
+    mag = np.sqrt(gx ** 2 + gy ** 2)[..., 1:-1, 1:-1]  # one-sided differences at the border
+    p90, p99 = np.percentile(mag, [90, 99])
+    return {"mean": float(mag.mean()), "std": float(mag.std()), "p90": float(p90),
+            "p99": float(p99)}
+
+
+def _box_blur(x: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Mean over ``n`` neighbours along ``axis`` (edges replicated), as a running sum."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (n // 2, n - 1 - n // 2)
+    c = np.cumsum(np.pad(x, pad, mode="edge"), axis=axis)
+    c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+    size = x.shape[axis]
+    return (np.take(c, np.arange(n, n + size), axis=axis)
+            - np.take(c, np.arange(size), axis=axis)) / n
+
+
+def sharpness_index(img: np.ndarray, *, blur: int = 9) -> float:
+    """No-reference sharpness in [0, 1] (1 - the blur metric of Crété-Roffet et al. 2007, "The
+    blur effect", SPIE 6492): the share of the image's neighbour differences that re-blurring
+    with a ``blur``-tap box filter removes, the smaller of the two axes. A sharp image loses
+    much of its variation when blurred (high index); an already blurred one loses little.
+    Invariant to brightness offset and contrast gain; bands are averaged first."""
+    x = _bands(img, "sharpness_index").mean(axis=0)
+    out = []
+    for axis in (0, 1):
+        b = _box_blur(x, blur, axis)
+        d_f = np.abs(np.diff(x, axis=axis))
+        d_b = np.abs(np.diff(b, axis=axis))
+        s_f = d_f.sum()
+        if s_f == 0:
+            raise ParameterError("sharpness_index of a flat image is undefined; pick an area "
+                                 "with some structure")
+        out.append(float(np.maximum(0.0, d_f - d_b).sum() / s_f))
+    return min(out)
+
+
 __all__ = ["imresize", "resize_matrix", "cubic", "to_dtype", "modcrop", "shave", "rgb_to_y",
-           "psnr", "ssim", "ssim_map", "gaussian_window", "sam", "ergas"]
+           "psnr", "ssim", "ssim_map", "gaussian_window", "sam", "ergas",
+           "HALF_NYQUIST", "radial_power_spectrum", "high_frequency_energy",
+           "high_frequency_ratio", "gradient_stats", "sharpness_index"]

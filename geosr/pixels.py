@@ -140,7 +140,7 @@ def cast_output(y: np.ndarray, dtype: str, nodata: float | None, valid: np.ndarr
     return out
 
 
-def check_overflow(out: np.ndarray, inner: np.ndarray, scale: int) -> None:
+def check_overflow(out: np.ndarray, inner: np.ndarray, scale: "int | Nearest") -> None:
     """Refuse a float result that overflowed: inf/NaN where the input was finite, which
     happens only for values near the float type's limit (kernels overshoot, ±3.4e38 in
     float32). Never written silently; say what to do instead."""
@@ -162,19 +162,28 @@ def check_overflow(out: np.ndarray, inner: np.ndarray, scale: int) -> None:
                      f"{how}, or use --model nearest, which never overshoots")
 
 
-def carry_nonfinite(out: np.ndarray, inner: np.ndarray, scale: int) -> np.ndarray:
+def carry_nonfinite(out: np.ndarray, inner: np.ndarray, scale: "int | Nearest") -> np.ndarray:
     """NaN/inf input pixels stay NaN/inf in the output (nearest), instead of becoming nodata."""
     if inner.dtype.kind == "f":
         bad = ~np.isfinite(inner)
         if bad.any():
-            up = inner.repeat(scale, axis=1).repeat(scale, axis=2)
-            badup = bad.repeat(scale, axis=1).repeat(scale, axis=2)
+            up = upsample_nearest(inner, scale)
+            badup = upsample_nearest(bad, scale)
             out[badup] = up[badup]
     return out
 
 
-def upsample_nearest(a: np.ndarray, scale: int) -> np.ndarray:
-    """(bands, h, w) → (bands, h·s, w·s) by repetition (masks, non-finite pixels)."""
+#: Row and column indices into the input of each output pixel (geo.grid.Axis.nearest).
+Nearest = tuple[np.ndarray, np.ndarray]
+
+
+def upsample_nearest(a: np.ndarray, scale: "int | Nearest") -> np.ndarray:
+    """(bands, h, w) → the output grid by nearest neighbour (masks, nodata, non-finite
+    pixels): an integer ``scale`` repeats each pixel s×s; otherwise ``scale`` is the (rows,
+    cols) index of the input pixel under each output pixel centre."""
+    if isinstance(scale, tuple):
+        rows, cols = scale
+        return a[:, rows][:, :, cols]
     return a.repeat(scale, axis=1).repeat(scale, axis=2)
 
 

@@ -3,21 +3,24 @@ work. The result, a :class:`Job`, is plain picklable data that every worker, thr
 runs from; planning itself changes no state."""
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
+from .consistency import DEFAULT_MODE, footprint, validate_consistency
 from .device import wants_gpu
 from .errors import GeoreferencingWarning, ParameterError, ResourceError
-from .geo.grid import output_grid, scale_gcps, scale_rpcs
-from .geo.tags import output_tags, weights_label
+from .geo.grid import (Axis, has_geotransform, output_grid, scale_gcps, scale_rpcs,
+                       scaled_axis, target_axis)
+from .geo.tags import output_tags, synthesis_label, weights_label
 from .io.read import RasterMeta
 from .io.write import check_nodata_storable
 from .modelref import ModelRef, build_model, model_digest
 from .pixels import normalisation, sample_stats
-from .tiling import Block, default_block, plan_blocks
+from .tiling import Block, Span, default_block, plan_blocks
 
 #: Default tile edge (LR pixels). Large tiles keep the halo's share small: on 2 CPU cores,
 #: EDSR-baseline x2 (halo 36) measured 0.85 of the model-only ceiling end to end at 512 px
@@ -36,7 +39,7 @@ class Job:
     """A validated plan for one raster: all a worker needs, picklable."""
 
     model: ModelRef
-    scale: int
+    scale: int | float              # nominal factor (nominal_scale); exact grid in ``axes``
     tile: int
     halo: int
     block: int
@@ -49,18 +52,115 @@ class Job:
     src: str | None = None
     blend: bool = False             # Hann-blend tile overlaps (halo below the receptive field)
     digest: str | None = None       # hash of the planned model's weights (model_digest)
+    axes: tuple[Axis, Axis] | None = None  # (y, x) output axes; None: both ``scale``
+    consistency: str = DEFAULT_MODE  # off, soft, hard (geosr.consistency; in the halo)
+    consistency_iterations: int = 0  # back-projection steps of ``soft``
+    area: Any = None                # geosr.aoi.Area: the window run and the AOI polygon
+
+    @property
+    def grid_axes(self) -> tuple[Axis, Axis]:
+        """The (y, x) output axes (integer jobs made without them: ``scale`` on both)."""
+        if self.axes is not None:
+            return self.axes
+        return scaled_axis(self.meta_in.height, self.scale), scaled_axis(self.meta_in.width,
+                                                                         self.scale)
+
+    def out_window(self, rows: Span, cols: Span) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The output rows and columns an LR region owns: those whose pixel centres lie in it
+        (``geo.grid.Axis.out_start``; [r·s, r'·s) for a whole factor)."""
+        y, x = self.grid_axes
+        return ((y.out_start(rows.start), y.out_start(rows.stop)),
+                (x.out_start(cols.start), x.out_start(cols.stop)))
+
+    def nearest_index(self, rows: Span, cols: Span):
+        """Indices into the LR region ``rows`` x ``cols`` of the pixel under each output pixel
+        it owns (pixels.upsample_nearest)."""
+        y, x = self.grid_axes
+        (r0, r1), (c0, c1) = self.out_window(rows, cols)
+        return y.nearest(r0, r1, rows.start), x.nearest(c0, c1, cols.start)
+
+    @property
+    def whole(self) -> bool:
+        """Both axes enlarge by the same integer ``scale`` (networks' native path)."""
+        y, x = self.grid_axes
+        return x.whole is not None and x.whole == y.whole
 
     def blocks(self) -> list[Block]:
         return plan_blocks(self.meta_in.height, self.meta_in.width, block=self.block, halo=self.halo)
 
 
-def validate_scale(scale: Any) -> int:
-    """The one scale rule: an integer factor of at least 2 (2.0 is accepted as 2)."""
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
-        raise ParameterError(f"scale must be an integer >= 2, got {scale!r}")
-    return int(scale)
+def validate_scale(scale: Any) -> int | float:
+    """The one scale rule: a factor greater than 1 (``"2.5"`` is accepted); whole factors come
+    back as ``int`` (2.0 → 2), so integer-only networks and file names see 2, not 2.0."""
+    value = scale
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            value = None
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value) or value <= 1):
+        raise ParameterError(f"scale must be a number greater than 1 (e.g. 2, 3, 2.5), got "
+                             f"{scale!r}")
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def parse_pair(value: Any, what: str, check: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """``"x,y"``, ``(x, y)`` or one value for both axes → (x, y), each through ``check``
+    (``--scale 2.5,2.4``, ``--target-gsd 10,12``: x first, as GDAL's ``-tr xres yres``)."""
+    if isinstance(value, str) and "," in value:
+        parts = [p for p in value.replace(" ", "").split(",")]
+    elif isinstance(value, (tuple, list)):
+        parts = list(value)
+    else:
+        parts = [value]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise ParameterError(f"{what} takes one value or two (x,y), got {value!r}")
+    return check(parts[0]), check(parts[1])
+
+
+def validate_gsd(value: Any) -> float:
+    """A target pixel size in metres: a positive finite number."""
+    try:
+        g = float(value)
+    except (TypeError, ValueError):
+        g = math.nan
+    if isinstance(value, bool) or not math.isfinite(g) or g <= 0:
+        raise ParameterError(f"--target-gsd must be a positive number of metres, got {value!r}")
+    return g
+
+
+def plan_axes(meta: RasterMeta, *, scale: Any = None,
+              target_gsd: Any = None) -> tuple[Axis, Axis]:
+    """The (y, x) axes of the output grid: ``scale`` (one factor or x,y) keeps the bounds;
+    ``target_gsd`` (metres, one value or x,y) gives exactly that pixel size from the top-left
+    corner, as ``gdalwarp -tr`` does (docs/scales.md)."""
+    if target_gsd is None:
+        sx, sy = parse_pair(scale, "--scale", validate_scale)
+        return scaled_axis(meta.height, sy), scaled_axis(meta.width, sx)
+    from .geo.gsd import gsd_m
+
+    tx, ty = parse_pair(target_gsd, "--target-gsd", validate_gsd)
+    if meta.crs is None or not has_geotransform(meta.transform):
+        raise ParameterError("--target-gsd needs a georeferenced input (a CRS and a "
+                             "geotransform); use --scale")
+    gx, gy = gsd_m(meta.crs, meta.transform, width=meta.width, height=meta.height)
+    if tx >= gx or ty >= gy:
+        raise ParameterError(f"--target-gsd {tx:g},{ty:g} m is not finer than the input's "
+                             f"{gx:g},{gy:g} m; geosr only enlarges (use gdalwarp -tr to "
+                             "coarsen)")
+    return target_axis(meta.height, gy, ty), target_axis(meta.width, gx, tx)
+
+
+def nominal_scale(axes: tuple[Axis, Axis]) -> int | float:
+    """The factor a model is built for: the integer when both axes are the same whole
+    enlargement, else the larger ratio (arbitrary-scale models query exact positions)."""
+    y, x = axes
+    if x.whole is not None and x.whole == y.whole:
+        return x.whole
+    return float(max(x.ratio, y.ratio))
 
 
 def parse_bands(bands: Any, count: int) -> tuple[int, ...]:
@@ -85,13 +185,14 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def plan_job(meta: RasterMeta, *, model: str | None, scale: int | None,
-             weights: str | None = None,
+def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
+             target_gsd: Any = None, weights: str | None = None,
              tile: int | None = None, halo: int | None = None, block: int | None = None,
              device: str = "auto", precision: str = "auto", bands=None,
              allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
              compile: bool = False, sampler: Sampler | None = None, src: str | None = None,
-             extra_tags: dict | None = None) -> tuple[Job, Any]:
+             extra_tags: dict | None = None, consistency: str = DEFAULT_MODE,
+             consistency_iterations: int | None = None) -> tuple[Job, Any]:
     """Validate options against the raster and the model; returns the job and the model.
 
     ``sampler(bands)`` returns the statistics sample of the selected bands (``geosr.io``'s one
@@ -99,21 +200,39 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int | None,
     """
     from .models.bundled import bundled_in_chans, default_model_name
 
-    if weights is not None and (scale is None or model is None
+    if scale is not None and target_gsd is not None:
+        from .errors import OptionConflictError
+
+        raise OptionConflictError("give either --scale or --target-gsd, not both")
+    if weights is not None and ((scale is None and target_gsd is None) or model is None
                                 or model.strip().lower() == "auto"):
         # the file names its architecture and scale (geosr.models.weights_spec, the one rule)
         from .models.weights_spec import resolve_weights
 
         spec = resolve_weights(weights, model=model, scale=scale)
-        model, scale = spec.arch, spec.scale if scale is None else scale
-    if scale is None:
-        raise ParameterError("no scale: pass scale=N (--scale N), or weights whose file fixes it")
-    scale = validate_scale(scale)
+        model = spec.arch
+        if scale is None and target_gsd is None:
+            scale = spec.scale
+    if scale is None and target_gsd is None:
+        raise ParameterError("no scale: pass scale=N (--scale N), target_gsd=M (--target-gsd "
+                             "M), or weights whose file fixes the scale")
+    axes = plan_axes(meta, scale=scale, target_gsd=target_gsd)
+    asked = ",".join(map(str, scale)) if isinstance(scale, (tuple, list)) else scale
+    out_w, out_h = axes[1].n_out, axes[0].n_out
+    if out_w > MAX_EDGE or out_h > MAX_EDGE:
+        raise ResourceError(f"output would be {out_w}×{out_h} pixels, beyond GeoTIFF's limit; "
+                            "use a smaller --scale or process a subset")
+    scale = nominal_scale(axes)
     sel = parse_bands(bands, meta.count)
     meta_sel = meta.select_bands(list(sel))
     name = model or ("nearest" if meta_sel.is_palette else
                      default_model_name(scale, n_bands=len(sel), dtype=meta.dtype))
     check_palette_model(meta_sel, name)
+    cmode, csteps = validate_consistency(consistency, consistency_iterations, scale=scale,
+                                         palette=meta_sel.is_palette)
+    if isinstance(scale, float):
+        check_any_scale(name, axes, f"--target-gsd {target_gsd}" if target_gsd is not None
+                        else f"--scale {asked}")
     ref = ModelRef(name=name, scale=scale, weights=str(weights) if weights else None,
                    in_chans=None if weights else bundled_in_chans(name, scale, len(sel), meta.dtype),
                    allow_random=allow_random_weights, device=device, precision=precision,
@@ -142,6 +261,8 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int | None,
     # networks that fold pixels (RRDBNet x1/x2: pixel-unshuffle) see windows that start on
     # their grid; the predictor pads window sizes up to the multiple at image edges
     t, h = _round_up(t, m), _round_up(h, m)
+    blend = 0 < h < rf  # decided by the model's halo; the projection's own reach is added
+    h = _round_up(h + footprint(cmode, csteps), m)
     if block is not None and int(block) < 0:
         raise ParameterError(f"block must be a positive number of pixels, got {block}; omit "
                              "--block for the default")
@@ -152,32 +273,51 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: int | None,
     if not block and wants_gpu(device):
         b = default_block(scale, 2 * t)  # GPU: four tiles per block, so batches fill the device
     b = _round_up(max(b, t), m)
-    out_w, out_h = meta.width * scale, meta.height * scale
-    if out_w > MAX_EDGE or out_h > MAX_EDGE:
-        raise ResourceError(f"output would be {out_w}×{out_h} pixels, beyond GeoTIFF's limit; "
-                            "use a smaller --scale or process a subset")
-    check_memory(meta_sel, scale=scale, tile=t, halo=h, block=b)
+    area = float(axes[0].ratio * axes[1].ratio) ** 0.5  # the mean linear factor
+    check_memory(meta_sel, scale=area, tile=t, halo=h, block=b)
     check_nodata_storable(meta_sel)
     # statistics for nodata fill and normalisation (global → tiling-invariant)
     sample = sampler(sel) if sampler is not None else np.zeros((len(sel), 1), dtype=meta.dtype)
     mean, slo, shi = sample_stats(sample, meta_sel.nodata_per_band)
     norm = normalisation(net, meta.dtype, slo, shi, data_range)
-    grid = output_grid(meta.transform, meta.width, meta.height, scale)
+    grid = output_grid(meta.transform, meta.width, meta.height, y=axes[0], x=axes[1])
+    factors = (float(axes[1].ratio), float(axes[0].ratio))
     tags = dict(meta.tags)
-    tags.update(output_tags(meta, scale=scale, model=name, weights=weights_label(net)))
+    tags.update(output_tags(meta, scale=factors, model=name, weights=weights_label(net),
+                            synthesised=synthesis_label(net, name)))
     tags.update(extra_tags or {})
     if not meta.has_georef:
         warnings.warn("input has no CRS or geotransform; the output keeps the pixel grid only",
                       GeoreferencingWarning, stacklevel=3)
     meta_out = replace(meta_sel, width=grid.width, height=grid.height, transform=grid.transform,
-                       gcps=tuple(scale_gcps(meta.gcps, scale)) if meta.gcps else (), tags=tags,
-                       rpcs=scale_rpcs(meta.rpcs, scale) if meta.rpcs is not None else None,
+                       gcps=tuple(scale_gcps(meta.gcps, *factors)) if meta.gcps else (),
+                       tags=tags,
+                       rpcs=scale_rpcs(meta.rpcs, *factors) if meta.rpcs is not None else None,
                        path=None)
     job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
               meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
               hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),
-              src=src, blend=0 < h < rf, digest=model_digest(net))
+              src=src, blend=blend and not isinstance(scale, float),
+              digest=model_digest(net), axes=axes, consistency=cmode,
+              consistency_iterations=csteps)
     return job, net
+
+
+def check_any_scale(model: str, axes: tuple[Axis, Axis], asked: str = "") -> None:
+    """A factor that is not one whole number on both axes needs an arbitrary-scale model."""
+    from .models import get_spec, list_models
+
+    if get_spec(model).extra.get("arbitrary_scale"):
+        return
+    y, x = axes
+    what = (f"x{float(x.ratio):.4g}" if x.ratio == y.ratio else
+            f"x{float(x.ratio):.4g} by x{float(y.ratio):.4g}")
+    what += f" ({asked})" if asked else ""
+    can = [n for n in list_models() if get_spec(n).extra.get("arbitrary_scale")]
+    raise ParameterError(f"model {model!r} enlarges by whole factors only "
+                         f"({', '.join(map(str, get_spec(model).scales))}), not {what}; use an "
+                         f"arbitrary-scale model: {', '.join(can)} (--model NAME), or a whole "
+                         "--scale")
 
 
 def check_palette_model(meta: RasterMeta, model: str) -> None:
@@ -210,5 +350,6 @@ def check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: i
                             "or --scale")
 
 
-__all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "check_memory", "block_bytes",
+__all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "validate_gsd", "parse_pair",
+           "plan_axes", "nominal_scale", "check_any_scale", "check_memory", "block_bytes",
            "check_palette_model", "DEFAULT_TILE", "MAX_TILE", "MAX_EDGE"]

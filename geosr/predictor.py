@@ -116,7 +116,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.linear = bool(getattr(model, "linear", False))
         self.dtype = resolve_precision(precision, self.device, linear=self.linear)
-        self.scale = int(model.scale)
+        self.scale = model.scale  # int, or the nominal float of an arbitrary-scale model
         self.in_chans = getattr(model, "in_chans", None)
         self.out_chans = getattr(model, "out_chans", None)
         self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)
@@ -164,7 +164,21 @@ class Predictor:
             y = self._run(x.float()).float()
         return y
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
+    def _query(self, x: torch.Tensor, query) -> torch.Tensor:
+        """An arbitrary-scale model at explicit output-pixel centres (models._base contract)."""
+        rows, cols = (torch.as_tensor(q, dtype=torch.float64, device=x.device) for q in query)
+        if self.linear:
+            return self.model.query(x if x.dtype == torch.float64 else x.float(), rows, cols)
+        if self.dtype == torch.float32:
+            return self.model.query(x.float(), rows, cols).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            y = self.model.query(x, rows, cols)
+        y = y.float()
+        if not torch.isfinite(y).all():
+            y = self.model.query(x.float(), rows, cols).float()
+        return y
+
+    def _infer(self, x: np.ndarray, query=None) -> np.ndarray:
         n = x.shape[0]
         shape = tuple(x.shape[1:])
         bs = max(1, int(self._auto_batch(shape)))
@@ -186,8 +200,11 @@ class Predictor:
                     else:
                         t = t.to(self.device)
                     h, w = t.shape[-2:]
-                    y = self._forward(pad_to_multiple(t, self.size_multiple))
-                    y = y[..., :h * self.scale, :w * self.scale].cpu().numpy()
+                    if query is not None:
+                        y = self._query(t, query).cpu().numpy()
+                    else:
+                        y = self._forward(pad_to_multiple(t, self.size_multiple))
+                        y = y[..., :h * self.scale, :w * self.scale].cpu().numpy()
             except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
                 if not is_out_of_memory(err):
                     dev_err = device_error(err, self.device)
@@ -214,9 +231,13 @@ class Predictor:
         return out
 
     # -- public -----------------------------------------------------------------------------
-    def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None) -> np.ndarray:
+    def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None,
+                 query: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Super-resolve ``tiles`` (N, C, h, w) -> (N, C, h*s, w*s), float32 (float64 tiles
-        give float64: exact in linear models, denormalised in float64 after networks)."""
+        give float64: exact in linear models, denormalised in float64 after networks).
+
+        ``query`` = (rows, cols): output pixel centres in the tiles' LR pixel coordinates, for
+        arbitrary-scale models (non-integer factors); the output is then (N, C, rows, cols)."""
         n, c, h, w = tiles.shape
         # float64 tiles (float64 data, 32-bit integers: pixels.working_dtype) stay float64 in
         # linear models and around the network: normalised in float64, only the network's
@@ -228,16 +249,17 @@ class Predictor:
         if not self.linear:
             x = x.astype(np.float32, copy=False)
         groups = band_groups(c, self.in_chans)
-        s = self.scale
+        oh, ow = ((len(query[0]), len(query[1])) if query is not None
+                  else (h * self.scale, w * self.scale))
         if len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
-            y = self._infer(x)
+            y = self._infer(x, query)
         elif self.in_chans == 1:
-            y = self._infer(x.reshape(n * c, 1, h, w)).reshape(n, c, h * s, w * s)
+            y = self._infer(x.reshape(n * c, 1, h, w), query).reshape(n, c, oh, ow)
         else:
-            y = np.zeros((n, c, h * s, w * s), dtype=x.dtype)
+            y = np.zeros((n, c, oh, ow), dtype=x.dtype)
             count = np.zeros(c)
             for g in groups:
-                yg = self._infer(np.ascontiguousarray(x[:, list(g)]))
+                yg = self._infer(np.ascontiguousarray(x[:, list(g)]), query)
                 if len(set(g)) == 1:
                     y[:, g[0]] += yg.mean(axis=1)
                     count[g[0]] += 1

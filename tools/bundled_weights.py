@@ -17,7 +17,10 @@ Subcommands (run from the repository root; shared data in ``/work/shared/data`` 
     nodata gets). Windows whose column starts at >= 1792 are held out for validation.
 ``measure WEIGHTS``
     PSNR/SSIM of a weights file and of bicubic on Set5, Set14 and the NEON holdout (and, for
-    1-band weights, the Landsat validation windows and the SpaceNet pan rasters).
+    1-band weights, the Landsat validation windows and the SpaceNet pan rasters). Weights of an
+    arbitrary-scale network (LIIF, Meta-SR) are measured at every ``--scales`` factor (default
+    2, 2.5, 3, 4, 6, 8), with the bundled fixed-scale EDSR-baseline of the same band count
+    alongside at the integer factors it has; ``--sets`` limits the sets.
 ``ship RUN_DIR NAME``
     Copy ``RUN_DIR/final.safetensors`` into ``geosr/models/weights/NAME.safetensors`` as float16
     with a card extended by ``--card-json`` (merged into the trainer's card) and by ``measure``'s
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +106,7 @@ def prep_1b(root: Path, out: Path) -> None:
     print(f"LC08 windows: {n}")
 
 
-def _score(weights: Path | None, arch: str, scale: int, files: list[Path], *,
+def _score(weights: Path | None, arch: str, scale: float, files: list[Path], *,
            value_range: tuple[float, float] | None = None,
            data_range: float | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of ``arch`` (``weights``) on ``files`` by geosr evaluate's code."""
@@ -126,8 +130,8 @@ def _score(weights: Path | None, arch: str, scale: int, files: list[Path], *,
             "ssim": round(float(np.mean([r["ssim"] for r in rows])), 4), "n_images": len(rows)}
 
 
-def measure(weights: Path, arch: str, scale: int, bands: int, root: Path,
-            out: Path) -> dict[str, dict[str, float]]:
+def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
+            out: Path, *, only: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Set5/Set14 (paper protocol), the held-out NEON tiles and, for 1-band weights, the
     Landsat validation windows and the SpaceNet panchromatic rasters; bicubic alongside."""
     sets: dict[str, tuple[list[Path], dict]] = {
@@ -143,15 +147,40 @@ def measure(weights: Path, arch: str, scale: int, bands: int, root: Path,
         sets["spacenet_pan_uint16"] = (sorted((root / "pairs").glob("pan*.tif")),
                                        {"data_range": 2047.0})
     res = {}
+    from geosr.models.bundled import bundled_weights
+    from geosr.models._registry import is_arbitrary_scale
+
+    fixed = (bundled_weights("edsr-baseline", scale=scale, bands=bands)
+             if is_arbitrary_scale(arch) and float(scale).is_integer() else None)
     for key, (files, kw) in sets.items():
+        if only and key not in only:
+            continue
+        t0 = time.perf_counter()
         m = _score(weights, arch, scale, files, **kw)
         b = _score(None, "bicubic", scale, files, **kw)
         res[key] = {**m, "bicubic_psnr": b["psnr"], "bicubic_ssim": b["ssim"]}
-        print(key, res[key], flush=True)
+        if fixed is not None:
+            e = _score(fixed, "edsr-baseline", int(scale), files, **kw)
+            res[key].update(edsr_baseline_psnr=e["psnr"], edsr_baseline_ssim=e["ssim"])
+        res[key]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"x{scale:g}", key, res[key], flush=True)
     return res
 
 
-def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path) -> None:
+#: Factors an arbitrary-scale network is measured at (LIIF's in-range and out-of-range ones).
+ARBITRARY_SCALES = (2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
+
+
+def measure_any(weights: Path, arch: str, bands: int, root: Path, out: Path, *,
+                scales: tuple[float, ...] = ARBITRARY_SCALES,
+                only: list[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`measure` at every factor of ``scales``: ``{"x2.5": {set: row}}``."""
+    return {f"x{s:g}": measure(weights, arch, int(s) if float(s).is_integer() else s, bands,
+                               root, out, only=only) for s in scales}
+
+
+def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
+         scales: tuple[float, ...] | None = None, only: list[str] | None = None) -> None:
     """fp16 copy of ``run/final.safetensors`` as bundled ``name``, its card extended by the
     ``card_json`` object (merged one level deep) and by metrics measured on the fp16 file."""
     from geosr.models.checkpoint_io import read_checkpoint, save_weights
@@ -168,7 +197,14 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path) -> 
     dst = REPO / "geosr/models/weights" / f"{name}.safetensors"
     save_weights(sd, dst, card=card, half=True)
     # measure what users get: the fp16 file, run in fp32 after loading
-    card["metrics"]["eval"] = measure(dst, card["arch"], card["scale"], card["bands"], root, out)
+    from geosr.models._registry import is_arbitrary_scale
+
+    if is_arbitrary_scale(card["arch"]):
+        card["metrics"]["eval"] = measure_any(dst, card["arch"], card["bands"], root, out,
+                                              scales=scales or ARBITRARY_SCALES, only=only)
+    else:
+        card["metrics"]["eval"] = measure(dst, card["arch"], card["scale"], card["bands"], root,
+                                          out)
     card["metrics"]["eval_protocol"] = (
         "geosr.evaluation.evaluate_image: modcrop, MATLAB-bicubic LR stored in the image dtype, "
         "output quantised, s-pixel shave; 8-bit RGB on BT.601 Y, 8-bit grey on grey, uint16 on "
@@ -191,7 +227,15 @@ def main() -> None:
     sp.add_argument("--card-json", default=None)
     mp = sub.add_parser("measure")
     mp.add_argument("weights", type=Path)
+    for p in (sp, mp):
+        p.add_argument("--scales", default=None,
+                       help="arbitrary-scale weights: comma-separated factors (default "
+                            "2,2.5,3,4,6,8)")
+        p.add_argument("--sets", default=None, help="comma-separated sets (default all)")
     args = ap.parse_args()
+    scales = tuple(float(v) for v in args.scales.split(",")) if getattr(
+        args, "scales", None) else None
+    only = args.sets.split(",") if getattr(args, "sets", None) else None
     if args.cmd == "splits":
         splits(args.root, args.out)
     elif args.cmd == "prep-1b":
@@ -199,12 +243,18 @@ def main() -> None:
     elif args.cmd == "measure":
         from geosr.models.checkpoint_io import read_checkpoint
 
+        from geosr.models._registry import is_arbitrary_scale
+
         card = read_checkpoint(args.weights)[1]
-        res = measure(args.weights, card["arch"], card["scale"], card["bands"], args.root,
-                      args.out)
+        if is_arbitrary_scale(card["arch"]):
+            res = measure_any(args.weights, card["arch"], card["bands"], args.root, args.out,
+                              scales=scales or ARBITRARY_SCALES, only=only)
+        else:
+            res = measure(args.weights, card["arch"], card["scale"], card["bands"], args.root,
+                          args.out, only=only)
         print(json.dumps(res))
     else:
-        ship(args.run, args.name, args.card_json, args.root, args.out)
+        ship(args.run, args.name, args.card_json, args.root, args.out, scales=scales, only=only)
 
 
 if __name__ == "__main__":

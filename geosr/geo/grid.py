@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from affine import Affine
 
@@ -34,18 +35,20 @@ def apply(transform: Affine, col: float, row: float) -> tuple[float, float]:
     return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
 
 
-def scale_gcps(gcps, scale: float):
-    """GCPs with their pixel/line coordinates multiplied by ``scale`` (map coordinates kept)."""
+def scale_gcps(gcps, scale: float, scale_y: float | None = None):
+    """GCPs with their pixel/line coordinates multiplied by ``scale`` (``scale_y`` for lines
+    when the axes differ; map coordinates kept)."""
     from rasterio.control import GroundControlPoint
 
+    sy = scale if scale_y is None else scale_y
     return [
-        GroundControlPoint(row=g.row * scale, col=g.col * scale, x=g.x, y=g.y, z=g.z,
+        GroundControlPoint(row=g.row * sy, col=g.col * scale, x=g.x, y=g.y, z=g.z,
                            id=g.id, info=g.info)
         for g in gcps
     ]
 
 
-def scale_rpcs(rpcs, scale: float):
+def scale_rpcs(rpcs, scale: float, scale_y: float | None = None):
     """RPCs of a ``scale``-times finer raster, as GDAL's ``gdal_translate -outsize`` (>= 3.8)
     rescales them: LINE/SAMP_SCALE × scale, and LINE/SAMP_OFF × scale in the corner convention.
 
@@ -56,9 +59,10 @@ def scale_rpcs(rpcs, scale: float):
     from rasterio.rpc import RPC
 
     d = rpcs.to_dict()
-    d["line_off"] = (float(rpcs.line_off) + 0.5) * scale - 0.5
+    sy = scale if scale_y is None else scale_y
+    d["line_off"] = (float(rpcs.line_off) + 0.5) * sy - 0.5
     d["samp_off"] = (float(rpcs.samp_off) + 0.5) * scale - 0.5
-    d["line_scale"] = float(rpcs.line_scale) * scale
+    d["line_scale"] = float(rpcs.line_scale) * sy
     d["samp_scale"] = float(rpcs.samp_scale) * scale
     return RPC(**d)
 
@@ -112,18 +116,105 @@ def measuring_grid(transform: Affine, crs, gcps=(), gcps_crs=None):
 
 
 @dataclass(frozen=True)
+class Axis:
+    """How one axis of the output grid samples the input's: ``n_in`` pixels become ``n_out``,
+    and output pixel j's centre lies at input position (j + 1/2) / ``ratio`` (pixel edges at
+    integers, the first pixel spans [0, 1)). Exact rational arithmetic, so every block, tile
+    and process agrees on which output pixels an input span owns."""
+
+    n_in: int
+    n_out: int
+    ratio: Fraction  # output pixels per input pixel
+
+    @property
+    def whole(self) -> int | None:
+        """The integer factor when the axis is an integer enlargement, else None."""
+        r = self.ratio
+        return int(r) if r.denominator == 1 and self.n_out == self.n_in * int(r) else None
+
+    def out_start(self, i: int) -> int:
+        """First output pixel whose centre lies at or after input position ``i``: input span
+        [a, b) owns output span [out_start(a), out_start(b)) (the last one reaches n_out)."""
+        if i <= 0:
+            return 0
+        if i >= self.n_in:
+            return self.n_out
+        # smallest j with (j + 1/2) / r >= i
+        return min(self.n_out, math.ceil(i * self.ratio - Fraction(1, 2)))
+
+    def centres(self, start: int, stop: int, origin: int = 0):
+        """Input positions (float64) of output pixels [start, stop), relative to ``origin``."""
+        import numpy as np
+
+        # Rounded to 2^-24 pixel before the origin is subtracted: the fraction of a position
+        # then has the same bits in every tile whatever its origin, so every tile computes
+        # the same interpolation weights (bit-identical tiled == untiled)
+        r = self.ratio
+        j = np.arange(start, stop, dtype=object)
+        # round((2k + 1) q / (2 p) · 2^24) in integers
+        q = [((2 * int(k) + 1) * r.denominator * 2**25 + 2 * r.numerator) // (4 * r.numerator)
+             for k in j]
+        return np.asarray(q, dtype=np.float64) / 2**24 - origin
+
+    def nearest(self, start: int, stop: int, origin: int = 0):
+        """Input index (relative to ``origin``) of the pixel under each output pixel centre
+        [start, stop): the nearest-neighbour enlargement of masks, nodata and NaN."""
+        import numpy as np
+
+        r = self.ratio
+        j = np.arange(start, stop, dtype=np.int64)
+        # floor((2j + 1) q / (2p)) in integers, clipped to the raster (a -tr grid may end past it)
+        idx = ((2 * j + 1) * r.denominator) // (2 * r.numerator)
+        return np.minimum(idx, self.n_in - 1) - origin
+
+
+def _count(x: Fraction) -> int:
+    """Pixels of a resampled axis as GDAL counts them (``gdalwarp``/``gdal_translate -tr``:
+    round half up, at least one)."""
+    return max(1, math.floor(x + Fraction(1, 2)))
+
+
+def scaled_axis(n_in: int, scale: float) -> Axis:
+    """``--scale s``: bounds kept, round(n·s) pixels, so the pixel size is extent / that."""
+    n_out = _count(n_in * Fraction(scale))
+    return Axis(n_in, n_out, Fraction(n_out, n_in))
+
+
+def target_axis(n_in: int, pixel: float, target: float) -> Axis:
+    """``--target-gsd g``: exactly ``g`` per pixel (``pixel`` is the input's, same units),
+    anchored at the top-left corner, round(extent / g) pixels as ``gdalwarp -tr`` counts them."""
+    ratio = Fraction(pixel) / Fraction(target)
+    return Axis(n_in, _count(n_in * ratio), ratio)
+
+
+@dataclass(frozen=True)
 class OutputGrid:
     """Shape and georeferencing of the upscaled raster."""
 
     width: int
     height: int
     transform: Affine
-    scale: int
+    scale: float  # the nominal factor (x axis); per-axis factors are in ``x``/``y``
+    x: Axis | None = None
+    y: Axis | None = None
 
 
-def output_grid(transform: Affine, width: int, height: int, scale: int) -> OutputGrid:
-    """The grid of a ``scale``-times finer raster with the same CRS and bounds. A raster without
-    a geotransform gets none either (as ``gdal_translate -outsize`` does), not a made-up one."""
-    return OutputGrid(width=width * scale, height=height * scale,
-                      transform=(scale_transform(transform, scale)
-                                 if has_geotransform(transform) else transform), scale=scale)
+def output_grid(transform: Affine, width: int, height: int, scale: float = None, *,
+                x: Axis | None = None, y: Axis | None = None) -> OutputGrid:
+    """The grid of a finer raster with the same CRS and top-left corner: ``scale`` times finer
+    (bounds kept), or along the given axes (:func:`scaled_axis`, :func:`target_axis`). A raster
+    without a geotransform gets none either (as ``gdal_translate -outsize`` does), not a
+    made-up one."""
+    if x is None or y is None:
+        if scale is None:
+            raise ParameterError("output_grid needs a scale or both axes")
+        x, y = scaled_axis(width, scale), scaled_axis(height, scale)
+    t = transform
+    if has_geotransform(transform):
+        def div(v: float, r: Fraction) -> float:  # one rounding: a -tr pixel size stays exact
+            return float(Fraction(v) / r)
+        # column terms scale with the x ratio, row terms with the y ratio (rotation included)
+        t = Affine(div(t.a, x.ratio), div(t.b, y.ratio), t.c, div(t.d, x.ratio),
+                   div(t.e, y.ratio), t.f)
+    return OutputGrid(width=x.n_out, height=y.n_out, transform=t,
+                      scale=float(x.ratio) if x.whole is None else x.whole, x=x, y=y)

@@ -57,6 +57,9 @@ class RasterInfo:
     gsd_notes: tuple[str, ...] = field(default_factory=tuple)
     #: Geographic CRSs: x GSD at the north-most and south-most rows (min, max); else None.
     gsd_x_range_m: tuple[float, float] | None = None
+    #: ``GEOSR_SYNTHESISED_DETAIL``: set when a perceptual (GAN) or generative-prior model made
+    #: the detail (geo/tags.py ``synthesis_label``); None for pixel-loss and classical outputs.
+    synthesised_detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the ``geosr info --json`` schema)."""
@@ -92,6 +95,7 @@ class RasterInfo:
             "print_size_cm": list(self.print_size_cm),
             "gsd_x_range_m": lst(self.gsd_x_range_m),
             "gsd_notes": list(self.gsd_notes),
+            "synthesised_detail": self.synthesised_detail,
         }
 
 
@@ -221,6 +225,7 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         print_size_cm=print_size_cm(info_common["width"], info_common["height"], dpi=dpi),
         gsd_x_range_m=gsd_info.gsd_x_range_m if gsd_info else None,
         gsd_notes=(gsd_info.notes if gsd_info else ()) + tuple(extra_notes),
+        synthesised_detail=tags.get(TAG_KEYS["synthesised_detail"]) or None,
     )
 
 
@@ -283,6 +288,8 @@ def format_info(info: RasterInfo) -> str:
                      + (f" (weights {info.weights})" if has_weights else ""))
         if info.note:
             lines.append(f"  note          {info.note}")
+    if info.synthesised_detail:
+        lines.append(f"  SYNTHESISED   {info.synthesised_detail}")
     for n in info.gsd_notes:
         if "projection's scale" in n and not info.is_geosr_output:
             continue  # already said in the "meaning" line

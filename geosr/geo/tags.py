@@ -24,6 +24,8 @@ TAG_KEYS = {
     "note": "GEOSR_NOTE",
     "version": "GEOSR_VERSION",
     "passes": "GEOSR_PASSES",                    # "bicubic x2; edsr-baseline x2"
+    # set by perceptual (GAN) and generative-prior models: what the detail is (synthesis_label)
+    "synthesised_detail": "GEOSR_SYNTHESISED_DETAIL",
 }
 
 
@@ -35,6 +37,26 @@ def weights_label(net: Any) -> str:
     return "none (classical)" if getattr(net, "linear", False) else "unknown"
 
 
+def synthesis_label(net: Any, model: str) -> str | None:
+    """What ``GEOSR_SYNTHESISED_DETAIL`` says for registry model ``model`` built as ``net``, or
+    None when its output is not synthesised: perceptual (GAN) weights (their card's ``kind``,
+    :func:`geosr.models.card.is_perceptual`) and generative-prior architectures (registered
+    with ``perceptual=True``, e.g. GLEAN) invent plausible texture, not measured detail."""
+    from ..models._registry import get_spec
+    from ..models.card import is_perceptual
+
+    card = getattr(net, "card", None)
+    try:
+        generative = bool(get_spec(model).extra.get("perceptual"))
+    except Exception:  # noqa: BLE001 - community models are not in the registry
+        generative = False
+    if not (generative or (isinstance(card, Mapping) and is_perceptual(card))):
+        return None
+    why = "generative prior" if generative else "perceptual (GAN) weights"
+    return (f"yes: {model} ({why}) synthesises fine detail and texture that look plausible but "
+            "were not observed; do not use this output for measurement or change detection")
+
+
 def _float(tags: Mapping[str, str], name: str) -> float | None:
     try:
         v = float(tags[TAG_KEYS[name]])
@@ -43,14 +65,19 @@ def _float(tags: Mapping[str, str], name: str) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
-def output_tags(meta: Any, *, scale: int, model: str, weights: str) -> dict[str, str]:
-    """The tags of a ``scale``-times finer output of the raster ``meta`` (a RasterMeta): the
-    sensor's pixel size and GSD (kept from an earlier pass when ``meta`` is a geosr output), the
-    total factor, the passes, and a note saying that the sensor's GSD did not change."""
+def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
+                weights: str, synthesised: str | None = None) -> dict[str, str]:
+    """The tags of a ``scale``-times finer output of the raster ``meta`` (a RasterMeta; scale
+    may be (x, y)): the sensor's pixel size and GSD (kept from an earlier pass when ``meta`` is
+    a geosr output), the total factor (the geometric mean when the axes differ), the passes,
+    and a note saying that the sensor's GSD did not change. ``synthesised`` (from
+    :func:`synthesis_label`) marks invented detail; an earlier pass's mark is kept."""
     from .. import __version__
     from ..errors import GeosrError
 
     k, prev = TAG_KEYS, meta.tags
+    sx, sy = scale if isinstance(scale, tuple) else (scale, scale)
+    scale = math.sqrt(sx * sy)
     # measured on the geotransform, or on the affine fit to a GCP-only raster's GCPs (as
     # `geosr info` does); a raster with neither has no pixel size to record
     grid = measuring_grid(meta.transform, meta.crs, meta.gcps, meta.gcps_crs)
@@ -64,13 +91,14 @@ def output_tags(meta: Any, *, scale: int, model: str, weights: str) -> dict[str,
     if earlier and src_px and px:
         # the total factor from the grids themselves: right after crops, and after resampling
         # by other tools too, as long as the sensor's pixel size is known
-        total = scale * src_px / px
+        total = math.sqrt(sx * src_px / px * sy * src_py / py)
     else:  # no grid to measure: the factors multiply
         total = scale * (prev_factor if earlier else 1.0)
     passes = [p for p in (prev.get(k["passes"]) or "").split("; ") if p] if earlier else []
     if earlier and not passes:
         passes = [f"{prev.get(k['model']) or 'unknown'} x{prev.get(k['scale_factor'])}"]
-    passes.append(f"{model} x{scale}")
+    passes.append(f"{model} x{_fmt_factor(sx)}" if _fmt_factor(sx) == _fmt_factor(sy) else
+                  f"{model} x{_fmt_factor(sx)},{_fmt_factor(sy)}")
     tags = {k["scale_factor"]: _fmt_factor(total), k["model"]: model, k["version"]: __version__,
             k["weights"]: weights, k["passes"]: "; ".join(passes)}
     if src_px is not None and src_py is not None:
@@ -86,6 +114,10 @@ def output_tags(meta: Any, *, scale: int, model: str, weights: str) -> dict[str,
             gsd = gsd_m(grid[1], grid[0], width=meta.width, height=meta.height)
         except GeosrError:  # a CRS without metres: the note says it without numbers
             gsd = None
+    if synthesised:
+        tags[k["synthesised_detail"]] = synthesised
+    elif earlier and prev.get(k["synthesised_detail"]):
+        tags[k["synthesised_detail"]] = prev[k["synthesised_detail"]]  # still in the pixels
     how = f"{_fmt_factor(total)}x super-resolution ({'; '.join(passes)})"
     if gsd:
         tags[k["source_gsd_x"]], tags[k["source_gsd_y"]] = repr(gsd[0]), repr(gsd[1])
@@ -107,4 +139,4 @@ def read_tag(tags: Mapping[str, str], name: str) -> str | None:
     return tags.get(TAG_KEYS[name]) or None
 
 
-__all__ = ["TAG_KEYS", "output_tags", "weights_label", "read_tag"]
+__all__ = ["TAG_KEYS", "output_tags", "weights_label", "synthesis_label", "read_tag"]

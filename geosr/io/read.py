@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 
 from ..errors import InputError, RasterReadError
 from ..geo.grid import apply, has_geotransform, pixel_size, window_transform
+from .remote import is_remote, remote_env, remote_error, resolve_source, retry_delays
 
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -134,16 +136,23 @@ def _check_readable(path: Path) -> None:
 
 
 def read_meta(path: str | os.PathLike) -> RasterMeta:
-    """Open ``path`` with GDAL, validate it and return its :class:`RasterMeta`."""
+    """Open ``path`` with GDAL, validate it and return its :class:`RasterMeta`. URLs and STAC
+    ``item.json#ASSET`` inputs are resolved first (:func:`geosr.io.remote.resolve_source`)."""
+    path = resolve_source(path)
     p = Path(path)
     if not str(path).startswith("/vsi"):
         _check_readable(p)
     try:
-        with rasterio.Env(CPL_LOG="OFF"), rasterio.open(path) as ds:
+        with rasterio.Env(CPL_LOG="OFF", **remote_env(path)), rasterio.open(path) as ds:
             meta = _meta_from_dataset(ds, str(path))
-            # Touch the last block: truncated files open fine but fail here.
-            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))
+            # Touch the last block: truncated files open fine but fail here. Not over the
+            # network, where only the blocks a run needs are fetched (a cut-off file fails
+            # there, with the remote error).
+            if not is_remote(path):
+                ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))
     except rasterio.errors.RasterioIOError as err:
+        if is_remote(path):
+            raise remote_error(path, _gdal_reason(err)) from None
         raise RasterReadError(
             f"cannot read {str(path)!r} as a raster ({first_line(err)}); is it a GeoTIFF, "
             "complete and not corrupt? Try `gdalinfo` on it") from None
@@ -190,7 +199,11 @@ def _short(path: Any, n: int = 120) -> str:
 
 def _corrupt(path: str, rows: tuple[int, int], cols: tuple[int, int], err: BaseException
              ) -> RasterReadError:
-    """A read that failed inside a file that opened fine: a damaged block."""
+    """A read that failed inside a file that opened fine: a damaged block, or for a remote
+    file a connection lost after GDAL's retries."""
+    if is_remote(path):
+        return remote_error(path, _gdal_reason(err),
+                            where=f" at rows {rows[0]}-{rows[1]}, columns {cols[0]}-{cols[1]}")
     return RasterReadError(
         f"cannot read {_short(path)!r} at rows {rows[0]}-{rows[1]}, columns {cols[0]}-{cols[1]} "
         f"({_gdal_reason(err)}); the file is damaged or corrupt there — re-export or "
@@ -415,25 +428,36 @@ _LOCAL = threading.local()
 
 
 def read_window(path: str, bands: tuple[int, ...], rows: tuple[int, int],
-                cols: tuple[int, int]) -> np.ndarray:
+                cols: tuple[int, int], *, datasets: dict | None = None) -> np.ndarray:
     """Pixels of 0-based ``bands`` in the half-open ``rows`` x ``cols`` window of ``path``.
 
     Each thread keeps its own open GDAL handle per path (handles are not thread-safe), so the
     engine's reader threads read concurrently without reopening the file for every block.
     A file with a per-dataset mask (mask band, .msk, alpha) gives a masked array: masked pixels
-    are invalid like nodata (:func:`geosr.pixels.valid_mask`).
+    are invalid like nodata (:func:`geosr.pixels.valid_mask`). ``datasets``: the caller's
+    handles (path → dataset) instead of this thread's.
     """
-    cache = getattr(_LOCAL, "datasets", None)
+    cache = datasets if datasets is not None else getattr(_LOCAL, "datasets", None)
     if cache is None:
         cache = _LOCAL.datasets = {}
-    ds = cache.get(path)
-    if ds is None or ds.closed:
-        ds = cache[path] = rasterio.open(path)
     win = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
-    try:
-        return ds.read([b + 1 for b in bands], window=win, masked=_has_dataset_mask(ds))
-    except rasterio.errors.RasterioIOError as err:
-        raise _corrupt(path, rows, cols, err) from None
+    # remote files: GDAL retries HTTP errors itself but not a lost connection; a read that
+    # still fails is retried on a fresh handle (geosr.io.remote.retry_delays, docs/cloud.md)
+    for delay in (None, *retry_delays(path)):
+        if delay is not None:
+            time.sleep(delay)
+        ds = cache.get(path)
+        try:
+            if ds is None or ds.closed:
+                ds = cache[path] = rasterio.open(path)
+            return ds.read([b + 1 for b in bands], window=win, masked=_has_dataset_mask(ds))
+        except rasterio.errors.RasterioIOError as err:
+            failure = err
+            if not is_remote(path):
+                break
+            if ds is not None and not ds.closed:
+                ds.close()
+    raise _corrupt(path, rows, cols, failure) from None
 
 
 #: Pixels per axis up to which the whole axis is sampled.
@@ -465,19 +489,20 @@ def _join(parts: list[np.ndarray]) -> np.ndarray:
     return cat([p.reshape(p.shape[0], -1) for p in parts], axis=1)
 
 
-def read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta) -> np.ndarray:
-    """The statistics sample of a raster file, (bands, pixels)."""
-    with rasterio.open(path) as ds:
-        masked = _has_dataset_mask(ds)
-        parts = []
-        for r, c in sample_windows(meta.height, meta.width):
-            try:
-                parts.append(ds.read([b + 1 for b in bands], masked=masked,
-                                     window=rasterio.windows.Window(c[0], r[0], c[1] - c[0],
-                                                                    r[1] - r[0])))
-            except rasterio.errors.RasterioIOError as err:
-                raise _corrupt(path, r, c, err) from None
-        return _join(parts)
+def read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta, *,
+                offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The statistics sample of a raster file, (bands, pixels); ``meta`` and ``offset``
+    (row, column) describe a window of it (an AOI run, :mod:`geosr.aoi`). Read as blocks are
+    (:func:`read_window`: masks, and a remote file's re-reads)."""
+    r0, c0 = offset
+    handles: dict = {}  # its own handle, closed after: a file replaced later is read afresh
+    try:
+        return _join([read_window(path, bands, (r0 + r[0], r0 + r[1]), (c0 + c[0], c0 + c[1]),
+                                  datasets=handles)
+                      for r, c in sample_windows(meta.height, meta.width)])
+    finally:
+        for ds in handles.values():
+            ds.close()
 
 
 def sample_array(arr) -> np.ndarray:

@@ -126,7 +126,7 @@ def get_spec(name: str) -> ModelSpec:
 def create_model(
     name: str,
     *,
-    scale: int,
+    scale: int | float,
     in_chans: int | None = None,
     out_chans: int | None = None,
     **kwargs: Any,
@@ -137,7 +137,10 @@ def create_model(
     :func:`geosr.models.load_model`'s job.
     """
     spec = get_spec(name)
-    if scale not in spec.scales:
+    if spec.extra.get("arbitrary_scale"):
+        # one network serves every factor > 1; ``scales`` only lists the advertised integers
+        scale = _arbitrary_scale(spec, scale)
+    elif scale not in spec.scales:
         raise ParameterError(
             f"model {spec.name!r} supports scales {list(spec.scales)}, not {scale}; "
             f"pick one of those or another model"
@@ -150,3 +153,18 @@ def create_model(
     if out_chans is not None:
         args["out_chans"] = out_chans
     return spec.builder(**args)
+
+
+def is_arbitrary_scale(name: str) -> bool:
+    """True for models registered with ``arbitrary_scale=True`` (any factor > 1)."""
+    return bool(get_spec(name).extra.get("arbitrary_scale"))
+
+
+def _arbitrary_scale(spec: ModelSpec, scale: Any) -> int | float:
+    from ..plan import validate_scale  # the one scale rule
+
+    try:
+        return validate_scale(scale)
+    except ParameterError:
+        raise ParameterError(f"model {spec.name!r} takes any scale factor > 1, not {scale!r}; "
+                             f"pass e.g. 2.5") from None

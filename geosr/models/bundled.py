@@ -1,7 +1,8 @@
 """The bundled weights: where they are, and which model and band variant runs by default.
 
 Bundled weights are ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors``, each with its
-card (``.json``) next to it. Everything here works from file names alone and never imports
+card (``.json``) next to it; an arbitrary-scale network (LIIF, Meta-SR) has one file for every
+scale, ``<arch>_<bands>b.safetensors``. Everything here works from file names alone and never imports
 torch: ``geosr --help`` states the defaults, and the engine picks a model before building one.
 """
 from __future__ import annotations
@@ -17,8 +18,12 @@ from .card import sidecar_path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: ``<arch>_x<scale>_<bands>b.safetensors``: the only names the index reads.
 BUNDLED_NAME_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")
+#: ``<arch>_<bands>b.safetensors``: arbitrary-scale weights, one file for every scale.
+BUNDLED_ANY_SCALE_RE = re.compile(r"^(?P<arch>[a-z0-9-]+)_(?P<bands>\d+)b\.safetensors$")
 #: The models tried when none is named, best first (:func:`default_model_name`).
 DEFAULT_PREFERENCE = ("rdn", "edsr-baseline", "espcn")
+#: Arbitrary-scale networks tried for a non-integer scale, best first.
+ARBITRARY_PREFERENCE = ("liif-rdn", "metasr-rdn", "liif", "metasr")
 #: What runs when no preferred model has bundled weights for the scale.
 FALLBACK_MODEL = "bicubic"
 
@@ -28,12 +33,22 @@ def bundled_file_name(arch: str, *, scale: int, bands: int) -> str:
     return f"{model_key(arch)}_x{int(scale)}_{int(bands)}b.safetensors"
 
 
-def _bundled_path(arch: str, scale: int, bands: int) -> Path | None:
-    p = WEIGHTS_DIR / bundled_file_name(arch, scale=scale, bands=bands)
+def bundled_any_scale_name(arch: str, *, bands: int) -> str:
+    """``<arch>_<bands>b.safetensors``: the one file of an arbitrary-scale network."""
+    return f"{model_key(arch)}_{int(bands)}b.safetensors"
+
+
+def _bundled_path(arch: str, scale: int | float, bands: int) -> Path | None:
+    p = WEIGHTS_DIR / bundled_any_scale_name(arch, bands=bands)
+    if p.is_file():  # arbitrary-scale weights serve every scale
+        return p
+    if not float(scale).is_integer():
+        return None
+    p = WEIGHTS_DIR / bundled_file_name(arch, scale=int(scale), bands=bands)
     return p if p.is_file() else None
 
 
-def bundled_weights(name: str, *, scale: int, bands: int) -> Path | None:
+def bundled_weights(name: str, *, scale: int | float, bands: int) -> Path | None:
     """Path of the bundled weights of ``name`` at ``scale`` for ``bands`` bands, or ``None``.
 
     Raises
@@ -66,7 +81,8 @@ def list_bundled() -> list[dict[str, Any]]:
 
 
 def _index() -> list[dict[str, Any]]:
-    """``{"arch", "scale", "bands", "path"}`` per bundled file, sorted (names only)."""
+    """``{"arch", "scale", "bands", "path"}`` per bundled file, sorted (names only); ``scale``
+    is ``None`` for arbitrary-scale weights (every scale)."""
     if not WEIGHTS_DIR.is_dir():
         return []
     out = []
@@ -75,10 +91,12 @@ def _index() -> list[dict[str, Any]]:
         if m is not None:
             out.append({"arch": m["arch"], "scale": int(m["scale"]), "bands": int(m["bands"]),
                         "path": p})
+        elif (m := BUNDLED_ANY_SCALE_RE.match(p.name)) is not None:
+            out.append({"arch": m["arch"], "scale": None, "bands": int(m["bands"]), "path": p})
     return out
 
 
-def bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | None:
+def bundled_in_chans(name: str, scale: int | float, n_bands: int, dtype: str) -> int | None:
     """Which bundled variant fits the raster: 1-band (per-band) weights for non-8-bit data,
     else weights for exactly its band count, else 1-band for non-RGB band counts, else RGB.
     ``None`` when ``name`` has no bundled weights at ``scale``."""
@@ -96,15 +114,20 @@ def bundled_in_chans(name: str, scale: int, n_bands: int, dtype: str) -> int | N
     return None
 
 
-def default_model_name(scale: int, *, n_bands: int = 3, dtype: str = "uint8") -> str:
+def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "uint8") -> str:
     """The best model with bundled weights for ``scale`` and this kind of raster (order rdn >
-    edsr-baseline > espcn; bicubic when none fits).
+    edsr-baseline > espcn, then the arbitrary-scale networks; bicubic when none fits). For a
+    non-integer scale: the best bundled arbitrary-scale network (:data:`ARBITRARY_PREFERENCE`),
+    else bicubic.
 
     For data that is not 8-bit the per-band (1-band) variant is what fits (see
     :func:`bundled_in_chans`), so a model that has it wins over a better one that has only
     RGB weights.
     """
-    fits = [(name, v) for name in DEFAULT_PREFERENCE
+    # integer scales: a fixed-scale network first, then (x6, x8...) an arbitrary-scale one
+    order = (DEFAULT_PREFERENCE + ARBITRARY_PREFERENCE if float(scale).is_integer()
+             else ARBITRARY_PREFERENCE)
+    fits = [(name, v) for name in order
             if (v := bundled_in_chans(name, scale, n_bands, dtype)) is not None]
     if not fits:
         return FALLBACK_MODEL
@@ -123,6 +146,7 @@ def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
     return {s: name for s, name in picks.items() if name != FALLBACK_MODEL}
 
 
-__all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "DEFAULT_PREFERENCE", "FALLBACK_MODEL",
-           "bundled_file_name", "bundled_weights", "list_bundled", "bundled_in_chans",
+__all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "DEFAULT_PREFERENCE",
+           "ARBITRARY_PREFERENCE", "FALLBACK_MODEL", "bundled_file_name",
+           "bundled_any_scale_name", "bundled_weights", "list_bundled", "bundled_in_chans",
            "default_model_name", "default_models"]

@@ -7,7 +7,12 @@ name and SHA-256) so it can be read without a safetensors reader. The card::
     {"format": "geosr-weights/1", "arch": "edsr-baseline",
      "args": {"scale": 4, "in_chans": 3, "out_chans": 3, ...builder kwargs...},
      "scale": 4, "bands": 3, "value_range": [0, 255],
-     "provenance": {...}, "training": {...}, "metrics": {...}}
+     "provenance": {...}, "training": {...}, "metrics": {...},
+     "kind": "perceptual (GAN)"}
+
+``kind`` (optional) says what the weights were trained for: :data:`PIXEL_KIND` (a pixel loss,
+the default when absent) or :data:`PERCEPTUAL_KIND` (adversarial/texture losses: the output
+holds synthesised detail and is tagged so, ``geo/tags.py``).
 
 ``value_range`` is the data range the training inputs were normalised from (``[0, 255]`` for
 8-bit imagery): networks always see ``[0, 1]``.
@@ -30,6 +35,17 @@ WEIGHTS_FORMAT = "geosr-weights/1"
 CARD_METADATA_KEY = "geosr_card"
 #: Added to the sidecar (and to ``model.card`` by load_model), never embedded.
 FILE_IDENTITY_KEYS = ("weights_file", "sha256")
+
+
+#: The card's ``kind`` values (absent = pixel).
+PIXEL_KIND = "pixel (PSNR)"
+PERCEPTUAL_KIND = "perceptual (GAN)"
+CARD_KINDS = (PIXEL_KIND, PERCEPTUAL_KIND)
+
+
+def is_perceptual(card: Mapping[str, Any]) -> bool:
+    """True for weights whose card says they were trained for perceptual quality (GAN)."""
+    return card.get("kind") == PERCEPTUAL_KIND
 
 
 #: Deepest nesting of lists/objects a card may have (real cards nest 3 levels).
@@ -120,6 +136,10 @@ def validate_card(card: Any) -> dict[str, Any]:
         raise WeightsError(f"model card field 'value_range' must be [lo, hi] with finite "
                            f"lo < hi (e.g. [0, 255] for 8-bit data), got {vr!r}")
     c["value_range"] = [vr[0], vr[1]]
+    if c.get("kind", PIXEL_KIND) not in CARD_KINDS:
+        raise WeightsError(f"model card field 'kind' is {c['kind']!r}; it must be one of "
+                           f"{', '.join(map(repr, CARD_KINDS))} (or absent for pixel-loss "
+                           "weights)")
     for key in ("provenance", "training", "metrics"):
         v = c.setdefault(key, {})
         if not isinstance(v, Mapping):
@@ -137,8 +157,10 @@ def validate_card(card: Any) -> dict[str, Any]:
 def make_card(*, arch: str, args: Mapping[str, Any], value_range: tuple[float, float] | list,
               provenance: Mapping[str, Any] | None = None,
               training: Mapping[str, Any] | None = None,
-              metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Build and validate a card; ``scale``/``bands`` are taken from ``args``."""
+              metrics: Mapping[str, Any] | None = None,
+              kind: str | None = None) -> dict[str, Any]:
+    """Build and validate a card; ``scale``/``bands`` are taken from ``args``; ``kind`` is one
+    of :data:`CARD_KINDS` (None: not recorded, i.e. pixel)."""
     if "scale" not in args:
         raise WeightsError("make_card needs args['scale']; pass the builder's keyword arguments")
     bands = args.get("in_chans", 3)
@@ -146,6 +168,7 @@ def make_card(*, arch: str, args: Mapping[str, Any], value_range: tuple[float, f
         "format": WEIGHTS_FORMAT, "arch": arch, "args": dict(args), "scale": args["scale"],
         "bands": bands, "value_range": list(value_range), "provenance": dict(provenance or {}),
         "training": dict(training or {}), "metrics": dict(metrics or {}),
+        **({"kind": kind} if kind is not None else {}),
     })
 
 
@@ -193,5 +216,6 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 __all__ = ["WEIGHTS_FORMAT", "CARD_METADATA_KEY", "FILE_IDENTITY_KEYS", "validate_card",
+           "PIXEL_KIND", "PERCEPTUAL_KIND", "CARD_KINDS", "is_perceptual",
            "parse_card", "MAX_CARD_DEPTH",
            "make_card", "sidecar_path", "weights_sha256", "read_sidecar"]

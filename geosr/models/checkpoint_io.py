@@ -404,7 +404,8 @@ def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike[str] | 
         for attr, key in (("scale", "scale"), ("in_chans", "bands")):
             have = getattr(model, attr, None)
             if have is not None and have != card[key] and not (
-                    attr == "scale" and card[key] in getattr(model, "scales", ())):
+                    attr == "scale" and (card[key] in getattr(model, "scales", ())
+                                         or getattr(model, "arbitrary_scale", False))):
                 raise WeightsError(
                     f"the weights are for {card['arch']} x{card['scale']} with {card['bands']} "
                     f"bands, but the model is {_describe_model(model)}; build the model with "

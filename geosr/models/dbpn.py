@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._registry import register_model
-from .layouts import StateDict, first_last_chans, key_indices, register_layout, tensor_shape
+from .layouts import (RGB_01, StateDict, first_last_chans, key_indices, register_layout,
+                      tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 #: kernel, stride, padding of the projection convolutions per scale (official code).
@@ -188,25 +189,31 @@ def _infer_ddbpn_ep(sd: Mapping[str, Tensor]) -> dict[str, Any]:
             "variant": "EDSR-PyTorch ddbpn.py"}
 
 
+_EDSR_PYTORCH_DDBPN_REFUSED = (
+    "this is EDSR-PyTorch's D-DBPN re-implementation (depth 6, per-channel PReLU, "
+    "bottlenecks in every projection); geosr's dbpn is the official DBPN-Pytorch network "
+    "(feat0, up1..up7, down1..down6, output_conv), whose layers differ in shape. Use an "
+    "alterzero/DBPN-Pytorch checkpoint or train geosr's dbpn")
+
+
 @register_layout(
     "edsr-pytorch:ddbpn", family="dbpn", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    refused=_EDSR_PYTORCH_DDBPN_REFUSED,
     detect=lambda k: {"initial.0.weight", "upmodules.0.conv_1.0.weight",
                       "reconstruction.0.weight"} <= k,
     infer=_infer_ddbpn_ep, default_input_range=255.0)
 def edsr_pytorch_ddbpn(sd: StateDict, model: nn.Module, *,
                        input_range: float | None = None) -> StateDict:
     """EDSR-PyTorch's D-DBPN re-implementation: recognised, not convertible (see the error)."""
-    raise WeightsError(
-        "this is EDSR-PyTorch's D-DBPN re-implementation (depth 6, per-channel PReLU, "
-        "bottlenecks in every projection); geosr's dbpn is the official DBPN-Pytorch network "
-        "(feat0, up1..up7, down1..down6, output_conv), whose layers differ in shape. Use an "
-        "alterzero/DBPN-Pytorch checkpoint or train geosr's dbpn")
+    raise WeightsError(_EDSR_PYTORCH_DDBPN_REFUSED)
 
 
 def _infer_dbpn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     keys = set(sd)
     k = tensor_shape(sd, "up1.up_conv1.deconv.weight")
     return {"arch": "dbpn", "family": "dbpn", "scale": _DBPN_KERNEL_TO_SCALE.get(k[-1]),
+            "evidence": {"scale": f"up1.up_conv1.deconv.weight shape {k} → {k[-1]}x{k[-1]} "
+                                  f"projection kernel (DBPN-Pytorch: 6 at x2, 8 at x4, 12 at x8)"},
             **first_last_chans(sd, "feat0.conv", "output_conv.conv"),
             "args": {"base_filter": tensor_shape(sd, "feat1.conv.weight")[0],
                      "feat": tensor_shape(sd, "feat0.conv.weight")[0],
@@ -215,6 +222,7 @@ def _infer_dbpn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 @register_layout(
     "dbpn-pytorch:dbpn", family="dbpn", source="https://github.com/alterzero/DBPN-Pytorch",
+    convention=RGB_01,
     detect=lambda k: {"feat0.conv.weight", "up1.up_conv1.deconv.weight",
                       "output_conv.conv.weight"} <= k,
     infer=_infer_dbpn)

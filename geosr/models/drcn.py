@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ._base import SRModel
 from ._common import bicubic_upsampler, same_bands
 from ._registry import register_model
-from .layouts import StateDict, register_layout, tensor_shape
+from .layouts import GEOSR_OWN, StateDict, register_layout, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -93,6 +93,7 @@ def _infer_drcn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 
 @register_layout("geosr:drcn", family="drcn", source="geosr (DRCN)",
+                 convention=GEOSR_OWN,
                  detect=lambda k: {"ensemble", "embedding.0.weight", "inference.weight"} <= k,
                  infer=_infer_drcn)
 def geosr_drcn(sd: StateDict, model: nn.Module, *, input_range: float | None = None) -> StateDict:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ._base import SRModel
 from ._common import bicubic_upsampler, same_bands
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .layouts import StateDict, Y_CHANNEL, key_indices, register_layout, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -99,10 +99,15 @@ def _infer_drrn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     first, out = tensor_shape(sd, "input.0.weight"), tensor_shape(sd, "output.weight")
     # The number of recursions U is not in the weights (they are shared); B1U25 is the release.
     return {"arch": "drrn", "family": "drrn", "scale": None, "in_chans": first[1],
-            "out_chans": out[0], "args": {"blocks": blocks, "features": first[0]}}
+            "out_chans": out[0], "args": {"blocks": blocks, "features": first[0]},
+            "evidence": {"args": f"blocks {blocks} and features {first[0]} from the input "
+                                 f"convolution(s) (shape {first}); the recursion count U reuses "
+                                 f"the same weights, so it is not stored: the release's 25 is "
+                                 f"assumed"}}
 
 
 @register_layout("drrn-pytorch:drrn", family="drrn",
+                 convention=Y_CHANNEL,
                  source="https://github.com/jt827859032/DRRN-pytorch",
                  detect=lambda k: {"input.weight", "conv1.weight", "conv2.weight",
                                    "output.weight"} <= k or {"input.0.weight", "conv1.0.weight",

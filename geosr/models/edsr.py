@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from ._base import SRModel
 from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv
 from ._registry import register_model
-from .layouts import (StateDict, drop_mean_shift, first_last_chans, fold_input_range, key_indices,
-                      pixelshuffle_evidence, pixelshuffle_scale, register_layout, rename,
-                      shape_note, tensor_shape)
+from .layouts import (MEAN_SHIFT_RANGE, StateDict, drop_mean_shift, first_last_chans,
+                      fold_input_range, key_indices, pixelshuffle_evidence, pixelshuffle_scale,
+                      register_layout, rename, shape_note, tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 
@@ -117,6 +117,7 @@ def _infer_edsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 @register_layout(
     "edsr-pytorch:edsr", family="edsr", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    convention=MEAN_SHIFT_RANGE,
     detect=lambda k: {"head.0.weight", "body.0.body.0.weight", "tail.1.weight"} <= k
     and not any(x.startswith(("pre_process.", "encoder.")) for x in k),
     infer=_infer_edsr, default_input_range=255.0)
@@ -140,6 +141,9 @@ def _basicsr_edsr_to_ep(sd: Mapping[str, Tensor]) -> StateDict:
 
 
 @register_layout("basicsr:edsr", family="edsr", source="https://github.com/XPixelGroup/BasicSR",
+                 convention="RGB on [0, 1]; the network subtracts the DIV2K mean and "
+                            "multiplies by img_range 255 inside, which geosr folds into its "
+                            "first and last convolutions",
                  detect=lambda k: {"conv_first.weight", "conv_after_body.weight",
                                    "body.0.conv1.weight", "upsample.0.weight"} <= k,
                  infer=lambda sd: _infer_edsr(_basicsr_edsr_to_ep(sd)))

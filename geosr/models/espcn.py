@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ._base import SRModel
 from ._registry import register_model
-from .layouts import StateDict, register_layout, tensor_shape
+from .layouts import StateDict, Y_CHANNEL, register_layout, tensor_shape
 from .receptive_field import receptive_radius
 
 
@@ -62,10 +62,13 @@ def _infer_espcn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     s = int(round(ratio ** 0.5))
     return {"arch": "espcn", "family": "espcn",
             "scale": s if s * s * c == last[0] else None, "in_chans": c, "out_chans": c,
-            "args": {"n1": f0[0], "n2": f2[0]}}
+            "args": {"n1": f0[0], "n2": f2[0]},
+            "evidence": {"scale": f"last_part.0.weight shape {last} → {last[0]} = {c} band(s) "
+                                  f"x {s}² (sub-pixel layer)"}}
 
 
 @register_layout("espcn-pytorch:espcn", family="espcn",
+                 convention=Y_CHANNEL,
                  source="https://github.com/yjn870/ESPCN-pytorch",
                  detect=lambda k: {"first_part.0.weight", "first_part.2.weight",
                                    "last_part.0.weight"} <= k,

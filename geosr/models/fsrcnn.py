@@ -11,7 +11,8 @@ The deconvolution's padding / output_padding are chosen per scale so that the ou
 each output pixel reads the same LR neighbourhood at every position (shift-equivariant by
 ``scale`` HR pixels per LR pixel, so tiled and whole-image results agree). yjn870's port pads
 the deconvolution by 4 at every scale, which places x3/x4 outputs one HR pixel earlier: its
-weights load by name, but x3/x4 results are shifted by that pixel relative to its outputs.
+files load into a deconvolution of 10 (x3) or 11 (x4) taps whose last taps are zeros
+(:func:`yjn870_deconv_kernel`), which reproduces the release exactly.
 
 Parameters. The paper counts 12,464 weights for FSRCNN(56, 12, 4) on 1 band (the 9x9 deconv
 has the same size at every scale). With biases and per-channel PReLU slopes: 12,809 for 1 band,
@@ -24,10 +25,11 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from ..errors import WeightsError
 from ._base import SRModel
 from ._common import deconv_padding
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .layouts import StateDict, Y_CHANNEL, key_indices, register_layout, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -85,16 +87,50 @@ def _infer_fsrcnn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     return {"arch": "fsrcnn", "family": "fsrcnn", "scale": None, "in_chans": first[1],
             "out_chans": last[1],
             "args": {"d": first[0], "s": convs[0][0], "m": sum(1 for c in convs if c[-1] == 3),
-                     "deconv_kernel": last[-1]}}
+                     "deconv_kernel": last[-1]},
+            "evidence": {"args": f"d {first[0]} (first_part.0.weight), s {convs[0][0]} and m "
+                                 f"{sum(1 for c in convs if c[-1] == 3)} (mid_part 1x1/3x3 "
+                                 f"convs), deconvolution {last[-1]}x{last[-1]} (last_part.weight)"}}
+
+
+def yjn870_deconv_kernel(kernel: int, scale: int) -> int:
+    """The deconvolution size whose geosr placement (:func:`deconv_padding`) puts yjn870's
+    ``kernel`` taps (padding ``kernel // 2``, output padding ``scale - 1``) exactly where the
+    release does, the extra taps being zeros: 9 at x2, 10 at x3, 11 at x4."""
+    for k in range(kernel, kernel + scale + 1):
+        if deconv_padding(k, scale)[0] == kernel // 2:
+            return k
+    raise WeightsError(f"cannot place a {kernel}x{kernel} FSRCNN deconvolution for x{scale}")
 
 
 @register_layout("fsrcnn-pytorch:fsrcnn", family="fsrcnn",
+                 convention=Y_CHANNEL,
                  source="https://github.com/yjn870/FSRCNN-pytorch",
                  detect=lambda k: {"first_part.0.weight", "mid_part.0.weight",
                                    "last_part.weight"} <= k,
-                 infer=_infer_fsrcnn)
+                 infer=_infer_fsrcnn,
+                 scale_args=lambda args, scale: {**args, "deconv_kernel": yjn870_deconv_kernel(
+                     args.get("deconv_kernel", 9), scale)})
 def fsrcnn_pytorch(sd: StateDict, model: nn.Module, *,
                    input_range: float | None = None) -> StateDict:
     """yjn870/FSRCNN-pytorch (first_part, mid_part, last_part): geosr's names. The scale is
-    the deconvolution's stride, which the file does not record."""
-    return dict(sd)
+    the deconvolution's stride, which the file does not record; its placement (padding 4,
+    output padding scale - 1) is geosr's at x2 and a zero-extended kernel at x3/x4."""
+    sd = dict(sd)
+    w = sd.get("last_part.weight")
+    last = getattr(model, "last_part", None)
+    if w is None or not isinstance(last, nn.ConvTranspose2d):
+        return sd
+    k_file, k_model = int(w.shape[-1]), int(last.kernel_size[0])
+    if k_model != k_file or int(last.padding[0]) != k_file // 2:
+        want = yjn870_deconv_kernel(k_file, int(last.stride[0]))
+        if k_model != want:
+            raise WeightsError(
+                f"yjn870's FSRCNN places its {k_file}x{k_file} deconvolution with padding "
+                f"{k_file // 2}, which geosr's fsrcnn x{last.stride[0]} reproduces with "
+                f"deconv_kernel={want}, not {k_model}; load it with load_model('fsrcnn', "
+                f"scale={last.stride[0]}, weights=FILE) (it builds that), or pass "
+                f"layout='geosr' if the file is a state dict of geosr's own fsrcnn")
+        pad = k_model - k_file  # the extra taps come after the file's, as zeros
+        sd["last_part.weight"] = torch.nn.functional.pad(w, (0, pad, 0, pad))
+    return sd

@@ -24,6 +24,7 @@ twtygqyy variant has 870,112 (1 band).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 from ..errors import ModelError
 from ._base import SRModel
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, rename, tensor_shape
+from .layouts import StateDict, Y_CHANNEL, key_indices, register_layout, rename, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -175,18 +176,32 @@ def _infer_lapsrn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     up = tensor_shape(sd, f"convt_F1.cov_block.{block[-1]}.weight")
     first = tensor_shape(sd, "conv_input.weight")
     shared = len(levels) == 1 and "convt_I2.weight" not in keys
+    # a pyramid's first k levels are a complete x2^k LapSRN: every level's output is served
     return {"arch": "lapsrn", "family": "lapsrn", "scale": None if shared else 2 ** len(levels),
+            **({} if shared else {"scales": [2 ** k for k in range(1, len(levels) + 1)]}),
             "in_chans": first[1], "out_chans": tensor_shape(sd, "convt_R1.weight")[0],
             "args": {"depth": len(block) - 1, "features": first[0], "upconv_kernel": up[-1],
-                     "bias": "conv_input.bias" in keys, "shared": shared}}
+                     "bias": "conv_input.bias" in keys, "shared": shared},
+            "evidence": {"scale": f"{len(levels)} pyramid level(s) of x2 (convt_I1.."
+                                  f"{len(levels)}, convt_R1..{len(levels)}); the first levels "
+                                  f"serve the lower scales" if not shared else
+                         "not fixed: one shared level applied once per x2 (convt_F1 only)"}}
 
 
 @register_layout("pytorch-lapsrn:lapsrn", family="lapsrn",
+                 convention=Y_CHANNEL,
                  source="https://github.com/twtygqyy/pytorch-LapSRN",
                  detect=lambda k: {"conv_input.weight", "convt_I1.weight", "convt_R1.weight"} <= k,
                  infer=_infer_lapsrn)
 def pytorch_lapsrn(sd: StateDict, model: nn.Module, *,
                    input_range: float | None = None) -> StateDict:
     """twtygqyy/pytorch-LapSRN (conv_input, convt_F1.0.cov_block.N, convt_I1, convt_R1, ...):
-    the extra Sequential level of ``make_layer`` is removed; bias-free, 4x4 feature deconv."""
-    return rename(sd, _LAPSRN_RULES)
+    the extra Sequential level of ``make_layer`` is removed; bias-free, 4x4 feature deconv.
+    A model with fewer levels than the file (x2 from the x4 release) takes the first ones."""
+    sd = rename(sd, _LAPSRN_RULES)
+    keep = getattr(model, "levels", None)
+    if keep is None or getattr(model, "shared", False):
+        return sd
+    level = re.compile(r"convt_[FIR](\d+)\.")
+    return {k: v for k, v in sd.items()
+            if not ((m := level.match(k)) and int(m.group(1)) > keep)}

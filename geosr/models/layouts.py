@@ -53,6 +53,23 @@ class Layout:
     #: Input range the release was trained on when the file does not say (see module docstring).
     default_input_range: float = 1.0
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    #: ``(args, scale) -> args``: builder arguments that depend on the scale the file does not
+    #: store (yjn870's FSRCNN deconvolution placement); None when the inferred args suffice.
+    scale_args: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
+    #: The value range and bands the release expects (``--describe`` prints it).
+    convention: str = ""
+    #: Non-empty for layouts geosr recognises but cannot run: why, and what to use instead.
+    refused: str = ""
+
+
+#: Conventions several layouts share (``convention=``).
+RGB_01 = "RGB on [0, 1], as geosr feeds it"
+MEAN_SHIFT_RANGE = ("RGB on [0, rgb_range] with the DIV2K mean shift; rgb_range is read from "
+                    "sub_mean.bias (255 in the releases) and folded into the first and last "
+                    "convolutions, so geosr feeds [0, 1]")
+GEOSR_OWN = "geosr's own network on [0, 1]; a card records the data range it was trained on"
+Y_CHANNEL = ("one band, the BT.601 Y of 8-bit RGB on [0, 1] ((16..235)/255); geosr evaluate "
+             "runs it on the Y of RGB images as its paper did, geosr upscale band by band")
 
 
 _LAYOUTS: dict[str, Layout] = {}
@@ -60,7 +77,9 @@ _LAYOUTS: dict[str, Layout] = {}
 
 def register_layout(name: str, *, family: str, source: str, detect: Callable[[set[str]], bool],
                     infer: Callable[[Mapping[str, Tensor]], dict[str, Any]],
-                    default_input_range: float = 1.0, description: str = ""):
+                    default_input_range: float = 1.0, description: str = "",
+                    scale_args: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+                    convention: str = "", refused: str = ""):
     """Register ``convert(sd, model, *, input_range) -> sd`` for a published layout."""
 
     def deco(fn: Callable[..., StateDict]) -> Callable[..., StateDict]:
@@ -69,7 +88,9 @@ def register_layout(name: str, *, family: str, source: str, detect: Callable[[se
         _LAYOUTS[name] = Layout(name=name, family=family, source=source, detect=detect,
                                 convert=fn, infer=infer, description=description or
                                 (fn.__doc__ or "").strip().splitlines()[0],
-                                default_input_range=default_input_range)
+                                default_input_range=default_input_range,
+                                scale_args=scale_args, convention=convention,
+                                refused=refused)
         return fn
 
     return deco
@@ -232,7 +253,8 @@ def first_last_chans(sd: Mapping[str, Tensor], first: str, last: str) -> dict[st
     return {"in_chans": f[1] if f else None, "out_chans": l_[0] if l_ else None}
 
 
-__all__ = ["Layout", "StateDict", "register_layout", "list_layouts", "get_layout",
+__all__ = ["Layout", "StateDict", "RGB_01", "Y_CHANNEL", "MEAN_SHIFT_RANGE", "GEOSR_OWN",
+           "register_layout", "list_layouts", "get_layout",
            "detect_layouts", "rename", "fold_input_range", "drop_mean_shift", "key_indices",
            "tensor_shape", "pixelshuffle_scale", "first_last_chans", "shape_note",
            "pixelshuffle_evidence"]

@@ -2,7 +2,8 @@
 
 - :func:`load_model` builds a registry model in eval mode with its weights; the result carries
   ``model.card`` (the model card plus the file's ``weights_file``/``sha256``, or ``None``),
-  ``model.weights_path`` and ``model.weights_sha256``.
+  ``model.weights_path``, ``model.weights_sha256`` and ``model.y_channel`` (True for the
+  weights of a Y-channel release, which ``geosr evaluate`` runs on the Y of 8-bit RGB).
 - Without ``weights``, the bundled weights of :mod:`geosr.models.bundled` are used.
 - ``name="auto"`` takes the architecture from the weights: the card of a geosr file, the layout
   of an official checkpoint, or - when the optional ``spandrel`` package is installed
@@ -30,6 +31,7 @@ from ._registry import ModelSpec, create_model, get_spec, list_models
 # homes for one release (their import from here is deprecated).
 from .bundled import WEIGHTS_DIR, bundled_weights, list_bundled
 from .card import make_card, weights_sha256
+from .layouts import get_layout
 from .checkpoint_io import (_load_into, describe_info, infer_architecture, read_checkpoint,
                             save_weights)
 
@@ -43,6 +45,8 @@ def _no_weights_message(spec: ModelSpec, scale: int, bands: int) -> str:
     have = [f"x{b['scale']}/{b['bands']}b" for b in list_bundled() if b["arch"] == spec.name]
     bundled = (f"bundled weights of {spec.name} exist for {', '.join(have)}"
                if have else f"geosr bundles no weights for {spec.name}")
+    if spec.extra.get("weights_hint"):  # e.g. GLEAN: a pretrained prior, not a training run
+        return f"no weights for {spec.name} x{scale}: {spec.extra['weights_hint']}"
     return (f"no weights for {spec.name} x{scale} with {bands} bands ({bundled}). Train some "
             f"with `geosr train --model {spec.name} --scale {scale} ...` and pass them with "
             f"`--weights PATH` (weights=PATH), use a model with bundled weights (see "
@@ -188,8 +192,10 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
     WeightsError
         No weights, or weights for another architecture, scale or band count.
     """
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ParameterError(f"scale must be a positive integer, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 1:
+        raise ParameterError(f"scale must be a number >= 1, got {scale!r}")
+    if isinstance(scale, float) and scale.is_integer():
+        scale = int(scale)  # which factors a network serves is create_model's rule
     if name.strip().lower() == "auto":
         if weights is None:
             raise WeightsError("model 'auto' takes its architecture from the weights; pass "
@@ -203,7 +209,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
                                f"drop --weights or pick a network")
         return _finish(_build(spec, scale=scale, in_chans=in_chans), card=None,
                        path=None, device=device)
-    if scale not in spec.scales:
+    if scale not in spec.scales and not spec.extra.get("arbitrary_scale"):
         raise ParameterError(f"model {spec.name!r} supports scales {list(spec.scales)}, not "
                              f"{scale}; pick one of those or another model")
     path: Path | None
@@ -228,7 +234,20 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
         model = _model_from_checkpoint(spec, sd, scale=scale, in_chans=in_chans, path=path)
         _load_into(model, sd, strict=True, layout=None, input_range=input_range,
                    exact_is_native=False)
-    return _finish(model, card=card, path=path, device=device)
+    model = _finish(model, card=card, path=path, device=device)
+    model.y_channel = _y_channel_release(card, sd)
+    return model
+
+
+def _y_channel_release(card: dict[str, Any] | None, sd: dict[str, Any]) -> bool:
+    """Whether the weights are a Y-channel release (VDSR, SRCNN, ... ports): their layout's
+    convention, read from the file's tensor names or, once converted, from the card's
+    provenance. ``geosr evaluate`` runs such networks on the Y of 8-bit RGB."""
+    from .layouts import Y_CHANNEL, list_layouts
+
+    name = ((card.get("provenance") or {}).get("layout") if card is not None
+            else infer_architecture(sd).get("layout"))
+    return any(lay.name == name and lay.convention == Y_CHANNEL for lay in list_layouts())
 
 
 def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
@@ -247,7 +266,8 @@ def _model_from_card(spec: ModelSpec, card: dict[str, Any], *, scale: int,
     scales = args.get("scales") or [card["scale"]]
     if not isinstance(scales, (list, tuple)):
         scales = [scales]
-    if scale not in scales:
+    # arbitrary-scale weights serve every factor (their card's scale is the largest trained)
+    if scale not in scales and not spec.extra.get("arbitrary_scale"):
         raise WeightsError(f"{path.name} is for {spec.name} x{card['scale']}, not x{scale}; use "
                            f"--scale {card['scale']} or weights trained for x{scale}")
     if in_chans is not None and in_chans != card["bands"]:
@@ -271,7 +291,8 @@ def _model_from_checkpoint(spec: ModelSpec, sd: dict[str, torch.Tensor], *, scal
     if arch and arch != spec.name and arch in list_models():
         raise WeightsError(f"{path.name} looks like {describe_info(info)}; use --model {arch} "
                            f"(it is configured differently from {spec.name})")
-    if info.get("scale") is not None and info["scale"] != scale:
+    if info.get("scale") is not None and info["scale"] != scale \
+            and scale not in (info.get("scales") or ()):
         raise WeightsError(f"{path.name} is for x{info['scale']} ({describe_info(info)}), not "
                            f"x{scale}; use --scale {info['scale']} or weights made for x{scale}")
     if info.get("scales") and scale not in info["scales"]:
@@ -281,7 +302,11 @@ def _model_from_checkpoint(spec: ModelSpec, sd: dict[str, torch.Tensor], *, scal
         raise WeightsError(f"{path.name} is for {file_bands}-band input, not {in_chans} bands; "
                            f"select {file_bands} bands or use weights made for {in_chans}")
     bands = in_chans if in_chans is not None else file_bands
-    kwargs = _builder_kwargs(spec, dict(info.get("args") or {}))
+    args = dict(info.get("args") or {})
+    lay = get_layout(info["layout"]) if info.get("layout") else None
+    if lay is not None and lay.scale_args is not None:
+        args = lay.scale_args(args, scale)
+    kwargs = _builder_kwargs(spec, args)
     out = info.get("out_chans")
     if out is not None and bands is not None and out != bands:
         kwargs["out_chans"] = out

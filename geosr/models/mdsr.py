@@ -25,8 +25,9 @@ from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._common import MeanShift, ResBlock, Upsampler, band_means, default_conv
 from ._registry import register_model
-from .layouts import (StateDict, drop_mean_shift, first_last_chans, fold_input_range, key_indices,
-                      pixelshuffle_scale, register_layout, tensor_shape)
+from .layouts import (MEAN_SHIFT_RANGE, StateDict, drop_mean_shift, first_last_chans,
+                      fold_input_range, key_indices, pixelshuffle_scale, register_layout,
+                      tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 
@@ -112,6 +113,7 @@ def _infer_mdsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 @register_layout(
     "edsr-pytorch:mdsr", family="mdsr", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    convention=MEAN_SHIFT_RANGE,
     detect=lambda k: {"head.0.weight", "pre_process.0.0.body.0.weight",
                       "upsample.0.0.weight"} <= k,
     infer=_infer_mdsr, default_input_range=255.0)

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from ._base import SRModel
 from ._common import default_conv, upsampler_factors
 from ._registry import register_model
-from .layouts import (StateDict, first_last_chans, fold_input_range, key_indices,
-                      pixelshuffle_evidence, shape_note,
-                      pixelshuffle_scale, register_layout, rename, tensor_shape)
+from .layouts import (RGB_01, StateDict, first_last_chans, fold_input_range, key_indices,
+                      pixelshuffle_evidence, pixelshuffle_scale, register_layout, rename,
+                      shape_note, tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 
@@ -146,14 +146,22 @@ def _infer_rdn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 @register_layout(
     "edsr-pytorch:rdn", family="rdn", source="https://github.com/sanghyun-son/EDSR-PyTorch",
-    detect=lambda k: {"SFENet1.weight", "RDBs.0.convs.0.conv.0.weight", "GFF.0.weight"} <= k,
+    convention="RGB on [0, 255] (EDSR-PyTorch's rgb_range; RDN has no mean shift, so the file "
+               "does not store it: assumed, input_range= overrides), folded into the first and "
+               "last convolutions",
+    detect=lambda k: {"SFENet1.weight", "RDBs.0.convs.0.conv.0.weight", "GFF.0.weight"} <= k
+    and "P2W.meta_block.0.weight" not in k,  # Meta-RDN: metasr.py's meta-sr:meta-rdn
     infer=_infer_rdn, default_input_range=255.0)
 def edsr_pytorch_rdn(sd: StateDict, model: nn.Module, *,
                      input_range: float | None = None) -> StateDict:
     """EDSR-PyTorch RDN (SFENet1, RDBs.i.convs.c.conv.0, LFF, GFF, UPNet); trained on [0, 255]."""
-    ups = _rdn_upnet(set(sd), "UPNet")
-    r = 255.0 if input_range is None else input_range
-    return fold_input_range(dict(sd), first="SFENet1", last=f"UPNet.{ups[-1]}", r=r)
+    return _fold_rdn(dict(sd), 255.0 if input_range is None else input_range)
+
+
+def _fold_rdn(sd: StateDict, r: float) -> StateDict:
+    """Fold a release's input range into SFENet1 and the last UPNet convolution."""
+    return fold_input_range(sd, first="SFENet1", last=f"UPNet.{_rdn_upnet(set(sd), 'UPNet')[-1]}",
+                            r=r)
 
 
 def _torchsr_rdn_to_edsr(sd: Mapping[str, Tensor]) -> StateDict:
@@ -176,13 +184,11 @@ def _infer_torchsr_rdn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 @register_layout(
     "torchsr:rdn", family="rdn", source="https://github.com/Coloquinte/torchSR",
+    convention=RGB_01,
     detect=lambda k: {"sfe1.weight", "rdbs.0.layers.0.conv.weight", "output.weight"} <= k,
     infer=_infer_torchsr_rdn, default_input_range=1.0)
 def torchsr_rdn(sd: StateDict, model: nn.Module, *,
                 input_range: float | None = None) -> StateDict:
     """torchSR / yjn870 RDN-pytorch naming (sfe1, rdbs.i.layers.c.conv, lff, gff, upscale,
     output); these releases take [0, 1] inputs."""
-    sd = _torchsr_rdn_to_edsr(sd)
-    r = 1.0 if input_range is None else input_range
-    ups = _rdn_upnet(set(sd), "UPNet")
-    return fold_input_range(sd, first="SFENet1", last=f"UPNet.{ups[-1]}", r=r)
+    return _fold_rdn(_torchsr_rdn_to_edsr(sd), 1.0 if input_range is None else input_range)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ._base import SRModel
 from ._common import bicubic_upsampler, same_bands
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .layouts import GEOSR_OWN, StateDict, key_indices, register_layout, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -97,6 +97,7 @@ def _infer_red(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 
 @register_layout("geosr:red", family="red", source="geosr (RED-Net)",
+                 convention=GEOSR_OWN,
                  detect=lambda k: {"conv_layers.0.weight", "deconv_layers.0.weight"} <= k,
                  infer=_infer_red)
 def geosr_red(sd: StateDict, model: nn.Module, *, input_range: float | None = None) -> StateDict:

@@ -26,7 +26,8 @@ from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._common import default_conv
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, rename, shape_note, tensor_shape
+from .layouts import (RGB_01, StateDict, key_indices, register_layout, rename, shape_note,
+                      tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 
@@ -165,6 +166,8 @@ def _detect_basicsr_rrdb(k: set[str]) -> bool:
 
 
 @register_layout("basicsr:rrdbnet", family="rrdbnet",
+                 convention=RGB_01 + "; at x2 (Real-ESRGAN x2plus) the network "
+                                     "pixel-unshuffles it first",
                  source="https://github.com/XPixelGroup/BasicSR",
                  detect=_detect_basicsr_rrdb, infer=_infer_rrdb)
 def basicsr_rrdbnet(sd: StateDict, model: nn.Module, *,
@@ -183,10 +186,19 @@ _OLD_ESRGAN_RULES = [
 
 
 def _infer_old_esrgan(sd: Mapping[str, Tensor]) -> dict[str, Any]:
-    return _infer_rrdb(rename(sd, _OLD_ESRGAN_RULES))
+    return _renamed_evidence(_infer_rrdb(rename(sd, _OLD_ESRGAN_RULES)),
+                             "RRDB_trunk.i.RDBk, trunk_conv, upconv1/2, HRconv")
+
+
+def _renamed_evidence(info: dict[str, Any], names: str) -> dict[str, Any]:
+    """Say that the evidence lines name the file's tensors by their BasicSR equivalents."""
+    info["evidence"] = {"arch": f"rrdbnet from the file's {names} (the lines below use their "
+                                f"BasicSR names)", **info["evidence"]}
+    return info
 
 
 @register_layout("esrgan:rrdbnet", family="rrdbnet", source="https://github.com/xinntao/ESRGAN",
+                 convention=RGB_01,
                  detect=lambda k: {"conv_first.weight", "RRDB_trunk.0.RDB1.conv1.weight",
                                    "trunk_conv.weight"} <= k,
                  infer=_infer_old_esrgan)
@@ -215,9 +227,12 @@ def _oldest_esrgan_to_basicsr(sd: Mapping[str, Tensor]) -> StateDict:
 
 
 @register_layout("esrgan-old-arch:rrdbnet", family="rrdbnet",
+                 convention=RGB_01,
                  source="https://github.com/xinntao/ESRGAN (RRDB_ESRGAN_x4_old_arch.pth)",
                  detect=lambda k: {"model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"} <= k,
-                 infer=lambda sd: _infer_rrdb(_oldest_esrgan_to_basicsr(sd)))
+                 infer=lambda sd: _renamed_evidence(
+                     _infer_rrdb(_oldest_esrgan_to_basicsr(sd)),
+                     "model.0, model.1.sub.i.RDBk.convN.0, model.3/6/8/10"))
 def esrgan_old_arch(sd: StateDict, model: nn.Module, *,
                     input_range: float | None = None) -> StateDict:
     """ESRGAN's first release (one nn.Sequential: model.0, model.1.sub.i.RDBk.convN.0, ...)."""

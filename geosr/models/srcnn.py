@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ._base import SRModel
 from ._common import bicubic_upsampler
 from ._registry import register_model
-from .layouts import StateDict, register_layout, tensor_shape
+from .layouts import StateDict, Y_CHANNEL, register_layout, tensor_shape
 from .receptive_field import receptive_radius
 
 
@@ -74,10 +74,13 @@ def _infer_srcnn(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     c1, c2, c3 = (tensor_shape(sd, f"conv{i}.weight") for i in (1, 2, 3))
     return {"arch": "srcnn" if c2[-1] == 1 else "srcnn-955" if c2[-1] == 5 else "srcnn",
             "family": "srcnn", "scale": None, "in_chans": c1[1], "out_chans": c3[0],
-            "args": {"f1": c1[-1], "f2": c2[-1], "f3": c3[-1], "n1": c1[0], "n2": c2[0]}}
+            "args": {"f1": c1[-1], "f2": c2[-1], "f3": c3[-1], "n1": c1[0], "n2": c2[0]},
+            "evidence": {"args": f"filters {c1[-1]}-{c2[-1]}-{c3[-1]} and widths "
+                                 f"{c1[0]}/{c2[0]} from conv1..3.weight shapes {c1}, {c2}, {c3}"}}
 
 
 @register_layout("srcnn-pytorch:srcnn", family="srcnn",
+                 convention=Y_CHANNEL,
                  source="https://github.com/yjn870/SRCNN-pytorch",
                  detect=lambda k: k == {f"conv{i}.{p}" for i in (1, 2, 3)
                                         for p in ("weight", "bias")},

@@ -23,7 +23,7 @@ from ..errors import ModelError
 from ._base import SRModel
 from ._common import deconv_padding
 from ._registry import register_model
-from .layouts import StateDict, key_indices, register_layout, tensor_shape
+from .layouts import GEOSR_OWN, StateDict, key_indices, register_layout, tensor_shape
 from .receptive_field import Reach, receptive_radius
 
 
@@ -123,6 +123,7 @@ def _infer_srdensenet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 
 @register_layout("geosr:srdensenet", family="srdensenet", source="geosr (SRDenseNet_All)",
+                 convention=GEOSR_OWN,
                  detect=lambda k: {"conv.0.weight", "dense_blocks.0.0.conv.weight",
                                    "bottleneck.0.weight"} <= k,
                  infer=_infer_srdensenet)

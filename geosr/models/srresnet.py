@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ParameterError
+from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._common import default_conv
 from ._registry import register_model
-from .layouts import (StateDict, first_last_chans, key_indices, pixelshuffle_scale,
-                      register_layout, tensor_shape)
+from .layouts import (GEOSR_OWN, RGB_01, StateDict, first_last_chans, key_indices,
+                      pixelshuffle_evidence, pixelshuffle_scale, register_layout, tensor_shape)
 from .receptive_field import receptive_radius
 
 
@@ -179,12 +179,14 @@ def _infer_msrresnet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     ups = [f"upconv{i}" for i in key_indices(keys, r"upconv(\d+)\.weight")]
     return {"arch": "msrresnet", "family": "srresnet",
             "scale": pixelshuffle_scale(sd, ups, nf),
+            "evidence": {"scale": pixelshuffle_evidence(sd, ups, nf)},
             **first_last_chans(sd, "conv_first", "conv_last"),
             "args": {"num_feat": nf,
                      "num_block": len(key_indices(keys, r"body\.(\d+)\.conv1\.weight"))}}
 
 
 @register_layout("basicsr:msrresnet", family="srresnet",
+                 convention=RGB_01,
                  source="https://github.com/XPixelGroup/BasicSR",
                  detect=lambda k: {"conv_first.weight", "body.0.conv1.weight", "upconv1.weight",
                                    "conv_hr.weight"} <= k,
@@ -206,6 +208,7 @@ def _infer_srresnet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 
 
 @register_layout("geosr:srresnet", family="srresnet", source="geosr (SRGAN generator)",
+                 convention=GEOSR_OWN,
                  detect=lambda k: {"conv_first.weight", "body.0.bn1.weight", "bn_body.weight",
                                    "upconv1.weight"} <= k,
                  infer=_infer_srresnet)
@@ -213,3 +216,34 @@ def geosr_srresnet(sd: StateDict, model: nn.Module, *,
                    input_range: float | None = None) -> StateDict:
     """geosr's SRResNet (BasicSR-style names with bn1/bn2/prelu blocks)."""
     return dict(sd)
+
+
+def _infer_pytorch_srresnet(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    keys = set(sd)
+    nf = tensor_shape(sd, "conv_input.weight")[0]
+    ups = [f"upscale4x.{i}" for i in key_indices(keys, r"upscale4x\.(\d+)\.weight")]
+    return {"arch": "srresnet", "family": "srresnet", "scale": pixelshuffle_scale(sd, ups, nf),
+            **first_last_chans(sd, "conv_input", "conv_output"),
+            "args": {"num_feat": nf,
+                     "num_block": len(key_indices(keys, r"residual\.(\d+)\.conv1\.weight"))},
+            "evidence": {"arch": "srresnet from conv_input/residual.i.in1/bn_mid/upscale4x "
+                                 "(twtygqyy/pytorch-SRResNet _NetG, which geosr cannot run)"}}
+
+
+_PYTORCH_SRRESNET_REFUSED = (
+    "this is twtygqyy/pytorch-SRResNet's _NetG (InstanceNorm and LeakyReLU, bias-free "
+    "convolutions), not the paper's SRResNet (BatchNorm, PReLU) that geosr's srresnet is, "
+    "nor BasicSR's msrresnet, so its weights fit neither; use a BasicSR MSRResNet file "
+    "(MSRResNet_x4*.pth) or train geosr's srresnet (`geosr train --model srresnet ...`)")
+
+
+@register_layout("pytorch-srresnet:srresnet", family="srresnet",
+                 refused=_PYTORCH_SRRESNET_REFUSED,
+                 source="https://github.com/twtygqyy/pytorch-SRResNet",
+                 detect=lambda k: {"conv_input.weight", "residual.0.in1.weight",
+                                   "bn_mid.weight", "upscale4x.0.weight"} <= k,
+                 infer=_infer_pytorch_srresnet)
+def pytorch_srresnet(sd: StateDict, model: nn.Module, *,
+                     input_range: float | None = None) -> StateDict:
+    """twtygqyy/pytorch-SRResNet (model_srresnet.pth): recognised, not convertible."""
+    raise WeightsError(_PYTORCH_SRRESNET_REFUSED)

@@ -20,7 +20,8 @@ from ..errors import WeightsError
 from ._base import SRModel
 from ._common import bicubic_upsampler, same_bands
 from ._registry import register_model
-from .layouts import StateDict, first_last_chans, key_indices, register_layout, tensor_shape
+from .layouts import (StateDict, Y_CHANNEL, first_last_chans, key_indices, register_layout,
+                      tensor_shape)
 from .receptive_field import Reach, receptive_radius
 
 
@@ -87,18 +88,22 @@ def _infer_vdsr_ep(sd: Mapping[str, Tensor]) -> dict[str, Any]:
             "args": {"depth": len(layers), "features": first[0]}}
 
 
+_EDSR_PYTORCH_VDSR_REFUSED = (
+    "this is EDSR-PyTorch's VDSR variant (convolutions with biases between MeanShifts); "
+    "geosr's vdsr follows the original bias-free network of twtygqyy/pytorch-vdsr, so these "
+    "weights cannot be mapped onto it. Use a pytorch-vdsr checkpoint or train geosr's vdsr "
+    "(`geosr train --model vdsr ...`)")
+
+
 @register_layout(
     "edsr-pytorch:vdsr", family="vdsr", source="https://github.com/sanghyun-son/EDSR-PyTorch",
+    refused=_EDSR_PYTORCH_VDSR_REFUSED,
     detect=lambda k: {"body.0.0.weight", "body.1.0.weight"} <= k and "head.0.weight" not in k,
     infer=_infer_vdsr_ep, default_input_range=255.0)
 def edsr_pytorch_vdsr(sd: StateDict, model: nn.Module, *,
                       input_range: float | None = None) -> StateDict:
     """EDSR-PyTorch's VDSR variant: recognised, not convertible (see the error)."""
-    raise WeightsError(
-        "this is EDSR-PyTorch's VDSR variant (convolutions with biases between MeanShifts); "
-        "geosr's vdsr follows the original bias-free network of twtygqyy/pytorch-vdsr, so these "
-        "weights cannot be mapped onto it. Use a pytorch-vdsr checkpoint or train geosr's vdsr "
-        "(`geosr train --model vdsr ...`)")
+    raise WeightsError(_EDSR_PYTORCH_VDSR_REFUSED)
 
 
 def _infer_pytorch_vdsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
@@ -107,11 +112,14 @@ def _infer_pytorch_vdsr(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     first = tensor_shape(sd, "input.weight")
     return {"arch": "vdsr", "family": "vdsr", "scale": None,
             **first_last_chans(sd, "input", "output"),
-            "args": {"depth": depth, "features": first[0]}}
+            "args": {"depth": depth, "features": first[0]},
+            "evidence": {"args": f"depth {depth} (input, residual_layer.0..{depth - 3}, output), "
+                                 f"features {first[0]} (input.weight)"}}
 
 
 @register_layout(
     "pytorch-vdsr:vdsr", family="vdsr", source="https://github.com/twtygqyy/pytorch-vdsr",
+    convention=Y_CHANNEL,
     detect=lambda k: {"input.weight", "residual_layer.0.conv.weight", "output.weight"} <= k,
     infer=_infer_pytorch_vdsr)
 def pytorch_vdsr(sd: StateDict, model: nn.Module, *,

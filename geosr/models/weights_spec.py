@@ -28,7 +28,7 @@ class WeightsSpec:
 
     path: str
     arch: str | None
-    scale: int | None
+    scale: int | float | None
     bands: int | None
     args: dict[str, Any] = field(default_factory=dict)
     source: str = "none"                 # "card" | "layout" | "none"
@@ -62,8 +62,29 @@ def _card_where(path: Path) -> str:
     return f"the geosr card in {sidecar_path(path).name}"
 
 
+def _arbitrary(arch: str | None) -> bool:
+    """True when ``arch`` is an arbitrary-scale network (its weights fix no scale)."""
+    from ._registry import get_spec
+
+    try:
+        return bool(arch) and bool(get_spec(arch).extra.get("arbitrary_scale"))
+    except Exception:  # an unknown architecture: loading says so
+        return False
+
+
 def _from_card(path: Path, card: dict[str, Any]) -> WeightsSpec:
     where = _card_where(path)
+    if _arbitrary(card["arch"]):
+        trained = (card.get("training") or {}).get("scales")
+        span = f", trained on x{trained[0]:g}..x{trained[1]:g}" if trained else ""
+        args = {k: v for k, v in dict(card["args"]).items() if k not in ("scale", "in_chans")}
+        ev = {"arch": f"{card['arch']} from {where}: arch",
+              "scale": f"none: {card['arch']} serves every scale{span}; give the factor "
+                       "(--scale)",
+              "bands": f"{card['bands']} from {where}: bands", "args": f"from {where}: args"}
+        return WeightsSpec(path=str(path), arch=card["arch"], scale=None,
+                           bands=int(card["bands"]), args=args, source="card", evidence=ev,
+                           card=card)
     args = {k: v for k, v in dict(card["args"]).items() if k not in ("scale", "in_chans")}
     scales = args.get("scales")
     scales = tuple(scales) if isinstance(scales, (list, tuple)) else ()
@@ -90,6 +111,9 @@ def _fallback_evidence(info: dict[str, Any], sd: dict[str, Any]) -> dict[str, st
     elif info.get("scales"):
         ev["scale"] = ("not fixed: upsampling branches for "
                        + ", ".join(f"x{s}" for s in info["scales"]))
+    elif info.get("arbitrary_scale"):
+        ev.setdefault("scale", f"none: {info.get('arch')} serves every scale; give the factor "
+                               "(--scale)")
     else:
         ev["scale"] = (f"not stored: {info.get('arch')} upsamples before the network or by a "
                        "stride the file does not hold, so its weights fit every scale")
@@ -102,6 +126,8 @@ def _fallback_evidence(info: dict[str, Any], sd: dict[str, Any]) -> dict[str, st
                        "the first convolution")
     ev.setdefault("args", f"tensor counts and shapes of layout {lay}" if info.get("args")
                   else "nothing beyond the architecture's defaults")
+    if lay and get_layout(lay).convention:  # the value range and bands the release expects
+        ev.setdefault("range", get_layout(lay).convention)
     # every line starts with the value it explains, as "scale 4 from KEY shape ... → ..."
     for k, v in (("scale", info.get("scale")), ("bands", bands)):
         if v is not None and not str(ev[k]).startswith(f"{v} "):
@@ -162,7 +188,7 @@ def _whence(spec: WeightsSpec) -> str:
 
 
 def resolve_weights(path: str | os.PathLike[str], *, model: str | None = None,
-                    scale: int | None = None) -> WeightsSpec:
+                    scale: int | float | None = None) -> WeightsSpec:
     """The model and scale to run ``path`` with: the file fills what ``model``/``scale`` leave
     out (``None``, or ``model="auto"``) and must agree with what they give.
 
@@ -182,9 +208,10 @@ def resolve_weights(path: str | os.PathLike[str], *, model: str | None = None,
     name = p.name
     auto = model is not None and model.strip().lower() == "auto"
     chosen = None if model is None or auto else get_spec(model).name
-    if scale is not None and (isinstance(scale, bool) or int(scale) != scale or scale < 1):
-        raise ParameterError(f"scale must be a positive integer, got {scale!r}")
-    scale = None if scale is None else int(scale)
+    if scale is not None:
+        from ..plan import validate_scale  # the one scale rule (2.0 -> 2, 2.5 stays)
+
+        scale = 1 if scale == 1 else validate_scale(scale)
     if chosen is not None and get_spec(chosen).kind == "classical":
         # load_model refuses weights for interpolators with its own message
         return WeightsSpec(path=str(p), arch=chosen, scale=scale, bands=None)
@@ -209,6 +236,10 @@ def resolve_weights(path: str | os.PathLike[str], *, model: str | None = None,
                            f"its tensors ({shown}) match no checkpoint layout geosr knows; pass "
                            f"--model NAME (see `geosr models`), or --model auto --scale N for "
                            f"a community model (pip install 'geosr[community]')")
+    from .layouts import get_layout
+
+    if found.layout and get_layout(found.layout).refused:  # recognised, but geosr cannot run it
+        raise WeightsError(f"{name}: {get_layout(found.layout).refused}")
     if chosen is not None and chosen != found.arch:
         raise WeightsError(f"--model {chosen} contradicts {name}, which holds {found.arch} "
                            f"weights (from {_whence(found)}); drop --model or use --model "
@@ -233,6 +264,10 @@ def resolve_weights(path: str | os.PathLike[str], *, model: str | None = None,
         raise WeightsError(f"{name} holds {found.arch} branches for scales "
                            f"{', '.join(map(str, fits))}; pick one with "
                            + " or ".join(f"--scale {s}" for s in fits))
+    if _arbitrary(found.arch):
+        raise WeightsError(f"{name} holds {found.arch} weights, an arbitrary-scale network that "
+                           f"serves every factor, so the file fixes no scale; pass --scale S "
+                           f"(any factor > 1, e.g. --scale 2.5)")
     raise WeightsError(f"{name} does not fix the scale ({found.arch} runs on the upsampled "
                        f"image, so its weights fit every scale); pass --scale N for the scale "
                        f"it was trained for")

@@ -20,7 +20,18 @@ class TrainConfig:
     take the network's recipe (:mod:`geosr.train.recipes`) when the config is validated."""
 
     model: str = ""
-    scale: int = 2
+    #: the factor (for arbitrary-scale networks: the one validation and the card use)
+    scale: int | float = 2
+    #: arbitrary-scale networks: each step draws its factor uniformly in [scale_min, scale_max]
+    #: (LIIF's recipe: [1, 4]); ``patch`` is then the HR crop at scale_max
+    scale_min: float = 1.0
+    scale_max: float = 4.0
+    #: query pixels per image for networks that train on sampled pixels (LIIF); None: the
+    #: network's own (LIIF's 2304)
+    train_queries: int | None = None
+    #: parameter-name prefixes kept fixed (e.g. ["encoder."]: train LIIF's decoder on a body
+    #: started from --init-weights)
+    freeze: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
     out: str = ""
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -95,16 +106,35 @@ class TrainConfig:
             raise ParameterError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ParameterError(f"time_budget must be positive, got {self.time_budget}")
+        from ..models._registry import is_arbitrary_scale
         from .recipes import recipe_for
 
-        recipe = recipe_for(self.model, self.scale)
+        arbitrary = is_arbitrary_scale(self.model)
+        if arbitrary and not 1.0 <= self.scale_min <= self.scale_max:
+            raise ParameterError(f"scale_min {self.scale_min} and scale_max {self.scale_max} "
+                                 "must satisfy 1 <= scale_min <= scale_max (e.g. 1 and 4)")
+        recipe = recipe_for(self.model, self.scale_max if arbitrary else self.scale)
         for key in ("batch", "patch", "lr", "threads"):
             if getattr(self, key) is None:
                 setattr(self, key, recipe[key])
         if self.anneal_to_budget is None:
             self.anneal_to_budget = self.time_budget is not None and self.max_steps is None
+        if self.train_queries is not None and self.train_queries < 1:
+            raise ParameterError(f"train_queries must be >= 1, got {self.train_queries}")
         if self.batch < 1:
             raise ParameterError(f"batch must be >= 1, got {self.batch}")
+        if arbitrary:
+            from ..plan import validate_scale
+
+            self.scale = validate_scale(self.scale)
+            if self.patch < 4 * self.scale_max:
+                raise ParameterError(f"patch {self.patch} is too small for scales up to "
+                                     f"{self.scale_max}; use at least {4 * self.scale_max:g}")
+            return self._check_rest()
+        if not float(self.scale).is_integer():
+            raise ParameterError(f"{self.model} trains at an integer scale, not {self.scale}; "
+                                 "train an arbitrary-scale network (liif, metasr) for "
+                                 "non-integer factors")
         self.scale = int(self.scale)
         if self.scale < 1:
             raise ParameterError(f"scale must be a positive integer, got {self.scale}")
@@ -113,6 +143,9 @@ class TrainConfig:
             raise ParameterError(f"patch {self.patch} is too small for x{self.scale}; use at "
                                  f"least {4 * self.scale}")
         self.patch = p
+        return self._check_rest()
+
+    def _check_rest(self) -> "TrainConfig":
         if self.optimizer.lower() not in ("adam", "adamw"):
             raise ParameterError(f"optimizer must be adam or adamw, not {self.optimizer!r}")
         if self.scheduler.lower() not in ("cosine", "step", "none", "constant"):

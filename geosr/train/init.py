@@ -7,7 +7,8 @@ RGB network computes when R = G = B) and the last one averages its output bands 
 sub-pixel layer's ``bands x scale**2`` outputs); going from
 fewer bands to more spreads them evenly. Everything else keeps the new network's
 initialisation (e.g. the second pixel-shuffle stage of a x4 network started from x2 weights),
-and the report says so.
+and the report says so. A network built around another one's body (LIIF and Meta-SR around
+EDSR-baseline or RDN) starts from that network's weights through its ``init_state_from``.
 """
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = 
     from ..models.checkpoint_io import read_checkpoint
 
     state, card = read_checkpoint(path)
+    adopt = getattr(model, "init_state_from", None)
+    if arch and card and card.get("arch") and card["arch"] != arch and callable(adopt):
+        # a network built around another one's body (LIIF's EDSR-baseline encoder) maps that
+        # network's tensors onto its own names; None: not a network it can start from
+        mapped = adopt(state, card["arch"])
+        if mapped is not None:
+            state, arch = mapped, None
     if arch and card and card.get("arch") and card["arch"] != arch:
         raise WeightsError(f"{str(path)!r} holds {card['arch']} weights, not {arch}; "
                            f"--init-weights needs weights of the network being trained")

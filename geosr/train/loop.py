@@ -198,6 +198,17 @@ class Trainer:
 
         # model, optimisation
         self.model = create_model(cfg.model, scale=cfg.scale, in_chans=bands, **cfg.model_args)
+        #: arbitrary-scale networks draw a factor per step (:meth:`_arbitrary_pairs`)
+        self.arbitrary = bool(getattr(self.model, "arbitrary_scale", False))
+        if self.arbitrary:
+            from .losses import PIXEL_LOSSES
+
+            self.lr_patch = int(round(cfg.patch / cfg.scale_max))
+            if getattr(self.model, "train_queries", None) and set(self.loss.weights) - set(
+                    PIXEL_LOSSES):
+                raise ParameterError(f"{self.spec.name} trains on sampled query pixels, so only "
+                                     f"pixel losses ({', '.join(sorted(PIXEL_LOSSES))}) apply; "
+                                     f"use --loss l1")
         self.init_report = None
         #: where the weights started (recorded at initialisation, carried through resumes)
         self.init_provenance: dict[str, Any] | None = None
@@ -217,11 +228,22 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.return_all = "return_all" in inspect.signature(self.model.forward).parameters
-        self.opt = _optimizer(self.model.parameters(), cfg, cfg.lr)
+        if cfg.freeze:
+            frozen = [n for n, p in self.model.named_parameters()
+                      if n.startswith(tuple(cfg.freeze))]
+            if not frozen:
+                raise ParameterError(f"freeze {cfg.freeze} matches no parameter of "
+                                     f"{self.spec.name}; give name prefixes such as 'encoder.'")
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(n not in frozen)
+            self.log(f"frozen: {len(frozen)} tensors ({', '.join(cfg.freeze)})")
+        self.opt = _optimizer([p for p in self.model.parameters() if p.requires_grad], cfg,
+                              cfg.lr)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
         self.disc = self.d_opt = None
         if self.loss.needs_discriminator:
             self.disc = Discriminator(in_chans=self.model.out_chans or bands).to(self.device)
+            self.loss.attach_discriminator(self.disc)  # fm/dgram measure with it (train/gan.py)
             self.d_opt = _optimizer(self.disc.parameters(), cfg, cfg.d_lr or cfg.lr)
         self.amp = (torch.bfloat16 if self.device.type == "cuda" and cfg.precision in ("auto", "bf16")
                     else None)
@@ -303,6 +325,8 @@ class Trainer:
     def train_step(self, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         self._set_lr()
+        if self.arbitrary:
+            return self._arbitrary_step(hr)
         with torch.no_grad():
             lr_img = self.degrade(hr, step=self.step)
         if self.channels_last:
@@ -337,6 +361,66 @@ class Trainer:
             d_loss.backward()
             self.d_opt.step()
             parts["d_loss"] = d_loss.detach()
+        parts["loss"] = loss.detach()
+        return parts
+
+    def _arbitrary_pairs(self, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Step ``n``'s (LR, target, queries) for an arbitrary-scale network (LIIF's recipe):
+        a factor s in [scale_min, scale_max], an HR crop of round(lr_patch·s) from the batch's
+        patches, MATLAB-style bicubic to exactly lr_patch², and ``train_queries`` random pixels
+        per image (all of them when the network has no ``train_queries``). Every draw comes
+        from the generator of (seed, n)."""
+        from .data import step_rng
+        from .degrade import imresize
+
+        cfg = self.cfg
+        rng = step_rng(cfg.seed, self.step, 2)
+        s = float(rng.uniform(cfg.scale_min, cfg.scale_max))
+        full = hr.shape[-1]
+        side = min(full, max(self.lr_patch, int(round(self.lr_patch * s))))
+        t, l = (int(v) for v in rng.integers(0, full - side + 1, size=2))
+        crop = hr[..., t: t + side, l: l + side]
+        lr_img = imresize(crop, self.lr_patch / side, size=(self.lr_patch, self.lr_patch))
+        n_q = getattr(self.model, "train_queries", None)
+        if not n_q:
+            return lr_img, crop, None
+        n_q = min(int(cfg.train_queries or n_q), side * side)
+        idx = np.stack([rng.choice(side * side, size=n_q, replace=False) for _ in range(len(hr))])
+        idx_t = torch.from_numpy(idx).to(hr.device)
+        target = crop.flatten(2).gather(2, idx_t[:, None, :].expand(-1, crop.shape[1], -1))
+        step = self.lr_patch / side  # output pixel size in LR pixels
+        py = (torch.from_numpy(idx // side).double() + 0.5) * step
+        px = (torch.from_numpy(idx % side).double() + 0.5) * step
+        return lr_img, target, (py, px, step)
+
+    def _arbitrary_step(self, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ..models._base import output_grid
+
+        with torch.no_grad():
+            lr_img, target, queries = self._arbitrary_pairs(hr)
+        if self.channels_last:
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        ctx = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
+               else _nullcontext())
+        with ctx:
+            if queries is None:
+                h = self.lr_patch
+                grid = output_grid(h, target.shape[-1], device=lr_img.device)
+                out = self.model.query(lr_img, grid, grid)
+            else:
+                py, px, step = queries
+                out = self.model.query_points(lr_img, py, px, cell=(step, step))[..., None]
+                target = target[..., None]
+            loss, parts = self.loss(out, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                                self.cfg.grad_clip).detach()
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         parts["loss"] = loss.detach()
         return parts
 
@@ -467,10 +551,14 @@ class Trainer:
     def save_final(self, metrics: dict[str, Any], *, steps_per_s: float) -> Path:
         from ..models.card import make_card
         from ..models.checkpoint_io import save_weights
+        from .gan import card_kind
 
         cfg = self.cfg
         net = self.ema.model if self.ema is not None else self.model
-        args = {"scale": cfg.scale, "in_chans": self.bands,
+        # A card's scale is an integer; arbitrary-scale weights serve every factor, so theirs
+        # is the largest one trained (the range is in the training section).
+        scale = int(math.ceil(cfg.scale_max)) if self.arbitrary else cfg.scale
+        args = {"scale": scale, "in_chans": self.bands,
                 "out_chans": getattr(net, "out_chans", None) or self.bands, **cfg.model_args}
         card = make_card(
             arch=self.spec.name, args=args, value_range=self.value_range,
@@ -483,9 +571,12 @@ class Trainer:
                       "steps_per_s": round(steps_per_s, 3), "machine": _machine(self.device),
                       "loss": cfg.loss, "batch": cfg.batch, "patch": cfg.patch, "lr": cfg.lr,
                       "optimizer": cfg.optimizer, "scheduler": cfg.scheduler,
-                      "degradation": cfg.degradation, "torch": torch.__version__},
+                      "degradation": cfg.degradation, "torch": torch.__version__,
+                      **({"scales": [cfg.scale_min, cfg.scale_max],
+                          "val_scale": cfg.scale} if self.arbitrary else {})},
             metrics={k: v for k, v in metrics.items() if k in ("val_psnr", "val_ssim",
                                                                "val_images")},
+            kind=card_kind(self.loss.weights),  # adversarial → perceptual (GAN), tagged so
         )
         # the engine applies value_range only to rasters of this dtype (others: robust range)
         from .data import data_dtype

@@ -21,9 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError, WeightsError
+from .gan import GAN_FEATURE_LOSSES
 
 PIXEL_LOSSES = ("l1", "mse", "charbonnier")
-ALL_LOSSES = PIXEL_LOSSES + ("perceptual", "gram", "tv", "gan", "ragan", "vanilla")
+ALL_LOSSES = PIXEL_LOSSES + ("perceptual", "gram", "tv", "gan", "ragan",
+                             "vanilla") + GAN_FEATURE_LOSSES
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -342,6 +344,12 @@ class CompositeLoss(nn.Module):
         kind = parsed.pop("_gan_kind", None) or gan_type  # type: ignore[arg-type]
         self.weights: dict[str, float] = parsed
         self.gan = GANLoss(str(kind)) if "gan" in parsed else None
+        self.feature_terms = [n for n in parsed if n in GAN_FEATURE_LOSSES]
+        if self.feature_terms and self.gan is None:
+            raise ParameterError(f"the {'/'.join(self.feature_terms)} loss measures with the "
+                                 "discriminator, which only an adversarial term trains; add "
+                                 "e.g. ragan:0.005 (geosr.train.gan.GAN_LOSS)")
+        self._disc: tuple[nn.Module, ...] = ()  # attach_discriminator; not a submodule
         self.alpha = alpha
         vgg_layers: list[str] = []
         if "perceptual" in parsed:
@@ -355,6 +363,10 @@ class CompositeLoss(nn.Module):
     @property
     def needs_discriminator(self) -> bool:
         return self.gan is not None
+
+    def attach_discriminator(self, disc: nn.Module) -> None:
+        """The discriminator the feature terms (``fm``, ``dgram``: geosr.train.gan) use."""
+        self._disc = (disc,)
 
     def forward(self, pred: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor,
                 d_real: torch.Tensor | None = None,
@@ -376,6 +388,12 @@ class CompositeLoss(nn.Module):
                 parts[name] = self.gram(final, target)
             elif name == "tv":
                 parts[name] = tv_loss(final)
+            elif name in GAN_FEATURE_LOSSES and name not in parts:
+                if not self._disc:
+                    raise ParameterError("the fm/dgram losses need attach_discriminator(disc)")
+                from .gan import feature_losses
+
+                parts.update(feature_losses(self._disc[0], final, target, self.feature_terms))
             elif name == "gan":
                 if d_fake is None or d_real is None:
                     raise ParameterError("the gan loss needs discriminator outputs")

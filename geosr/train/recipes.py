@@ -13,18 +13,28 @@ from typing import Any
 #: one thread, 930 steps and +0.84 dB with two).
 RECIPES: dict[str, dict[str, Any]] = {
     "espcn": {"batch": 32, "lr_patch": 12, "lr": 5e-3, "threads": 1},
+    # LIIF's recipe (yinboc/liif train_edsr-baseline-liif.yaml): 16 LR patches of 48², HR
+    # crops of 48·s for s drawn in [1, 4], 2304 query pixels each, Adam at 1e-4; Meta-SR's
+    # (XuecaiHu/Meta-SR-Pytorch) is the same batch and rate on whole HR crops.
+    "liif": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
+    "liif-rdn": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
+    "metasr": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
+    "metasr-rdn": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
 }
 #: Everything else: the EDSR paper's recipe (16 LR patches of 48², Adam) at 2e-4.
 DEFAULT_RECIPE: dict[str, Any] = {"batch": 16, "lr_patch": 48, "lr": 2e-4, "threads": None}
 
 
-def recipe_for(model: str, scale: int) -> dict[str, Any]:
-    """``{"batch", "patch", "lr", "threads"}`` for ``model`` at ``scale`` (HR patch in pixels)."""
+def recipe_for(model: str, scale: float) -> dict[str, Any]:
+    """``{"batch", "patch", "lr", "threads"}`` for ``model`` at ``scale`` (HR patch in pixels;
+    for arbitrary-scale training ``scale`` is the largest factor drawn)."""
+    import math
+
     from ..models._registry import model_key
 
     r = RECIPES.get(model_key(model), DEFAULT_RECIPE)
-    return {"batch": r["batch"], "patch": r["lr_patch"] * max(1, int(scale)), "lr": r["lr"],
-            "threads": r["threads"]}
+    return {"batch": r["batch"], "patch": int(math.ceil(r["lr_patch"] * max(1.0, float(scale)))),
+            "lr": r["lr"], "threads": r["threads"]}
 
 
 __all__ = ["recipe_for", "RECIPES", "DEFAULT_RECIPE"]

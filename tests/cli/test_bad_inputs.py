@@ -171,11 +171,16 @@ def test_bad_input_files(env, make_geotiff, kind, match):
 
 
 @pytest.mark.parametrize("args, code, match", [
-    (["-s", "0"], 1, r"scale must be an integer >= 2, got 0"),
-    (["-s", "1"], 1, r"scale must be an integer >= 2, got 1"),
-    (["-s", "-3"], 1, r"scale must be an integer >= 2, got -3"),
-    (["-s", "100000"], 1, r"supports scales \[2, .*\], not 100000"),
-    (["-s", "1e9"], 2, r"'1e9' is not a valid integer"),
+    (["-s", "0"], 1, r"scale must be a number greater than 1 \(e.g. 2, 3, 2.5\), got '0'"),
+    (["-s", "1"], 1, r"scale must be a number greater than 1 .*, got '1'"),
+    (["-s", "-3"], 1, r"scale must be a number greater than 1 .*, got '-3'"),
+    (["-s", "x"], 1, r"scale must be a number greater than 1 .*, got 'x'"),
+    (["-s", "2,3,4"], 1, r"--scale takes one value or two \(x,y\)"),
+    (["-s", "100000"], 1, r"needs about [\d.]+ GiB of memory per block"),
+    (["-s", "1e9"], 1, r"output would be \d+×\d+ pixels, beyond GeoTIFF's limit"),
+    (["-s", "2.5", "-m", "edsr-baseline"], 1, r"model 'edsr-baseline' enlarges by whole factors "
+                                                r"only \(2, 3, 4\), not x2.5 \(--scale 2.5\); use "
+                                                r"an arbitrary-scale model: .*bicubic"),
     # the memory estimate refuses before any work: x8 with 8192-pixel tiles and blocks
     (["-s", "8", "--tile", "8192"], 1, r"needs about [\d.]+ GiB of memory per block but only"),
     (["-m", "lanczos", "--tile", "2"], 1, r"tile 2 is smaller than the halo 3 of model "
@@ -193,7 +198,8 @@ def test_bad_input_files(env, make_geotiff, kind, match):
     (["--device", "tpu"], 1, r"(unknown|unsupported) device 'tpu'"),
     (["-m", "espcn", "--data-range", "inf", "--allow-random-weights"], 1,
      r"data range must be finite"),
-    (["--target-gsd", "-1"], 1, r"must be positive"),
+    (["--target-gsd", "-1"], 1, r"--target-gsd must be a positive number of metres"),
+    (["--target-gsd", "100"], 1, r"--target-gsd 100,100 m is not finer than the input's"),
     (["--scale", "2", "--target-gsd", "1"], 2, r"either --scale or --target-gsd"),
     (["--precision", "fp8"], 2, r"Invalid value for '--precision'"),
     (["--no-such-option"], 2, r"No such option.*--no-such-option"),

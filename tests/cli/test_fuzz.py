@@ -4,6 +4,7 @@ usage error with exit 2), never a traceback, and the input is never modified."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
 
 import numpy as np
@@ -48,7 +49,7 @@ def rasters(tmp_path_factory):
 #: combinations themselves are exercised; about a third break exactly one option.
 OPTIONS: dict[str, tuple[list, list]] = {
     "--model": (["nearest", "bilinear", "bicubic", "lanczos"], ["no-such-model", "espcn", "auto"]),
-    "--scale": ([2, 3, 4], [0, 1, -2, 9, "x"]),
+    "--scale": ([2, 3, 4, 2.5, "2,3"], [0, 1, -2, "x", "1e9", "2,0.5"]),
     "--target-gsd": ([5, 3.3], [0.001, -1, "abc"]),
     "--tile": ([3, 8, 33, 256], [0, -4, 9000, 1]),
     "--halo": ([3, 4, 9], [-1, 50000]),
@@ -106,8 +107,20 @@ def test_random_options_end_cleanly(rasters, tmp_path, src_name, args, preexisti
     if res.exit_code == 0:
         assert left == ["out.tif"], f"{where}: left {left}"
         with rasterio.open(dst) as o, rasterio.open(src) as i:
-            s = o.width // i.width
-            assert s >= 2 and (o.width, o.height) == (i.width * s, i.height * s), where
+            # the grid rule, independently: round(n·s) per axis (half up, as GDAL counts), or
+            # round(extent / g) for a target pixel size g on the 10 m projected rasters
+            opt = dict(zip(args[::2], args[1::2]))
+            if "--target-gsd" in opt and i.crs is not None and i.crs.is_projected:
+                g = float(opt["--target-gsd"])
+                want = (math.floor(i.width * 10 / g + 0.5), math.floor(i.height * 10 / g + 0.5))
+            elif "--target-gsd" not in opt:
+                sx, _, sy = str(opt.get("--scale", 2)).partition(",")
+                sx, sy = float(sx), float(sy or sx)
+                want = (math.floor(i.width * sx + 0.5), math.floor(i.height * sy + 0.5))
+            else:
+                want = (o.width, o.height)
+            assert (o.width, o.height) == want and o.width > i.width, where
+            assert o.bounds[0] == i.bounds[0] and o.bounds[3] == i.bounds[3], where
             assert o.read().shape[0] >= 1
     elif res.exit_code == 1:
         lines = error_lines(res.stderr)

@@ -382,6 +382,63 @@ def test_qgis_upscale_writes_the_scaled_grid(qgis_env, make_geotiff, tmp_path):
 
 @pytest.mark.qgis
 @needs_qgis
+@pytest.mark.parametrize("params, cli", [(["SCALE=2.5"], ["--scale", "2.5"]),
+                                         (["TARGET_GSD=0.2"], ["--target-gsd", "0.2"])])
+def test_qgis_upscale_any_scale_and_target_gsd(qgis_env, make_geotiff, tmp_path, params, cli):
+    import rasterio
+    from affine import Affine
+
+    src = make_geotiff("in.tif", bands=1, height=21, width=30,
+                       transform=Affine(0.5, 0, 600000.0, 0, -0.5, 5000000.0))
+    dst = tmp_path / "q.tif"
+    qgis_json(qgis_env, "run", "geosr:upscale", "--", f"INPUT={src}", "MODEL=bicubic",
+              *params, f"OUTPUT={dst}")
+    ref = tmp_path / "ref.tif"
+    subprocess.run([qgis_env["exe"], "upscale", src, ref, "--model", "bicubic", *cli, "-q"],
+                   check=True, capture_output=True, timeout=120)
+    with rasterio.open(ref) as r, rasterio.open(dst) as q:
+        assert q.shape == r.shape and q.shape != (21, 30)
+        assert q.transform.almost_equals(r.transform)
+        np.testing.assert_array_equal(r.read(), q.read())
+
+
+@pytest.mark.qgis
+@needs_qgis
+@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="ogr2ogr is not installed")
+def test_qgis_upscale_with_an_aoi_layer(qgis_env, make_geotiff, tmp_path):
+    """AOI: a polygon layer in another CRS (a Shapefile, which QGIS exports for geosr as a
+    GeoPackage): the same pixels as the CLI's --aoi on the GeoJSON it was made from."""
+    import rasterio
+    from affine import Affine
+    from pyproj import Transformer
+
+    t = Affine(0.5, 0, 600000.0, 0, -0.5, 5000000.0)
+    src = make_geotiff("in.tif", bands=3, height=40, width=56, transform=t)
+    to_ll = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    ring = [list(to_ll.transform(600000.0 + c * 0.5, 5000000.0 - r * 0.5))
+            for c, r in ((5, 4), (40, 6), (12, 33), (5, 4))]
+    gj = tmp_path / "town.geojson"
+    gj.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"name": "town"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    shp = tmp_path / "town.shp"
+    subprocess.run(["ogr2ogr", "-f", "ESRI Shapefile", str(shp), str(gj)], check=True)
+    dst = tmp_path / "qgis aoi.tif"
+    qgis_json(qgis_env, "run", "geosr:upscale", "--", f"INPUT={src}", "MODEL=bicubic",
+              "SCALE=2", f"AOI={shp}", f"OUTPUT={dst}")
+    ref = tmp_path / "ref.tif"
+    subprocess.run([qgis_env["exe"], "upscale", src, ref, "--model", "bicubic", "--scale", "2",
+                    "--aoi", gj, "-q"], check=True, capture_output=True, timeout=120)
+    with rasterio.open(dst) as q, rasterio.open(ref) as r, rasterio.open(src) as a:
+        assert q.transform == r.transform and q.shape == r.shape
+        assert q.width < 2 * a.width and q.height < 2 * a.height
+        np.testing.assert_array_equal(q.read(masked=True).filled(0), r.read(masked=True).filled(0))
+        np.testing.assert_array_equal(q.dataset_mask(), r.dataset_mask())
+        assert (q.dataset_mask() == 0).any()  # outside the triangle
+
+
+@pytest.mark.qgis
+@needs_qgis
 def test_qgis_upscale_reports_cli_errors(qgis_env, make_geotiff, tmp_path):
     src = make_geotiff("in.tif", bands=1, height=16, width=16)
     res = qgis_process(qgis_env, "run", "geosr:upscale", "--", f"INPUT={src}", "MODEL=bicubic",

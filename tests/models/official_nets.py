@@ -3,12 +3,22 @@ enough to build in tests. They reproduce the layouts of the published checkpoint
 tests can check a mapped state dict gives the same outputs in geosr's networks.
 
 Sources (structure learned from, code written here): sanghyun-son/EDSR-PyTorch (common.py,
-edsr.py, mdsr.py, rdn.py), Coloquinte/torchSR rdn.py, XPixelGroup/BasicSR
-(edsr_arch.py, rrdbnet_arch.py, srresnet_arch.py), xinntao/ESRGAN RRDBNet_arch.py.
+edsr.py, mdsr.py, rdn.py), Coloquinte/torchSR (edsr.py, rdn.py), XPixelGroup/BasicSR
+(edsr_arch.py, rrdbnet_arch.py, srresnet_arch.py), xinntao/ESRGAN (RRDBNet_arch.py and the
+first release's ``block.py`` sequential architecture), alterzero/DBPN-Pytorch (dbpn.py,
+base_networks.py), twtygqyy/pytorch-vdsr, pytorch-LapSRN and pytorch-SRResNet,
+jt827859032/DRRN-pytorch, yjn870/SRCNN-pytorch, FSRCNN-pytorch and ESPCN-pytorch.
+
+:func:`published_as` pickles whole modules under the release's own module and class names
+(``vdsr.Net``, ``model.Net``...), which are gone again when the file is read - as on a user's
+machine.
 """
 from __future__ import annotations
 
 import math
+import sys
+import types
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -390,6 +400,313 @@ class TWLapSRN(nn.Module):
         f2 = self.convt_F2(f1)
         hr4 = self.convt_I2(hr2) + self.convt_R2(f2)
         return hr2, hr4
+
+
+class TSEDSR(EPEDSR):
+    """torchSR EDSR: EDSR-PyTorch's names and rgb_range 255, but [0, 1] in and out (the
+    forward multiplies by 255 and divides back)."""
+
+    def forward(self, x):
+        return super().forward(255 * x) / 255
+
+
+# ---------------------------------------------------------------- ESRGAN first release
+
+
+class _ShortcutBlock(nn.Module):
+    def __init__(self, sub):
+        super().__init__()
+        self.sub = sub
+
+    def forward(self, x):
+        return x + self.sub(x)
+
+
+class _OldRDB(nn.Module):
+    """block.py ResidualDenseBlock_5C: each conv is a conv_block (a Sequential: ``convN.0``)."""
+
+    def __init__(self, nf, gc):
+        super().__init__()
+        for i in range(5):
+            m = [nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, 1, 1)]
+            if i < 4:
+                m.append(nn.LeakyReLU(0.2, True))
+            setattr(self, f"conv{i + 1}", nn.Sequential(*m))
+
+    def forward(self, x):
+        feats = [x]
+        for i in range(1, 5):
+            feats.append(getattr(self, f"conv{i}")(torch.cat(feats, 1)))
+        return self.conv5(torch.cat(feats, 1)) * 0.2 + x
+
+
+class _OldRRDB(nn.Module):
+    def __init__(self, nf, gc):
+        super().__init__()
+        self.RDB1, self.RDB2, self.RDB3 = _OldRDB(nf, gc), _OldRDB(nf, gc), _OldRDB(nf, gc)
+
+    def forward(self, x):
+        return self.RDB3(self.RDB2(self.RDB1(x))) * 0.2 + x
+
+
+class ESRGANOldArch(nn.Module):
+    """xinntao/ESRGAN's first release (``RRDB_ESRGAN_x4_old_arch.pth``): one nn.Sequential
+    ``model`` = conv, ShortcutBlock(RRDBs + conv), (upsample, conv, lrelu) x2, conv, lrelu,
+    conv; x4 with nearest-neighbour upsampling."""
+
+    def __init__(self, nf, nb, gc, in_nc=3, out_nc=3):
+        super().__init__()
+        trunk = nn.Sequential(*[_OldRRDB(nf, gc) for _ in range(nb)], nn.Conv2d(nf, nf, 3, 1, 1))
+
+        def up():
+            return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(nf, nf, 3, 1, 1),
+                    nn.LeakyReLU(0.2, True)]
+
+        self.model = nn.Sequential(nn.Conv2d(in_nc, nf, 3, 1, 1), _ShortcutBlock(trunk), *up(),
+                                   *up(), nn.Conv2d(nf, nf, 3, 1, 1), nn.LeakyReLU(0.2, True),
+                                   nn.Conv2d(nf, out_nc, 3, 1, 1))
+
+    def forward(self, x):
+        return self.model(x)
+
+
+# ---------------------------------------------------------------- DBPN-Pytorch
+
+
+class _DConv(nn.Module):
+    """base_networks.ConvBlock (norm None): conv + PReLU, or conv alone (``activation=None``)."""
+
+    def __init__(self, cin, cout, k, s, p, act=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, s, p, bias=True)
+        self.act = nn.PReLU() if act else None
+
+    def forward(self, x):
+        out = self.conv(x)
+        return self.act(out) if self.act is not None else out
+
+
+class _DDeconv(nn.Module):
+    def __init__(self, cin, cout, k, s, p):
+        super().__init__()
+        self.deconv = nn.ConvTranspose2d(cin, cout, k, s, p, bias=True)
+        self.act = nn.PReLU()
+
+    def forward(self, x):
+        return self.act(self.deconv(x))
+
+
+class _DUp(nn.Module):
+    """UpBlock, or D_UpBlock (a 1x1 ``conv`` over ``stages`` concatenated maps first)."""
+
+    def __init__(self, nf, k, s, p, stages=1):
+        super().__init__()
+        if stages > 1:
+            self.conv = _DConv(nf * stages, nf, 1, 1, 0)
+        self.up_conv1 = _DDeconv(nf, nf, k, s, p)
+        self.up_conv2 = _DConv(nf, nf, k, s, p)
+        self.up_conv3 = _DDeconv(nf, nf, k, s, p)
+
+    def forward(self, x):
+        if hasattr(self, "conv"):
+            x = self.conv(x)
+        h0 = self.up_conv1(x)
+        l0 = self.up_conv2(h0)
+        h1 = self.up_conv3(l0 - x)
+        return h1 + h0
+
+
+class _DDown(nn.Module):
+    def __init__(self, nf, k, s, p, stages=1):
+        super().__init__()
+        if stages > 1:
+            self.conv = _DConv(nf * stages, nf, 1, 1, 0)
+        self.down_conv1 = _DConv(nf, nf, k, s, p)
+        self.down_conv2 = _DDeconv(nf, nf, k, s, p)
+        self.down_conv3 = _DConv(nf, nf, k, s, p)
+
+    def forward(self, x):
+        if hasattr(self, "conv"):
+            x = self.conv(x)
+        l0 = self.down_conv1(x)
+        h0 = self.down_conv2(l0)
+        l1 = self.down_conv3(h0 - x)
+        return l1 + l0
+
+
+class ADBPN(nn.Module):
+    """DBPN-Pytorch ``dbpn.Net`` (the DBPN_x2/x4/x8 releases: 7 stages, 64/256 filters); the
+    newest map comes first in each concatenation, as in the original forward."""
+
+    KSP = {2: (6, 2, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
+
+    def __init__(self, num_channels, base_filter, feat, num_stages, scale_factor):
+        super().__init__()
+        k, s, p = self.KSP[scale_factor]
+        self.num_stages = num_stages
+        self.feat0 = _DConv(num_channels, feat, 3, 1, 1)
+        self.feat1 = _DConv(feat, base_filter, 1, 1, 0)
+        self.up1 = _DUp(base_filter, k, s, p)
+        self.down1 = _DDown(base_filter, k, s, p)
+        self.up2 = _DUp(base_filter, k, s, p)
+        for t in range(2, num_stages):
+            setattr(self, f"down{t}", _DDown(base_filter, k, s, p, t))
+            setattr(self, f"up{t + 1}", _DUp(base_filter, k, s, p, t))
+        self.output_conv = _DConv(num_stages * base_filter, num_channels, 3, 1, 1, act=False)
+
+    def forward(self, x):
+        x = self.feat1(self.feat0(x))
+        h1 = self.up1(x)
+        l1 = self.down1(h1)
+        h2 = self.up2(l1)
+        concat_h = torch.cat((h2, h1), 1)
+        concat_l = l1
+        for t in range(2, self.num_stages):
+            lo = getattr(self, f"down{t}")(concat_h)
+            concat_l = torch.cat((lo, concat_l), 1)
+            h = getattr(self, f"up{t + 1}")(concat_l)
+            concat_h = torch.cat((h, concat_h), 1)
+        return self.output_conv(concat_h)
+
+
+# ---------------------------------------------------------------- twtygqyy's releases
+
+
+class TWConvReLUBlock(nn.Module):
+    def __init__(self, features=64):
+        super().__init__()
+        self.conv = nn.Conv2d(features, features, 3, 1, 1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+class TWVDSR(nn.Module):
+    """pytorch-vdsr ``vdsr.Net`` (18 Conv_ReLU_Blocks in the release): Y on [0, 1], input the
+    bicubic-upsampled image, global residual."""
+
+    def __init__(self, depth=18, features=64):
+        super().__init__()
+        self.residual_layer = nn.Sequential(*[TWConvReLUBlock(features) for _ in range(depth)])
+        self.input = nn.Conv2d(1, features, 3, 1, 1, bias=False)
+        self.output = nn.Conv2d(features, 1, 3, 1, 1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu(self.input(x))
+        return self.output(self.residual_layer(out)) + x
+
+
+class TWResidualBlock(nn.Module):
+    def __init__(self, nf=64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(nf, nf, 3, 1, 1, bias=False)
+        self.in1 = nn.InstanceNorm2d(nf, affine=True)
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+        self.conv2 = nn.Conv2d(nf, nf, 3, 1, 1, bias=False)
+        self.in2 = nn.InstanceNorm2d(nf, affine=True)
+
+    def forward(self, x):
+        return self.in2(self.conv2(self.relu(self.in1(self.conv1(x))))) + x
+
+
+class TWSRResNet(nn.Module):
+    """pytorch-SRResNet ``srresnet._NetG`` (``model_srresnet.pth``): instance normalisation and
+    LeakyReLU, not the paper's batch normalisation and PReLU."""
+
+    def __init__(self, nf=64, nb=16):
+        super().__init__()
+        self.conv_input = nn.Conv2d(3, nf, 9, 1, 4, bias=False)
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+        self.residual = nn.Sequential(*[TWResidualBlock(nf) for _ in range(nb)])
+        self.conv_mid = nn.Conv2d(nf, nf, 3, 1, 1, bias=False)
+        self.bn_mid = nn.InstanceNorm2d(nf, affine=True)
+        self.upscale4x = nn.Sequential(
+            nn.Conv2d(nf, nf * 4, 3, 1, 1, bias=False), nn.PixelShuffle(2),
+            nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(nf, nf * 4, 3, 1, 1, bias=False),
+            nn.PixelShuffle(2), nn.LeakyReLU(0.2, inplace=True))
+        self.conv_output = nn.Conv2d(nf, 3, 9, 1, 4, bias=False)
+
+    def forward(self, x):
+        out = self.relu(self.conv_input(x))
+        res = self.bn_mid(self.conv_mid(self.residual(out))) + out
+        return self.conv_output(self.upscale4x(res))
+
+
+# ---------------------------------------------------------------- yjn870's ports
+
+
+class YJSRCNN(nn.Module):
+    """yjn870/SRCNN-pytorch ``models.SRCNN`` (9-5-5, zero padding): Y on [0, 1], input the
+    bicubic-upsampled image."""
+
+    def __init__(self, num_channels=1, n1=64, n2=32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_channels, n1, 9, padding=4)
+        self.conv2 = nn.Conv2d(n1, n2, 5, padding=2)
+        self.conv3 = nn.Conv2d(n2, num_channels, 5, padding=2)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.conv3(self.relu(self.conv2(self.relu(self.conv1(x)))))
+
+
+class YJFSRCNN(nn.Module):
+    """yjn870/FSRCNN-pytorch ``models.FSRCNN``: its 9x9 deconvolution uses padding 4 and
+    output padding ``scale - 1`` at every scale."""
+
+    def __init__(self, scale_factor, num_channels=1, d=56, s=12, m=4):
+        super().__init__()
+        self.first_part = nn.Sequential(nn.Conv2d(num_channels, d, 5, padding=2), nn.PReLU(d))
+        mid = [nn.Conv2d(d, s, 1), nn.PReLU(s)]
+        for _ in range(m):
+            mid += [nn.Conv2d(s, s, 3, padding=1), nn.PReLU(s)]
+        mid += [nn.Conv2d(s, d, 1), nn.PReLU(d)]
+        self.mid_part = nn.Sequential(*mid)
+        self.last_part = nn.ConvTranspose2d(d, num_channels, 9, stride=scale_factor, padding=4,
+                                            output_padding=scale_factor - 1)
+
+    def forward(self, x):
+        return self.last_part(self.mid_part(self.first_part(x)))
+
+
+class YJESPCN(nn.Module):
+    """yjn870/ESPCN-pytorch ``models.ESPCN`` (tanh, sub-pixel output): Y on [0, 1]."""
+
+    def __init__(self, scale_factor, num_channels=1, n1=64, n2=32):
+        super().__init__()
+        self.first_part = nn.Sequential(nn.Conv2d(num_channels, n1, 5, padding=2), nn.Tanh(),
+                                        nn.Conv2d(n1, n2, 3, padding=1), nn.Tanh())
+        self.last_part = nn.Sequential(
+            nn.Conv2d(n2, num_channels * scale_factor ** 2, 3, padding=1),
+            nn.PixelShuffle(scale_factor))
+
+    def forward(self, x):
+        return self.last_part(self.first_part(x))
+
+
+@contextmanager
+def published_as(module: str, **classes: type):
+    """Pickle ``classes`` as ``module.<name>`` (the release's own names, e.g. ``vdsr.Net``);
+    afterwards the classes get their names back and ``module`` is unimportable again."""
+    fake = types.ModuleType(module)
+    saved = {}
+    for name, cls in classes.items():
+        saved[cls] = (cls.__module__, cls.__qualname__, cls.__name__)
+        cls.__module__, cls.__qualname__, cls.__name__ = module, name, name
+        setattr(fake, name, cls)
+    before = sys.modules.get(module)
+    sys.modules[module] = fake
+    try:
+        yield
+    finally:
+        for cls, (mod, qual, name) in saved.items():
+            cls.__module__, cls.__qualname__, cls.__name__ = mod, qual, name
+        if before is None:
+            sys.modules.pop(module, None)
+        else:
+            sys.modules[module] = before
 
 
 def randomize(net: nn.Module, seed: int = 0) -> nn.Module:

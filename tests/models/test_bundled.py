@@ -30,7 +30,13 @@ PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 
 
 def _ids(b: dict) -> str:
-    return f"{b['arch']}_x{b['scale']}_{b['bands']}b"
+    return f"{b['arch']}_x{b['scale'] or 'any'}_{b['bands']}b"
+
+
+def _scale(b: dict) -> int | float:
+    """The factor a bundled file is tested at: its own, or 2.5 for arbitrary-scale weights
+    (one file for every scale, ``scale`` None in the index)."""
+    return b["scale"] if b["scale"] is not None else 2.5
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
@@ -54,7 +60,8 @@ def test_card_is_complete_and_matches_file(b):
     card = b["card"]
     assert card is not None, f"{b['path'].name} has no sidecar card"
     card = validate_card(card)
-    assert (card["arch"], card["scale"], card["bands"]) == (b["arch"], b["scale"], b["bands"])
+    assert (card["arch"], card["scale"], card["bands"]) == (b["arch"], b["scale"] or card["scale"],
+                                                            b["bands"])
     assert card["sha256"] == weights_sha256(b["path"])
     assert card["weights_file"] == b["path"].name
     sd, embedded = read_checkpoint(b["path"])
@@ -76,7 +83,7 @@ def test_card_is_complete_and_matches_file(b):
 
 @pytest.mark.parametrize("b", BUNDLED, ids=_ids)
 def test_loads_as_registry_model(b):
-    model = load_model(b["arch"], scale=b["scale"], in_chans=b["bands"])
+    model = load_model(b["arch"], scale=_scale(b), in_chans=b["bands"])
     assert model.weights_path == str(b["path"])
     assert model.card["sha256"] == b["card"]["sha256"]
     ref = create_model(b["arch"], **b["card"]["args"])
@@ -84,7 +91,7 @@ def test_loads_as_registry_model(b):
     x = torch.rand(1, b["bands"], 12, 12)
     with torch.no_grad():
         y = model(x)
-    assert y.shape == (1, b["bands"], 12 * b["scale"], 12 * b["scale"])
+    assert y.shape == (1, b["bands"], int(12 * _scale(b)), int(12 * _scale(b)))
     assert torch.isfinite(y).all()
 
 
@@ -126,7 +133,7 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 def test_beats_bicubic_on_a_crop(b, crop):
     hr, gain = crop
     img = HRImage("crop", hr if b["bands"] == 3 else _gray(hr))
-    s = b["scale"]
+    s = _scale(b)
     net = load_model(b["arch"], scale=s, in_chans=b["bands"])
     got = evaluate_image(net, img, scale=s, in_chans=b["bands"], value_range=(0.0, 255.0))
     bic = evaluate_image(load_model("bicubic", scale=s), img, scale=s, in_chans=None,

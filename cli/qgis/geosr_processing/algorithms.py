@@ -8,12 +8,14 @@ from typing import Optional
 
 from qgis.core import (
     Qgis,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -184,8 +186,11 @@ class _GeosrAlgorithm(QgsProcessingAlgorithm):
 class UpscaleAlgorithm(_GeosrAlgorithm):
     """``geosr:upscale``: runs ``geosr upscale IN OUT --progress json ...``."""
 
-    INPUT, MODEL, SCALE, WEIGHTS, TILE, DEVICE, COG, OUTPUT = (
-        "INPUT", "MODEL", "SCALE", "WEIGHTS", "TILE", "DEVICE", "COG", "OUTPUT")
+    INPUT, MODEL, SCALE, TARGET_GSD, WEIGHTS, TILE, DEVICE, COG, OUTPUT = (
+        "INPUT", "MODEL", "SCALE", "TARGET_GSD", "WEIGHTS", "TILE", "DEVICE", "COG", "OUTPUT")
+    AOI, AOI_CROP = "AOI", "AOI_CROP"
+    #: geosr upscale --aoi-crop choices (geosr.aoi.AOI_CROPS; the plugin never imports geosr)
+    AOI_CROPS = ["polygon", "envelope"]
 
     def __init__(self, models: Optional[list] = None) -> None:
         super().__init__()
@@ -203,7 +208,10 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
                 "is the input's divided by SCALE. Runs the geosr command-line program "
                 "(Settings > Options > Processing > Providers > geosr, $GEOSR_EXECUTABLE or "
                 "PATH).\n\nTILE: tile size in input pixels (0 = automatic). DEVICE: auto, cpu, "
-                "cuda, cuda:1, mps. WEIGHTS: a .safetensors/.pth file for the chosen network.")
+                "cuda, cuda:1, mps. WEIGHTS: a .safetensors/.pth file for the chosen network.\n\n"
+                "AOI: a polygon layer (any CRS; selected features only if so chosen): only its "
+                "envelope, snapped to the input's pixels, is super-resolved; pixels outside the "
+                "polygons are nodata unless AOI_CROP is envelope.")
 
     def createInstance(self):  # noqa: N802 - QGIS API
         return UpscaleAlgorithm(self._models)
@@ -214,9 +222,14 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.MODEL, "Model", options=self._models, defaultValue=default,
             usesStaticStrings=True))
+        # any factor > 1 (geosr upscale --scale; non-integer factors need an arbitrary-scale
+        # model, which geosr names when it refuses one)
         self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor", QgsProcessingParameterNumber.Integer, defaultValue=2,
-            minValue=2, maxValue=16))
+            self.SCALE, "Scale factor (any factor > 1, e.g. 2 or 2.5)",
+            QgsProcessingParameterNumber.Double, defaultValue=2, minValue=1, maxValue=64))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TARGET_GSD, "Exact output pixel size in metres instead (0 = use the scale)",
+            QgsProcessingParameterNumber.Double, defaultValue=0, minValue=0, optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.WEIGHTS, "Weights file (optional)", optional=True,
             fileFilter="Weights (*.safetensors *.pth *.pt *.ckpt);;All files (*)"))
@@ -228,13 +241,22 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.COG, "Write a Cloud Optimized GeoTIFF", defaultValue=False))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.AOI, "Area of interest (optional polygon layer)",
+            [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.AOI_CROP, "Outside the AOI polygons (within its envelope)",
+            options=self.AOI_CROPS, defaultValue=self.AOI_CROPS[0], usesStaticStrings=True,
+            optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Upscaled"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         exe = resolve_executable(feedback)
         src = raster_path(self, parameters, self.INPUT, context, feedback)
         model = self.parameterAsEnumString(parameters, self.MODEL, context)
-        scale = self.parameterAsInt(parameters, self.SCALE, context)
+        scale = self.parameterAsDouble(parameters, self.SCALE, context)
+        target_gsd = self.parameterAsDouble(parameters, self.TARGET_GSD, context) \
+            if parameters.get(self.TARGET_GSD) is not None else 0.0
         weights = self.parameterAsFile(parameters, self.WEIGHTS, context)
         tile = self.parameterAsInt(parameters, self.TILE, context) \
             if parameters.get(self.TILE) is not None else 0
@@ -243,8 +265,9 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         # QGIS has already confirmed overwriting a chosen file; temporary outputs are new.
-        args = ["upscale", src, dst, "--model", model, "--scale", scale,
-                "--progress", "json", "--overwrite"]
+        args = ["upscale", src, dst, "--model", model, "--progress", "json", "--overwrite"]
+        args += (["--target-gsd", f"{target_gsd:.17g}"] if target_gsd > 0 else
+                 ["--scale", f"{scale:.17g}"])
         if weights:
             args += ["--weights", weights]
         if tile and tile > 0:
@@ -253,6 +276,10 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
             args += ["--device", device]
         if cog:
             args += ["--cog"]
+        if parameters.get(self.AOI):
+            args += ["--aoi", self._aoi_file(parameters, context, feedback),
+                     "--aoi-crop", self.parameterAsEnumString(parameters, self.AOI_CROP, context)
+                     or self.AOI_CROPS[0]]
         try:
             res = run_checked(exe, args, feedback, progress=True)
         except QgsProcessingException:
@@ -265,6 +292,20 @@ class UpscaleAlgorithm(_GeosrAlgorithm):
             raise _fail(feedback, f"geosr upscale finished but {out} does not exist")
         feedback.setProgress(100)
         return {self.OUTPUT: out}
+
+    def _aoi_file(self, parameters, context, feedback) -> str:
+        """The AOI as a file geosr reads: the layer's own GeoJSON or GeoPackage file, else
+        (other formats, memory layers, selected features only) a GeoPackage QGIS exports;
+        ``FILE.gpkg#LAYER`` names the layer (geosr upscale --aoi)."""
+        path, layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, self.AOI, context, ["gpkg", "geojson", "json"], "gpkg", feedback)
+        if not path:
+            raise _fail(feedback, "AOI: the layer could not be read or exported; save it as a "
+                                  "GeoPackage or GeoJSON file first")
+        path = path.split("|")[0]
+        if layer and path.lower().endswith(".gpkg"):
+            return f"{path}#{layer}"
+        return path
 
 
 class InfoAlgorithm(_GeosrAlgorithm):

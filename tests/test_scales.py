@@ -1,0 +1,201 @@
+"""Non-integer and per-axis factors, and exact target pixel sizes (issue #19): the output grid
+against GDAL's own tools, tiled == untiled at positions between LR pixels, nodata by nearest,
+and the lazy path equal to the file path."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from geosr.engine import upscale, upscale_file
+from geosr.errors import ParameterError
+from geosr.geo.grid import scaled_axis, target_axis
+from geosr.io import open_raster
+from geosr.metrics import imresize
+
+needs_gdal = pytest.mark.skipif(shutil.which("gdalwarp") is None or
+                                shutil.which("gdal_translate") is None,
+                                reason="GDAL command-line tools (gdal-bin) not installed")
+
+
+def _write(path, data, *, transform=Affine(30, 0, 500000, 0, -30, 4000000), crs="EPSG:32633",
+           nodata=None):
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                       count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform,
+                       nodata=nodata) as ds:
+        ds.write(data)
+    return path
+
+
+@pytest.fixture
+def scene(tmp_path):
+    rng = np.random.default_rng(7)
+    return _write(tmp_path / "in.tif", (rng.random((2, 29, 37)) * 250).astype(np.uint8))
+
+
+def _grid(path):
+    with rasterio.open(path) as ds:
+        return ds.width, ds.height, tuple(ds.transform)[:6]
+
+
+@needs_gdal
+@pytest.mark.parametrize("gsd", ["7", "10", "4.4", "7,9", "13,11"])
+def test_target_gsd_grid_is_gdalwarps(scene, tmp_path, gsd):
+    out = upscale_file(scene, tmp_path / "out.tif", model="bilinear", target_gsd=gsd)
+    gx, _, gy = gsd.partition(",")
+    subprocess.run(["gdalwarp", "-q", "-tr", gx, gy or gx, str(scene), str(tmp_path / "w.tif")],
+                   check=True)
+    subprocess.run(["gdal_translate", "-q", "-tr", gx, gy or gx, str(scene),
+                    str(tmp_path / "t.tif")], check=True)
+    w, h, t = _grid(out)
+    for ref in ("w.tif", "t.tif"):
+        rw, rh, rt = _grid(tmp_path / ref)
+        assert (w, h) == (rw, rh)
+        assert t == pytest.approx(rt, rel=0, abs=1e-9)
+    assert t[0] == float(gx) and t[4] == -float(gy or gx)  # exactly the pixel size asked for
+
+
+@needs_gdal
+@pytest.mark.parametrize("scale", ["2.5", "3.75", "2.5,2.4", "2,3"])
+def test_scale_grid_keeps_bounds_like_gdal_translate_outsize(scene, tmp_path, scale):
+    out = upscale_file(scene, tmp_path / "out.tif", model="bicubic", scale=scale)
+    sx, _, sy = scale.partition(",")
+    sx, sy = float(sx), float(sy or sx)
+    want_w, want_h = math.floor(37 * sx + 0.5), math.floor(29 * sy + 0.5)
+    subprocess.run(["gdal_translate", "-q", "-outsize", str(want_w), str(want_h), str(scene),
+                    str(tmp_path / "t.tif")], check=True)
+    w, h, t = _grid(out)
+    rw, rh, rt = _grid(tmp_path / "t.tif")
+    assert (w, h) == (rw, rh) == (want_w, want_h)
+    assert t == pytest.approx(rt, rel=1e-12)
+    with rasterio.open(out) as o, rasterio.open(scene) as i:
+        assert o.bounds == pytest.approx(i.bounds, rel=0, abs=1e-6)
+
+
+def test_landsat_30m_to_10m_target_has_identical_bounds(tmp_path):
+    """The issue's example: a 30 m scene with --target-gsd 10 is a 10 m grid on the same
+    bounds (a whole factor, so a whole-factor network serves it)."""
+    rng = np.random.default_rng(1)
+    src = _write(tmp_path / "l8.tif", rng.integers(5000, 20000, (1, 40, 50)).astype(np.uint16))
+    out = upscale_file(src, tmp_path / "l8_10m.tif", model="bicubic", target_gsd=10)
+    with rasterio.open(out) as o, rasterio.open(src) as i:
+        assert o.res == (10.0, 10.0) and o.bounds == i.bounds and o.shape == (120, 150)
+
+
+@pytest.mark.parametrize("model", ["bicubic", "lanczos", "bilinear", "nearest"])
+@pytest.mark.parametrize("kw", [dict(scale=2.5), dict(scale="3.7,2.2"), dict(target_gsd=7)])
+def test_tiled_equals_untiled_between_lr_pixels(scene, tmp_path, model, kw):
+    """Tiles of 8 LR pixels in blocks of 16: tile borders fall between output pixels whose
+    centres lie anywhere inside LR pixels; the result is bit-identical to one big tile."""
+    small = upscale_file(scene, tmp_path / "s.tif", model=model, tile=8, block=16, **kw)
+    whole = upscale_file(scene, tmp_path / "w.tif", model=model, **kw)
+    with rasterio.open(small) as a, rasterio.open(whole) as b:
+        assert a.shape == b.shape
+        assert np.array_equal(a.read(), b.read())
+
+
+def test_bicubic_at_2_5_is_matlab_imresize(tmp_path):
+    rng = np.random.default_rng(3)
+    img = (rng.random((1, 20, 16)) * 1000).astype(np.float32)
+    src = _write(tmp_path / "f.tif", img)
+    out = upscale_file(src, tmp_path / "o.tif", model="bicubic", scale=2.5, tile=8, block=16)
+    with rasterio.open(out) as o:
+        got = o.read(1)
+    want = imresize(img[0].astype(np.float64), 2.5)
+    assert got.shape == want.shape == (50, 40)
+    assert np.abs(got - want).max() < 1e-3
+
+
+def test_nodata_follows_the_pixel_under_each_output_centre(tmp_path):
+    data = np.full((1, 10, 10), 100, np.uint8)
+    data[0, 3, 4] = 0  # nodata
+    src = _write(tmp_path / "nd.tif", data, nodata=0)
+    out = upscale_file(src, tmp_path / "o.tif", model="bicubic", scale=2.5)
+    with rasterio.open(out) as o:
+        got = o.read(1)
+    hole = np.argwhere(got == 0)
+    # output centres (j + 1/2) / 2.5 inside LR pixel 3 (rows) and 4 (columns)
+    rows = [j for j in range(25) if math.floor((j + 0.5) / 2.5) == 3]
+    cols = [j for j in range(25) if math.floor((j + 0.5) / 2.5) == 4]
+    assert sorted(set(hole[:, 0])) == rows and sorted(set(hole[:, 1])) == cols
+    assert len(hole) == len(rows) * len(cols)
+
+
+def test_lazy_path_equals_file_path_at_non_integer_scale(scene, tmp_path):
+    out = upscale_file(scene, tmp_path / "o.tif", model="lanczos", scale="2.5,3.25", tile=8,
+                       block=16)
+    lazy = upscale(open_raster(scene), model="lanczos", scale="2.5,3.25", tile=8, block=16)
+    with rasterio.open(out) as o:
+        assert np.array_equal(lazy.values, o.read())
+        assert tuple(lazy.rio.transform())[:6] == pytest.approx(tuple(o.transform)[:6])
+
+
+def test_axis_owns_each_output_pixel_once():
+    for ax in (scaled_axis(37, 2.5), scaled_axis(29, 3.7), target_axis(37, 30, 7),
+               target_axis(10, 30, 4)):
+        starts = [ax.out_start(i) for i in range(ax.n_in + 1)]
+        assert starts[0] == 0 and starts[-1] == ax.n_out and starts == sorted(starts)
+        near = ax.nearest(0, ax.n_out)
+        for i in range(ax.n_in):  # the pixels an LR pixel owns are those nearest to it
+            assert (near[starts[i]:starts[i + 1]] == i).all()
+
+
+def test_per_axis_factors_shape_and_tags(scene, tmp_path):
+    out = upscale_file(scene, tmp_path / "o.tif", model="nearest", scale="2.5,2")
+    with rasterio.open(out) as o:
+        assert o.shape == (58, 93)
+        assert o.tags()["GEOSR_PASSES"] == "nearest x2.51351,2"
+
+
+def test_non_integer_scale_needs_an_arbitrary_scale_model(scene, tmp_path):
+    with pytest.raises(ParameterError, match="enlarges by whole factors only"):
+        upscale_file(scene, tmp_path / "o.tif", model="espcn", scale=2.5,
+                     allow_random_weights=True)
+    assert not (tmp_path / "o.tif").exists()
+
+
+@needs_gdal
+def test_gcps_scale_per_axis_like_gdal_translate_outsize(tmp_path):
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    src = tmp_path / "gcp.tif"
+    gcps = [GroundControlPoint(row=r, col=c, x=500000 + 30 * c + 3 * r, y=4e6 - 30 * r, id=str(i))
+            for i, (r, c) in enumerate([(0, 0), (0, 20), (15, 0), (15, 20)])]
+    with rasterio.open(src, "w", driver="GTiff", width=20, height=15, count=1, dtype="uint8",
+                       gcps=gcps, crs=CRS.from_epsg(32633)) as ds:
+        ds.write(np.arange(300, dtype=np.uint8).reshape(1, 15, 20))
+    out = upscale_file(src, tmp_path / "o.tif", model="bilinear", scale="2.5,2.2")
+    subprocess.run(["gdal_translate", "-q", "-outsize", "50", "33", str(src),
+                    str(tmp_path / "t.tif")], check=True)
+    with rasterio.open(out) as o, rasterio.open(tmp_path / "t.tif") as t:
+        assert o.shape == t.shape == (33, 50)
+        for a, b in zip(o.gcps[0], t.gcps[0]):
+            assert (a.row, a.col, a.x, a.y) == pytest.approx((b.row, b.col, b.x, b.y))
+
+
+@pytest.mark.parametrize("kw", [dict(scale=2.5), dict(target_gsd=7)])
+def test_aoi_polygon_at_non_integer_scale_is_tiling_invariant(tmp_path, kw):
+    """The polygon's outside (mask band) is decided at each output pixel's exact centre, so
+    blocks of 16 and tiles of 8 give the same pixels and the same mask as one block."""
+    import json
+
+    rng = np.random.default_rng(0)
+    src = _write(tmp_path / "a.tif", (rng.random((1, 80, 100)) * 250).astype(np.uint8))
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {
+        "type": "Polygon", "coordinates": [[[500300, 3999500], [501500, 3999500],
+                                             [501500, 3998500], [500300, 3999500]]]},
+        "crs": {"type": "name", "properties": {"name": "EPSG:32633"}}}))
+    a = upscale_file(src, tmp_path / "s.tif", model="bicubic", aoi=str(aoi), tile=8, block=16,
+                     **kw)
+    b = upscale_file(src, tmp_path / "w.tif", model="bicubic", aoi=str(aoi), **kw)
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        assert np.array_equal(x.read(), y.read())
+        assert np.array_equal(x.read_masks(), y.read_masks())
+        assert 0 < (x.read_masks(1) == 0).sum() < x.width * x.height
