@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("weights_cmd", "weights"),
     "check": ("check", "check"),
     "report": ("report", "report"),
+    "pansharpen": ("pansharpen", "pansharpen"),
 }
 
 

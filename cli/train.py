@@ -32,7 +32,8 @@ import click
                    "others 48·scale).")
 @click.option("--loss", default=None,
               help="Loss spec: l1, mse, charbonnier, or weighted 'l1:1,perceptual:0.01,gan:0.005'"
-                   " (also gram, tv, ragan, vanilla).")
+                   " (also gram, tv, ragan, vanilla; fm and dgram match the discriminator's own "
+                   "features, no VGG needed: docs/perceptual.md).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate (default: the network's recipe; espcn 5e-3, others 2e-4).")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)

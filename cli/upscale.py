@@ -145,8 +145,9 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     Example: geosr upscale in.tif out.tif --model bicubic --scale 4
 
     Many files: SRC a quoted glob ('scenes/*.tif'), a folder or @list.txt and DST a folder;
-    outputs are DST/<stem>_x<scale>.tif, existing ones are skipped unless --overwrite, a summary
-    follows, and the exit code is 1 if any file failed. A file that exists under SRC's exact
+    outputs are DST/<stem>_x<scale>.tif (DST/<stem>_<M>m.tif with --target-gsd M), existing
+    ones are skipped unless --overwrite, a summary follows, and the exit code is 1 if any file
+    failed. A file that exists under SRC's exact
     name is always that one file, even with * ? [ ] or a leading @ in its name.
     Cluster: --scheduler tcp://HOST:PORT (existing) or --workers N (local processes/GPUs).
     Remote SRC: a URL (https://, s3://, gs://, az://), a /vsicurl/ or /vsis3/ path, or a STAC

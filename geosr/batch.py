@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import (AOIMissError, BatchError, GeosrError, InputError, Interrupted,
-                     OptionConflictError, OutputError, ParameterError)
+                     OptionConflictError, OutputError)
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -140,27 +140,35 @@ def expand_sources(src: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return [s]
 
 
-def output_name(src: str, scale: int | float | tuple) -> str:
-    """``<stem>_x<scale>.tif`` (``_x2.5``, ``_x2.5x2.4`` per axis; GDAL VSI paths and URLs use
-    their last component)."""
+def output_name(src: str, scale: int | float | tuple | None = None, *,
+                target_gsd: float | tuple | None = None) -> str:
+    """``<stem>_x<scale>.tif`` (``_x2.5``, ``_x2.5x2.4`` per axis), or ``<stem>_<g>m.tif`` for a
+    target pixel size (``_7x9m`` per axis); GDAL VSI paths and URLs use their last component."""
     stem = Path(src.rstrip("/").split("?")[0]).stem
-    tag = "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:g}"
-    return f"{stem}_x{tag}.tif"
+
+    def tag(v) -> str:
+        return "x".join(f"{float(p):g}" for p in v) if isinstance(v, tuple) else f"{float(v):g}"
+    if target_gsd is not None:
+        return f"{stem}_{tag(target_gsd)}m.tif"
+    return f"{stem}_x{tag(scale)}.tif"
 
 
-def plan_outputs(sources: Iterable[str], out_dir: str | os.PathLike, *, scale: int,
+def plan_outputs(sources: Iterable[str], out_dir: str | os.PathLike, *,
+                 scale: int | float | tuple | None = None,
+                 target_gsd: float | tuple | None = None,
                  overwrite: bool = False) -> list[FileResult]:
     """One :class:`FileResult` per input; existing outputs are marked skipped, inputs that
     are outputs of this same batch are dropped and name collisions are marked failed."""
     out = Path(out_dir)
     items: list[FileResult] = []
     srcs = list(dict.fromkeys(sources))
-    outputs = {str((out / output_name(s, scale)).resolve()) for s in srcs}
+    outputs = {str((out / output_name(s, scale, target_gsd=target_gsd)).resolve())
+               for s in srcs}
     taken: dict[str, str] = {}
     for s in srcs:
         if not s.startswith("/vsi") and str(Path(s).resolve()) in outputs:
             continue  # an earlier result lying in the same folder, not an input
-        dst = out / output_name(s, scale)
+        dst = out / output_name(s, scale, target_gsd=target_gsd)
         item = FileResult(src=s, dst=dst)
         if str(dst) in taken:
             item.status, item.reason = "failed", (
@@ -179,12 +187,15 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None,
+def upscale_many(sources, out_dir: str | os.PathLike, *,
+                 scale: int | float | tuple | None = None,
+                 target_gsd: float | tuple | None = None, client=None,
                  jobs: int | None = None, threads: int = 2, overwrite: bool = False,
                  resume: bool = False, progress: Callable[[int, int], None] | None = None,
                  on_file: Callable[[FileResult], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, **options) -> BatchResult:
-    """Super-resolve many rasters into ``out_dir`` as ``<stem>_x<scale>.tif``.
+    """Super-resolve many rasters into ``out_dir`` as ``<stem>_x<scale>.tif`` (or, with a
+    ``target_gsd``, each on its own exact grid of that pixel size as ``<stem>_<g>m.tif``).
 
     Parameters
     ----------
@@ -222,7 +233,8 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
     except OSError as err:
         raise OutputError(f"cannot create the output folder {str(out)!r}: {err.strerror}; "
                           "create it yourself or choose another location") from None
-    result = BatchResult(plan_outputs(srcs, out, scale=scale, overwrite=overwrite))
+    result = BatchResult(plan_outputs(srcs, out, scale=scale, target_gsd=target_gsd,
+                                      overwrite=overwrite))
     todo = [f for f in result.files if f.status == "pending"]
     sizes: dict[int, int] = {}
     for i, item in enumerate(todo):
@@ -261,7 +273,8 @@ def upscale_many(sources, out_dir: str | os.PathLike, *, scale: int, client=None
     def one(i: int, item: FileResult) -> FileResult:
         t0 = time.perf_counter()
         try:
-            upscale_file(item.src, item.dst, scale=scale, client=block_pool, overwrite=overwrite,
+            upscale_file(item.src, item.dst, scale=scale, target_gsd=target_gsd,
+                         client=block_pool, overwrite=overwrite,
                          resume=resume, progress=lambda d, t: report(i, d), should_stop=stopped,
                          **options)
             item.status = "done"
@@ -353,9 +366,6 @@ def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None
 
         options["aoi"] = load_aoi(aoi, bbox=bbox)
     many = is_batch(src, dst)
-    if many and target_gsd is not None:
-        raise OptionConflictError("--target-gsd works on one file at a time; for many files "
-                                  "give --scale, or run one geosr upscale per file")
     if scale is None and target_gsd is None and options.get("weights"):
         # The file's architecture and scale win over the default scale, not over --scale
         # (geosr.models.weights_spec, the one rule; plan_job asks it too).
@@ -387,9 +397,10 @@ def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None
     with cluster_client(scheduler=scheduler, workers=workers,
                         device=options.get("device", "auto"), gpus=gpus) as client:
         if many:
-            return upscale_many(src, dst, scale=scale, client=client, jobs=jobs, threads=threads,
-                                overwrite=overwrite, resume=resume, progress=progress,
-                                on_file=on_file, should_stop=should_stop, **options)
+            return upscale_many(src, dst, scale=scale, target_gsd=target_gsd, client=client,
+                                jobs=jobs, threads=threads, overwrite=overwrite, resume=resume,
+                                progress=progress, on_file=on_file, should_stop=should_stop,
+                                **options)
         return upscale_file(src, dst, scale=scale, target_gsd=target_gsd, overwrite=overwrite,
                             resume=resume,
                             threads=threads, client=client, progress=progress,

@@ -37,7 +37,7 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
     from .io import GeoTIFFWriter, check_output, read_meta
     from .io.read import read_window
     from .pixels import valid_mask
-    from .plot import _check_same_grid, _infer_scale
+    from .plot import check_same_grid, infer_scale
     from .tiling import plan_blocks
 
     lr_m, sr_m = read_meta(str(lr_path)), read_meta(str(sr_path))
@@ -45,9 +45,9 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
         raise InputError(f"LR has {lr_m.count} band(s) and SR {sr_m.count}; check the SR made "
                          "from this LR (same bands)")
     # plot's rules (IN = LR, OUT = SR): an integer enlargement of the same bounds
-    s = _infer_scale(lr_m, sr_m)
+    s = infer_scale(lr_m, sr_m)
     if lr_m.has_transform and sr_m.has_transform:
-        _check_same_grid(lr_m, sr_m, s)
+        check_same_grid(lr_m, sr_m, s)
     out_map = check_output(map_path, overwrite=overwrite) if map_path else None
     out_png = check_output(png, overwrite=overwrite) if png else None
     bands = tuple(range(lr_m.count))

@@ -113,7 +113,7 @@ def percentile_stretch(arrays: Sequence[np.ndarray], *, reference: np.ndarray,
     return out
 
 
-def _to_rgb(chw: np.ndarray) -> np.ndarray:
+def to_rgb(chw: np.ndarray) -> np.ndarray:
     if chw.shape[0] == 1:
         return np.repeat(chw, 3, axis=0).transpose(1, 2, 0)
     if chw.shape[0] == 2:
@@ -157,7 +157,7 @@ def _read_float(ds, bands: list[int], window) -> np.ndarray:
     return np.ma.filled(arr, np.nan)
 
 
-def _infer_scale(src, out) -> int:
+def infer_scale(src, out) -> int:
     # from the sizes, not GEOSR_SCALE_FACTOR: after several passes that tag holds the total
     # factor from the sensor's grid, not the factor between these two files
     rx = out.width / src.width
@@ -170,7 +170,7 @@ def _infer_scale(src, out) -> int:
     return s
 
 
-def _check_same_grid(src, out, s: int) -> None:
+def check_same_grid(src, out, s: int) -> None:
     t = src.transform
     expect = scale_transform(t, s)
     got = out.transform
@@ -225,10 +225,10 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
         raise ParameterError(f"directory {png.parent} does not exist; create it or choose "
                              f"another --png path")
     with rasterio.open(src_path) as src, rasterio.open(out_path) as out:
-        s = int(scale) if scale is not None else _infer_scale(src, out)
+        s = int(scale) if scale is not None else infer_scale(src, out)
         if s < 2:
             raise ParameterError(f"scale must be at least 2 to compare, got {s}")
-        _check_same_grid(src, out, s)
+        check_same_grid(src, out, s)
         if bands is None:
             bands = [1, 2, 3] if src.count >= 3 else [1]
         bands = [int(b) for b in bands]
@@ -281,7 +281,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
                                    percentiles=tuple(stretch))  # type: ignore[arg-type]
     else:
         shown = [np.nan_to_num(np.clip(a / 255.0, 0, 1), nan=0.0) for a in (nearest, bicubic, sr)]
-    rgb = [_to_rgb(a) for a in shown]
+    rgb = [to_rgb(a) for a in shown]
 
     def gsd_txt(div: int) -> str:
         if src_gsd is None:
@@ -424,4 +424,4 @@ def metrics_figure(evaluation: Any, *, png: str | Path, dpi: int = 100) -> Figur
 
 
 __all__ = ["Window", "Figure", "compare_figure", "metrics_figure", "nice_length",
-           "percentile_stretch"]
+           "percentile_stretch", "to_rgb", "infer_scale", "check_same_grid"]

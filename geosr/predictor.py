@@ -3,7 +3,8 @@ padding to the model's ``size_multiple``, and the one per-process cache of predi
 
 Inputs and outputs are float32 numpy arrays in the data's own units; the predictor normalises
 to the model's [0, data_range] with a per-band (lo, hi) mapping and maps back, without clamping.
-Linear (classical) models run on raw values.
+Linear (classical) models run on raw values. Y-channel releases on RGB run on the BT.601 Y,
+Cb/Cr enlarged by bicubic (:func:`runs_on_luma`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from .device import resolve_device, resolve_precision
 from .errors import DeviceError, DeviceOutOfMemory, Interrupted, WeightsError
+from .metrics import rgb_to_ycbcr, ycbcr_to_rgb
 from .modelref import ModelRef, build_model, model_digest
 
 
@@ -73,6 +75,8 @@ def band_groups(n_bands: int, in_chans: int | None) -> list[tuple[int, ...]]:
     - band-agnostic models (``None``) and exact matches: one group of all bands;
     - otherwise consecutive groups of ``in_chans`` bands; each leftover band runs as a grey
       group (the band repeated ``in_chans`` times) whose outputs are averaged. No band is dropped.
+
+    Y-channel releases on RGB do not use these groups (:func:`runs_on_luma`).
     """
     if in_chans is None or in_chans == n_bands:
         return [tuple(range(n_bands))]
@@ -80,6 +84,16 @@ def band_groups(n_bands: int, in_chans: int | None) -> list[tuple[int, ...]]:
     done = len(groups) * in_chans
     groups += [(b,) * in_chans for b in range(done, n_bands)]
     return groups
+
+
+#: The band count a Y-channel release reads as RGB (BT.601 YCbCr); others run band by band.
+RGB_BANDS = 3
+
+
+def runs_on_luma(n_bands: int, *, y_channel: bool) -> bool:
+    """Whether a Y-channel release (``model.y_channel``: VDSR, SRCNN, ... ports) runs on the
+    BT.601 Y of these bands, with Cb/Cr enlarged by bicubic, as its authors ran it: RGB only."""
+    return y_channel and n_bands == RGB_BANDS
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
@@ -119,6 +133,15 @@ class Predictor:
         self.scale = model.scale  # int, or the nominal float of an arbitrary-scale model
         self.in_chans = getattr(model, "in_chans", None)
         self.out_chans = getattr(model, "out_chans", None)
+        self.y_channel = (bool(getattr(model, "y_channel", False)) and self.in_chans == 1
+                          and not self.linear)
+        # Cb/Cr of a Y-channel release: the registry's bicubic at the same scale, on the CPU
+        # (linear, cheap, and the same bits whatever the tile)
+        self._chroma = None
+        if self.y_channel:
+            from .models import create_model
+
+            self._chroma = create_model("bicubic", scale=model.scale).eval()
         self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)
         #: Tile edge the engine backs off to after out-of-memory errors at batch 1; it stays
         #: for the rest of this predictor's life (later blocks start from it).
@@ -230,6 +253,23 @@ class Predictor:
         assert out is not None
         return out
 
+    def _on_luma(self, x: np.ndarray, query=None) -> np.ndarray:
+        """RGB (N, 3, h, w) in the network's [0, 1] -> the network on Y, bicubic on Cb/Cr.
+
+        Why in normalised units: the releases were trained on 8-bit YCbCr / 255, which is the
+        BT.601 rule at peak 1 applied to [0, 1] RGB, whatever the raster's dtype and range
+        (uint8 with range [0, 255] is exactly ``geosr evaluate``'s input)."""
+        ycc = rgb_to_ycbcr(x, peak=1.0)
+        luma = self._infer(np.ascontiguousarray(ycc[:, :1]), query)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(ycc[:, 1:]))
+            if query is None:
+                chroma = self._chroma(t)
+            else:
+                rows, cols = (torch.as_tensor(q, dtype=torch.float64) for q in query)
+                chroma = self._chroma.query(t, rows, cols)
+        return ycbcr_to_rgb(np.concatenate([luma, chroma.numpy()], axis=1), peak=1.0)
+
     # -- public -----------------------------------------------------------------------------
     def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None,
                  query: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -251,7 +291,9 @@ class Predictor:
         groups = band_groups(c, self.in_chans)
         oh, ow = ((len(query[0]), len(query[1])) if query is not None
                   else (h * self.scale, w * self.scale))
-        if len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
+        if runs_on_luma(c, y_channel=self.y_channel):
+            y = self._on_luma(x, query)
+        elif len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
             y = self._infer(x, query)
         elif self.in_chans == 1:
             y = self._infer(x.reshape(n * c, 1, h, w), query).reshape(n, c, oh, ow)
@@ -331,5 +373,5 @@ def clear_predictors() -> None:
 
 
 __all__ = ["Predictor", "Normalisation", "predictor_for", "cached_predictors",
-           "clear_predictors", "band_groups", "pad_to_multiple", "resolve_device",
-           "resolve_precision", "DeviceOutOfMemory", "MAX_CACHED"]
+           "clear_predictors", "band_groups", "runs_on_luma", "RGB_BANDS", "pad_to_multiple",
+           "resolve_device", "resolve_precision", "DeviceOutOfMemory", "MAX_CACHED"]

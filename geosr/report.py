@@ -145,9 +145,9 @@ def _to_uint8_rgb(chw01: np.ndarray, nodata: np.ndarray) -> np.ndarray:
     """(H, W, 3) 8-bit RGB of a stretched (C, H, W) array; RGBA with nodata pixels (any band)
     transparent, where there are any, so they show as the viewer's background rather than
     as a false colour."""
-    from .plot import _to_rgb
+    from .plot import to_rgb
 
-    rgb = np.round(_to_rgb(chw01) * 255.0).astype(np.uint8)
+    rgb = np.round(to_rgb(chw01) * 255.0).astype(np.uint8)
     if not nodata.any():
         return rgb
     return np.dstack([rgb, np.where(nodata, 0, 255).astype(np.uint8)])
@@ -659,7 +659,7 @@ def write_report(src: str | os.PathLike, out: str | os.PathLike, dst: str | os.P
     """Write :func:`render_report`'s page to ``dst`` atomically (a temporary file beside it,
     then a rename: a reader never sees half a page). Without ``overwrite`` an existing ``dst``
     is refused. ``options`` are :func:`render_report`'s."""
-    from .io.write import check_output, sibling
+    from .io.write import check_output, publish, sibling
 
     d = check_output(dst, src=src, overwrite=overwrite)
     if Path(out).resolve() == d.resolve():
@@ -672,20 +672,7 @@ def write_report(src: str | os.PathLike, out: str | os.PathLike, dst: str | os.P
             f.write(page)
             f.flush()
             os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, d)
-        else:
-            try:
-                # a hard link never replaces a report another process wrote meanwhile
-                os.link(tmp, d)
-            except FileExistsError:
-                raise OutputError(f"report {str(d)!r} appeared while geosr was writing it; it "
-                                  "was left untouched — pass --overwrite to replace it") from None
-            except OSError:  # file systems without hard links
-                if d.exists():
-                    raise OutputError(f"report {str(d)!r} appeared while geosr was writing it; "
-                                      "pass --overwrite to replace it") from None
-                os.replace(tmp, d)
+        publish(tmp, d, overwrite=overwrite, what="report")
     except OSError as err:
         if isinstance(err, OutputError):
             raise

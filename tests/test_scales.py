@@ -199,3 +199,31 @@ def test_aoi_polygon_at_non_integer_scale_is_tiling_invariant(tmp_path, kw):
         assert np.array_equal(x.read(), y.read())
         assert np.array_equal(x.read_masks(), y.read_masks())
         assert 0 < (x.read_masks(1) == 0).sum() < x.width * x.height
+
+
+def test_many_files_each_get_the_exact_target_gsd(tmp_path):
+    """--target-gsd in batch mode: every scene on its own exact grid, named <stem>_<g>m.tif."""
+    from geosr.batch import upscale_paths
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "in").mkdir()
+    for name, px in (("a", 30.0), ("b", 20.0)):
+        _write(tmp_path / "in" / f"{name}.tif", (rng.random((1, 12, 15)) * 200).astype(np.uint8),
+               transform=Affine(px, 0, 500000, 0, -px, 4000000))
+    res = upscale_paths(str(tmp_path / "in"), str(tmp_path / "out"), target_gsd=7,
+                        model="bilinear")
+    assert sorted(f.dst.name for f in res.done) == ["a_7m.tif", "b_7m.tif"]
+    for f in res.done:
+        with rasterio.open(f.dst) as o, rasterio.open(f.src) as i:
+            assert o.res == (7.0, 7.0)
+            assert o.width == math.floor(i.width * i.res[0] / 7 + 0.5)
+
+
+@pytest.mark.parametrize("scale", ["2.5", "2,3"])
+def test_default_model_for_factors_networks_cannot_serve_is_arbitrary_scale(scene, tmp_path,
+                                                                             scale):
+    from geosr.models import get_spec
+
+    out = upscale_file(scene, tmp_path / "o.tif", scale=scale)
+    with rasterio.open(out) as o:
+        assert get_spec(o.tags()["GEOSR_MODEL"]).extra.get("arbitrary_scale")

@@ -26,6 +26,8 @@ TAG_KEYS = {
     "passes": "GEOSR_PASSES",                    # "bicubic x2; edsr-baseline x2"
     # set by perceptual (GAN) and generative-prior models: what the detail is (synthesis_label)
     "synthesised_detail": "GEOSR_SYNTHESISED_DETAIL",
+    # set by geosr pansharpen: method, PAN file and enlarging model (geosr/pansharpen.py)
+    "pansharpening": "GEOSR_PANSHARPENING",
 }
 
 

@@ -220,6 +220,28 @@ def tiff_layout(meta: RasterMeta) -> dict:
     return out
 
 
+def publish(tmp: Path, dst: Path, *, overwrite: bool, what: str = "output") -> None:
+    """Put the finished temporary file ``tmp`` (beside ``dst``) in place: an atomic rename;
+    without ``overwrite`` a hard link, so a file another process created meanwhile is never
+    replaced (rasters, reports: every published output)."""
+    if overwrite:
+        os.replace(tmp, dst)
+        return
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise OutputError(f"{what} {str(dst)!r} appeared while geosr was running (another "
+                          "process?); it was left untouched — pass --overwrite to replace it"
+                          ) from None
+    except OSError:  # file systems without hard links: best effort
+        if dst.exists():
+            raise OutputError(f"{what} {str(dst)!r} appeared while geosr was running; it was "
+                              "left untouched — pass --overwrite to replace it") from None
+        os.replace(tmp, dst)
+        return
+    tmp.unlink(missing_ok=True)
+
+
 class GeoTIFFWriter:
     """Streams windows into a temporary GeoTIFF beside ``dst`` and renames it at the end.
 
@@ -371,24 +393,7 @@ class GeoTIFFWriter:
         return self.dst
 
     def _publish(self, src: Path) -> None:
-        """Atomic rename; without ``overwrite`` a hard link, so an output that another process
-        created meanwhile is never replaced."""
-        if self.overwrite:
-            os.replace(src, self.dst)
-            return
-        try:
-            os.link(src, self.dst)
-        except FileExistsError:
-            raise OutputError(f"output {str(self.dst)!r} appeared while geosr was running (another "
-                              "process?); it was left untouched — pass --overwrite to replace it"
-                              ) from None
-        except OSError:  # file systems without hard links: best effort
-            if self.dst.exists():
-                raise OutputError(f"output {str(self.dst)!r} appeared while geosr was running; it "
-                                  "was left untouched — pass --overwrite to replace it") from None
-            os.replace(src, self.dst)
-            return
-        src.unlink(missing_ok=True)
+        publish(src, self.dst, overwrite=self.overwrite)
 
     def _failure(self, what: str, err: BaseException) -> OutputError:
         """An OutputError that names the likely cause: a full disk, the file size limit, a

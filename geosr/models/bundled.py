@@ -124,8 +124,10 @@ def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "ui
     :func:`bundled_in_chans`), so a model that has it wins over a better one that has only
     RGB weights.
     """
-    # integer scales: a fixed-scale network first, then (x6, x8...) an arbitrary-scale one
-    order = (DEFAULT_PREFERENCE + ARBITRARY_PREFERENCE if float(scale).is_integer()
+    # integer scales: a fixed-scale network first, then (x6, x8...) an arbitrary-scale one; a
+    # float is a factor whole-factor networks cannot serve (plan.nominal_scale: non-integer, or
+    # different per axis such as 2,3), even when its value is whole
+    order = (DEFAULT_PREFERENCE + ARBITRARY_PREFERENCE if isinstance(scale, int)
              else ARBITRARY_PREFERENCE)
     fits = [(name, v) for name in order
             if (v := bundled_in_chans(name, scale, n_bands, dtype)) is not None]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError, WeightsError
+from ..errors import WeightsError
 
 
 @dataclass(frozen=True)

@@ -490,8 +490,6 @@ class Trainer:
         start_elapsed = self.elapsed
         start_step = self.step
         last_log_t, last_log_step = t0, self.step
-        acc: dict[str, float] = {}
-        n_acc = 0
         while self.step < stop_step:
             now = time.perf_counter()
             # the budget is per invocation, so a long training can run in resumed windows
