@@ -18,21 +18,8 @@ if found=$(have_chromium); then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-chromium: no apt-get here; install Chromium (or chromium-headless-shell) by hand" >&2
-    exit 1
-fi
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "install-chromium: need root or sudo to apt-get install chromium" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
+. "$(dirname "$0")/apt.sh"
+apt_prepare install-chromium "Chromium (or chromium-headless-shell)"
 # the headless shell is the browser without the desktop UI: smaller, and all the tests need;
 # older releases lack the package, so fall back to the full browser
 $SUDO apt-get install -y --no-install-recommends chromium-headless-shell \

@@ -14,21 +14,8 @@ if have_qgis; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-qgis: no apt-get here; install QGIS >= 3.22 with its Python bindings by hand" >&2
-    exit 1
-fi
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "install-qgis: need root or sudo to apt-get install qgis" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
+. "$(dirname "$0")/apt.sh"
+apt_prepare install-qgis "QGIS >= 3.22 with its Python bindings"
 $SUDO apt-get install -y --no-install-recommends qgis python3-qgis
 have_qgis || { echo "install-qgis: QGIS installed but 'import qgis.core' fails" >&2; exit 1; }
 echo "install-qgis: installed QGIS $(dpkg-query -W -f='${Version}' qgis)"

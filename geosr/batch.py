@@ -357,7 +357,7 @@ def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None
     every file to that area (:mod:`geosr.aoi`); files it misses are skipped."""
     from .distributed import cluster_client
     from .engine import upscale_file
-    from .plan import parse_pair, validate_scale
+    from .scales import parse_pair, validate_scale
 
     if scale is not None and target_gsd is not None:
         raise OptionConflictError("give either --scale or --target-gsd, not both")

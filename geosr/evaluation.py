@@ -305,7 +305,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
                              "architecture geosr can read")
     if scale is None:
         raise ParameterError(f"no scale for {model}: pass --scale N (scale=)")
-    from .plan import validate_scale  # the one scale rule (2.0 -> 2, "2.5" -> 2.5)
+    from .scales import validate_scale  # the one scale rule (2.0 -> 2, "2.5" -> 2.5)
 
     scale = 1 if scale in (1, "1") else validate_scale(scale)
     if data_range is not None and data_range <= 0:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import ResBlock, default_conv
-from .rdn import RDB, _rdb_trace
+from .rdn import add_rdn_body, rdn_body_trace, rdn_features
 from .receptive_field import Reach
 
 #: Encoder names the arbitrary-scale builders accept.
@@ -51,25 +51,13 @@ class RDNBody(nn.Module):
         super().__init__()
         k = kernel_size
         self.D, self.C, self.k, self.out_dim = D, C, k, G0
-        self.SFENet1 = default_conv(in_chans, G0, k)
-        self.SFENet2 = default_conv(G0, G0, k)
-        self.RDBs = nn.ModuleList(RDB(G0, G, C, k) for _ in range(D))
-        self.GFF = nn.Sequential(nn.Conv2d(D * G0, G0, 1), default_conv(G0, G0, k))
+        add_rdn_body(self, in_chans=in_chans, D=D, C=C, G=G, G0=G0, k=k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f1 = self.SFENet1(x)
-        x = self.SFENet2(f1)
-        outs = []
-        for rdb in self.RDBs:
-            x = rdb(x)
-            outs.append(x)
-        return self.GFF(torch.cat(outs, 1)) + f1
+        return rdn_features(self, x)
 
     def trace(self, r: Reach) -> Reach:
-        x = r.conv(self.k).conv(self.k)
-        for _ in range(self.D):
-            x = _rdb_trace(x, self.C, self.k)
-        return x.conv(self.k)
+        return rdn_body_trace(r, self.D, self.C, self.k)
 
 
 def encoder_init_state(encoder: nn.Module, encoder_arch: str, sd: Mapping[str, Tensor],

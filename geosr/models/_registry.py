@@ -161,7 +161,7 @@ def is_arbitrary_scale(name: str) -> bool:
 
 
 def _arbitrary_scale(spec: ModelSpec, scale: Any) -> int | float:
-    from ..plan import validate_scale  # the one scale rule
+    from ..scales import validate_scale  # the one scale rule
 
     try:
         return validate_scale(scale)

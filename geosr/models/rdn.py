@@ -50,6 +50,37 @@ class RDB(nn.Module):
         return self.LFF(self.convs(x)) + x
 
 
+def add_rdn_body(m: nn.Module, *, in_chans: int, D: int, C: int, G: int, G0: int,  # noqa: N803
+                 k: int) -> None:
+    """RDN's shallow features, D residual dense blocks and global fusion as ``m``'s
+    ``SFENet1``, ``SFENet2``, ``RDBs``, ``GFF`` (the original names; RDN and the RDN encoder of
+    the arbitrary-scale networks share them)."""
+    m.SFENet1 = default_conv(in_chans, G0, k)
+    m.SFENet2 = default_conv(G0, G0, k)
+    m.RDBs = nn.ModuleList(RDB(G0, G, C, k) for _ in range(D))
+    m.GFF = nn.Sequential(nn.Conv2d(D * G0, G0, 1), default_conv(G0, G0, k))
+
+
+def rdn_features(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The body :func:`add_rdn_body` added to ``m``: features at LR resolution (+ global skip)."""
+    f1 = m.SFENet1(x)
+    x = m.SFENet2(f1)
+    outs = []
+    for rdb in m.RDBs:
+        x = rdb(x)
+        outs.append(x)
+    return m.GFF(torch.cat(outs, 1)) + f1
+
+
+def rdn_body_trace(r: Reach, D: int, C: int, k: int) -> Reach:  # noqa: N803
+    """Receptive-field graph of :func:`rdn_features`: the deepest path runs through every RDB;
+    shorter (skip, dense) paths reach less far."""
+    x = r.conv(k).conv(k)
+    for _ in range(D):
+        x = _rdb_trace(x, C, k)  # LFF is 1x1; the local residual is inside the union
+    return x.conv(k)  # GFF.1 (GFF.0 is 1x1)
+
+
 class RDN(SRModel):
     """Shallow features -> D RDBs -> global feature fusion (+ skip) -> sub-pixel UPNet."""
 
@@ -61,10 +92,7 @@ class RDN(SRModel):
         self.scale, self.in_chans, self.out_chans = int(scale), int(in_chans), int(out_chans)
         k = kernel_size
         self.D = D
-        self.SFENet1 = default_conv(in_chans, G0, k)
-        self.SFENet2 = default_conv(G0, G0, k)
-        self.RDBs = nn.ModuleList(RDB(G0, G, C, k) for _ in range(D))
-        self.GFF = nn.Sequential(nn.Conv2d(D * G0, G0, 1), default_conv(G0, G0, k))
+        add_rdn_body(self, in_chans=in_chans, D=D, C=C, G=G, G0=G0, k=k)
         # UPNet as in the original: the first conv reads G0 features, the later ones G.
         up: list[nn.Module] = []
         ch = G0
@@ -76,22 +104,12 @@ class RDN(SRModel):
         self.receptive_field = receptive_radius(lambda r: rdn_trace(r, self.scale, D, C, k))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f1 = self.SFENet1(x)
-        x = self.SFENet2(f1)
-        outs = []
-        for rdb in self.RDBs:
-            x = rdb(x)
-            outs.append(x)
-        x = self.GFF(torch.cat(outs, 1)) + f1
-        return self.UPNet(x)
+        return self.UPNet(rdn_features(self, x))
 
 
 def rdn_trace(r: Reach, scale: int, D: int, C: int, k: int) -> Reach:  # noqa: N803
-    """The deepest path runs through every RDB; shorter (skip, dense) paths reach less far."""
-    x = r.conv(k).conv(k)
-    for _ in range(D):
-        x = _rdb_trace(x, C, k)  # LFF is 1x1; the local residual is inside the union
-    x = x.conv(k)  # GFF.1 (GFF.0 is 1x1)
+    """The body (:func:`rdn_body_trace`), then the sub-pixel UPNet."""
+    x = rdn_body_trace(r, D, C, k)
     for f in upsampler_factors(scale):
         x = x.conv(k).up(f)
     return x.conv(k)

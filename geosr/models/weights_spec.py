@@ -209,7 +209,7 @@ def resolve_weights(path: str | os.PathLike[str], *, model: str | None = None,
     auto = model is not None and model.strip().lower() == "auto"
     chosen = None if model is None or auto else get_spec(model).name
     if scale is not None:
-        from ..plan import validate_scale  # the one scale rule (2.0 -> 2, 2.5 stays)
+        from ..scales import validate_scale  # the one scale rule (2.0 -> 2, 2.5 stays)
 
         scale = 1 if scale == 1 else validate_scale(scale)
     if chosen is not None and get_spec(chosen).kind == "classical":

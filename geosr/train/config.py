@@ -124,7 +124,7 @@ class TrainConfig:
         if self.batch < 1:
             raise ParameterError(f"batch must be >= 1, got {self.batch}")
         if arbitrary:
-            from ..plan import validate_scale
+            from ..scales import validate_scale
 
             self.scale = validate_scale(self.scale)
             if self.patch < 4 * self.scale_max:
