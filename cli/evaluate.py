@@ -46,11 +46,17 @@ def _fmt(v: float) -> str:
 @click.option("--sam-maps", type=click.Path(file_okay=False), default=None,
               help="Write each multi-band image's per-pixel spectral angle (HR vs SR, "
                    "degrees) to DIR/<stem>_sam.tif on the image's grid.")
+@click.option("--frames", type=click.IntRange(min=1), default=None,
+              help="Evaluate on synthetic stacks of T LR frames made from each HR image "
+                   "(docs/multitemporal.md): multi-frame models get the stack, single-image "
+                   "models its target frame (default for multi-frame models: their window, "
+                   "else 5).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(dataset: str, model: str | None, scale: float | None, weights: str | None, self_ensemble: bool,
              data_range: float | None, channels: str, allow_random_weights: bool, device: str,
              limit: int | None, consistency: str, consistency_iterations: int | None,
-             metrics: str | None, sam_maps: str | None, as_json: bool) -> None:
+             metrics: str | None, sam_maps: str | None, frames: int | None,
+             as_json: bool) -> None:
     """Super-resolve the bicubic-degraded images of DATASET and score them.
 
     DATASET is a folder of HR images (PNG/JPEG/TIFF) or GeoTIFFs, or one file. Each image is
@@ -63,7 +69,7 @@ def evaluate(dataset: str, model: str | None, scale: float | None, weights: str 
                  data_range=data_range, allow_random_weights=allow_random_weights,
                  device=device, channels=channels, limit=limit, consistency=consistency,
                  consistency_iterations=consistency_iterations, metrics=metrics,
-                 sam_maps=sam_maps)
+                 sam_maps=sam_maps, frames=frames)
     if as_json:
         echo_json(result, indent=2)
         return
@@ -78,6 +84,7 @@ def evaluate(dataset: str, model: str | None, scale: float | None, weights: str 
            f"{result['ssim']:7.4f}" + "".join(f" {result[k]:7.3f}" for k in extra)
     click.echo(tail)
     click.echo(f"model {result['model']} x{result['scale']}"
+               + (f" on {result['frames']}-frame stacks" if "frames" in result else "")
                + (" self-ensemble" if self_ensemble else "")
                + (f" consistency {consistency}" if consistency != DEFAULT_MODE else "")
                + f", {result['seconds']:.1f} s on {result['device']}")

@@ -21,6 +21,7 @@ from geosr import __version__
 # command name -> (module in geosr_cli, attribute)
 COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("upscale", "upscale"),
+    "upscale-stack": ("upscale_stack", "upscale_stack"),
     "models": ("models_cmd", "models"),
     "info": ("info", "info"),
     "scale": ("scale", "scale"),

@@ -56,9 +56,14 @@ def models(as_json: bool, describe: str | None) -> None:
         if refused:
             click.echo(f"cannot run: {refused}")
         elif d.get("arch"):
+            from geosr.models import get_spec
+
             fixed = f"--model {d['arch']}" + (f" --scale {d['scale']}" if d.get("scale") else "")
             need = "" if d.get("scale") else " --scale N"
-            click.echo(f"use: geosr upscale IN OUT --weights {d['path']}{need} (the file "
+            # multi-frame networks read a stack of rasters, not one
+            stack = get_spec(d["arch"]).extra.get("multi_frame")
+            cmd = "upscale-stack FRAME... OUT" if stack else "upscale IN OUT"
+            click.echo(f"use: geosr {cmd} --weights {d['path']}{need} (the file "
                        f"gives {fixed})")
         elif d["candidates"]:
             picks = " or ".join(f"--model {c['arch']}" for c in d["candidates"])
@@ -68,9 +73,9 @@ def models(as_json: bool, describe: str | None) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = ["name", "kind", "family", "scales", "params", "rf", "bundled", "paper"]
+    header = ["name", "kind", "family", "scales", "params", "rf", "input", "bundled", "paper"]
     table = [[r["name"], r["kind"], r["family"], ",".join(map(str, r["scales"])),
-              _fmt_params(r["params"]), str(r["receptive_field"]),
+              _fmt_params(r["params"]), str(r["receptive_field"]), r["input"],
               " ".join(f"x{b['scale'] or 'any'}/{b['bands']}b" for b in r["bundled_weights"]) or "-",
               r["paper"]] for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
@@ -78,5 +83,6 @@ def models(as_json: bool, describe: str | None) -> None:
     for t in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
     click.echo("\nparams at x4 (or the first scale) with 3 bands; rf = receptive field radius in "
-               "LR pixels; networks without bundled weights need --weights PATH "
+               "LR pixels (over every frame for multi-frame models, whose input is a stack: "
+               "geosr upscale-stack); networks without bundled weights need --weights PATH "
                "(see `geosr train`).")

@@ -68,3 +68,24 @@ def echo_json(obj, **kwargs) -> None:
     import json
 
     click.echo(json.dumps(_finite(obj), allow_nan=False, **kwargs))
+
+
+def reference_options(fn):
+    """``--reference``, ``--reference-bands``, ``--reference-resampling`` (geosr/reference.py):
+    the sharper raster a reference-guided model (``hpf``, TTSR) transfers detail from."""
+    from geosr.reference import RESAMPLINGS
+
+    fn = click.option(
+        "--reference-resampling", type=click.Choice(RESAMPLINGS), default=RESAMPLINGS[0],
+        help="How the reference is warped onto the output grid (GDAL; cubic keeps its detail "
+             "and is antialiased where the reference is finer).")(fn)
+    fn = click.option(
+        "--reference-bands", default=None, metavar="B[,B...]|grey",
+        help="Reference bands to use: e.g. 4 (a pan band), 1,2,3, or grey (BT.601 luma of "
+             "bands 1,2,3; grey:3,2,1 for other bands). Default: all bands.")(fn)
+    return click.option(
+        "--reference", default=None, metavar="REF.tif",
+        help="Reference raster for reference-guided models (--model hpf): a sharper image of "
+             "the same area (pan band, another date or sensor) in any CRS, pixel size, dtype "
+             "and extent; warped onto the output grid. Outside it the output is the model's "
+             "single-image result (docs/reference.md).")(fn)

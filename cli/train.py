@@ -76,6 +76,14 @@ import click
 @click.option("--log-every", type=click.IntRange(min=1), default=None)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=None)
 @click.option("--val-every", type=click.IntRange(min=0), default=None)
+@click.option("--frames", type=click.IntRange(min=1), default=None,
+              help="Multi-frame models: LR frames per synthetic training stack (default: the "
+                   "model's window, else 5; stack = {...} in --config sets shifts, noise, "
+                   "clouds: docs/multitemporal.md).")
+@click.option("--reference-data", "reference_data", multiple=True, type=click.Path(exists=True),
+              help="Reference-guided models (ttsr): folder of real image/reference raster pairs "
+                   "msNAME.tif + panNAME.tif, or one msNAME.tif (Wald's protocol; repeatable). "
+                   "Without it the references are synthesised from --data: docs/training.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def train(config_file: str | None, as_json: bool, value_range: tuple[float, float] | None,
           data: tuple[str, ...], val_data: tuple[str, ...], **options) -> None:
@@ -95,6 +103,7 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
         if overrides.get(name) is None:
             overrides[name] = alias
     overrides["data"] = list(data) or None
+    overrides["reference_data"] = list(overrides.pop("reference_data")) or None
     overrides["val_data"] = list(val_data) or None
     overrides["value_range"] = list(value_range) if value_range else None
     cfg = cfg.merged(**overrides)

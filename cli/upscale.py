@@ -13,7 +13,7 @@ from geosr.aoi import AOI_CROPS
 from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
 
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
-                      weights_option)
+                      reference_options, weights_option)
 from .progress import Progress
 
 
@@ -133,12 +133,13 @@ def _terminate_as_interrupt():
               help="Also write OUT.report.html beside each output: one self-contained page with "
                    "a before/after viewer, the GSD table, the model card and timings "
                    "(docs/report.md).")
+@reference_options
 @allow_random_option
 def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, device, precision,
             batch_size, bands, data_range, consistency, consistency_iterations, aoi, bbox,
             aoi_crop, cog, compress, overwrite, resume, threads, scheduler, workers, devices,
             jobs, compile_, progress_mode, quiet, allow_random_weights, report_html,
-            perceptual_strength):
+            perceptual_strength, reference, reference_bands, reference_resampling):
     """Super-resolve raster SRC into GeoTIFF DST (same CRS and bounds, pixel size / scale).
 
     The output is written to a temporary file beside DST and renamed when complete.
@@ -152,6 +153,7 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     Cluster: --scheduler tcp://HOST:PORT (existing) or --workers N (local processes/GPUs).
     Remote SRC: a URL (https://, s3://, gs://, az://), a /vsicurl/ or /vsis3/ path, or a STAC
     item's asset as item.json#B04 (docs/cloud.md). Part of SRC: --aoi or --bbox (docs/aoi.md).
+    Reference-guided: --model hpf --reference REF.tif [--reference-bands 4] (docs/reference.md).
     """
     from geosr.batch import BatchResult, upscale_paths
 
@@ -164,6 +166,9 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
                    data_range=parse_data_range(data_range), batch_size=batch_size,
                    compile=compile_, consistency=consistency,
                    consistency_iterations=consistency_iterations, aoi_crop=aoi_crop)
+    if reference is not None:  # reference-guided models (geosr/reference.py)
+        options.update(reference=reference, reference_bands=reference_bands,
+                       reference_resampling=reference_resampling)
     prog = Progress(mode, desc="upscale files" if _is_many(src, dst) else "upscale")
 
     def on_file(item) -> None:

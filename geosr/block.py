@@ -20,11 +20,15 @@ from .tiling import Block, plan_tiles
 MIN_BACKOFF_TILE = 16
 
 
-def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.ndarray:
+def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None, *,
+                  frames: Callable[[np.ndarray], tuple[np.ndarray, int]] | None = None
+                  ) -> np.ndarray:
     """Super-resolve one block; ``data`` is its fetch window (bands, fh, fw) in the source dtype.
 
     ``predictor`` defaults to this process's cached one for the job's model
     (:func:`geosr.predictor.predictor_for`), so a task needs nothing but the job and its data.
+    ``frames`` (multi-frame models, :mod:`geosr.stack`) maps the filled window of the frame
+    being super-resolved to the model's frames (T, bands, fh, fw) and that frame's index.
     """
     (o_r0, o_r1), (o_c0, o_c1) = job.out_window(blk.rows, blk.cols)
     # how masks, nodata and NaN reach the output: whole factors repeat, others index
@@ -60,7 +64,10 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None) -> np.
 
         # float64: lo/hi of wide integers (uint32 ~4e9) must not round before the network
         norm = Normalisation(np.asarray(job.lo, np.float64), np.asarray(job.hi, np.float64))
-    out = _infer_with_backoff(job, x, blk, predictor, norm)
+    target = None
+    if frames is not None:
+        x, target = frames(x)
+    out = _infer_with_backoff(job, x, blk, predictor, norm, target)
     out = cast_output(out, job.meta_out.dtype, nodata, out_valid)
     check_overflow(out, inner, s)  # never a silent inf from finite data
     return _carry_masks(job, carry_nonfinite(out, inner, s), inner,
@@ -79,11 +86,12 @@ def _carry_masks(job: Job, out: np.ndarray, inner: np.ndarray, mask: np.ndarray 
     return out
 
 
-def _infer_with_backoff(job: Job, x: np.ndarray, blk: Block, pred, norm) -> np.ndarray:
+def _infer_with_backoff(job: Job, x: np.ndarray, blk: Block, pred, norm,
+                        target: int | None = None) -> np.ndarray:
     tile = min(job.tile, getattr(pred, "tile_cap", None) or job.tile)
     while True:
         try:
-            return infer_tiles(job, x, blk, pred, norm, tile)
+            return infer_tiles(job, x, blk, pred, norm, tile, target=target)
         except DeviceOutOfMemory:
             # Batch 1 did not fit: halve the tile. With the full receptive field as halo the
             # pixels do not change (blended short halos move by a fraction of a grey level);
@@ -100,15 +108,23 @@ def _infer_with_backoff(job: Job, x: np.ndarray, blk: Block, pred, norm) -> np.n
             tile = smaller
 
 
-def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> np.ndarray:
-    """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch them (crop or blend)."""
+def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
+                target: int | None = None) -> np.ndarray:
+    """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch them (crop or blend).
+    ``x`` is (bands, fh, fw), or (T, bands, fh, fw) frames of which ``target`` is enlarged."""
     if not job.whole:
         return query_tiles(job, x, blk, pred, norm, tile)
     tiles = plan_tiles(blk, tile=tile, halo=job.halo)
     fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
-    batch = np.stack([x[:, t.win_rows.start - fr:t.win_rows.stop - fr,
+    batch = np.stack([x[..., t.win_rows.start - fr:t.win_rows.stop - fr,
                         t.win_cols.start - fc:t.win_cols.stop - fc] for t in tiles])
-    y = enforce(job, batch, pred(batch, norm))  # --consistency; its reach is in the halo
+    kw = {} if target is None else {"target": target}
+    if job.reference is not None:  # reference-guided models: each tile's reference window
+        from .reference import reference_tiles
+
+        kw["reference"] = reference_tiles(job, blk, tiles)
+    y = pred(batch, norm, **kw)
+    y = enforce(job, batch, y)  # --consistency; its reach is in the halo
     return stitch(tiles, y, rows=blk.rows, cols=blk.cols, scale=job.scale, halo=job.halo,
                   blend=job.blend, image_shape=(job.meta_in.height, job.meta_in.width))
 

@@ -46,7 +46,8 @@ def upscale(da, *, model: str | None = None, scale: int | float | tuple | None =
             tile: int | None = None, halo: int | None = None, block: int | None = None,
             device: str = "auto", precision: str = "auto", bands=None,
             allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
-            consistency: str = DEFAULT_MODE, consistency_iterations: int | None = None):
+            consistency: str = DEFAULT_MODE, consistency_iterations: int | None = None,
+            reference=None, reference_bands=None, reference_resampling: str | None = None):
     """Super-resolve a (band, y, x) DataArray lazily; returns a dask-backed DataArray on the
     upscaled grid (same CRS and bounds, pixel size / ``scale``, tags describing the run).
     ``scale`` may be non-integer or (x, y); ``target_gsd`` (metres) gives exactly that pixel
@@ -56,6 +57,8 @@ def upscale(da, *, model: str | None = None, scale: int | float | tuple | None =
     computed by threads, processes or a dask.distributed cluster; each process loads the model
     once and checks it against the planned weights. ``consistency`` (``off``, ``soft``,
     ``hard``) makes the output's degradation reproduce the input (:mod:`geosr.consistency`).
+    ``reference`` (a path or a DataArray) guides a reference-based model (:mod:`geosr.reference`:
+    ``reference_bands``, ``reference_resampling``), with the same pixels as :func:`upscale_file`.
     """
     import dask.array as dsa
 
@@ -76,6 +79,8 @@ def upscale(da, *, model: str | None = None, scale: int | float | tuple | None =
                         allow_random_weights=allow_random_weights, data_range=data_range,
                         batch_size=batch_size, sampler=lambda sel: sample_array(arr[list(sel)]),
                         consistency=consistency, consistency_iterations=consistency_iterations)
+    job = _with_reference(job, net, reference, reference_bands, reference_resampling,
+                          lambda sel: sample_array(arr[list(sel)]))
     predictor_for(job.model, digest=job.digest, net=net)  # this process: the model just loaded
     arr = arr[list(job.bands)]
     blocks = job.blocks()
@@ -93,6 +98,14 @@ def upscale(da, *, model: str | None = None, scale: int | float | tuple | None =
             meta=np.empty((0, 0, 0), out_dtype))
     data = dsa.block(grid)
     return _wrap_output(da, data, job)
+
+
+def _with_reference(job: Job, net, reference, bands, resampling, sampler) -> Job:
+    """The job with its reference planned (geosr.reference; checks the model either way)."""
+    from .reference import RESAMPLINGS, plan_reference
+
+    return plan_reference(job, net, reference, bands=bands,
+                          resampling=resampling or RESAMPLINGS[0], sampler=sampler)
 
 
 def _block_task(x: np.ndarray, *, job: Job, blk: Block) -> np.ndarray:
@@ -190,7 +203,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                  should_stop: Callable[[], bool] | None = None,
                  workers: int | None = None, consistency: str = DEFAULT_MODE,
                  consistency_iterations: int | None = None, aoi=None,
-                 aoi_crop: str = "polygon") -> Path:
+                 aoi_crop: str = "polygon", reference=None, reference_bands=None,
+                 reference_resampling: str | None = None) -> Path:
     """Super-resolve the raster file ``src`` into GeoTIFF/COG ``dst``.
 
     Blocks stream through ``threads`` local threads (or a dask.distributed ``client``, or an
@@ -205,7 +219,10 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     ``src`` may be a URL, a ``/vsi`` path or a STAC ``item.json#ASSET``
     (:mod:`geosr.io.remote`, docs/cloud.md). ``aoi`` (a file, WKT or :class:`geosr.aoi.AOI`)
     limits the run to the area's envelope on the input grid, pixels outside the polygon
-    invalid unless ``aoi_crop="envelope"`` (docs/aoi.md).
+    invalid unless ``aoi_crop="envelope"`` (docs/aoi.md). ``reference`` (a raster file in any
+    CRS, pixel size, dtype and extent) guides a reference-based model such as ``hpf``: warped
+    onto the output grid with ``reference_resampling``, bands chosen by ``reference_bands``
+    (``4``, ``1,2,3``, ``grey``) (:mod:`geosr.reference`, docs/reference.md).
     """
     from .io.remote import resolve_source
 
@@ -234,6 +251,9 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                                                        offset=area.offset if area else (0, 0)),
                         src=src_s,
                         consistency=consistency, consistency_iterations=consistency_iterations)
+    job = _with_reference(job, net, reference, reference_bands, reference_resampling,
+                          lambda sel: read_sample(src_s, sel, meta,
+                                                  offset=area.offset if area else (0, 0)))
     if area is not None:
         from .aoi import output_mask
 
@@ -257,8 +277,21 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                                          m.height, job.lo, job.hi, job.fill,
                                          *([job.consistency, job.consistency_iterations]
                                            if job.consistency != DEFAULT_MODE else []),
-                                         *([area.key()] if area is not None else [])))
+                                         *([area.key()] if area is not None else []),
+                                         *([job.reference.key()] if job.reference else [])))
     stop = should_stop or (lambda: False)
+    return stream_job(job, writer, journal, resume=resume, progress=progress,
+                      run=lambda blocks: run_blocks(job, blocks, workers=threads, client=client,
+                                                    stop=stop, net=net))
+
+
+def stream_job(job: Job, writer: GeoTIFFWriter, journal: Journal, *, resume: bool,
+               run: Callable[[list[Block]], Any],
+               progress: ProgressFn | None = None) -> Path:
+    """The one write loop of a file run (``upscale_file``, ``geosr.stack``): open (or resume)
+    the writer, run the blocks not yet journaled with ``run(blocks)`` (an iterator of
+    ``(block, array)`` in completion order), write them as they come, publish; on an error or
+    interrupt remove the temporary file, or keep it with its journal for ``--resume``."""
     # Everything from here on runs under the cleanup guard below: the temporary file exists
     # from writer.open() on, and an interrupt anywhere after it (opening, planning the blocks,
     # the journal) must remove it exactly as one in the middle of the run.
@@ -275,17 +308,16 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         all_blocks = job.blocks()
         blocks = [b for b in all_blocks if b.index not in journal.done]
         missed: list[Block] = []
-        if area is not None:  # blocks that miss the AOI polygon are neither read nor inferred
-            missed = [b for b in blocks if not area.hits(b)]
-            blocks = [b for b in blocks if area.hits(b)]
+        if job.area is not None:  # blocks that miss the AOI polygon are neither read nor inferred
+            missed = [b for b in blocks if not job.area.hits(b)]
+            blocks = [b for b in blocks if job.area.hits(b)]
         total = job.meta_in.width * job.meta_in.height
         done_px = sum(b.rows.size * b.cols.size for b in all_blocks if b.index in journal.done)
         if progress:
             progress(done_px, total)
         # closing(): an exception raised in this loop (not inside the generator) must stop the
         # workers now, not whenever the generator happens to be garbage-collected.
-        with contextlib.closing(run_blocks(job, blocks, workers=threads, client=client,
-                                           stop=stop, net=net)) as results:
+        with contextlib.closing(run(blocks)) as results:
             for blk, out in itertools.chain(_missed_outputs(job, missed), results):
                 writer.write(*job.out_window(blk.rows, blk.cols), out)
                 if resume:
@@ -340,4 +372,4 @@ def _signals_ignored():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-__all__ = ["upscale", "upscale_file", "plan_job", "DEFAULT_TILE"]
+__all__ = ["upscale", "upscale_file", "stream_job", "plan_job", "DEFAULT_TILE"]

@@ -24,6 +24,14 @@ class RemoteInputError(RasterReadError):
     """A remote input (URL, /vsicurl/, /vsis3/, ..., STAC asset) cannot be reached or read."""
 
 
+class ReferenceInputError(InputError):
+    """The reference raster of a reference-guided run cannot be used (no CRS, wrong bands)."""
+
+
+class ReferenceOverlapError(ReferenceInputError):
+    """The reference raster does not overlap the input at all."""
+
+
 class OutputError(GeosrError, OSError):
     """The output cannot be written (exists, same as input, directory missing, disk full)."""
 
@@ -109,6 +117,8 @@ __all__ = [
     "RemoteInputError",
     "AOIError",
     "AOIMissError",
+    "ReferenceInputError",
+    "ReferenceOverlapError",
     "OutputError",
     "ParameterError",
     "OptionConflictError",

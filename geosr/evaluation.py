@@ -10,7 +10,10 @@ everything else (multispectral, uint16, float) on all bands over the data range,
 ERGAS for multi-band data. The weights of a Y-channel release (VDSR, LapSRN, DRRN, SRCNN,
 FSRCNN, ESPCN ports: ``model.y_channel``) run on 8-bit RGB scored on Y through the LR image's Y
 ([16, 235] / 255), as their papers did, and their Y output rounded to 8 bits is scored; other
-1-band networks run band by band. Images are read by :mod:`geosr.images`.
+1-band networks run band by band. Images are read by :mod:`geosr.images`. With ``frames=T``
+(``geosr evaluate --frames``) the LR input is a synthetic stack made from the HR image by
+:mod:`geosr.train.stacks` (docs/multitemporal.md, "Measurements"): multi-frame models get the
+stack, single-image models its target frame.
 """
 from __future__ import annotations
 
@@ -57,14 +60,15 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
     lo, hi = value_range
     span = (hi - lo) or 1.0
     x = torch.from_numpy((lr.astype(np.float32) - np.float32(lo)) / np.float32(span))[None]
-    x = x.to(device)
+    x = x.to(device)  # (1, C, h, w), or (1, T, C, h, w) for a multi-frame model's stack
     h, w = x.shape[-2:]
     m = int(getattr(model, "size_multiple", 1) or 1)
     if m > 1 and (h % m or w % m):
         # Why: e.g. RRDBNet x2 pixel-unshuffles its input; pad by reflection, crop the output.
         ph, pw = -h % m, -w % m
         mode = "reflect" if ph < h and pw < w else "replicate"
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+        x = torch.nn.functional.pad(x.flatten(0, -4), (0, pw, 0, ph), mode=mode) \
+            .reshape(*x.shape[:-2], h + ph, w + pw)
     was_training = model.training
     model.eval()
     try:
@@ -81,6 +85,10 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
     if consistency != "off":
         from .consistency import apply
 
+        if lr.ndim == 4:  # a stack: the output is the target frame's
+            from .train.stacks import target_index
+
+            lr = lr[target_index(lr.shape[0])]
         out = apply(consistency, out, lr, out.shape[-1] // lr.shape[-1],
                     iterations=consistency_iterations, dtype=lr.dtype)
     return out
@@ -104,15 +112,17 @@ def _scoring_mode(img: HRImage, channels: str) -> str:
 
 def _run_bands(model: Any, lr: np.ndarray, in_chans: int | None, **kw: Any) -> np.ndarray:
     """Fit the band count of ``lr`` to the model: grey runs through RGB nets as R=G=B (output
-    bands averaged); multi-band data runs band by band through single-band nets."""
-    c = lr.shape[0]
+    bands averaged); multi-band data runs band by band through single-band nets. ``lr`` is
+    (C, h, w), or a stack (T, C, h, w) for multi-frame models."""
+    c = lr.shape[-3]
     if in_chans is None or in_chans == c:
         return super_resolve(model, lr, **kw)
     if c == 1:
-        out = super_resolve(model, np.repeat(lr, in_chans, axis=0), **kw)
+        out = super_resolve(model, np.repeat(lr, in_chans, axis=-3), **kw)
         return out.mean(axis=0, keepdims=True)
     if in_chans == 1:
-        return np.concatenate([super_resolve(model, lr[b: b + 1], **kw) for b in range(c)])
+        return np.concatenate([super_resolve(model, lr[..., b: b + 1, :, :], **kw)
+                               for b in range(c)])
     raise ParameterError(f"the model takes {in_chans} bands but the image has {c}; evaluate "
                          f"with a model built for {c} bands (weights trained on {c} bands or "
                          f"--allow-random-weights with a matching network) or a classical model")
@@ -145,9 +155,15 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
                    self_ensemble: bool = False, channels: str = "auto",
                    device: Any = "cpu", consistency: str = "off", consistency_iterations: int = 0,
                    metrics: Sequence[str] = (), sam_map: str | Path | None = None,
-                   source: str | Path | None = None) -> dict[str, Any]:
+                   source: str | Path | None = None, frames: int | None = None,
+                   stack: Any = None, index: int = 0) -> dict[str, Any]:
     """Score one HR image; returns a row ``{name, psnr, ssim, [sam, ergas, psnr_per_band],
-    shape, mode}`` plus the ``metrics`` asked for (:func:`geosr.consistency.measure`)."""
+    shape, mode}`` plus the ``metrics`` asked for (:func:`geosr.consistency.measure`).
+
+    With ``frames``, the LR input is the synthetic stack of image ``index``
+    (:func:`geosr.train.stacks.evaluation_stack`, ``stack`` its StackOptions) and HR its target
+    frame: multi-frame models get the stack, single-image models its target frame.
+    """
     cons = dict(consistency=consistency, consistency_iterations=consistency_iterations)
     hr = crop_to_scale(img.data, scale)
     if min(hr.shape[-2:]) < scale * 4:
@@ -164,6 +180,16 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     if vr is None:
         raise ParameterError(f"{img.name}: {dt} data has no natural value range; pass "
                              "--data-range R (values are scaled by 1/R for the model)")
+    net_lr = lr
+    if frames is not None:
+        from .train.stacks import evaluation_stack, target_index
+
+        net_lr, hr, valid = evaluation_stack(hr, frames=frames, scale=scale, index=index,
+                                             span=float(vr[1] - vr[0]), options=stack,
+                                             valid=valid)
+        lr = net_lr[target_index(frames)]
+        if not getattr(model, "multi_frame", False):
+            net_lr = lr
     mode = _scoring_mode(img, channels)
     # Why: Y-channel releases (VDSR, SRCNN, ... ports; load_model's y_channel) were trained and
     # published on the Y of the LR image, so that is what runs and is scored.
@@ -174,7 +200,7 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
                              self_ensemble=self_ensemble, device=device, **cons)[0]
         sr = np.clip(np.round(sr_y), 0, 255)[None]
     else:
-        sr = M.to_dtype(_run_bands(model, lr, in_chans, value_range=vr,
+        sr = M.to_dtype(_run_bands(model, net_lr, in_chans, value_range=vr,
                                    self_ensemble=self_ensemble, device=device, **cons), dt)
     if sr.shape[-2:] != hr.shape[-2:] or (not on_y and sr.shape != hr.shape):
         raise ParameterError(f"{img.name}: model output {sr.shape} does not match HR {hr.shape}; "
@@ -249,7 +275,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
              device: str = "cpu", in_chans: int | None = None, channels: str = "auto",
              limit: int | None = None, consistency: str = "off",
              consistency_iterations: int | None = None, metrics: Any = None,
-             sam_maps: str | Path | None = None) -> dict[str, Any]:
+             sam_maps: str | Path | None = None, frames: int | None = None,
+             stack: Any = None) -> dict[str, Any]:
     """Evaluate a model on a folder of HR images with the standard SR protocol.
 
     Parameters
@@ -281,6 +308,11 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
     sam_maps
         A folder for ``<stem>_sam.tif``: the per-pixel spectral angle (degrees) between HR and
         SR of each multi-band image scored on its bands, on the HR image's grid.
+    frames
+        Evaluate on synthetic stacks of this many LR frames made from each HR image
+        (:mod:`geosr.train.stacks`, docs/multitemporal.md): multi-frame models get the stack,
+        single-image models its target frame, so both see the same LR. Default for
+        multi-frame models: their window, else 5. ``stack``: its StackOptions (or a dict).
 
     Returns
     -------
@@ -330,9 +362,18 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
     if getattr(net, "scale", scale) != scale:
         raise ParameterError(f"the model upscales x{net.scale}, not x{scale}; pass --scale "
                              f"{net.scale} or weights trained for x{scale}")
+    stack_kw: dict[str, Any] = {}
+    if frames is not None or getattr(net, "multi_frame", False):
+        from .train.stacks import StackOptions, check_frames, default_frames
+
+        frames = int(frames) if frames is not None else default_frames(net)
+        if getattr(net, "multi_frame", False):
+            check_frames(net, frames, name=name)
+        opts = stack if isinstance(stack, StackOptions) else StackOptions.from_dict(stack)
+        stack_kw = {"frames": frames, "stack": opts}
     t0 = time.perf_counter()
     rows = []
-    for f, img in zip(files, images):
+    for i, (f, img) in enumerate(zip(files, images)):
         vr = _card_value_range(card, img.data.dtype)
         if vr is None and img.data.dtype == np.uint8:
             vr = (0.0, 255.0)
@@ -341,7 +382,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
                                    channels=channels, device=dev, consistency=cmode,
                                    consistency_iterations=csteps, metrics=metrics,
                                    sam_map=Path(sam_maps) / f"{Path(f).stem}_sam.tif"
-                                   if sam_maps else None, source=f))
+                                   if sam_maps else None, source=f, index=i, **stack_kw))
     result: dict[str, Any] = {
         "model": name,
         "scale": scale,
@@ -357,6 +398,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
             result[key] = float(np.mean(vals))
     if cmode != "off":
         result["consistency_mode"] = cmode
+    if stack_kw:
+        result["frames"] = stack_kw["frames"]
+        result["stack"] = stack_kw["stack"].to_dict()
     result.update(mean_measures(rows))
     result["images"] = rows
     result["seconds"] = time.perf_counter() - t0

@@ -56,6 +56,7 @@ class Job:
     consistency: str = DEFAULT_MODE  # off, soft, hard (geosr.consistency; in the halo)
     consistency_iterations: int = 0  # back-projection steps of ``soft``
     area: Any = None                # geosr.aoi.Area: the window run and the AOI polygon
+    reference: Any = None           # geosr.reference.ReferencePlan (reference-guided models)
 
     @property
     def grid_axes(self) -> tuple[Axis, Axis]:
@@ -149,8 +150,11 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
              allow_random_weights: bool = False, data_range=None, batch_size: int | None = None,
              compile: bool = False, sampler: Sampler | None = None, src: str | None = None,
              extra_tags: dict | None = None, consistency: str = DEFAULT_MODE,
-             consistency_iterations: int | None = None) -> tuple[Job, Any]:
+             consistency_iterations: int | None = None,
+             frames: int | None = None) -> tuple[Job, Any]:
     """Validate options against the raster and the model; returns the job and the model.
+    ``frames``: the number of frames a multi-frame model sees (``geosr upscale-stack``,
+    :mod:`geosr.stack`); None for one image.
 
     ``sampler(bands)`` returns the statistics sample of the selected bands (``geosr.io``'s one
     sampler, from the file or from the array), which sets the nodata fill and the normalisation.
@@ -185,6 +189,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     name = model or ("nearest" if meta_sel.is_palette else
                      default_model_name(scale, n_bands=len(sel), dtype=meta.dtype))
     check_palette_model(meta_sel, name)
+    check_multi_frame(name, stack=frames is not None)
     cmode, csteps = validate_consistency(consistency, consistency_iterations, scale=scale,
                                          palette=meta_sel.is_palette)
     if isinstance(scale, float):
@@ -231,7 +236,9 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
         b = default_block(scale, 2 * t)  # GPU: four tiles per block, so batches fill the device
     b = _round_up(max(b, t), m)
     area = float(axes[0].ratio * axes[1].ratio) ** 0.5  # the mean linear factor
-    check_memory(meta_sel, scale=area, tile=t, halo=h, block=b)
+    # a stack's inputs are ``frames`` windows of the bands: counted as that many bands
+    check_memory(meta_sel if frames is None else replace(meta_sel, count=meta_sel.count * frames),
+                 scale=area, tile=t, halo=h, block=b)
     check_nodata_storable(meta_sel)
     # statistics for nodata fill and normalisation (global → tiling-invariant)
     sample = sampler(sel) if sampler is not None else np.zeros((len(sel), 1), dtype=meta.dtype)
@@ -277,6 +284,21 @@ def check_any_scale(model: str, axes: tuple[Axis, Axis], asked: str = "") -> Non
                          "--scale")
 
 
+def check_multi_frame(model: str, *, stack: bool) -> None:
+    """Multi-frame models run on stacks (``geosr upscale-stack``), the others on one image."""
+    from .models import get_spec, list_models
+
+    multi = bool(get_spec(model).extra.get("multi_frame"))
+    if multi and not stack:
+        raise ParameterError(f"model {model!r} is a multi-frame model: use geosr upscale-stack "
+                             "FRAME... OUT (geosr.upscale_stack), or a single-image model here")
+    if stack and not multi:
+        can = [n for n in list_models() if get_spec(n).extra.get("multi_frame")]
+        raise ParameterError(f"model {model!r} is a single-image model: upscale-stack needs a "
+                             f"multi-frame model ({', '.join(can)}: --model NAME), or use "
+                             "geosr upscale for one image")
+
+
 def check_palette_model(meta: RasterMeta, model: str) -> None:
     """Palette (classified) rasters hold class indices, not measurements: any model but nearest
     would blend indices into classes that are not there."""
@@ -309,4 +331,4 @@ def check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: i
 
 __all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "validate_gsd", "parse_pair",
            "plan_axes", "nominal_scale", "check_any_scale", "check_memory", "block_bytes",
-           "check_palette_model", "DEFAULT_TILE", "MAX_TILE", "MAX_EDGE"]
+           "check_palette_model", "check_multi_frame", "DEFAULT_TILE", "MAX_TILE", "MAX_EDGE"]

@@ -105,7 +105,9 @@ def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
     if m <= 1 or not (ph or pw):
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
-    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    lead = x.shape[:-3]  # (N,) or, for multi-frame models, (N, T): torch pads 4-D
+    y = torch.nn.functional.pad(x.reshape(-1, *x.shape[-3:]), (0, pw, 0, ph), mode=mode)
+    return y.reshape(*lead, *y.shape[-3:])
 
 
 @dataclass
@@ -146,7 +148,9 @@ class Predictor:
         #: Tile edge the engine backs off to after out-of-memory errors at batch 1; it stays
         #: for the rest of this predictor's life (later blocks start from it).
         self.tile_cap: int | None = None
-        self.channels_last = channels_last and not self.linear
+        #: frames (N, T, C, h, w) in, the target frame out (models._base contract)
+        self.multi_frame = bool(getattr(model, "multi_frame", False))
+        self.channels_last = channels_last and not self.linear and not self.multi_frame
         self.batch_size = batch_size
         self._batch_cap: dict[tuple, int] = {}  # tile shape -> batch size that fitted
         self.should_stop = should_stop or (lambda: False)
@@ -167,24 +171,33 @@ class Predictor:
             return self.batch_size
         if self.device.type == "cpu":
             return 4
-        c, h, w = shape
+        *frames, c, h, w = shape  # (T, C, h, w) for multi-frame models: T times the input
         free, _ = torch.cuda.mem_get_info(self.device)
         # activations of deep SR nets: a few hundred floats per output pixel is a safe budget
-        per = h * w * self.scale ** 2 * 256 * 2
+        per = h * w * self.scale ** 2 * 256 * 2 * int(np.prod(frames or [1]))
         return int(max(1, min(64, free * 0.5 // max(per, 1))))
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, target: int | None = None, refs=None) -> torch.Tensor:
+        # multi-frame models: the frame to super-resolve (the others inform it)
+        kw = {"target": target} if self.multi_frame else {}
+        args: tuple = ()
+        if refs is not None:  # reference-guided models (geosr.reference): ref, ref_valid[, gain]
+            ref, valid, gain = refs
+            args = (ref.to(x.dtype if self.linear else torch.float32),)
+            kw["ref_valid"] = valid.to(args[0].dtype)
+            if self.linear and gain is not None:  # raw values: detail to data units
+                kw["ref_gain"] = torch.as_tensor(gain, dtype=args[0].dtype, device=x.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.linear:  # exact interpolators keep float64 input in float64
-            return self._run(x if x.dtype == torch.float64 else x.float())
+            return self._run(x if x.dtype == torch.float64 else x.float(), *args, **kw)
         if self.dtype == torch.float32:
-            return self._run(x.float()).float()
+            return self._run(x.float(), *args, **kw).float()
         with torch.autocast(self.device.type, dtype=self.dtype):
-            y = self._run(x)
+            y = self._run(x, *args, **kw)
         y = y.float()
         if not torch.isfinite(y).all():  # fp16/bf16 overflow: redo this batch in fp32
-            y = self._run(x.float()).float()
+            y = self._run(x.float(), *args, **kw).float()
         return y
 
     def _query(self, x: torch.Tensor, query) -> torch.Tensor:
@@ -201,7 +214,8 @@ class Predictor:
             y = self.model.query(x.float(), rows, cols).float()
         return y
 
-    def _infer(self, x: np.ndarray, query=None) -> np.ndarray:
+    def _infer(self, x: np.ndarray, query=None, target: int | None = None,
+               reference=None) -> np.ndarray:
         n = x.shape[0]
         shape = tuple(x.shape[1:])
         bs = max(1, int(self._auto_batch(shape)))
@@ -226,7 +240,13 @@ class Predictor:
                     if query is not None:
                         y = self._query(t, query).cpu().numpy()
                     else:
-                        y = self._forward(pad_to_multiple(t, self.size_multiple))
+                        refs = None
+                        if reference is not None:  # the same batch items of the reference
+                            m = self.size_multiple * int(self.scale)
+                            refs = (*(pad_to_multiple(torch.from_numpy(np.ascontiguousarray(
+                                a[i:i + len(chunk)])).to(self.device), m)
+                                for a in reference[:2]), reference[2])
+                        y = self._forward(pad_to_multiple(t, self.size_multiple), target, refs)
                         y = y[..., :h * self.scale, :w * self.scale].cpu().numpy()
             except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
                 if not is_out_of_memory(err):
@@ -240,7 +260,7 @@ class Predictor:
                     torch.cuda.empty_cache()
                 if len(chunk) == 1:
                     raise DeviceOutOfMemory(
-                        f"out of memory on {self.device} even with one {shape[1]}x{shape[2]} "
+                        f"out of memory on {self.device} even with one {shape[-2]}x{shape[-1]} "
                         "tile per batch; use a smaller --tile, --precision fp16/bf16, or "
                         "--device cpu", device=str(self.device), tile_shape=shape)
                 bs = max(1, len(chunk) // 2)
@@ -272,20 +292,25 @@ class Predictor:
 
     # -- public -----------------------------------------------------------------------------
     def __call__(self, tiles: np.ndarray, norm: Normalisation | None = None,
-                 query: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                 query: tuple[np.ndarray, np.ndarray] | None = None, *,
+                 target: int | None = None, reference=None) -> np.ndarray:
         """Super-resolve ``tiles`` (N, C, h, w) -> (N, C, h*s, w*s), float32 (float64 tiles
         give float64: exact in linear models, denormalised in float64 after networks).
+        Multi-frame models take (N, T, C, h, w) and super-resolve frame ``target``.
 
         ``query`` = (rows, cols): output pixel centres in the tiles' LR pixel coordinates, for
-        arbitrary-scale models (non-integer factors); the output is then (N, C, rows, cols)."""
-        n, c, h, w = tiles.shape
+        arbitrary-scale models (non-integer factors); the output is then (N, C, rows, cols).
+        ``reference`` = (ref, ref_valid, gain) for reference-guided models
+        (:func:`geosr.reference.reference_tiles`: (N, C_ref, h*s, w*s), (N, 1, h*s, w*s), the
+        per-band gain of linear models or None)."""
+        n, (c, h, w) = tiles.shape[0], tiles.shape[-3:]  # bands are axis -3, frames or not
         # float64 tiles (float64 data, 32-bit integers: pixels.working_dtype) stay float64 in
         # linear models and around the network: normalised in float64, only the network's
         # input and output are float32, so lo (e.g. 4e9 for uint32) never rounds
         wide = tiles.dtype == np.float64
         x = tiles.astype(np.float64 if wide else np.float32, copy=False)
         if norm is not None and not self.linear:
-            x = (x - norm.lo[None, :, None, None]) / norm.span[None, :, None, None]
+            x = (x - norm.lo[:, None, None]) / norm.span[:, None, None]
         if not self.linear:
             x = x.astype(np.float32, copy=False)
         groups = band_groups(c, self.in_chans)
@@ -294,14 +319,18 @@ class Predictor:
         if runs_on_luma(c, y_channel=self.y_channel):
             y = self._on_luma(x, query)
         elif len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
-            y = self._infer(x, query)
-        elif self.in_chans == 1:
-            y = self._infer(x.reshape(n * c, 1, h, w), query).reshape(n, c, oh, ow)
+            y = self._infer(x, query, target, reference)
+        elif self.in_chans == 1:  # each band a batch item (its frames kept together)
+            one = np.moveaxis(x, -3, 1).reshape(n * c, *x.shape[1:-3], 1, h, w)
+            rep = None if reference is None else (  # each band sees its tile's reference
+                *(np.repeat(a, c, axis=0) for a in reference[:2]), reference[2])
+            y = self._infer(one, query, target, rep).reshape(n, c, oh, ow)
         else:
             y = np.zeros((n, c, oh, ow), dtype=x.dtype)
             count = np.zeros(c)
             for g in groups:
-                yg = self._infer(np.ascontiguousarray(x[:, list(g)]), query)
+                yg = self._infer(np.ascontiguousarray(x[..., list(g), :, :]), query, target,
+                                 reference)
                 if len(set(g)) == 1:
                     y[:, g[0]] += yg.mean(axis=1)
                     count[g[0]] += 1

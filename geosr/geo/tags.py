@@ -28,7 +28,25 @@ TAG_KEYS = {
     "synthesised_detail": "GEOSR_SYNTHESISED_DETAIL",
     # set by geosr pansharpen: method, PAN file and enlarging model (geosr/pansharpen.py)
     "pansharpening": "GEOSR_PANSHARPENING",
+    # set by reference-guided runs (geosr/reference.py): the reference file, bands, resampling,
+    # and its acquisition date and sensor where its metadata says them
+    "reference": "GEOSR_REFERENCE",
+    "reference_datetime": "GEOSR_REFERENCE_DATETIME",
+    "reference_sensor": "GEOSR_REFERENCE_SENSOR",
+    # set by geosr upscale-stack (geosr/stack.py): the frames in time order, their dates, how
+    # they were ordered and aligned, and which one the output is
+    "frames": "GEOSR_FRAMES",
+    "frame_dates": "GEOSR_FRAME_DATES",
+    "frame_order": "GEOSR_FRAME_ORDER",
+    "target_frame": "GEOSR_TARGET_FRAME",
 }
+
+#: Where a reference's acquisition date and sensor are found (default and IMAGERY domains, and
+#: the names Maxar, Landsat and Sentinel-2 products use), first match wins.
+REFERENCE_DATE_KEYS = ("ACQUISITIONDATETIME", "DATE_ACQUIRED", "SENSING_TIME",
+                       "PRODUCT_START_TIME", "TIFFTAG_DATETIME")
+REFERENCE_SENSOR_KEYS = ("SENSOR", "SATELLITEID", "SENSOR_ID", "SPACECRAFT_ID",
+                         "SPACECRAFT_NAME", "PLATFORM", "MISSION")
 
 
 def weights_label(net: Any) -> str:
@@ -136,9 +154,58 @@ def _fmt_factor(f: float) -> str:
     return str(r) if abs(f - r) < 1e-6 * max(1.0, f) else f"{f:.6g}"
 
 
+def reference_tags(meta: Any, *, path: str, bands: str, resampling: str,
+                   note: str | None = None) -> dict[str, str]:
+    """The tags of a reference-guided output: the reference ``meta`` (a RasterMeta) read from
+    ``path`` (its ``bands`` and ``resampling``), its date and sensor when its metadata has them,
+    and ``note`` (the output's GEOSR_NOTE) with one clause naming the reference, so
+    ``geosr info`` shows it."""
+    import os
+
+    k = TAG_KEYS
+    found = [dict(meta.tags)] + [dict(d) for d in (meta.domains or {}).values()]
+
+    def first(keys) -> str | None:
+        for key in keys:
+            for d in found:
+                if d.get(key):
+                    return str(d[key])
+        return None
+
+    name = os.path.basename(str(path))
+    tags = {k["reference"]: f"{name} (bands {bands}, {resampling} onto the output grid)"}
+    when, sensor = first(REFERENCE_DATE_KEYS), first(REFERENCE_SENSOR_KEYS)
+    if when:
+        tags[k["reference_datetime"]] = when
+    if sensor:
+        tags[k["reference_sensor"]] = sensor
+    if note:
+        extra = ", ".join(v for v in (sensor, when) if v)
+        tags[k["note"]] = (f"{note}; detail guided by the reference {name}"
+                           + (f" ({extra})" if extra else ""))
+    return tags
+
+
+def stack_tags(files: list[str], dates: list[str | None], *, target: int, order: str,
+               seen: list[int], aligned: str) -> dict[str, str]:
+    """The tags of a multi-frame output: every frame's file name and date in time order
+    (``order`` says how it was found), the frames the model saw (``seen``, 0-based, repeats
+    included), the target (0-based) and how frames on another grid were aligned."""
+    import os
+
+    k = TAG_KEYS
+    names = [os.path.basename(str(f)) for f in files]
+    tags = {k["frames"]: "; ".join(names),
+            k["frame_order"]: f"{order}; model frames {','.join(map(str, seen))}; {aligned}",
+            k["target_frame"]: f"{target} ({names[target]})"}
+    if any(dates):
+        tags[k["frame_dates"]] = "; ".join(d or "unknown" for d in dates)
+    return tags
+
+
 def read_tag(tags: Mapping[str, str], name: str) -> str | None:
     """The value of the ``GEOSR_*`` tag called ``name`` (a key of :data:`TAG_KEYS`), or None."""
     return tags.get(TAG_KEYS[name]) or None
 
 
-__all__ = ["TAG_KEYS", "output_tags", "weights_label", "synthesis_label", "read_tag"]
+__all__ = ["TAG_KEYS", "output_tags", "reference_tags", "stack_tags", "weights_label", "synthesis_label", "read_tag"]

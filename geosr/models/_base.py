@@ -19,6 +19,25 @@ The tiler and the predictor read these attributes and never guess:
 - ``size_multiple``: the LR height/width the model needs to be a multiple of (1 for most).
 - ``data_range``: inputs are expected in ``[0, data_range]`` (networks: 1.0; classical models
   are linear and accept raw values, signalled by ``linear = True``).
+- ``multi_frame``: True for multi-frame (video / multi-temporal) models (EDVR, ToFlow, TDAN,
+  BasicVSR, IconVSR, the classical ``temporal-median``). ``forward(x, *, target=None)`` takes
+  ``x`` (N, T, C, h, w), frames in time order already on one grid, and returns the target frame
+  super-resolved, (N, C_out, h*s, w*s); ``target`` defaults to ``T // 2``. ``num_frames`` is the
+  fixed window length (EDVR, ToFlow, TDAN: only ``T == num_frames`` with the target at the
+  centre), or ``None`` for recurrent models that take any ``T >= 1`` and any target; those also
+  have ``forward_all(x) -> (N, T, C_out, h*s, w*s)``. ``receptive_field`` bounds the spatial
+  reach over every frame, alignment included: flows and deformable offsets are clamped to
+  ``max_displacement`` LR pixels (a builder keyword), so tiled == untiled holds for stacks too.
+- ``reference_based``: True for reference-guided models (TTSR, the classical ``hpf``).
+  ``forward(x, ref, *, ref_valid=None)``: ``x`` (N, C, h, w) LR, ``ref`` (N, C_ref, h*s, w*s)
+  the reference already on the output grid of the same window (normalised on its own), and
+  ``ref_valid`` (N, 1, h*s, w*s) 1 where the reference holds data (None: everywhere). Where it
+  is 0 the output is the model's single-image result, with no seam. ``ref_chans`` is C_ref.
+  ``receptive_field`` bounds the reach in LR pixels of both inputs (the reference's in output
+  pixels is ``receptive_field * s``): attention searches only ``search_radius`` LR pixels around
+  each position, so tiles see the same references as the whole image. Linear (classical)
+  reference models run on raw values and also take ``ref_gain`` (C_out,): data units per unit
+  of normalised reference, planned from the statistics samples (``geosr/reference.py``).
 """
 from __future__ import annotations
 
@@ -43,6 +62,13 @@ class SRModel(nn.Module):
     #: True for models that are linear in their input (classical interpolators): they run on
     #: raw values of any dtype without normalisation.
     linear: bool = False
+    #: Multi-frame models: ``forward(x[N, T, C, h, w], *, target=None)`` (see module doc).
+    multi_frame: bool = False
+    #: Fixed temporal window of a multi-frame model, or ``None`` for any length (recurrent).
+    num_frames: int | None = None
+    #: Reference-guided models: ``forward(x, ref, *, ref_valid=None)`` (see module doc).
+    reference_based: bool = False
+    ref_chans: int | None = None
 
     @property
     def halo(self) -> int:

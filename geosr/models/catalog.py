@@ -35,10 +35,24 @@ def model_table() -> list[dict[str, Any]]:
             "name": name, "kind": spec.kind, "family": spec.family, "scales": list(spec.scales),
             "params": params, "params_at": {"scale": scale, "bands": bands},
             "receptive_field": rf, "paper": spec.paper, "description": spec.description,
+            "input": input_kind(model), "multi_frame": bool(getattr(model, "multi_frame", False)),
+            "num_frames": getattr(model, "num_frames", None),
+            "reference_based": bool(getattr(model, "reference_based", False)),
             "bundled_weights": sorted(bundled.get(name, []),
                                       key=lambda d: (d["scale"], d["bands"])),
         })
     return rows
+
+
+def input_kind(model: Any) -> str:
+    """What a model reads: ``image``, ``5 frames`` / ``any frames`` (multi-frame, fixed or
+    recurrent window), or ``image + reference`` (reference-guided)."""
+    if getattr(model, "multi_frame", False):
+        n = getattr(model, "num_frames", None)
+        return f"{n} frames" if n else "any frames"
+    if getattr(model, "reference_based", False):
+        return "image + reference"
+    return "image"
 
 
 def describe_weights(path: str) -> dict[str, Any]:

@@ -90,12 +90,21 @@ class TrainConfig:
     resume: str | None = None
     #: start from these weights where they fit (another scale or band count: fine-tuning)
     init_weights: str | None = None
+    #: multi-frame models: frames per synthetic training stack (default: the model's window,
+    #: else 5) and how stacks are synthesised (:class:`geosr.train.stacks.StackOptions` fields)
+    frames: int | None = None
+    stack: dict[str, Any] = field(default_factory=dict)
+    #: reference-guided models: folders of real ms<NAME>.tif / pan<NAME>.tif pairs (or MS
+    #: files), and how synthetic references differ from --data's HR patches
+    #: (:class:`geosr.train.triplets.ReferenceOptions` fields)
+    reference_data: list[str] = field(default_factory=list)
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
         """Check values and normalise types; raises :class:`ParameterError` with a fix."""
         if not self.model:
             raise ParameterError("no model given; pass --model NAME (see geosr models)")
-        if not self.data:
+        if not self.data and not self.reference_data:
             raise ParameterError("no training data; pass --data DIR (repeatable)")
         if not self.out:
             raise ParameterError("no output folder; pass --out DIR (final.safetensors and "
@@ -162,7 +171,41 @@ class TrainConfig:
         from .losses import parse_loss_spec
 
         parse_loss_spec(self.loss)
+        self._check_stack()
+        self._check_reference()
         return self
+
+    def _check_reference(self) -> None:
+        from ..models import get_spec
+        from .triplets import ReferenceOptions
+
+        if not get_spec(self.model).extra.get("reference_based"):
+            if self.reference_data or self.reference:
+                raise ParameterError(f"--reference-data and reference options train "
+                                     f"reference-guided models (ttsr); {self.model} takes no "
+                                     f"reference")
+            return
+        if self.reference_data and self.data:
+            raise ParameterError("give either --reference-data (real pairs) or --data "
+                                 "(synthetic references), not both")
+        ReferenceOptions.from_dict(self.reference)
+
+    def _check_stack(self) -> None:
+        from ..models import get_spec
+        from .stacks import StackOptions
+
+        if not get_spec(self.model).extra.get("multi_frame"):
+            if self.frames is not None or self.stack:
+                raise ParameterError(f"--frames and stack options train multi-frame models; "
+                                     f"{self.model} is a single-image model (geosr models "
+                                     f"lists the multi-frame ones)")
+            return
+        if self.frames is not None and self.frames < 1:
+            raise ParameterError(f"frames must be >= 1, got {self.frames}")
+        if self.degradation != "bicubic":
+            raise ParameterError("multi-frame stacks use the bicubic degradation with their own "
+                                 "noise (stack noise=...); drop --degradation real")
+        StackOptions.from_dict(self.stack)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,7 +218,7 @@ class TrainConfig:
             raise ParameterError(f"unknown training option(s) {', '.join(unknown)}; known: "
                                  f"{', '.join(sorted(known))}")
         d = dict(d)
-        for key in ("data", "val_data"):
+        for key in ("data", "val_data", "reference_data"):
             if isinstance(d.get(key), (str, Path)):
                 d[key] = [str(d[key])]
         return cls(**d)

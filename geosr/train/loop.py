@@ -133,6 +133,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 class Trainer:
     """One training run; :meth:`run` returns a :class:`TrainResult`."""
 
+    #: the stack sampler of multi-frame networks (set by :meth:`_setup_data`; None otherwise,
+    #: also in trainers that replace the data setup)
+    stacks: Any = None
+
     def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg.validate()
         self.log = log or (lambda msg: None)
@@ -157,47 +161,14 @@ class Trainer:
         self.loss = CompositeLoss(cfg.loss, vgg_weights=cfg.vgg_weights, gan_type=cfg.gan_type,
                                   alpha=cfg.multi_output_alpha).to(self.device)
 
-        # data
-        val_paths = [Path(p) for p in cfg.val_data]
-        held_out: list[Path] = []
-        if not val_paths:
-            held_out = D.split_validation(cfg.data, fraction=cfg.val_fraction,
-                                          max_images=cfg.val_max_images, seed=cfg.seed)
-        self.sources = D.scan_sources(cfg.data, exclude=set(held_out))
-        bands = cfg.in_chans or D.infer_bands(self.sources, cfg.bands)
-        self.bands = bands
-        self.value_range = D.data_value_range(self.sources, cfg.value_range)
-        only_images = all(not s.geotiffs for s in self.sources)
-        workers = cfg.workers
-        if workers is None:
-            # Why: in-memory crops are cheaper than inter-process transfer; GeoTIFF reads are I/O.
-            workers = 0 if only_images else min(4, max(1, (os.cpu_count() or 2) - 1))
-        self.workers = workers
-        if only_images:
-            self.pool: Any = D.ImagePool(self.sources, bands=bands, patch=cfg.patch,
-                                         seed=cfg.seed, device=self.device, augment=cfg.augment)
-            self.windows = None
-            n_train = self.pool.n_images
-        else:
-            self.pool = None
-            self.windows = D.WindowDataset(self.sources, bands=bands, patch=cfg.patch,
-                                           seed=cfg.seed, value_range=cfg.value_range,
-                                           band_index=cfg.bands,
-                                           nodata_max_fraction=cfg.nodata_max_fraction,
-                                           augment=cfg.augment)
-            n_train = sum(len(e) for e in self.windows.entries)
-        vfiles: list[Path] = []
-        for p in val_paths:
-            vfiles += _val_files(p)
-        vfiles += held_out
-        self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands)
-        self.log(f"data: {n_train} training files/rasters in {len(self.sources)} folder(s), "
-                 f"{len(self.val_images)} validation images, {bands} bands, "
-                 f"value range {self.value_range}, workers {workers}")
+        # data (reference-guided networks: train/reference.py overrides this)
+        bands = self._setup_data(cfg, D)
         self.degrade = Degrader(scale=cfg.scale, mode=cfg.degradation, seed=cfg.seed)
 
         # model, optimisation
         self.model = create_model(cfg.model, scale=cfg.scale, in_chans=bands, **cfg.model_args)
+        if self.stacks is not None:
+            self.stacks.fit(self.model, name=self.spec.name, patch=cfg.patch)
         #: arbitrary-scale networks draw a factor per step (:meth:`_arbitrary_pairs`)
         self.arbitrary = bool(getattr(self.model, "arbitrary_scale", False))
         if self.arbitrary:
@@ -254,6 +225,55 @@ class Trainer:
         if cfg.resume:
             self._restore(load_checkpoint(cfg.resume))
 
+    def _setup_data(self, cfg: TrainConfig, D: Any) -> int:
+        """Training sources, pool or windows and validation images; the band count."""
+        val_paths = [Path(p) for p in cfg.val_data]
+        held_out: list[Path] = []
+        if not val_paths:
+            held_out = D.split_validation(cfg.data, fraction=cfg.val_fraction,
+                                          max_images=cfg.val_max_images, seed=cfg.seed)
+        self.sources = D.scan_sources(cfg.data, exclude=set(held_out))
+        bands = cfg.in_chans or D.infer_bands(self.sources, cfg.bands)
+        self.bands = bands
+        self.value_range = D.data_value_range(self.sources, cfg.value_range)
+        #: multi-frame networks train on synthetic stacks (train/stacks.py); their HR patches
+        #: carry the margin the shifts and the degradation's context use
+        self.stacks = None
+        data_patch = cfg.patch
+        if self.spec.extra.get("multi_frame"):
+            from .stacks import training_sampler
+
+            self.stacks = training_sampler(cfg)
+            data_patch = cfg.patch + 2 * self.stacks.margin
+        only_images = all(not s.geotiffs for s in self.sources)
+        workers = cfg.workers
+        if workers is None:
+            # Why: in-memory crops are cheaper than inter-process transfer; GeoTIFF reads are I/O.
+            workers = 0 if only_images else min(4, max(1, (os.cpu_count() or 2) - 1))
+        self.workers = workers
+        if only_images:
+            self.pool: Any = D.ImagePool(self.sources, bands=bands, patch=data_patch,
+                                         seed=cfg.seed, device=self.device, augment=cfg.augment)
+            self.windows = None
+            n_train = self.pool.n_images
+        else:
+            self.pool = None
+            self.windows = D.WindowDataset(self.sources, bands=bands, patch=data_patch,
+                                           seed=cfg.seed, value_range=cfg.value_range,
+                                           band_index=cfg.bands,
+                                           nodata_max_fraction=cfg.nodata_max_fraction,
+                                           augment=cfg.augment)
+            n_train = sum(len(e) for e in self.windows.entries)
+        vfiles: list[Path] = []
+        for p in val_paths:
+            vfiles += _val_files(p)
+        vfiles += held_out
+        self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands)
+        self.log(f"data: {n_train} training files/rasters in {len(self.sources)} folder(s), "
+                 f"{len(self.val_images)} validation images, {bands} bands, "
+                 f"value range {self.value_range}, workers {workers}")
+        return bands
+
     # -- checkpoints ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         st: dict[str, Any] = {
@@ -275,7 +295,7 @@ class Trainer:
 
     def _restore(self, ck: dict[str, Any]) -> None:
         old = ck.get("config", {})
-        for key in ("model", "scale"):
+        for key in ("model", "scale", "frames"):
             if old.get(key) not in (None, getattr(self.cfg, key)):
                 raise ParameterError(f"the checkpoint was trained with {key}={old.get(key)!r}, "
                                      f"not {getattr(self.cfg, key)!r}; resume with the same "
@@ -328,10 +348,14 @@ class Trainer:
         if self.arbitrary:
             return self._arbitrary_step(hr)
         with torch.no_grad():
-            lr_img = self.degrade(hr, step=self.step)
+            if self.stacks is not None:  # frames (N, T, C, h, w) and the target frame's HR
+                lr_img, hr = self.stacks(hr, step=self.step)
+            else:
+                lr_img = self.degrade(hr, step=self.step)
         if self.channels_last:
             hr = hr.contiguous(memory_format=torch.channels_last)
-            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+            if lr_img.dim() == 4:
+                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
         self.model.train()
         ctx = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
                else _nullcontext())
@@ -433,10 +457,12 @@ class Trainer:
 
         net = self.ema.model if self.ema is not None else self.model
         rows = []
-        for img in self.val_images:
+        for i, img in enumerate(self.val_images):
             vr = tuple(self.value_range) if img.data.dtype != np.uint8 else (0.0, 255.0)
+            stack = ({} if self.stacks is None else  # the stacks geosr evaluate --frames makes
+                     {"frames": self.stacks.frames, "stack": self.stacks.options, "index": i})
             rows.append(evaluate_image(net, img, scale=self.cfg.scale, in_chans=self.bands,
-                                       value_range=vr, device=self.device))
+                                       value_range=vr, device=self.device, **stack))
         return {"val_psnr": float(np.mean([r["psnr"] for r in rows])),
                 "val_ssim": float(np.mean([r["ssim"] for r in rows])),
                 "val_images": [r["name"] for r in rows]}
@@ -571,7 +597,8 @@ class Trainer:
                       "optimizer": cfg.optimizer, "scheduler": cfg.scheduler,
                       "degradation": cfg.degradation, "torch": torch.__version__,
                       **({"scales": [cfg.scale_min, cfg.scale_max],
-                          "val_scale": cfg.scale} if self.arbitrary else {})},
+                          "val_scale": cfg.scale} if self.arbitrary else {}),
+                      **(self.stacks.card() if self.stacks is not None else {})},
             metrics={k: v for k, v in metrics.items() if k in ("val_psnr", "val_ssim",
                                                                "val_images")},
             kind=card_kind(self.loss.weights),  # adversarial → perceptual (GAN), tagged so
@@ -642,7 +669,19 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *,
         cfg = TrainConfig.from_dict({**config, **options})
     else:
         cfg = config.merged(**options) if options else config
-    return Trainer(cfg, log=log).run()
+    return trainer_class(cfg.model)(cfg, log=log).run()
 
 
-__all__ = ["train", "Trainer", "TrainResult", "EMA", "load_checkpoint", "CHECKPOINT_FORMAT"]
+def trainer_class(model: str) -> type[Trainer]:
+    """The trainer of a registry network: reference-guided ones train on triplets."""
+    from ..models import get_spec
+
+    if model and get_spec(model).extra.get("reference_based"):
+        from .reference import ReferenceTrainer
+
+        return ReferenceTrainer
+    return Trainer
+
+
+__all__ = ["train", "trainer_class", "Trainer", "TrainResult", "EMA", "load_checkpoint",
+           "CHECKPOINT_FORMAT"]

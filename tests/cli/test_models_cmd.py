@@ -102,3 +102,17 @@ def test_upscale_help_names_the_defaults_per_data_kind():
         assert f"x{s}: {default_model_name(s)}" in text
     assert f"16-bit/float data, run band by band, x2: "\
            f"{default_model_name(2, n_bands=1, dtype='uint16')}" in text
+
+
+def test_multi_frame_and_reference_models_say_what_they_read(rows):
+    from geosr.models import get_spec
+
+    assert rows["edsr"]["input"] == "image" and not rows["edsr"]["multi_frame"]
+    edvr = rows["edvr-m"]
+    assert edvr["multi_frame"] and edvr["num_frames"] == 5 and edvr["input"] == "5 frames"
+    for name, row in rows.items():
+        spec = get_spec(name)
+        assert row["multi_frame"] == bool(spec.extra.get("multi_frame")), name
+        assert row["reference_based"] == bool(spec.extra.get("reference_based")), name
+        if row["reference_based"]:
+            assert row["input"] == "image + reference"

@@ -1,8 +1,9 @@
 """Receptive fields are exact: each model's ``receptive_field`` is a true bound and is tight.
 
 - Every registered network (tiny configuration, every scale): perturbing every LR pixel farther
-  away leaves the centre pixel's output block bit-identical, and perturbing the ring at exactly
-  that distance changes it, unless the model declares ``rf_exact=False``.
+  away (in every frame of a multi-frame model, and in the reference of a reference-guided one:
+  ``kinds.example_call``) leaves the centre pixel's output block bit-identical, and perturbing
+  the ring at exactly that distance changes it, unless the model declares ``rf_exact=False``.
 - The deep families (EDSR/MDSR, RDN, RRDBNet, SRResNet/MSRResNet, D-DBPN): tightness also by
   input gradient, which sees contributions far below float64 round-off of the output (RRDBNet and
   D-DBPN have edge contributions ~1e-19 with default init, invisible to a perturbation test).
@@ -21,6 +22,7 @@ from torch import nn
 
 from geosr.models import create_model, get_spec, list_models
 from geosr.models.receptive_field import Reach, receptive_radius
+from kinds import example_call
 from tiny_nets import tiny_net
 
 NETWORKS = list_models(kind="network")
@@ -55,10 +57,10 @@ def test_receptive_field(name, scale):
     yy, xx = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
     dist = torch.maximum((yy - c).abs(), (xx - c).abs())
     with torch.no_grad():
-        ref = _block(model(x), c, scale)
+        ref = _block(example_call(model, x), c, scale)
         # Every pixel farther than rf changes at once: the block must not move at all.
         far = x + (dist > rf) * (torch.rand(x.shape, generator=gen, dtype=torch.float64) - 0.5)
-        out = _block(model(far), c, scale)
+        out = _block(example_call(model, far), c, scale)
         assert torch.equal(out, ref) or (out - ref).abs().max() < 1e-12, (
             f"{name} x{scale}: pixels beyond receptive_field={rf} change the output; "
             f"max change {(out - ref).abs().max():.3g}")
@@ -69,7 +71,8 @@ def test_receptive_field(name, scale):
         for _ in range(3):
             ring = x + (dist == rf) * (torch.rand(x.shape, generator=gen,
                                                   dtype=torch.float64) - 0.5)
-            changed = max(changed, float((_block(model(ring), c, scale) - ref).abs().max()))
+            out = _block(example_call(model, ring), c, scale)
+            changed = max(changed, float((out - ref).abs().max()))
             if changed > 1e-9:
                 break
         assert changed > 1e-9, (

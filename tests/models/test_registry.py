@@ -3,7 +3,8 @@ registry, so a model is covered as soon as its file registers it):
 
 - every family of the zoo registers, and each spec names its paper, ``paper_params`` and scales;
 - the ``tiny`` variant maps (N, C, H, W) to (N, C, H*s, W*s) with finite values for 1, 3 and 4
-  bands at every registered scale.
+  bands at every registered scale (multi-frame and reference-guided models get their frames or
+  reference built from the image by ``kinds.example_call``).
 
 Parameter counts of the paper configurations are in ``test_paper_configs.py``, receptive fields
 in ``test_receptive_fields.py``.
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from geosr.models import get_spec, list_models
+from kinds import example_call
 from tiny_nets import tiny_net
 
 NETWORKS = list_models(kind="network")
@@ -51,6 +53,6 @@ def test_tiny_forward_shape(name, scale, bands):
     h, w = 3 * m if m > 1 else 7, 2 * m if m > 1 else 5  # rectangular: catches H/W swaps
     x = torch.rand(2, bands, h, w, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        y = model(x)
+        y = example_call(model, x)
     assert y.shape == (2, bands, h * scale, w * scale)
     assert torch.isfinite(y).all()

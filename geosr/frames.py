@@ -1,0 +1,312 @@
+"""Stack inputs for multi-frame models (``geosr upscale-stack``, :mod:`geosr.stack`): resolve the
+frames (batch.py's one input syntax), put them in time order, check that they share a CRS,
+bring frames on another grid onto the target frame's grid (GDAL's warper through rasterio's
+``WarpedVRT``), and read each frame's window with its validity.
+
+Validity of a frame pixel (docs/multitemporal.md): not its nodata, not NaN, not under its
+per-dataset mask or alpha (as :mod:`geosr.io.read` reads them), not flagged by its external
+mask (``--masks``: nonzero = cloud/invalid, or ``--mask-band``), and for a warped frame inside
+its footprint. GDAL's warper leaves invalid source pixels out of every resampled value, and an
+external mask is warped with the same kernel in float, any nonzero result counting as invalid,
+so a flagged pixel never reaches a valid warped one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import GeosrWarning, InputError, OptionConflictError, ParameterError
+from .geo.tags import REFERENCE_DATE_KEYS as DATE_KEYS  # one vocabulary of date tags
+from .io.read import RasterMeta, read_meta, read_window
+from .pixels import valid_mask
+
+#: GDAL warp kernels offered for frames on another grid.
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average")
+DEFAULT_RESAMPLING = "bilinear"
+#: What the output says about the frame order.
+BY_DATE, AS_GIVEN = "acquisition date", "as given"
+
+
+def parse_date(text: str) -> datetime | None:
+    """A date or date-time as GDAL drivers write it (TIFF ``YYYY:MM:DD HH:MM:SS``, ISO 8601
+    with or without zone, ``YYYY-MM-DD``, ``YYYYMMDD``), in naive UTC; None if it is not one."""
+    s = str(text).strip()
+    if not s:
+        return None
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y%m%d"):
+        try:
+            return datetime.strptime(s, fmt)
+        except ValueError:
+            pass
+    try:
+        d = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo else d
+
+
+def frame_date(meta: RasterMeta) -> datetime | None:
+    """The acquisition date of a raster: the first of geo/tags.py's date keys (IMAGERY's
+    ACQUISITIONDATETIME, DATE_ACQUIRED, ..., TIFFTAG_DATETIME, the TIFF DateTime tag) found in
+    the default or another metadata domain that parses as a date; None without one."""
+    found = [dict(meta.tags)] + [dict(d) for d in (meta.domains or {}).values()]
+    for key in DATE_KEYS:
+        for items in found:
+            d = parse_date(items[key]) if items.get(key) else None
+            if d is not None:
+                return d
+    return None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a stack: its file, metadata, date and validity sources."""
+
+    path: str
+    meta: RasterMeta
+    date: datetime | None = None
+    mask: str | None = None          # external mask raster (nonzero = invalid)
+    mask_band: int | None = None     # 1-based band of ``mask``, or of the frame without one
+    warped: bool = False             # not on the target frame's grid: read through the warper
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Frames in time order, which one is super-resolved, and how others are aligned."""
+
+    frames: tuple[Frame, ...]
+    target: int                      # 0-based index in time order
+    ordered_by: str                  # BY_DATE or AS_GIVEN
+    resampling: str = DEFAULT_RESAMPLING
+
+    @property
+    def target_frame(self) -> Frame:
+        return self.frames[self.target]
+
+    def with_target(self, target: int) -> "Stack":
+        return replace(self, target=target)
+
+    def window(self, num_frames: int | None) -> tuple[int, ...]:
+        """The frames a model sees, in time order: all of them (``num_frames`` None, recurrent
+        models), else ``num_frames`` centred on the target, edge frames repeated by BasicSR's
+        'reflection' rule (``generate_frame_indices``), clipped for stacks shorter than it."""
+        n = len(self.frames)
+        if num_frames is None:
+            return tuple(range(n))
+        half, last = num_frames // 2, n - 1
+        out = []
+        for i in range(self.target - half, self.target + half + 1):
+            j = -i if i < 0 else (2 * last - i if i > last else i)
+            out.append(min(max(j, 0), last))
+        return tuple(out)
+
+    def key(self) -> tuple:
+        """What identifies the stack's inputs for the resume journal."""
+        return (tuple((f.path, f.mask, f.mask_band, f.warped) for f in self.frames), self.target,
+                self.resampling)
+
+
+def _expand(src) -> list[str]:
+    from .batch import expand_sources  # the one input syntax (glob, folder, @list)
+
+    return expand_sources([src] if isinstance(src, (str, os.PathLike)) else list(src))
+
+
+def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
+                  masks: Sequence[str | os.PathLike] | str | None = None,
+                  mask_band: int | None = None, target: int | None = None,
+                  reference_date: str | datetime | None = None,
+                  resampling: str = DEFAULT_RESAMPLING) -> Stack:
+    """The frames of ``sources`` (files, folders, globs, ``@list``) in time order (by acquisition
+    date when every frame has one, else as given), each with its mask; ``target`` (0-based in
+    time order, negative from the end; default the middle frame) or the frame nearest
+    ``reference_date`` is the one super-resolved. Frames must share the target's CRS and band
+    count; frames on another grid are marked for warping (a :class:`GeosrWarning` says so)."""
+    paths = _expand(sources)
+    if resampling not in RESAMPLINGS:
+        raise ParameterError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLINGS)}")
+    mpaths: list[str | None] = [None] * len(paths)
+    if masks:
+        mpaths = list(_expand(masks))
+        if len(mpaths) != len(paths):
+            raise ParameterError(f"{len(mpaths)} mask raster(s) for {len(paths)} frame(s); give "
+                                 "one --masks raster per frame, in the order of the frames")
+    if mask_band is not None and int(mask_band) < 1:
+        raise ParameterError(f"--mask-band is a 1-based band number, got {mask_band}")
+    metas = [read_meta(p) for p in paths]
+    frames = [Frame(p, m, frame_date(m), mp, None if mask_band is None and mp is None
+                    else int(mask_band or 1))
+              for p, m, mp in zip(paths, metas, mpaths)]
+    if all(f.date is not None for f in frames):
+        frames.sort(key=lambda f: f.date)  # stable: equal dates keep the given order
+        ordered = BY_DATE
+    else:
+        ordered = AS_GIVEN
+    idx = _target_index(frames, target=target, reference_date=reference_date)
+    frames = _align(frames, idx, resampling)
+    for f in frames:
+        _check_mask(f)
+    return Stack(tuple(frames), idx, ordered, resampling)
+
+
+def _target_index(frames: list[Frame], *, target, reference_date) -> int:
+    n = len(frames)
+    if target is not None and reference_date is not None:
+        raise OptionConflictError("give either --target or --reference-date, not both")
+    if reference_date is not None:
+        when = reference_date if isinstance(reference_date, datetime) else parse_date(
+            reference_date)
+        if when is None:
+            raise ParameterError(f"--reference-date {reference_date!r} is not a date; use "
+                                 "YYYY-MM-DD or an ISO 8601 date-time")
+        missing = [f.path for f in frames if f.date is None]
+        if missing:
+            raise InputError(f"--reference-date needs an acquisition date on every frame, and "
+                             f"{missing[0]!r} has none (tags: {', '.join(DATE_KEYS)});"
+                             " set one (gdal_edit.py -mo TIFFTAG_DATETIME='YYYY:MM:DD HH:MM:SS') "
+                             "or choose the frame with --target INDEX")
+        if when.tzinfo:
+            when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        return min(range(n), key=lambda i: abs((frames[i].date - when).total_seconds()))
+    if target is None:
+        return n // 2
+    t = int(target)
+    if not -n <= t < n:
+        raise ParameterError(f"--target {t} is outside the {n} frame(s); use 0..{n - 1} (time "
+                             "order) or -1 for the latest")
+    return t % n
+
+
+def _same_grid(a: RasterMeta, b: RasterMeta) -> bool:
+    if (a.width, a.height) != (b.width, b.height):
+        return False
+    ta, tb = a.transform, b.transform
+    tol = 1e-9 * max(abs(ta.a), abs(ta.e), 1e-300) * max(a.width, a.height)
+    return all(math.isclose(x, y, rel_tol=0, abs_tol=tol) for x, y in zip(ta[:6], tb[:6]))
+
+
+def _align(frames: list[Frame], idx: int, resampling: str) -> list[Frame]:
+    """The CRS and band checks, and which frames the warper brings onto the target's grid."""
+    tm, tpath = frames[idx].meta, frames[idx].path
+    out, moved = [], []
+    for f in frames:
+        m = f.meta
+        if m.count != tm.count:
+            raise InputError(f"frame {f.path!r} has {m.count} band(s) but the target frame "
+                             f"{tpath!r} has {tm.count}; give frames of the same bands "
+                             "(select them with gdal_translate -b)")
+        if (m.crs is None) != (tm.crs is None) or (m.crs is not None and m.crs != tm.crs):
+            to = tm.crs.to_string() if tm.crs is not None else "the target's CRS"
+            raise InputError(f"frame {f.path!r} is in {m.crs or 'no CRS'} but the target frame "
+                             f"{tpath!r} is in {tm.crs or 'no CRS'}; frames must share a CRS: "
+                             f"reproject it first, e.g. gdalwarp -t_srs {to} "
+                             f"{f.path} reprojected.tif")
+        if _same_grid(m, tm):
+            out.append(f)
+            continue
+        if not (m.has_transform and tm.has_transform and m.crs is not None):
+            raise InputError(f"frame {f.path!r} is {m.width}x{m.height} pixels and the target "
+                             f"frame {tpath!r} {tm.width}x{tm.height}, and without a CRS and "
+                             "geotransform on both they cannot be aligned; give frames of one "
+                             "grid (gdalwarp -te/-ts onto the target frame)")
+        out.append(replace(f, warped=True))
+        moved.append(os.path.basename(f.path))
+    if moved:
+        warnings.warn(f"{len(moved)} frame(s) are not on the target frame's grid and are "
+                      f"resampled onto it ({resampling}, GDAL's warper): {', '.join(moved)}",
+                      GeosrWarning, stacklevel=3)
+    return out
+
+
+def _check_mask(f: Frame) -> None:
+    if f.mask_band is None:
+        return
+    m = f.meta if f.mask is None else read_meta(f.mask)
+    if f.mask is not None and (m.width, m.height) != (f.meta.width, f.meta.height):
+        raise InputError(f"mask {f.mask!r} is {m.width}x{m.height} pixels but its frame "
+                         f"{f.path!r} is {f.meta.width}x{f.meta.height}; a mask is on its "
+                         "frame's grid, pixel for pixel (gdalwarp it onto the frame first)")
+    if f.mask_band > m.count:
+        raise ParameterError(f"--mask-band {f.mask_band}: {f.mask or f.path!r} has only "
+                             f"{m.count} band(s)")
+
+
+# -- reading windows -------------------------------------------------------------------------
+
+_LOCAL = threading.local()
+
+
+def _warped(path: str, grid: RasterMeta, resampling: str, like: RasterMeta | None = None):
+    """This thread's WarpedVRT of ``path`` on ``grid``: a frame with an alpha band for validity,
+    or (``like``: its frame) a mask placed pixel for pixel on its frame's grid, warped in
+    float32 so that a partial weight of a flagged pixel is not rounded away."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    cache = getattr(_LOCAL, "vrts", None)
+    if cache is None:
+        cache = _LOCAL.vrts = {}
+    key = (path, grid.transform, grid.width, grid.height, resampling, like is not None)
+    if key not in cache:
+        src = rasterio.open(path)
+        opts: dict[str, Any] = dict(crs=grid.crs, transform=grid.transform, width=grid.width,
+                                    height=grid.height, resampling=Resampling[resampling])
+        if like is None:
+            opts["add_alpha"] = True
+        else:
+            # nodata -1: no mask value, so no source pixel is taken for nodata (0 would be)
+            opts.update(dtype="float32", nodata=-1, src_transform=like.transform,
+                        src_crs=like.crs)
+        cache[key] = (src, WarpedVRT(src, **opts))
+    return cache[key][1]
+
+
+def read_frame(frame: Frame, grid: RasterMeta, bands: tuple[int, ...], rows: tuple[int, int],
+               cols: tuple[int, int], resampling: str, *, datasets: dict | None = None
+               ) -> np.ndarray:
+    """``bands`` (0-based) of ``frame`` in the window ``rows`` x ``cols`` of the target grid
+    ``grid``, as a masked array whose mask is the frame's invalid pixels (module doc).
+    ``datasets``: the caller's handles of frames on the grid (:func:`read_window`)."""
+    from rasterio.windows import Window
+
+    nodata = tuple(frame.meta.nodata_per_band[b] for b in bands)
+    if frame.warped:
+        vrt = _warped(frame.path, grid, resampling)
+        raw = vrt.read([b + 1 for b in bands] + [vrt.count],
+                       window=Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]))
+        data, alpha = raw[:-1], raw[-1]
+        invalid = ~valid_mask(data, nodata) | (alpha == 0)[None]
+    else:
+        data = read_window(frame.path, bands, rows, cols, datasets=datasets)
+        invalid = ~valid_mask(data, nodata)
+        data = np.ma.getdata(data)
+    if frame.mask_band is not None:
+        invalid |= _flagged(frame, grid, rows, cols, resampling, datasets)[None]
+    return np.ma.MaskedArray(data, mask=invalid)
+
+
+def _flagged(frame: Frame, grid: RasterMeta, rows, cols, resampling: str,
+             datasets: dict | None = None) -> np.ndarray:
+    """Pixels the external mask flags (nonzero) in the window, on the target grid."""
+    from rasterio.windows import Window
+
+    src = frame.mask or frame.path
+    b = frame.mask_band - 1
+    if not frame.warped:
+        m = np.ma.getdata(read_window(src, (b,), rows, cols, datasets=datasets))[0]
+        return m != 0
+    vrt = _warped(src, grid, resampling, like=frame.meta)
+    m = vrt.read(b + 1, window=Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]))
+    return m != 0
+
+
+__all__ = ["Frame", "Stack", "resolve_stack", "read_frame", "parse_date", "frame_date",
+           "DATE_KEYS", "RESAMPLINGS", "DEFAULT_RESAMPLING", "BY_DATE", "AS_GIVEN"]
