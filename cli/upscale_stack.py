@@ -18,8 +18,9 @@ SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size
 @click.command(context_settings={"show_default": True})
 @click.argument("paths", nargs=-1, required=True, type=str)
 @click.option("--model", "-m", default=None,
-              help="Multi-frame model (`geosr models`): temporal-median (default; classical, "
-                   "no weights), or a network such as basicvsr, edvr-m or tdan with --weights.")
+              help="Multi-frame model (`geosr models`). Default: the best multi-frame network "
+                   "with bundled weights for the scale (basicvsr at x4), else temporal-median "
+                   "(classical, no weights); others (edvr-m, tdan, ...) with --weights.")
 @click.option("--scale", "-s", type=int, default=None,
               help="Whole upscaling factor (default 2). The bounds stay; the output has n·S "
                    "pixels per axis on the target frame's grid.")

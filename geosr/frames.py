@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import GeosrWarning, InputError, OptionConflictError, ParameterError
-from .geo.tags import REFERENCE_DATE_KEYS as DATE_KEYS  # one vocabulary of date tags
+from .geo.tags import ACQUISITION_DATE_KEYS as DATE_KEYS  # one vocabulary of date tags
 from .io.read import RasterMeta, read_meta, read_window
 from .pixels import valid_mask
 

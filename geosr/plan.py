@@ -159,7 +159,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     ``sampler(bands)`` returns the statistics sample of the selected bands (``geosr.io``'s one
     sampler, from the file or from the array), which sets the nodata fill and the normalisation.
     """
-    from .models.bundled import bundled_in_chans, default_model_name
+    from .models.bundled import bundled_in_chans, default_model_name, default_stack_model_name
 
     if scale is not None and target_gsd is not None:
         from .errors import OptionConflictError
@@ -186,8 +186,9 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     scale = nominal_scale(axes)
     sel = parse_bands(bands, meta.count)
     meta_sel = meta.select_bands(list(sel))
+    pick = default_stack_model_name if frames is not None else default_model_name
     name = model or ("nearest" if meta_sel.is_palette else
-                     default_model_name(scale, n_bands=len(sel), dtype=meta.dtype))
+                     pick(scale, n_bands=len(sel), dtype=meta.dtype))
     check_palette_model(meta_sel, name)
     check_multi_frame(name, stack=frames is not None)
     cmode, csteps = validate_consistency(consistency, consistency_iterations, scale=scale,

@@ -31,7 +31,6 @@ from .tiling import Block
 
 ProgressFn = Callable[[int, int], None]
 #: The multi-frame model used without ``model``: classical, so it needs no weights.
-DEFAULT_MODEL = "temporal-median"
 
 
 def model_frames(stack: Stack, net: Any) -> tuple[tuple[int, ...], int]:
@@ -102,7 +101,7 @@ def _run_local(job: Job, stack: Stack, window, pos, *, threads: int,
     return run
 
 
-def plan_stack(stack: Stack, *, model: str, scale: Any = None, weights: str | None = None,
+def plan_stack(stack: Stack, *, model: str | None, scale: Any = None, weights: str | None = None,
                tile: int | None = None, halo: int | None = None, block: int | None = None,
                device: str = "auto", precision: str = "auto", bands=None,
                allow_random_weights: bool = False, data_range=None,
@@ -164,7 +163,9 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   on_stack: Callable[[Stack], None] | None = None) -> Path | list[Path]:
     """Super-resolve frame ``target`` (0-based in time order, negative from the end; default
     the middle; or the frame nearest ``reference_date``) of the stack ``sources`` into ``dst``
-    with multi-frame ``model`` (default :data:`DEFAULT_MODEL`); or, with ``all_frames`` (a
+    with multi-frame ``model`` (default: the best bundled multi-frame network for the scale and
+    the target frame's bands and dtype, else ``temporal-median``:
+    :func:`geosr.models.bundled.default_stack_model_name`); or, with ``all_frames`` (a
     folder), every frame in turn into ``<folder>/<stem>_x<scale>.tif`` (existing outputs kept
     unless ``overwrite``; returns the list). ``masks`` (one raster per frame, nonzero =
     invalid; band ``mask_band``, default 1) or ``mask_band`` alone (that band of each frame)
@@ -184,7 +185,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                           reference_date=reference_date, resampling=resampling)
     if on_stack is not None:
         on_stack(stack)
-    options = dict(model=model or DEFAULT_MODEL, scale=DEFAULT_SCALE if scale is None else scale,
+    options = dict(model=model, scale=DEFAULT_SCALE if scale is None else scale,
                    weights=str(weights) if weights else None, tile=tile, halo=halo, block=block,
                    device=device, precision=precision, bands=bands,
                    allow_random_weights=allow_random_weights, data_range=data_range,
@@ -253,4 +254,4 @@ def _upscale_one(stack: Stack, dst: Path, options: dict, *, cog: bool, compress:
         return stream_job(job, writer, journal, resume=resume, progress=progress, run=run)
 
 
-__all__ = ["upscale_stack", "DEFAULT_MODEL", "plan_stack", "stack_block", "model_frames"]
+__all__ = ["upscale_stack", "plan_stack", "stack_block", "model_frames"]

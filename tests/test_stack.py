@@ -278,3 +278,17 @@ def test_each_command_refuses_the_other_kind_of_model(make_geotiff, tmp_path):
                                  "-m", "bicubic"])
     assert r.exit_code == 1 and r.output.count("geosr: error:") == 1
     assert "single-image model" in r.output and "temporal-median" in r.output
+
+
+def test_default_model_is_the_best_bundled_multi_frame_network(make_geotiff, tmp_path):
+    """No --model: the bundled multi-frame network where one fits the scale (bundled.py's
+    default_stack_model_name), temporal-median elsewhere."""
+    from geosr.models.bundled import MULTI_FRAME_FALLBACK, default_stack_model_name
+
+    best = default_stack_model_name(4, n_bands=3, dtype="uint8")
+    assert default_stack_model_name(2, n_bands=3, dtype="uint8") == MULTI_FRAME_FALLBACK
+    paths = _frames(make_geotiff, 3, height=16, width=16, dtype="uint8", bands=3)
+    for scale, want in ((4, best), (2, MULTI_FRAME_FALLBACK)):
+        out = tmp_path / f"x{scale}.tif"
+        upscale_stack(paths, out, scale=scale, threads=1)
+        assert _read(out)[3]["GEOSR_MODEL"] == want

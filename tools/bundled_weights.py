@@ -179,6 +179,41 @@ def measure_any(weights: Path, arch: str, bands: int, root: Path, out: Path, *,
                                root, out, only=only) for s in scales}
 
 
+#: Frames a multi-frame network is measured with (the length the bundled one was trained on).
+STACK_FRAMES = 5
+
+
+def measure_stack(weights: Path, arch: str, scale: int, root: Path, out: Path, *,
+                  frames: int = STACK_FRAMES,
+                  only: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """A multi-frame network on ``geosr evaluate --frames`` stacks of Set5, Set14 and the NEON
+    holdout, with bicubic and the bundled EDSR-baseline on the same target frames."""
+    from geosr.evaluation import evaluate
+    from geosr.models.bundled import bundled_weights
+
+    sets = {"set5": root / "bench/set5", "set14": root / "bench/set14",
+            "neon_val16": out / "neon_val"}
+    edsr = bundled_weights("edsr-baseline", scale=scale, bands=3)
+    res = {}
+    for key, folder in sets.items():
+        if only and key not in only:
+            continue
+        t0 = time.perf_counter()
+        row = {}
+        runs = [("", arch, weights), ("bicubic_", "bicubic", None)]
+        if edsr is not None:
+            runs.append(("edsr_baseline_", "edsr-baseline", edsr))
+        for prefix, name, w in runs:
+            r = evaluate(folder, model=name, scale=scale, weights=w, frames=frames)
+            row[f"{prefix}psnr"] = round(float(r["psnr"]), 4)
+            row[f"{prefix}ssim"] = round(float(r["ssim"]), 4)
+        row.update(n_images=len(sorted(folder.glob("*.png"))), frames=frames,
+                   seconds=round(time.perf_counter() - t0, 1))
+        res[key] = row
+        print(f"x{scale}", key, row, flush=True)
+    return res
+
+
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
          scales: tuple[float, ...] | None = None, only: list[str] | None = None) -> None:
     """fp16 copy of ``run/final.safetensors`` as bundled ``name``, its card extended by the
@@ -199,7 +234,12 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
     # measure what users get: the fp16 file, run in fp32 after loading
     from geosr.models._registry import is_arbitrary_scale
 
-    if is_arbitrary_scale(card["arch"]):
+    from geosr.models._registry import get_spec
+
+    if get_spec(card["arch"]).extra.get("multi_frame"):
+        card["metrics"]["eval"] = measure_stack(dst, card["arch"], card["scale"], root, out,
+                                                only=only)
+    elif is_arbitrary_scale(card["arch"]):
         card["metrics"]["eval"] = measure_any(dst, card["arch"], card["bands"], root, out,
                                               scales=scales or ARBITRARY_SCALES, only=only)
     else:
@@ -246,7 +286,12 @@ def main() -> None:
         from geosr.models._registry import is_arbitrary_scale
 
         card = read_checkpoint(args.weights)[1]
-        if is_arbitrary_scale(card["arch"]):
+        from geosr.models._registry import get_spec
+
+        if get_spec(card["arch"]).extra.get("multi_frame"):
+            res = measure_stack(args.weights, card["arch"], card["scale"], args.root, args.out,
+                                only=only)
+        elif is_arbitrary_scale(card["arch"]):
             res = measure_any(args.weights, card["arch"], card["bands"], args.root, args.out,
                               scales=scales or ARBITRARY_SCALES, only=only)
         else:

@@ -41,10 +41,12 @@ TAG_KEYS = {
     "target_frame": "GEOSR_TARGET_FRAME",
 }
 
-#: Where a reference's acquisition date and sensor are found (default and IMAGERY domains, and
-#: the names Maxar, Landsat and Sentinel-2 products use), first match wins.
-REFERENCE_DATE_KEYS = ("ACQUISITIONDATETIME", "DATE_ACQUIRED", "SENSING_TIME",
-                       "PRODUCT_START_TIME", "TIFFTAG_DATETIME")
+#: Where a raster's acquisition date is found (default and IMAGERY domains, and the names Maxar,
+#: Landsat and Sentinel-2 products use), first match wins: a reference's date (reference_tags)
+#: and the time order of a stack's frames (geosr/frames.py) read the same keys.
+ACQUISITION_DATE_KEYS = ("ACQUISITIONDATETIME", "DATE_ACQUIRED", "SENSING_TIME",
+                         "PRODUCT_START_TIME", "TIFFTAG_DATETIME")
+#: Where a reference's sensor is found, first match wins.
 REFERENCE_SENSOR_KEYS = ("SENSOR", "SATELLITEID", "SENSOR_ID", "SPACECRAFT_ID",
                          "SPACECRAFT_NAME", "PLATFORM", "MISSION")
 
@@ -174,7 +176,7 @@ def reference_tags(meta: Any, *, path: str, bands: str, resampling: str,
 
     name = os.path.basename(str(path))
     tags = {k["reference"]: f"{name} (bands {bands}, {resampling} onto the output grid)"}
-    when, sensor = first(REFERENCE_DATE_KEYS), first(REFERENCE_SENSOR_KEYS)
+    when, sensor = first(ACQUISITION_DATE_KEYS), first(REFERENCE_SENSOR_KEYS)
     if when:
         tags[k["reference_datetime"]] = when
     if sensor:

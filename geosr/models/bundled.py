@@ -26,6 +26,10 @@ DEFAULT_PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 ARBITRARY_PREFERENCE = ("liif-rdn", "metasr-rdn", "liif", "metasr")
 #: What runs when no preferred model has bundled weights for the scale.
 FALLBACK_MODEL = "bicubic"
+#: Multi-frame networks tried by ``geosr upscale-stack`` when none is named, best first.
+MULTI_FRAME_PREFERENCE = ("iconvsr", "basicvsr", "edvr-l", "edvr-m", "tdan", "toflow")
+#: What ``upscale-stack`` runs when no multi-frame network has bundled weights for the scale.
+MULTI_FRAME_FALLBACK = "temporal-median"
 
 
 def bundled_file_name(arch: str, *, scale: int, bands: int) -> str:
@@ -140,6 +144,18 @@ def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "ui
     return fits[0][0]
 
 
+def default_stack_model_name(scale: int | float, *, n_bands: int = 3,
+                             dtype: str = "uint8") -> str:
+    """The best multi-frame network with bundled weights for ``scale`` and this kind of raster
+    (:data:`MULTI_FRAME_PREFERENCE`, the band variant as :func:`bundled_in_chans` picks it),
+    else :data:`MULTI_FRAME_FALLBACK`."""
+    if float(scale).is_integer():
+        for name in MULTI_FRAME_PREFERENCE:
+            if bundled_in_chans(name, int(scale), n_bands, dtype) is not None:
+                return name
+    return MULTI_FRAME_FALLBACK
+
+
 def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
     """``{scale: model}`` that :func:`default_model_name` picks, for every scale at which a
     preferred model has bundled weights (elsewhere it is :data:`FALLBACK_MODEL`)."""
@@ -151,4 +167,5 @@ def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
 __all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "DEFAULT_PREFERENCE",
            "ARBITRARY_PREFERENCE", "FALLBACK_MODEL", "bundled_file_name",
            "bundled_any_scale_name", "bundled_weights", "list_bundled", "bundled_in_chans",
-           "default_model_name", "default_models"]
+           "default_model_name", "default_models", "MULTI_FRAME_PREFERENCE",
+           "MULTI_FRAME_FALLBACK", "default_stack_model_name"]
