@@ -27,7 +27,7 @@ SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size
 @click.option("--target", type=int, default=None, metavar="INDEX",
               help="The frame to super-resolve: 0-based in time order, -1 the latest "
                    "(default: the middle frame).")
-@click.option("--reference-date", default=None, metavar="DATE",
+@click.option("--target-date", default=None, metavar="DATE",
               help="Super-resolve the frame acquired nearest DATE (YYYY-MM-DD or ISO 8601); "
                    "needs a date tag on every frame.")
 @click.option("--all-frames", default=None, metavar="OUTDIR",
@@ -42,7 +42,7 @@ SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size
 @click.option("--resampling", type=click.Choice(RESAMPLINGS), default=DEFAULT_RESAMPLING,
               help="How frames on another grid (pixel size, offset, extent) are resampled "
                    "onto the target frame's grid (GDAL's warper).")
-def upscale_stack(paths, model, scale, target, reference_date, all_frames, masks, mask_band,
+def upscale_stack(paths, model, scale, target, target_date, all_frames, masks, mask_band,
                   resampling, **shared):
     """Super-resolve one frame of a stack of rasters of the same place with a multi-frame model
     (e.g. --model temporal-median): FRAME... OUT.
@@ -87,7 +87,7 @@ def upscale_stack(paths, model, scale, target, reference_date, all_frames, masks
     try:
         with _terminate_as_interrupt():
             res = run(frames, dst, model=model, scale=scale, target=target,
-                      reference_date=reference_date,
+                      target_date=target_date,
                       masks=list(masks) or None, mask_band=mask_band, resampling=resampling,
                       all_frames=all_frames, progress=prog, on_stack=on_stack, **shared)
     except BaseException as err:

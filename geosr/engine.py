@@ -229,12 +229,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     src_s = resolve_source(src)
     if workers is not None:  # the old name of ``threads``, kept for one release
         threads = workers
-    if isinstance(threads, bool) or int(threads) < 1:
-        raise ParameterError(f"threads must be >= 1, got {threads}")
-    dst_p = check_output(dst, src=src, overwrite=overwrite or resume)
-    if dst_p.exists() and resume and not overwrite:
-        raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
-                          "--overwrite to redo it")
+    dst_p = check_run(dst, sources=[src], threads=threads, overwrite=overwrite, resume=resume)
     meta = read_meta(src_s)
     area = None
     if aoi is not None:  # the job runs on the AOI's window as if it were the image
@@ -283,6 +278,22 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
     return stream_job(job, writer, journal, resume=resume, progress=progress,
                       run=lambda blocks: run_blocks(job, blocks, workers=threads, client=client,
                                                     stop=stop, net=net))
+
+
+def check_run(dst: str | os.PathLike, *, sources, threads, overwrite: bool,
+              resume: bool) -> Path:
+    """What every streamed run checks before work (``upscale_file``, ``upscale_stack``):
+    ``threads`` >= 1, and ``dst`` writable and none of ``sources`` (``io.check_output``),
+    and not the finished output of a resumable run unless ``overwrite``."""
+    if isinstance(threads, bool) or int(threads) < 1:
+        raise ParameterError(f"threads must be >= 1, got {threads}; use --threads 1 or more")
+    dst_p = None
+    for src in sources:  # never over any input
+        dst_p = check_output(dst, src=src, overwrite=overwrite or resume)
+    if dst_p.exists() and resume and not overwrite:
+        raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
+                          "--overwrite to redo it")
+    return dst_p
 
 
 def stream_job(job: Job, writer: GeoTIFFWriter, journal: Journal, *, resume: bool,
@@ -372,4 +383,4 @@ def _signals_ignored():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-__all__ = ["upscale", "upscale_file", "stream_job", "plan_job", "DEFAULT_TILE"]
+__all__ = ["upscale", "upscale_file", "stream_job", "check_run", "plan_job", "DEFAULT_TILE"]

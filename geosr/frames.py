@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -23,12 +22,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import GeosrWarning, InputError, OptionConflictError, ParameterError
-from .geo.tags import ACQUISITION_DATE_KEYS as DATE_KEYS  # one vocabulary of date tags
+from .geo.tags import ACQUISITION_DATE_KEYS, metadata_values  # one vocabulary of date tags
+from .geo.warp import WARP_RESAMPLINGS, warped
 from .io.read import RasterMeta, read_meta, read_window
 from .pixels import valid_mask
 
-#: GDAL warp kernels offered for frames on another grid.
-RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average")
+#: GDAL warp kernels offered for frames on another grid (geo/warp.py's, one list for all warps).
+RESAMPLINGS = WARP_RESAMPLINGS
 DEFAULT_RESAMPLING = "bilinear"
 #: What the output says about the frame order.
 BY_DATE, AS_GIVEN = "acquisition date", "as given"
@@ -56,12 +56,10 @@ def frame_date(meta: RasterMeta) -> datetime | None:
     """The acquisition date of a raster: the first of geo/tags.py's date keys (IMAGERY's
     ACQUISITIONDATETIME, DATE_ACQUIRED, ..., TIFFTAG_DATETIME, the TIFF DateTime tag) found in
     the default or another metadata domain that parses as a date; None without one."""
-    found = [dict(meta.tags)] + [dict(d) for d in (meta.domains or {}).values()]
-    for key in DATE_KEYS:
-        for items in found:
-            d = parse_date(items[key]) if items.get(key) else None
-            if d is not None:
-                return d
+    for text in metadata_values(meta, ACQUISITION_DATE_KEYS):
+        d = parse_date(text)
+        if d is not None:
+            return d
     return None
 
 
@@ -122,16 +120,17 @@ def _expand(src) -> list[str]:
 def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
                   masks: Sequence[str | os.PathLike] | str | None = None,
                   mask_band: int | None = None, target: int | None = None,
-                  reference_date: str | datetime | None = None,
+                  target_date: str | datetime | None = None,
                   resampling: str = DEFAULT_RESAMPLING) -> Stack:
     """The frames of ``sources`` (files, folders, globs, ``@list``) in time order (by acquisition
     date when every frame has one, else as given), each with its mask; ``target`` (0-based in
     time order, negative from the end; default the middle frame) or the frame nearest
-    ``reference_date`` is the one super-resolved. Frames must share the target's CRS and band
+    ``target_date`` is the one super-resolved. Frames must share the target's CRS and band
     count; frames on another grid are marked for warping (a :class:`GeosrWarning` says so)."""
     paths = _expand(sources)
     if resampling not in RESAMPLINGS:
-        raise ParameterError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLINGS)}")
+        raise ParameterError(f"--resampling {resampling!r} is not a GDAL warp kernel; use one "
+                             f"of {', '.join(RESAMPLINGS)}")
     mpaths: list[str | None] = [None] * len(paths)
     if masks:
         mpaths = list(_expand(masks))
@@ -139,7 +138,8 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
             raise ParameterError(f"{len(mpaths)} mask raster(s) for {len(paths)} frame(s); give "
                                  "one --masks raster per frame, in the order of the frames")
     if mask_band is not None and int(mask_band) < 1:
-        raise ParameterError(f"--mask-band is a 1-based band number, got {mask_band}")
+        raise ParameterError(f"--mask-band is a 1-based band number, got {mask_band}; use 1 "
+                             "or more")
     metas = [read_meta(p) for p in paths]
     frames = [Frame(p, m, frame_date(m), mp, None if mask_band is None and mp is None
                     else int(mask_band or 1))
@@ -149,27 +149,27 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
         ordered = BY_DATE
     else:
         ordered = AS_GIVEN
-    idx = _target_index(frames, target=target, reference_date=reference_date)
+    idx = _target_index(frames, target=target, target_date=target_date)
     frames = _align(frames, idx, resampling)
     for f in frames:
         _check_mask(f)
     return Stack(tuple(frames), idx, ordered, resampling)
 
 
-def _target_index(frames: list[Frame], *, target, reference_date) -> int:
+def _target_index(frames: list[Frame], *, target, target_date) -> int:
     n = len(frames)
-    if target is not None and reference_date is not None:
-        raise OptionConflictError("give either --target or --reference-date, not both")
-    if reference_date is not None:
-        when = reference_date if isinstance(reference_date, datetime) else parse_date(
-            reference_date)
+    if target is not None and target_date is not None:
+        raise OptionConflictError("give either --target or --target-date, not both")
+    if target_date is not None:
+        when = target_date if isinstance(target_date, datetime) else parse_date(
+            target_date)
         if when is None:
-            raise ParameterError(f"--reference-date {reference_date!r} is not a date; use "
+            raise ParameterError(f"--target-date {target_date!r} is not a date; use "
                                  "YYYY-MM-DD or an ISO 8601 date-time")
         missing = [f.path for f in frames if f.date is None]
         if missing:
-            raise InputError(f"--reference-date needs an acquisition date on every frame, and "
-                             f"{missing[0]!r} has none (tags: {', '.join(DATE_KEYS)});"
+            raise InputError(f"--target-date needs an acquisition date on every frame, and "
+                             f"{missing[0]!r} has none (tags: {', '.join(ACQUISITION_DATE_KEYS)});"
                              " set one (gdal_edit.py -mo TIFFTAG_DATETIME='YYYY:MM:DD HH:MM:SS') "
                              "or choose the frame with --target INDEX")
         if when.tzinfo:
@@ -235,38 +235,24 @@ def _check_mask(f: Frame) -> None:
                          "frame's grid, pixel for pixel (gdalwarp it onto the frame first)")
     if f.mask_band > m.count:
         raise ParameterError(f"--mask-band {f.mask_band}: {f.mask or f.path!r} has only "
-                             f"{m.count} band(s)")
+                             f"{m.count} band(s); use --mask-band 1..{m.count}")
 
 
 # -- reading windows -------------------------------------------------------------------------
 
-_LOCAL = threading.local()
 
 
 def _warped(path: str, grid: RasterMeta, resampling: str, like: RasterMeta | None = None):
-    """This thread's WarpedVRT of ``path`` on ``grid``: a frame with an alpha band for validity,
-    or (``like``: its frame) a mask placed pixel for pixel on its frame's grid, warped in
-    float32 so that a partial weight of a flagged pixel is not rounded away."""
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
-
-    cache = getattr(_LOCAL, "vrts", None)
-    if cache is None:
-        cache = _LOCAL.vrts = {}
-    key = (path, grid.transform, grid.width, grid.height, resampling, like is not None)
-    if key not in cache:
-        src = rasterio.open(path)
-        opts: dict[str, Any] = dict(crs=grid.crs, transform=grid.transform, width=grid.width,
-                                    height=grid.height, resampling=Resampling[resampling])
-        if like is None:
-            opts["add_alpha"] = True
-        else:
-            # nodata -1: no mask value, so no source pixel is taken for nodata (0 would be)
-            opts.update(dtype="float32", nodata=-1, src_transform=like.transform,
-                        src_crs=like.crs)
-        cache[key] = (src, WarpedVRT(src, **opts))
-    return cache[key][1]
+    """This thread's warped view (geo/warp.py) of ``path`` on ``grid``: a frame with an alpha
+    band for validity, or (``like``: its frame) a mask placed pixel for pixel on its frame's
+    grid, warped in float32 so that a partial weight of a flagged pixel is not rounded away."""
+    if like is None:
+        opts: dict[str, Any] = dict(add_alpha=True)
+    else:
+        # nodata -1: no mask value, so no source pixel is taken for nodata (0 would be)
+        opts = dict(dtype="float32", nodata=-1, src_transform=like.transform, src_crs=like.crs)
+    return warped(path, crs=grid.crs, transform=grid.transform, width=grid.width,
+                  height=grid.height, resampling=resampling, **opts)
 
 
 def read_frame(frame: Frame, grid: RasterMeta, bands: tuple[int, ...], rows: tuple[int, int],
@@ -309,4 +295,4 @@ def _flagged(frame: Frame, grid: RasterMeta, rows, cols, resampling: str,
 
 
 __all__ = ["Frame", "Stack", "resolve_stack", "read_frame", "parse_date", "frame_date",
-           "DATE_KEYS", "RESAMPLINGS", "DEFAULT_RESAMPLING", "BY_DATE", "AS_GIVEN"]
+           "RESAMPLINGS", "DEFAULT_RESAMPLING", "BY_DATE", "AS_GIVEN"]

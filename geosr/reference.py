@@ -19,21 +19,17 @@ needs: the block's fetch window mapped to the output grid (``Job.out_window``), 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from .errors import ParameterError, ReferenceInputError, ReferenceOverlapError
+from .geo.warp import WARP_RESAMPLINGS, warped
 
 #: ``--reference-resampling`` choices (GDAL's names), the first the default: cubic keeps the
 #: reference's detail, and GDAL widens its kernel where the reference is finer than the output.
-RESAMPLINGS = ("cubic", "bilinear", "nearest", "cubic_spline", "lanczos", "average")
-#: Error threshold (pixels) of GDAL's approximate transformer while warping the reference.
-WARP_TOLERANCE = 1e-9
-#: Warped references a thread keeps open (one per run's reference and output grid).
-MAX_OPEN = 4
+RESAMPLINGS = ("cubic",) + tuple(k for k in WARP_RESAMPLINGS if k != "cubic")
 #: ``--reference-bands grey``: BT.601 luma of three RGB bands.
 GREY = "grey"
 
@@ -91,38 +87,13 @@ def parse_reference_bands(spec: Any, count: int) -> tuple[tuple[int, ...], bool]
 
 # -- reading -------------------------------------------------------------------------------------
 
-_LOCAL = threading.local()
 
 
 def _warped(plan: ReferencePlan):
-    """This thread's WarpedVRT of the reference on the output grid (GDAL handles are not
-    thread-safe; opening once per thread, not per block)."""
-    import rasterio
-    from affine import Affine
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
-
-    cache = getattr(_LOCAL, "vrts", None)
-    if cache is None:
-        cache = _LOCAL.vrts = {}
-    key = (plan.path, plan.crs, plan.transform, plan.width, plan.height, plan.resampling)
-    vrt = cache.get(key)
-    if vrt is None or vrt.closed:
-        while len(cache) >= MAX_OPEN:  # a long-lived worker serving many runs: oldest first
-            old = cache.pop(next(iter(cache)))
-            old.close()
-            old.src_dataset.close()
-        src = rasterio.open(plan.path)
-        # a negligible tolerance: GDAL's transformer is then as good as exact (the default
-        # 0.125 px approximation is fitted per chunk; rasterio refuses 0); the warper works on
-        # the VRT's own blocks, so any window reads the same pixels as the whole grid; the
-        # alpha band marks where the reference has data (its nodata, mask and extent)
-        vrt = WarpedVRT(src, crs=plan.crs, transform=Affine(*plan.transform[:6]),
-                        width=plan.width, height=plan.height,
-                        resampling=Resampling[plan.resampling], tolerance=WARP_TOLERANCE,
-                        add_alpha=True)
-        cache[key] = vrt
-    return vrt
+    """This thread's warped view of the reference on the output grid (geo/warp.py); the alpha
+    band marks where the reference has data (its nodata, mask and extent)."""
+    return warped(plan.path, crs=plan.crs, transform=plan.transform, width=plan.width,
+                  height=plan.height, resampling=plan.resampling, add_alpha=True)
 
 
 def read_reference(plan: ReferencePlan, rows: tuple[int, int], cols: tuple[int, int]

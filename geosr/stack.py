@@ -150,7 +150,7 @@ def plan_stack(stack: Stack, *, model: str | None, scale: Any = None, weights: s
 def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   dst: str | os.PathLike | None = None, *, model: str | None = None,
                   scale: int | tuple | None = None, target: int | None = None,
-                  reference_date: str | None = None, masks=None, mask_band: int | None = None,
+                  target_date: str | None = None, masks=None, mask_band: int | None = None,
                   resampling: str = DEFAULT_RESAMPLING, all_frames: str | os.PathLike | None = None,
                   weights: str | os.PathLike | None = None, tile: int | None = None,
                   halo: int | None = None, block: int | None = None, device: str = "auto",
@@ -162,7 +162,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   should_stop: Callable[[], bool] | None = None,
                   on_stack: Callable[[Stack], None] | None = None) -> Path | list[Path]:
     """Super-resolve frame ``target`` (0-based in time order, negative from the end; default
-    the middle; or the frame nearest ``reference_date``) of the stack ``sources`` into ``dst``
+    the middle; or the frame nearest ``target_date``) of the stack ``sources`` into ``dst``
     with multi-frame ``model`` (default: the best bundled multi-frame network for the scale and
     the target frame's bands and dtype, else ``temporal-median``:
     :func:`geosr.models.bundled.default_stack_model_name`); or, with ``all_frames`` (a
@@ -182,7 +182,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                                   "no output: give OUT.tif, or --all-frames FOLDER for one "
                                   "output per frame")
     stack = resolve_stack(sources, masks=masks, mask_band=mask_band, target=target,
-                          reference_date=reference_date, resampling=resampling)
+                          target_date=target_date, resampling=resampling)
     if on_stack is not None:
         on_stack(stack)
     options = dict(model=model, scale=DEFAULT_SCALE if scale is None else scale,
@@ -194,9 +194,9 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
               progress=progress, should_stop=should_stop)
     if all_frames is None:
         return _upscale_one(stack, Path(dst), options, **io)
-    if target is not None or reference_date is not None:
+    if target is not None or target_date is not None:
         raise OptionConflictError("--all-frames makes every frame the target in turn; drop "
-                                  "--target/--reference-date")
+                                  "--target/--target-date")
     folder = Path(all_frames)
     if folder.exists() and not folder.is_dir():
         raise ParameterError(f"--all-frames {str(folder)!r} is a file; give a folder")
@@ -217,19 +217,13 @@ def _upscale_one(stack: Stack, dst: Path, options: dict, *, cog: bool, compress:
                  overwrite: bool, resume: bool, threads: int, progress, should_stop) -> Path:
     import rasterio
 
-    from .engine import GDAL_CACHE_BYTES, stream_job
-    from .errors import OutputError, ParameterError
-    from .io import GeoTIFFWriter, Journal, check_disk, check_output, journal_key
+    from .engine import GDAL_CACHE_BYTES, check_run, stream_job
+    from .io import GeoTIFFWriter, Journal, check_disk, journal_key
     from .predictor import predictor_for
     from .runners import effective_threads
 
-    if isinstance(threads, bool) or int(threads) < 1:
-        raise ParameterError(f"threads must be >= 1, got {threads}")
-    for f in stack.frames:  # never over any input
-        dst_p = check_output(dst, src=f.path, overwrite=overwrite or resume)
-    if dst_p.exists() and resume and not overwrite:
-        raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
-                          "--overwrite to redo it")
+    dst_p = check_run(dst, sources=[f.path for f in stack.frames], threads=threads,
+                      overwrite=overwrite, resume=resume)
     env = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}
     with rasterio.Env(**env):
         job, net, window, pos = plan_stack(stack, **options)

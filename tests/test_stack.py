@@ -119,13 +119,14 @@ def test_frames_on_another_grid_are_warped_as_gdalwarp_does(make_geotiff, tmp_pa
                           transform=Affine(4.0, 0, 500000.0, 0, -4.0, 4100000.0))
     with pytest.warns(UserWarning, match=r"2 frame\(s\).*resampled onto it \(bilinear"):
         out = upscale_stack([p0, p1, coarse, p2], tmp_path / "o.tif", scale=2, target=0)
-    # the same frames warped beforehand by gdalwarp onto the target grid give the same output
+    # the same frames warped beforehand by gdalwarp (exact transformer, as geo/warp.py) give
+    # the same output
     pre = []
     for p in (p1, coarse):
         w = tmp_path / f"w_{p.name}"
-        subprocess.run(["gdalwarp", "-q", "-r", "bilinear", "-te", "500000", "4099900",
-                        "500080", "4100000", "-ts", "40", "50", "-dstnodata", "nan", str(p),
-                        str(w)], check=True)
+        subprocess.run(["gdalwarp", "-q", "-et", "0", "-r", "bilinear",
+                        "-te", "500000", "4099900", "500080", "4100000", "-ts", "40", "50",
+                        "-dstnodata", "nan", str(p), str(w)], check=True)
         pre.append(w)
     ref = upscale_stack([p0, pre[0], pre[1], p2], tmp_path / "r.tif", scale=2, target=0)
     a, b = _read(out)[0], _read(ref)[0]
@@ -195,10 +196,10 @@ def test_mask_band_of_each_frame_equals_mask_files(make_geotiff, tmp_path):
     assert pb["count"] == 2 and np.array_equal(da, db) and np.array_equal(ma, mb)
 
 
-def test_order_by_date_and_reference_date(make_geotiff, tmp_path):
+def test_order_by_date_and_target_date(make_geotiff, tmp_path):
     paths = _frames(make_geotiff, 3, height=20, width=18)
     seen = []
-    upscale_stack(paths[::-1], tmp_path / "o.tif", scale=2, reference_date="2021-03-01",
+    upscale_stack(paths[::-1], tmp_path / "o.tif", scale=2, target_date="2021-03-01",
                   on_stack=seen.append)
     st = seen[0]
     assert [f.path for f in st.frames] == [str(p) for p in paths]

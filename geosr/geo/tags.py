@@ -8,7 +8,7 @@ so a 10 m image upscaled 2x twice still says 10 m (and 4x), never 5 m.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from .grid import measuring_grid, pixel_size
 
@@ -165,14 +165,9 @@ def reference_tags(meta: Any, *, path: str, bands: str, resampling: str,
     import os
 
     k = TAG_KEYS
-    found = [dict(meta.tags)] + [dict(d) for d in (meta.domains or {}).values()]
 
     def first(keys) -> str | None:
-        for key in keys:
-            for d in found:
-                if d.get(key):
-                    return str(d[key])
-        return None
+        return next(metadata_values(meta, keys), None)
 
     name = os.path.basename(str(path))
     tags = {k["reference"]: f"{name} (bands {bands}, {resampling} onto the output grid)"}
@@ -205,9 +200,21 @@ def stack_tags(files: list[str], dates: list[str | None], *, target: int, order:
     return tags
 
 
+def metadata_values(meta: Any, keys: Sequence[str]) -> Iterator[str]:
+    """The non-empty values of ``keys`` in a RasterMeta's metadata, key by key in the order
+    given, for each key the default domain first, then the other domains (IMAGERY, ...): the
+    one lookup of acquisition dates and sensors (reference_tags, geosr/frames.py)."""
+    found = [dict(meta.tags)] + [dict(d) for d in (meta.domains or {}).values()]
+    for key in keys:
+        for d in found:
+            if d.get(key):
+                yield str(d[key])
+
+
 def read_tag(tags: Mapping[str, str], name: str) -> str | None:
     """The value of the ``GEOSR_*`` tag called ``name`` (a key of :data:`TAG_KEYS`), or None."""
     return tags.get(TAG_KEYS[name]) or None
 
 
-__all__ = ["TAG_KEYS", "output_tags", "reference_tags", "stack_tags", "weights_label", "synthesis_label", "read_tag"]
+__all__ = ["TAG_KEYS", "output_tags", "reference_tags", "stack_tags", "weights_label", "synthesis_label", "read_tag",
+           "metadata_values", "ACQUISITION_DATE_KEYS", "REFERENCE_SENSOR_KEYS"]

@@ -110,7 +110,8 @@ class BasicVSR(SRModel):
             raise ModelError(f"{name} is published for x4 only, not x{scale}; use --scale 4 "
                              f"or another multi-frame model")
         if int(max_frames) < 1:
-            raise ParameterError(f"max_frames must be >= 1, not {max_frames}")
+            raise ParameterError(f"max_frames must be >= 1, not {max_frames}; give the longest "
+                                 f"stack the model will see (default {DEFAULT_MAX_FRAMES})")
         self.scale, self.in_chans = 4, int(in_chans)
         self.out_chans = same_bands(name.lower(), self.in_chans, out_chans)
         self.num_feat, self.num_block = int(num_feat), int(num_block)

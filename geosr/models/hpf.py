@@ -67,7 +67,8 @@ class HPF(SRModel):
         self.up = SeparableUpsampler(scale=self.scale, kernel=keys_cubic, support=4)
         size = self.scale + 1 - self.scale % 2 if size is None else int(size)
         if size < 1 or size % 2 == 0:
-            raise ValueError(f"hpf: the low-pass size must be an odd number >= 1, got {size}")
+            raise ParameterError(f"hpf: the low-pass size must be an odd number >= 1, got {size}; "
+                                 "give an odd size (e.g. scale + 1 for even scales) or omit it")
         self.radius = size // 2
         self.weight = float(weight)
         # the taper and the low-pass both reach ``radius`` output pixels
@@ -89,8 +90,9 @@ class HPF(SRModel):
             raise ValueError(f"hpf: the reference must be (N, C_ref, {hh}, {ww}) for an LR "
                              f"input {tuple(x.shape)}, got {tuple(ref.shape)}")
         if ref.shape[1] not in (1, c):
-            raise ValueError(f"hpf: the reference has {ref.shape[1]} bands for {c} LR bands; "
-                             "give one reference band or one per band")
+            raise ParameterError(f"hpf: the reference has {ref.shape[1]} bands for {c} LR bands; "
+                                 "give one reference band or one per band (--reference-bands 4, "
+                                 "1,2,3 or grey)")
         dt = up.dtype
         r = ref.to(dt)
         v = torch.ones_like(r[:, :1]) if ref_valid is None else ref_valid.to(dt)

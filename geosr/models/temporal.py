@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ParameterError
 from ._base import SRModel
 from ._registry import register_model
 from .classical import _SCALES, bicubic
@@ -48,7 +49,8 @@ class TemporalMedian(SRModel):
         t = x.shape[1]
         target = t // 2 if target is None else int(target)
         if not -t <= target < t:
-            raise ValueError(f"target frame {target} is outside the {t} frames")
+            raise ParameterError(f"target frame {target} is outside the {t} frames; use "
+                                 f"{-t}..{t - 1} (0-based, negative from the end)")
         return self.upsample(temporal_median(x))
 
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:

@@ -396,7 +396,9 @@ class TTSR(SRModel):
             raise ParameterError("TTSR takes num_res_blocks as four counts (e.g. '16+16+8+4') "
                                  "and lte_feats as three widths (e.g. [64, 128, 256])")
         if int(search_radius) < 1:
-            raise ParameterError(f"search_radius must be >= 1 LR pixel, got {search_radius}")
+            raise ParameterError(f"search_radius must be >= 1 LR pixel, got {search_radius}; "
+                                 f"give 1 or more (default {DEFAULT_SEARCH_RADIUS}; the image "
+                                 "side - 1 is the published global search)")
         self.scale = SCALE
         self.in_chans = int(in_chans)
         self.out_chans = int(out_chans or in_chans)

@@ -192,7 +192,7 @@ class TrainConfig:
 
     def _check_stack(self) -> None:
         from ..models import get_spec
-        from .stacks import StackOptions
+        from .stacks import StackOptions, check_frame_count
 
         if not get_spec(self.model).extra.get("multi_frame"):
             if self.frames is not None or self.stack:
@@ -200,8 +200,8 @@ class TrainConfig:
                                      f"{self.model} is a single-image model (geosr models "
                                      f"lists the multi-frame ones)")
             return
-        if self.frames is not None and self.frames < 1:
-            raise ParameterError(f"frames must be >= 1, got {self.frames}")
+        if self.frames is not None:
+            check_frame_count(self.frames)
         if self.degradation != "bicubic":
             raise ParameterError("multi-frame stacks use the bicubic degradation with their own "
                                  "noise (stack noise=...); drop --degradation real")

@@ -162,8 +162,7 @@ def synthesise(hr: torch.Tensor, *, frames: int, scale: int, options: StackOptio
     ``span`` is the value range the ``offset``/``noise`` fractions refer to; ``clamp`` clips
     the frames (``None``: no clipping, e.g. for data units quantised later).
     """
-    if frames < 1:
-        raise ParameterError(f"a stack needs at least 1 frame, got {frames}")
+    check_frame_count(frames)
     single = hr.dim() == 3
     x = hr[None] if single else hr
     n, c, h, w = x.shape
@@ -283,11 +282,17 @@ def training_sampler(cfg: Any) -> StackSampler:
                         options=StackOptions.from_dict(cfg.stack), seed=int(cfg.seed))
 
 
+def check_frame_count(frames: int) -> None:
+    """Refuse a stack length below one frame (any model)."""
+    if frames < 1:
+        raise ParameterError(f"--frames must be >= 1, got {frames}; pass --frames 1 or more, or "
+                             "omit it for the model's window")
+
+
 def check_frames(model: Any, frames: int, *, name: str) -> None:
     """Refuse a stack length a fixed-window model cannot take."""
     fixed = getattr(model, "num_frames", None)
-    if frames < 1:
-        raise ParameterError(f"--frames must be >= 1, got {frames}")
+    check_frame_count(frames)
     if fixed is not None and frames != fixed:
         raise ParameterError(f"{name} takes a window of exactly {fixed} frames, not {frames}; "
                              f"pass --frames {fixed}")
@@ -300,4 +305,4 @@ def default_frames(model: Any) -> int:
 
 __all__ = ["StackOptions", "Stack", "StackSampler", "training_sampler", "synthesise", "synthesise_array", "evaluation_stack",
            "margin",
-           "target_index", "check_frames", "default_frames", "EVAL_SEED", "DEFAULT_FRAMES"]
+           "target_index", "check_frame_count", "check_frames", "default_frames", "EVAL_SEED", "DEFAULT_FRAMES"]

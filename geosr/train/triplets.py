@@ -62,9 +62,13 @@ class ReferenceOptions:
         opts = cls(**(d or {}))
         for f in dataclasses.fields(cls):
             if getattr(opts, f.name) < 0:
-                raise ParameterError(f"reference option {f.name} must be >= 0")
+                raise ParameterError(f"reference option {f.name} must be >= 0, got "
+                                     f"{getattr(opts, f.name)}; set it in reference = {{...}} of "
+                                     "--config")
         if opts.change > 1 or opts.hole_prob > 1:
-            raise ParameterError("reference options change and hole_prob are fractions in [0, 1]")
+            raise ParameterError(f"reference options change and hole_prob are fractions in "
+                                 f"[0, 1], got {opts.change} and {opts.hole_prob}; set them in "
+                                 "reference = {...} of --config")
         return opts
 
 
@@ -152,7 +156,8 @@ def pair_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
                                  f"panchromatic raster there under that name")
             out.append((ms, pan))
     if not out:
-        raise InputError(f"no ms<NAME>.tif / pan<NAME>.tif pairs in {', '.join(map(str, paths))}")
+        raise InputError(f"no ms<NAME>.tif / pan<NAME>.tif pairs in {', '.join(map(str, paths))};"
+                         " name each image msNAME.tif and its reference panNAME.tif, side by side")
     return out
 
 
