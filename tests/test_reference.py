@@ -3,6 +3,8 @@ with gdalwarp), its bands, validity and tags; the `hpf` model; tiled == untiled;
 the refusals."""
 from __future__ import annotations
 
+import json
+
 import shutil
 import subprocess
 
@@ -261,6 +263,9 @@ def test_cli_writes_reference_tags_that_info_shows(lr, tmp_path):
     info = CliRunner().invoke(cli, ["info", str(out)])
     assert info.exit_code == 0
     assert "detail guided by the reference pan.tif (WV03, 2021-06-01T10:31:12Z)" in info.stdout
+    assert "  reference     pan.tif (bands 2, bilinear onto the output grid)" in info.stdout
+    js = json.loads(CliRunner().invoke(cli, ["info", str(out), "--json"]).stdout)
+    assert js["reference"] == tags["GEOSR_REFERENCE"] and js["frames"] is None
     # one clear line for a reference given to a single-image model
     bad = CliRunner().invoke(cli, ["upscale", str(lr), str(tmp_path / "x.tif"), "--model",
                                    "bicubic", "--scale", "2", "--reference", str(ref), "--quiet"])

@@ -243,6 +243,9 @@ def test_all_frames_cli(make_geotiff, tmp_path):
         got = out / f"{p.stem}_x2.tif"
         assert np.array_equal(_read(got)[0], _read(one)[0])
         assert _read(got)[3]["GEOSR_TARGET_FRAME"].startswith(f"{i} ")
+    info = CliRunner().invoke(cli, ["info", str(out / f"{paths[1].stem}_x2.tif")])
+    names = "; ".join(p.name for p in paths)
+    assert f"  frames        {names} (target 1 ({paths[1].name}))" in info.stdout
 
 
 def test_resume_after_interrupt_equals_uninterrupted(make_geotiff, tmp_path):

@@ -60,6 +60,11 @@ class RasterInfo:
     #: ``GEOSR_SYNTHESISED_DETAIL``: set when a perceptual (GAN) or generative-prior model made
     #: the detail (geo/tags.py ``synthesis_label``); None for pixel-loss and classical outputs.
     synthesised_detail: str | None = None
+    #: ``GEOSR_REFERENCE``: the reference raster that guided a reference-based model.
+    reference: str | None = None
+    #: ``GEOSR_FRAMES`` / ``GEOSR_TARGET_FRAME``: the frames of a multi-frame run and its target.
+    frames: str | None = None
+    target_frame: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the ``geosr info --json`` schema)."""
@@ -96,6 +101,9 @@ class RasterInfo:
             "gsd_x_range_m": lst(self.gsd_x_range_m),
             "gsd_notes": list(self.gsd_notes),
             "synthesised_detail": self.synthesised_detail,
+            "reference": self.reference,
+            "frames": self.frames,
+            "target_frame": self.target_frame,
         }
 
 
@@ -226,6 +234,9 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         gsd_x_range_m=gsd_info.gsd_x_range_m if gsd_info else None,
         gsd_notes=(gsd_info.notes if gsd_info else ()) + tuple(extra_notes),
         synthesised_detail=tags.get(TAG_KEYS["synthesised_detail"]) or None,
+        reference=tags.get(TAG_KEYS["reference"]) or None,
+        frames=tags.get(TAG_KEYS["frames"]) or None,
+        target_frame=tags.get(TAG_KEYS["target_frame"]) or None,
     )
 
 
@@ -288,6 +299,10 @@ def format_info(info: RasterInfo) -> str:
                      + (f" (weights {info.weights})" if has_weights else ""))
         if info.note:
             lines.append(f"  note          {info.note}")
+        if info.frames:
+            lines.append(f"  frames        {info.frames} (target {info.target_frame or '?'})")
+        if info.reference:
+            lines.append(f"  reference     {info.reference}")
     if info.synthesised_detail:
         lines.append(f"  SYNTHESISED   {info.synthesised_detail}")
     for n in info.gsd_notes:
