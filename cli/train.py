@@ -92,7 +92,7 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
     Example: geosr train --model espcn --scale 2 --data t91/ --out runs/espcn --time-budget 600
     """
     from geosr.train.config import TrainConfig
-    from geosr.train.loop import train as run
+    from geosr.train.run import train as run
 
     cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
     overrides = dict(options)

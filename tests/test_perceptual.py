@@ -189,7 +189,7 @@ def test_perceptual_strength_blends_a_fine_tuned_gan_with_its_bundled_parent(
     from geosr.models.bundled import bundled_weights
     from geosr.train.config import TrainConfig
     from geosr.train.gan import GAN_LOSS
-    from geosr.train.loop import train
+    from geosr.train.run import train
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     parent = bundled_weights("espcn", scale=2, bands=3)

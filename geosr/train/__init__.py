@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"train": "loop", "Trainer": "loop", "TrainResult": "loop", "TrainConfig": "config"}
+_LAZY = {"train": "run", "Trainer": "loop", "TrainResult": "loop", "TrainConfig": "config"}
 
 __all__ = sorted(_LAZY)
 

@@ -343,7 +343,6 @@ class Trainer:
                 g["lr"] = (self.cfg.d_lr or self.cfg.lr) * f
 
     def train_step(self, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
         self._set_lr()
         if self.arbitrary:
             return self._arbitrary_step(hr)
@@ -356,19 +355,30 @@ class Trainer:
             hr = hr.contiguous(memory_format=torch.channels_last)
             if lr_img.dim() == 4:
                 lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        return self._optimise(
+            lambda: (self.model(lr_img, return_all=True) if self.return_all
+                     else self.model(lr_img)), hr)
+
+    def _optimise(self, forward: Callable[[], Any], target: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+        """One optimisation step, the one for every kind of network: ``forward()`` under
+        autocast, the configured loss against ``target`` (adversarial terms on the final output
+        when a discriminator trains), backward, clipping, the optimizer, EMA, then the
+        discriminator's own step."""
+        cfg = self.cfg
         self.model.train()
         ctx = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
                else _nullcontext())
         with ctx:
-            out = self.model(lr_img, return_all=True) if self.return_all else self.model(lr_img)
+            out = forward()
             final = out if isinstance(out, torch.Tensor) else _final(out)
             d_real = d_fake = None
             if self.disc is not None:
                 self.disc.requires_grad_(False)
                 d_fake = self.disc(final)
                 with torch.no_grad():
-                    d_real = self.disc(hr)
-            loss, parts = self.loss(out, hr, d_real=d_real, d_fake=d_fake)
+                    d_real = self.disc(target)
+            loss, parts = self.loss(out, target, d_real=d_real, d_fake=d_fake)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -380,7 +390,8 @@ class Trainer:
         if self.disc is not None:
             self.disc.requires_grad_(True)
             with ctx:
-                d_loss = self.loss.gan.discriminator(self.disc(hr), self.disc(final.detach()))
+                d_loss = self.loss.gan.discriminator(self.disc(target),
+                                                     self.disc(final.detach()))
             self.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.d_opt.step()
@@ -657,31 +668,5 @@ class _nullcontext:
         return None
 
 
-def train(config: TrainConfig | dict[str, Any] | None = None, *,
-          log: Callable[[str], None] | None = None, **options: Any) -> TrainResult:
-    """Train a registry model; see :class:`~geosr.train.config.TrainConfig` for the options.
-
-    ``train(model="espcn", scale=2, data=["t91/"], out="runs/espcn", max_steps=2000)``.
-    """
-    if config is None:
-        cfg = TrainConfig.from_dict(options)
-    elif isinstance(config, dict):
-        cfg = TrainConfig.from_dict({**config, **options})
-    else:
-        cfg = config.merged(**options) if options else config
-    return trainer_class(cfg.model)(cfg, log=log).run()
-
-
-def trainer_class(model: str) -> type[Trainer]:
-    """The trainer of a registry network: reference-guided ones train on triplets."""
-    from ..models import get_spec
-
-    if model and get_spec(model).extra.get("reference_based"):
-        from .reference import ReferenceTrainer
-
-        return ReferenceTrainer
-    return Trainer
-
-
-__all__ = ["train", "trainer_class", "Trainer", "TrainResult", "EMA", "load_checkpoint",
+__all__ = ["Trainer", "TrainResult", "EMA", "load_checkpoint",
            "CHECKPOINT_FORMAT"]

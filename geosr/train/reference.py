@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .loop import Trainer, _nullcontext
+from .loop import Trainer
 from .data import GeoFile, Source
 from .triplets import PairPool, ReferenceOptions, pair_files, synthetic_reference
 
@@ -64,40 +64,10 @@ class ReferenceTrainer(Trainer):
         return lr, ref, valid, hr
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
         self._set_lr()
         with torch.no_grad():
             lr, ref, valid, hr = self._triplet(batch)
-        self.model.train()
-        ctx = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
-               else _nullcontext())
-        with ctx:
-            out = self.model(lr, ref, ref_valid=valid)
-            d_real = d_fake = None
-            if self.disc is not None:
-                self.disc.requires_grad_(False)
-                d_fake = self.disc(out)
-                with torch.no_grad():
-                    d_real = self.disc(hr)
-            loss, parts = self.loss(out, hr, d_real=d_real, d_fake=d_fake)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                                cfg.grad_clip).detach()
-        self.opt.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        if self.disc is not None:
-            self.disc.requires_grad_(True)
-            with ctx:
-                d_loss = self.loss.gan.discriminator(self.disc(hr), self.disc(out.detach()))
-            self.d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.d_opt.step()
-            parts["d_loss"] = d_loss.detach()
-        parts["loss"] = loss.detach()
-        return parts
+        return self._optimise(lambda: self.model(lr, ref, ref_valid=valid), hr)
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:

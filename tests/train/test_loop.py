@@ -10,7 +10,8 @@ import torch
 from conftest import smooth_image
 from geosr.errors import ParameterError, WeightsError
 from geosr.train.config import TrainConfig
-from geosr.train.loop import Trainer, load_checkpoint, train
+from geosr.train.loop import Trainer, load_checkpoint
+from geosr.train.run import train
 from train_helpers import image_folder  # noqa: F401  (fixture)
 
 TINY = {"n1": 8, "n2": 4}

@@ -125,7 +125,7 @@ def test_pair_naming_errors_say_how_to_fix(make_geotiff, tmp_path):
 
 def test_train_on_pairs_and_on_synthetic_references(make_geotiff, tmp_path):
     from geosr.models import load_model
-    from geosr.train.loop import train
+    from geosr.train.run import train
 
     folder = _pair(make_geotiff)
     res = train(model="ttsr", scale=4, reference_data=[str(folder)], out=str(tmp_path / "p"),
@@ -145,7 +145,7 @@ def test_train_on_pairs_and_on_synthetic_references(make_geotiff, tmp_path):
     assert np.isfinite(whole.metrics["val_psnr"])
     # exact resume: 1 step + resume + 1 step == 2 steps
     from geosr.train.config import TrainConfig
-    from geosr.train.loop import trainer_class
+    from geosr.train.run import trainer_class
 
     cfg = TrainConfig.from_dict({**kw, "out": str(tmp_path / "r"), "max_steps": 2})
     trainer_class("ttsr")(cfg).run(steps=1)
