@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 
 from ..errors import InputError, RasterReadError
 from ..geo.grid import apply, has_geotransform, pixel_size, window_transform
+from .handles import ThreadHandles
 from .remote import is_remote, remote_env, remote_error, resolve_source, retry_delays
 
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -424,39 +424,45 @@ def _same_grid(meta: RasterMeta, transform: Affine, crs: Any, gcps: tuple) -> bo
 
 # -- windows and the statistics sample ------------------------------------------------------------
 
-_LOCAL = threading.local()
+#: This process's reader threads' open files (bounded, reopened when a file is rewritten).
+_HANDLES = ThreadHandles()
 
 
 def read_window(path: str, bands: tuple[int, ...], rows: tuple[int, int],
                 cols: tuple[int, int], *, datasets: dict | None = None) -> np.ndarray:
     """Pixels of 0-based ``bands`` in the half-open ``rows`` x ``cols`` window of ``path``.
 
-    Each thread keeps its own open GDAL handle per path (handles are not thread-safe), so the
-    engine's reader threads read concurrently without reopening the file for every block.
+    Each thread keeps its own open GDAL handles (handles are not thread-safe), so the engine's
+    reader threads read concurrently without reopening the file for every block
+    (:mod:`geosr.io.handles`: a few per thread, reopened when the file was rewritten).
     A file with a per-dataset mask (mask band, .msk, alpha) gives a masked array: masked pixels
     are invalid like nodata (:func:`geosr.pixels.valid_mask`). ``datasets``: the caller's
-    handles (path → dataset) instead of this thread's.
+    handles (path → dataset, kept for one run) instead of this thread's.
     """
-    cache = datasets if datasets is not None else getattr(_LOCAL, "datasets", None)
-    if cache is None:
-        cache = _LOCAL.datasets = {}
     win = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
     # remote files: GDAL retries HTTP errors itself but not a lost connection; a read that
     # still fails is retried on a fresh handle (geosr.io.remote.retry_delays, docs/cloud.md)
     for delay in (None, *retry_delays(path)):
         if delay is not None:
             time.sleep(delay)
-        ds = cache.get(path)
         try:
-            if ds is None or ds.closed:
-                ds = cache[path] = rasterio.open(path)
+            if datasets is not None:
+                ds = datasets.get(path)
+                if ds is None or ds.closed:
+                    ds = datasets[path] = rasterio.open(path)
+            else:
+                ds = _HANDLES.get(path, path, lambda: rasterio.open(path))
             return ds.read([b + 1 for b in bands], window=win, masked=_has_dataset_mask(ds))
         except rasterio.errors.RasterioIOError as err:
             failure = err
             if not is_remote(path):
                 break
-            if ds is not None and not ds.closed:
-                ds.close()
+            if datasets is not None:
+                old = datasets.pop(path, None)
+                if old is not None and not old.closed:
+                    old.close()
+            else:
+                _HANDLES.discard(path)
     raise _corrupt(path, rows, cols, failure) from None
 
 
