@@ -1,15 +1,19 @@
 """``geosr check LR SR``: how consistent a super-resolved raster is with its input, without HR.
 
-Block by block (flat memory), with a halo of :data:`HALO` LR pixels so every number equals a
-whole-raster computation: consistency (|D(SR) − LR| with D the training degradation,
-:mod:`geosr.consistency`) and synthesis (|SR − bicubic(LR)|, the detail the SR adds). Optionally a
-2-band float32 GeoTIFF on the SR grid (band 1: the consistency error of the LR pixel each SR pixel
-lies in; band 2: the synthesis) and a PNG figure of both, to see where the SR departs most from
-its input. Nodata (of either raster) is excluded and written as NaN.
+Any factor > 1, per axis too: SR's grid must refine LR's on the same bounds (what ``geosr
+upscale --scale`` makes), and each axis's exact ratio n_out / n_in (:func:`grid_axes`) defines D,
+as ``--consistency`` and ``geosr evaluate`` use it. Block by block (flat memory), with a halo of
+:data:`HALO` LR pixels so every number equals a whole-raster computation: consistency
+(|D(SR) − LR| with D the training degradation, :mod:`geosr.consistency`) and synthesis
+(|SR − bicubic(LR)|, the detail the SR adds). Optionally a 2-band float32 GeoTIFF on the SR grid
+(band 1: the consistency error of the LR pixel each SR pixel's centre lies in; band 2: the
+synthesis) and a PNG figure of both, to see where the SR departs most from its input. Nodata (of
+either raster) is excluded and written as NaN; LR's reaches SR by the engine's nearest rule.
 """
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from . import consistency as C
 from .errors import InputError
+from .geo.grid import Axis
 
 #: LR pixels of context around a block: D reaches 3, bicubic upsampling 2.
 HALO = 4
@@ -32,22 +37,20 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
     """Consistency and synthesis of ``sr_path`` against ``lr_path`` (the raster it was made
     from); writes the departure map (GeoTIFF, SR grid) and figure (PNG) when paths are given.
 
-    Returns ``{"scale", "bands", "consistency": {...}, "synthesis": {...}, "map", "png"}``.
+    Returns ``{"scale", "bands", "consistency": {...}, "synthesis": {...}, "map", "png"}``;
+    ``scale`` is the grids' ratio, or [x, y] where the axes differ.
     """
     from .io import GeoTIFFWriter, check_output, read_meta
     from .io.read import read_window
-    from .pixels import valid_mask
-    from .plot import check_same_grid, infer_scale
+    from .pixels import upsample_nearest, valid_mask
     from .tiling import plan_blocks
 
     lr_m, sr_m = read_meta(str(lr_path)), read_meta(str(sr_path))
     if lr_m.count != sr_m.count:
         raise InputError(f"LR has {lr_m.count} band(s) and SR {sr_m.count}; check the SR made "
                          "from this LR (same bands)")
-    # plot's rules (IN = LR, OUT = SR): an integer enlargement of the same bounds
-    s = infer_scale(lr_m, sr_m)
-    if lr_m.has_transform and sr_m.has_transform:
-        check_same_grid(lr_m, sr_m, s)
+    ay, ax = grid_axes(lr_m, sr_m)
+    s = _scale(ay, ax)
     out_map = check_output(map_path, overwrite=overwrite) if map_path else None
     out_png = check_output(png, overwrite=overwrite) if png else None
     bands = tuple(range(lr_m.count))
@@ -64,21 +67,29 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
     try:
         for blk in plan_blocks(lr_m.height, lr_m.width, block=BLOCK, halo=HALO):
             fr, fc = blk.fetch_rows, blk.fetch_cols
+            # the SR pixels whose centres lie in the fetch window and in the block itself
+            h_r = (ay.out_start(fr.start), ay.out_start(fr.stop))
+            h_c = (ax.out_start(fc.start), ax.out_start(fc.stop))
+            o_r, o_c = ay.out_start(blk.rows.start), ax.out_start(blk.cols.start)
+            hri = slice(o_r - h_r[0], ay.out_start(blk.rows.stop) - h_r[0])
+            hci = slice(o_c - h_c[0], ax.out_start(blk.cols.stop) - h_c[0])
+            win = (C.window_axis(ay, (fr.start, fr.stop), h_r),
+                   C.window_axis(ax, (fc.start, fc.stop), h_c))
             lr = read_window(str(lr_path), bands, (fr.start, fr.stop), (fc.start, fc.stop))
-            sr = read_window(str(sr_path), bands, (fr.start * s, fr.stop * s),
-                             (fc.start * s, fc.stop * s))
+            sr = read_window(str(sr_path), bands, h_r, h_c)
             v_lr = valid_mask(lr, lr_m.nodata_per_band).all(axis=0)
-            v_sr = valid_mask(sr, sr_m.nodata_per_band).all(axis=0) & C.upsample_valid(v_lr, s)
+            under = (ay.nearest(*h_r, fr.start), ax.nearest(*h_c, fc.start))
+            v_sr = (valid_mask(sr, sr_m.nodata_per_band).all(axis=0)
+                    & upsample_nearest(v_lr[None], under)[0])
             lr_f = np.ma.getdata(lr).astype(np.float64)
             sr_f = np.ma.getdata(sr).astype(np.float64)
             lr_f[:, ~v_lr] = 0.0  # keeps NaN out of the sums; those pixels are excluded
             sr_f[:, ~v_sr] = 0.0
             r0, c0 = blk.rows.start - fr.start, blk.cols.start - fc.start
             ri, ci = slice(r0, r0 + blk.rows.size), slice(c0, c0 + blk.cols.size)
-            hri = slice(r0 * s, (r0 + blk.rows.size) * s)
-            hci = slice(c0 * s, (c0 + blk.cols.size) * s)
-            err = (C.degrade(sr_f, s) - lr_f)[:, ri, ci]
-            ok = C.lr_valid(v_sr, lr_f.shape[-2:], s)[ri, ci]
+            down = C.degrade(sr_f, axes=win)
+            err = (down - lr_f)[:, ri, ci]
+            ok = C.lr_valid(v_sr, lr_f.shape[-2:], axes=win)[ri, ci]
             e = err[:, ok]
             acc["n_lr"] += e.shape[1]
             acc["abs"] += np.abs(e).sum(axis=1)
@@ -89,24 +100,26 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
             if bounds is not None:  # as consistency_metrics: away from clipped SR pixels
                 raw = np.ma.getdata(sr)
                 inside = C.lr_valid(v_sr & C.off_limits(raw, bounds).all(axis=0),
-                                    lr_f.shape[-2:], s)[ri, ci] & ok
+                                    lr_f.shape[-2:], axes=win)[ri, ci] & ok
                 acc["n_in"] += int(inside.sum())
                 if inside.any():
                     acc["max_in"] = max(acc["max_in"], float(np.abs(err[:, inside]).max()))
             acc["half"] += int((np.abs(e) <= 0.5).sum())
             if nb > 1 and e.size:
-                ang = C.spectral_angle_map(C.degrade(sr_f, s)[:, ri, ci], lr_f[:, ri, ci])[ok]
+                ang = C.spectral_angle_map(down[:, ri, ci], lr_f[:, ri, ci])[ok]
                 ang = ang[np.isfinite(ang)]
                 acc["sam"] += float(ang.sum())
                 acc["n_sam"] += ang.size
-            syn = np.abs(sr_f - C.upsample(lr_f, s))[:, hri, hci]
+            syn = np.abs(sr_f - C.upsample(lr_f, axes=win))[:, hri, hci]
             v_hr = v_sr[hri, hci]
             acc["syn"] += syn[:, v_hr].sum(axis=1)
             acc["n_hr"] += int(v_hr.sum())
             cmap = np.where(ok, np.abs(err).mean(axis=0), np.nan)
-            maps = np.stack([np.repeat(np.repeat(cmap, s, 0), s, 1),
+            # each SR pixel shows the error of the LR pixel its centre lies in
+            own = (ay.nearest(o_r, o_r + v_hr.shape[0], blk.rows.start),
+                   ax.nearest(o_c, o_c + v_hr.shape[1], blk.cols.start))
+            maps = np.stack([upsample_nearest(cmap[None], own)[0],
                              np.where(v_hr, syn.mean(axis=0), np.nan)]).astype(np.float32)
-            o_r, o_c = blk.rows.start * s, blk.cols.start * s
             if writer is not None:
                 writer.write((o_r, o_r + maps.shape[1]), (o_c, o_c + maps.shape[2]), maps)
             dr, dc = (-o_r) % k, (-o_c) % k
@@ -123,11 +136,65 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
         if writer is not None:
             writer.abort()
     result["map"] = str(out_map) if out_map else None
-    result["png"] = str(_figure(fig_maps, out_png, s=s, result=result)) if out_png else None
+    # SR pixels are LR's shape shrunk per axis: drawn with that aspect, the map is not stretched
+    aspect = float(ax.ratio / ay.ratio)
+    result["png"] = (str(_figure(fig_maps, out_png, s=s, result=result, aspect=aspect))
+                     if out_png else None)
     return result
 
 
-def _summary(acc: dict[str, Any], *, s: int, nb: int, n_pixels: int,
+def grid_axes(lr_m: Any, sr_m: Any) -> tuple[Axis, Axis]:
+    """The (y, x) axes of SR's grid on LR's (``geo.grid``): LR's bounds in SR's pixel counts,
+    each axis enlarged (ratio n_out / n_in > 1); refused unless SR's geotransform is the one
+    ``geo.grid.output_grid`` gives for them (rasters without one are matched by size)."""
+    from .geo.grid import apply, bounds_of, output_grid, pixel_size, scaled_axis
+
+    lr_px, sr_px = f"{lr_m.width}x{lr_m.height}", f"{sr_m.width}x{sr_m.height}"
+    if sr_m.width <= lr_m.width or sr_m.height <= lr_m.height:
+        raise InputError(f"SR ({sr_px}) is not larger than LR ({lr_px}) along both axes; give "
+                         "the input first and its super-resolved output second: geosr check "
+                         "LR SR")
+    ay = scaled_axis(lr_m.height, Fraction(sr_m.height, lr_m.height))
+    ax = scaled_axis(lr_m.width, Fraction(sr_m.width, lr_m.width))
+    if lr_m.has_transform != sr_m.has_transform:
+        raise InputError("one of LR and SR has a geotransform and the other none; give the SR "
+                         "that geosr upscale made from this LR")
+    if not lr_m.has_transform:
+        return ay, ax
+    if lr_m.crs is not None and sr_m.crs is not None and lr_m.crs != sr_m.crs:
+        raise InputError(f"LR is in {lr_m.crs} and SR in {sr_m.crs}; give the SR that geosr "
+                         "upscale made from this LR (it keeps the CRS)")
+    want = output_grid(lr_m.transform, lr_m.width, lr_m.height, x=ax, y=ay).transform
+    got = sr_m.transform
+    tol = 1e-3 * min(v for v in pixel_size(want) if v > 0)
+    corners = ((0, 0), (sr_m.width, 0), (0, sr_m.height))  # three fix an affine grid
+    if any(math.dist(apply(want, c, r), apply(got, c, r)) > tol for c, r in corners):
+        left, bottom, right, top = bounds_of(lr_m.transform, lr_m.width, lr_m.height)
+        raise InputError(
+            f"SR's grid ({sr_px}, transform {tuple(got)[:6]}) is not an exact refinement of "
+            f"LR's bounds ({lr_px} pixels; expected transform {tuple(want)[:6]}); check the SR "
+            f"that geosr upscale --scale made from this LR (--aoi and --target-gsd outputs "
+            f"have other bounds), or resample SR onto LR's bounds: "
+            f"gdalwarp -te {left!r} {bottom!r} {right!r} {top!r} "
+            f"-ts {sr_m.width} {sr_m.height} SR.tif SR_on_LR.tif")
+    return ay, ax
+
+
+def _scale(ay: Axis, ax: Axis) -> int | float | list[int | float]:
+    """The grids' ratio as a number (int when whole), or [x, y] where the axes differ."""
+    fy, fx = (int(a.ratio) if a.ratio.denominator == 1 else float(a.ratio) for a in (ay, ax))
+    return fx if fx == fy else [fx, fy]
+
+
+def format_scale(scale: Any) -> str:
+    """``2``, ``2.5`` or ``2.5,3.75`` (x,y as ``--scale`` takes them) for a ``check`` result's
+    ``scale``."""
+    if isinstance(scale, (list, tuple)):
+        return ",".join(f"{v:.6g}" for v in scale)
+    return f"{scale:.6g}"
+
+
+def _summary(acc: dict[str, Any], *, s: Any, nb: int, n_pixels: int,
              bounds: tuple[float, float] | None) -> dict[str, Any]:
     n, nh = acc["n_lr"], max(acc["n_hr"], 1)
     cons: dict[str, Any] = {
@@ -162,12 +229,13 @@ def _map_meta(sr_m):
                                            "band 2 |SR-bicubic(LR)| (mean over bands)"})
 
 
-def _figure(maps: np.ndarray, png: Path, *, s: int, result: dict[str, Any]) -> Path:
+def _figure(maps: np.ndarray, png: Path, *, s: Any, result: dict[str, Any],
+            aspect: float = 1.0) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     h, w = maps.shape[1:]
-    fig = Figure(figsize=(2 * 4.5 + 0.6, 4.5 * h / w + 1.0), dpi=100)
+    fig = Figure(figsize=(2 * 4.5 + 0.6, 4.5 * aspect * h / w + 1.0), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     c, sy = result["consistency"], result["synthesis"]
@@ -176,15 +244,16 @@ def _figure(maps: np.ndarray, png: Path, *, s: int, result: dict[str, Any]) -> P
     for ax, m, title in zip(axes, maps, titles):
         vals = m[np.isfinite(m)]
         hi = float(np.percentile(vals, 99.5)) if vals.size else 1.0
-        im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=hi if hi > 0 else 1.0,
+        im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=hi if hi > 0 else 1.0, aspect=aspect,
                        interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    fig.suptitle(f"where the x{s} SR departs from its input (data units)", fontsize=10)
+    fig.suptitle(f"where the x{format_scale(s)} SR departs from its input (data units)",
+                 fontsize=10)
     fig.savefig(png, facecolor="white")
     return png
 
 
-__all__ = ["check", "HALO", "MAP_BANDS"]
+__all__ = ["check", "grid_axes", "format_scale", "HALO", "MAP_BANDS"]

@@ -376,9 +376,10 @@ def consistency_figures(src: str | os.PathLike, out: str | os.PathLike
                         ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
     """``geosr check``'s figures of OUT against IN — does OUT, degraded back, reproduce IN, and
     how much does it add over bicubic — as ``(table, check's whole result, note)``; ``None``s
-    and the reason where they cannot be had (a geosr without ``geosr.check``, an output of part
-    of IN or at a non-integer scale). Whole raster, block by block: the time grows with the
-    raster (a few seconds of CPU for 15 megapixels), the memory does not."""
+    and the reason where they cannot be had (a geosr without ``geosr.check``, an output whose
+    grid does not refine IN's bounds: ``--aoi`` or ``--target-gsd`` outputs; any factor on the
+    same bounds is checked). Whole raster, block by block: the time grows with the raster (a few
+    seconds of CPU for 15 megapixels), the memory does not."""
     try:
         from .check import check
     except ImportError:

@@ -16,6 +16,7 @@ from geosr.engine import upscale_file
 from geosr.errors import ParameterError
 from geosr.io import read_meta
 from geosr.metrics import imresize, resize_matrix
+from geosr.pixels import upsample_nearest
 from geosr.plan import plan_job
 
 
@@ -66,10 +67,9 @@ def test_options_are_validated():
         C.validate_consistency("hard", 3)
     with pytest.raises(ParameterError, match="1..50"):
         C.validate_consistency("soft", 0)
-    with pytest.raises(ParameterError, match="integer scale"):
-        C.validate_consistency("hard", scale=2.5)
+    assert C.validate_consistency("hard") == ("hard", 0)  # any factor: no scale to ask
     with pytest.raises(ParameterError, match="palette"):
-        C.validate_consistency("hard", scale=2, palette=True)
+        C.validate_consistency("hard", palette=True)
     assert C.validate_consistency(None) == ("off", 0)
     assert C.validate_consistency("SOFT") == ("soft", C.DEFAULT_ITERATIONS)
 
@@ -147,7 +147,7 @@ def test_nodata_untouched_and_consistent_around_it(make_geotiff, tmp_path):
     sr = _read(out)[0]
     hole = np.repeat(np.repeat(data[0] == 0, 2, 0), 2, 1)
     assert np.all(sr[hole] == 0) and np.all(sr[~hole] != 0)
-    valid = C.upsample_valid(data[0] != 0, 2)
+    valid = upsample_nearest((data[0] != 0)[None], 2)[0]
     m = C.consistency_metrics(data, sr[None], 2, valid=valid)
     assert m["max_abs"] <= 0.5
 

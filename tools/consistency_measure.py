@@ -71,6 +71,8 @@ def run_set(name: str, data, models: list[tuple[str, int]], **kw) -> list[dict]:
                    "improvement": r["correctness"]["improvement"],
                    "omission": r["correctness"]["omission"],
                    "hallucination": r["correctness"]["hallucination"],
+                   "softmin": r["correctness"].get("softmin"),
+                   "vs_consistent": r["correctness"].get("vs_consistent"),
                    "seconds": r["seconds"], "wall": time.perf_counter() - t0,
                    "n_images": r["n_images"]}
             rows.append(row)
@@ -158,7 +160,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/geosr_cons"))
-    ap.add_argument("--only", choices=["neon", "landsat", "upscale", "overhead"], default=None)
+    ap.add_argument("--only", default=None,
+                    choices=["neon", "landsat", "anyscale", "upscale", "overhead"])
     args = ap.parse_args()
     res: dict = {}
     if args.only in (None, "neon"):
@@ -172,6 +175,11 @@ def main() -> None:
                                  [("bicubic", 2), ("espcn", 2), ("edsr-baseline", 2),
                                   ("bicubic", 4), ("espcn", 4), ("edsr-baseline", 4)],
                                  data_range=65535.0)
+    if args.only in (None, "anyscale"):
+        # non-integer factors: the bundled arbitrary-scale network on the first NEON tiles
+        neon = REPO / "runs/data/neon_val"
+        res["anyscale"] = run_set("neon_val16_first4", neon, [("liif", 2.5), ("liif", 3.75)],
+                                  limit=4)
     if args.only in (None, "upscale"):
         res["upscale"] = upscale_times(args.root, args.out)
     if args.only in (None, "overhead"):
