@@ -42,6 +42,13 @@ geosr's contract (``geosr/models/_base.py``) and the deviations from the publish
   counts (RGB against RGB, the published setting) there is no such layer. ``sub_mean`` starts at
   VGG's RGB statistics for 3 bands and at their averages per band otherwise.
 - ``lte_feats`` sets the LTE widths (VGG19's 64/128/256 by default) for reduced configurations.
+- ``bicubic_skip`` (off in the paper's configuration, as in the authors' code, whose
+  ``MainNet`` returns ``merge_tail``'s output as the image): the output is bicubic(LR) plus the
+  network's output as a residual, with ``merge_tail.conv_tail2`` starting at zero, so an
+  untrained network *is* bicubic. It adds no parameter (the checkpoint layout is the same; a
+  released checkpoint loads with it off). Why: on small satellite training sets and short CPU
+  runs a network that must first learn to reproduce the image never reached bicubic (docs/
+  reference.md, "Training on the SpaceNet pairs").
 """
 from __future__ import annotations
 
@@ -385,7 +392,7 @@ class TTSR(SRModel):
                  ref_chans: int | None = None, num_res_blocks: Sequence[int] | str = PAPER_BLOCKS,
                  n_feats: int = 64, res_scale: float = 1.0,
                  lte_feats: Sequence[int] = (64, 128, 256),
-                 search_radius: int = DEFAULT_SEARCH_RADIUS) -> None:
+                 search_radius: int = DEFAULT_SEARCH_RADIUS, bicubic_skip: bool = False) -> None:
         super().__init__()
         if int(scale) != SCALE:
             raise ParameterError(f"TTSR is a x4 network (stages at x1, x2, x4), not x{scale}; "
@@ -406,6 +413,7 @@ class TTSR(SRModel):
         self.num_res_blocks = tuple(int(n) for n in num_res_blocks)
         self.lte_feats = tuple(int(c) for c in lte_feats)
         self.search_radius = int(search_radius)
+        self.bicubic_skip = bool(bicubic_skip)
         self.MainNet = MainNet(in_chans=self.in_chans, out_chans=self.out_chans,
                                num_res_blocks=self.num_res_blocks, n_feats=n_feats,
                                res_scale=res_scale, lte_feats=self.lte_feats)
@@ -419,9 +427,14 @@ class TTSR(SRModel):
         else:
             self.img_to_ref = None
         self.upsample = bicubic_upsampler(SCALE)
+        if self.bicubic_skip:
+            with torch.no_grad():  # the residual starts at zero: the untrained output is bicubic
+                self.MainNet.merge_tail.conv_tail2.weight.zero_()
+                self.MainNet.merge_tail.conv_tail2.bias.zero_()
         self.candidate_reach = candidate_radius(self.search_radius)
         self.receptive_field = receptive_radius(
-            lambda r: ttsr_trace(r, self.num_res_blocks, self.search_radius))
+            lambda r: ttsr_trace(r, self.num_res_blocks, self.search_radius,
+                                 bicubic_skip=self.bicubic_skip))
 
     def _lr_up(self, x: Tensor) -> Tensor:
         if self.img_to_ref is not None:
@@ -464,6 +477,8 @@ class TTSR(SRModel):
                 ref_valid: Tensor | None = None) -> Tensor:
         s, t3, t2, t1 = self.texture(x, ref, ref_valid)
         y = self.MainNet(x * 2 - 1, s, t3, t2, t1)
+        if self.bicubic_skip:
+            return self.upsample(x) + y / 2  # y is on the [-1, 1] scale: half of it on [0, 1]
         return (y + 1) / 2
 
 
@@ -520,7 +535,7 @@ def _texture(r: Reach, radius: int) -> tuple[Reach, Reach, Reach, Reach]:
     return s, t3, t2, t1
 
 
-def ttsr_trace(r: Reach, nb: Sequence[int], radius: int) -> Reach:
+def ttsr_trace(r: Reach, nb: Sequence[int], radius: int, *, bicubic_skip: bool = False) -> Reach:
     """Dependence graph of TTSR x4 on both inputs (also used by tests)."""
     s, t3, t2, t1 = _texture(r, radius)
     x = _sfe(r, nb[0])
@@ -545,7 +560,7 @@ def ttsr_trace(r: Reach, nb: Sequence[int], radius: int) -> Reach:
     x32 = x32 | _res(b2, nb[3])
     x33 = x33 | _res(b3, nb[3])
     m = (x33 | _torch_bicubic(x31, 4) | _torch_bicubic(x32, 2)).conv(3)
-    return m.conv(3)
+    return m.conv(3) | r.bicubic(SCALE) if bicubic_skip else m.conv(3)
 
 
 def _sfe(r: Reach, n: int) -> Reach:

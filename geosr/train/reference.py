@@ -39,7 +39,7 @@ class ReferenceTrainer(Trainer):
             return bands
         pool = PairPool(cfg.reference_data, scale=int(cfg.scale), patch=cfg.patch,
                         seed=cfg.seed, value_range=cfg.value_range, augment=cfg.augment,
-                        device=self.device)
+                        options=self.ref_options, device=self.device)
         self.pairs = self.pool = pool
         self.windows = self.stacks = None
         self.sources = [_pair_source(m) for m, _ in pair_files(cfg.reference_data)]
@@ -67,6 +67,10 @@ class ReferenceTrainer(Trainer):
         self._set_lr()
         with torch.no_grad():
             lr, ref, valid, hr = self._triplet(batch)
+        if not bool(valid.any()):
+            # no valid reference in the batch: the single-image path, the same output as an
+            # all-invalid reference (tested) without computing the texture
+            ref = valid = None
         return self._optimise(lambda: self.model(lr, ref, ref_valid=valid), hr)
 
     @torch.no_grad()
@@ -83,8 +87,10 @@ class ReferenceTrainer(Trainer):
                 h, w = (min(n // s, crop // s) for n in pr.hr.shape[-2:])
                 t, l = (pr.lr.shape[-2] - h) // 2, (pr.lr.shape[-1] - w) // 2
                 win = (slice(None), slice(t * s, (t + h) * s), slice(l * s, (l + w) * s))
-                cases.append((pr.name, pr.lr[None, :, t: t + h, l: l + w], pr.ref[win][None],
-                              None, pr.hr[win][None]))
+                # a network trained without references (drop = 1) is validated without one
+                ref = None if self.ref_options.drop >= 1 else pr.ref[win][None]
+                cases.append((pr.name, pr.lr[None, :, t: t + h, l: l + w], ref, None,
+                              pr.hr[win][None]))
         for i, img in enumerate(self.val_images):
             vr = tuple(self.value_range) if img.data.dtype != np.uint8 else (0.0, 255.0)
             hr = torch.from_numpy((np.asarray(img.data, np.float64) - vr[0]) / (vr[1] - vr[0]))
@@ -98,14 +104,32 @@ class ReferenceTrainer(Trainer):
             return {}
         rows = []
         for name, lr, ref, valid, hr in cases:
-            out = net(lr.to(self.device), ref.to(self.device), ref_valid=None if valid is None
-                      else valid.to(self.device)).clamp(0, 1)
+            out = net(lr.to(self.device), None if ref is None else ref.to(self.device),
+                      ref_valid=None if valid is None else valid.to(self.device)).clamp(0, 1)
             a = shave(hr[0].cpu().double().numpy(), s)
             b = shave(out[0].cpu().double().numpy(), s)
             rows.append((name, psnr(a, b, data_range=1.0), ssim(a, b, data_range=1.0)))
         return {"val_psnr": float(np.mean([r[1] for r in rows])),
                 "val_ssim": float(np.mean([r[2] for r in rows])),
                 "val_images": [r[0] for r in rows]}
+
+
+    def save_final(self, metrics: dict[str, Any], *, steps_per_s: float) -> Path:
+        """The trainer's weights and card, the card also naming the reference pairs (its
+        ``training.data``) and the reference options the run drew with."""
+        import dataclasses
+
+        from ..models.checkpoint_io import read_checkpoint, save_weights
+
+        path = super().save_final(metrics, steps_per_s=steps_per_s)
+        sd, card = read_checkpoint(path)
+        for key in ("sha256", "weights_file"):  # recomputed on saving
+            card.pop(key, None)
+        if self.pairs is not None:
+            card["training"]["data"] = [str(p) for p in self.cfg.reference_data]
+        card["training"]["reference"] = dataclasses.asdict(self.ref_options)
+        save_weights(sd, path, card=card)
+        return path
 
 
 def _pair_source(ms: Path) -> Source:

@@ -9,7 +9,12 @@ Two sources, both deterministic by ``(seed, step)`` so resume stays exact:
   (:func:`geosr.pansharpen.pan_ratio`) onto the MS grid is the reference on the output grid.
   A folder holds pairs named ``ms<NAME>.tif`` / ``pan<NAME>.tif``; an MS file names one pair.
   The image is normalised by ``value_range`` (default: [0, the largest MS value]), the reference
-  on its own, by its largest value.
+  on its own, by the rule every run applies to a reference (:func:`geosr.reference.
+  prepare_reference`: the robust 0.1–99.9 percentile range of its statistics sample), so trained
+  weights see at inference the reference scaled as in training. The reference's validity follows ``hole_prob`` (a nodata
+  rectangle, as for synthetic references) and ``drop`` (no reference at all for the sample), so
+  the network also learns its single-image path; ``drop = 1`` trains the same network as a
+  single-image one on exactly the same patches (the comparison of docs/reference.md).
 - **Synthetic references** (:func:`synthetic_reference`, from the HR patches of ``--data``):
   the reference is the HR patch seen on another date: moved by a sub-pixel-capable shift and a
   small rotation (bilinear; pixels that fall outside are invalid), re-coloured (a gain and an
@@ -32,8 +37,10 @@ import torch.nn.functional as F
 from ..errors import InputError, ParameterError
 from .data import augment_torch, step_rng
 
-#: Salts of the per-step generators (one home: the image patches use salt 0).
-_PAIR_SALT, _REF_SALT = 11, 12
+#: Salts of the per-step generators (one home: the image patches use salt 0). The pairs'
+#: reference validity has its own, so ``drop``/``hole_prob`` never change which patches a step
+#: draws.
+_PAIR_SALT, _REF_SALT, _PAIR_VALID_SALT, _PAIR_PLACE_SALT = 11, 12, 13, 14
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,11 @@ class ReferenceOptions:
     change: float = 0.5
     #: probability of a nodata rectangle in the reference
     hole_prob: float = 0.25
+    #: probability that a real pair's sample has no reference at all (1: single-image training)
+    drop: float = 0.0
+    #: probability that a real pair's sample gets the reference of another place (a window of
+    #: the scene that does not overlap the patch): a misleading reference to learn to ignore
+    misplace: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "ReferenceOptions":
@@ -65,10 +77,11 @@ class ReferenceOptions:
                 raise ParameterError(f"reference option {f.name} must be >= 0, got "
                                      f"{getattr(opts, f.name)}; set it in reference = {{...}} of "
                                      "--config")
-        if opts.change > 1 or opts.hole_prob > 1:
-            raise ParameterError(f"reference options change and hole_prob are fractions in "
-                                 f"[0, 1], got {opts.change} and {opts.hole_prob}; set them in "
-                                 "reference = {...} of --config")
+        fractions = ("change", "hole_prob", "drop", "misplace")
+        if any(getattr(opts, k) > 1 for k in fractions):
+            raise ParameterError(f"reference options {', '.join(fractions)} are fractions in "
+                                 f"[0, 1], got {', '.join(str(getattr(opts, k)) for k in fractions)}"
+                                 "; set them in reference = {...} of --config")
         return opts
 
 
@@ -130,15 +143,16 @@ def synthetic_reference(hr: torch.Tensor, *, seed: int, step: int, scale: int, r
 
 @dataclass
 class Pair:
-    """One scene under Wald's protocol: ``hr`` (C, H, W) and ``ref`` (R, H, W) on [0, 1] on the
-    HR grid, ``lr`` (C, H/s, W/s); ``peak`` is the HR's normalisation (its value range top)."""
+    """One scene under Wald's protocol: ``hr`` (C, H, W) on [0, 1] and ``ref`` (R, H, W)
+    normalised as a run normalises a reference, on the HR grid, ``lr`` (C, H/s, W/s); ``peak``
+    is the HR's normalisation (its value range top), ``ref_raw`` the reference in its units."""
 
     name: str
     hr: torch.Tensor
     lr: torch.Tensor
     ref: torch.Tensor
     peak: float
-    ref_peak: float
+    ref_raw: np.ndarray
 
 
 def pair_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
@@ -167,6 +181,7 @@ def read_pair(ms: str | Path, pan: str | Path, *, scale: int,
     from ..io.read import read_meta
     from ..metrics import imresize
     from ..pansharpen import _read_all, pan_ratio
+    from ..reference import prepare_reference
 
     ms_meta, pan_meta = read_meta(ms), read_meta(pan)
     ratio = pan_ratio(ms_meta, pan_meta)
@@ -177,10 +192,11 @@ def read_pair(ms: str | Path, pan: str | Path, *, scale: int,
     ref = imresize(p, 1.0 / ratio)[:, :h, :w]  # the PAN on the MS (= output) grid
     lr = imresize(hr, 1.0 / scale)
     peak = float(peak if peak is not None else hr.max())
-    ref_peak = float(max(ref.max(), 1e-12))
+    # as a run prepares this PAN (reference.plan_reference: 8-bit → [0, 255], else robust)
+    ref_n = prepare_reference(ref, None, uint8=pan_meta.dtype == "uint8")[0]
     t = lambda a, d: torch.from_numpy(np.ascontiguousarray(a / d)).float()  # noqa: E731
-    return Pair(name=Path(ms).stem, hr=t(hr, peak), lr=t(lr, peak), ref=t(ref, ref_peak),
-                peak=peak, ref_peak=ref_peak)
+    return Pair(name=Path(ms).stem, hr=t(hr, peak), lr=t(lr, peak), ref=t(ref_n, 1.0),
+                peak=peak, ref_raw=ref)
 
 
 class PairPool:
@@ -188,6 +204,7 @@ class PairPool:
 
     def __init__(self, paths: Sequence[str | Path], *, scale: int, patch: int, seed: int,
                  value_range: Sequence[float] | None = None, augment: bool = True,
+                 options: ReferenceOptions = ReferenceOptions(),
                  device: torch.device | str = "cpu") -> None:
         files = pair_files(paths)
         peak = float(value_range[1]) if value_range else None
@@ -205,6 +222,7 @@ class PairPool:
                              "train on one kind")
         self.pairs, self.scale, self.patch = pairs, int(scale), int(patch)
         self.seed, self.augment, self.device = int(seed), augment, torch.device(device)
+        self.options = options
         self.bands = bands.pop()
         self.ref_chans = pairs[0].ref.shape[0]
         self.value_range = [0.0, top]
@@ -216,6 +234,7 @@ class PairPool:
     def batch(self, step: int, size: int) -> tuple[torch.Tensor, ...]:
         """``(lr, ref, ref_valid, hr)`` of step ``step`` on the pool's device."""
         rng = step_rng(self.seed, step, _PAIR_SALT)
+        place = step_rng(self.seed, step, _PAIR_PLACE_SALT)  # never moves the patches
         s, p = self.scale, self.patch
         lrs, refs, hrs = [], [], []
         for _ in range(size):
@@ -225,11 +244,40 @@ class PairPool:
             code = int(rng.integers(8)) if self.augment else 0
             lr = pr.lr[:, t: t + p // s, l: l + p // s]
             win = (slice(None), slice(t * s, t * s + p), slice(l * s, l * s + p))
+            rwin = win
+            if place.uniform() < self.options.misplace:
+                rt, rl = _elsewhere(place, t, l, h - p // s, w - p // s, p // s)
+                rwin = (slice(None), slice(rt * s, rt * s + p), slice(rl * s, rl * s + p))
             lrs.append(augment_torch(lr, code))
-            refs.append(augment_torch(pr.ref[win], code))
+            refs.append(augment_torch(pr.ref[rwin], code))
             hrs.append(augment_torch(pr.hr[win], code))
         lr, ref, hr = (torch.stack(v).to(self.device) for v in (lrs, refs, hrs))
-        return lr, ref, torch.ones_like(ref[:, :1]), hr
+        return lr, ref, self._validity(step, size), hr
+
+    def _validity(self, step: int, size: int) -> torch.Tensor:
+        """``ref_valid`` (N, 1, p, p) of step ``step``: whole samples dropped with ``drop``,
+        otherwise a nodata rectangle with ``hole_prob``."""
+        rng = step_rng(self.seed, step, _PAIR_VALID_SALT)
+        o, p = self.options, self.patch
+        valid = torch.ones(size, 1, p, p)
+        for i in range(size):
+            if rng.uniform() < o.drop:
+                valid[i] = 0
+            elif rng.uniform() < o.hole_prob:
+                t, b, l, r = _rect(rng, p, p, 0.6)
+                valid[i, :, t:b, l:r] = 0
+        return valid.to(self.device)
+
+
+def _elsewhere(rng: np.random.Generator, t: int, l: int, tmax: int, lmax: int,
+               side: int) -> tuple[int, int]:
+    """A window origin in [0, tmax] x [0, lmax] whose ``side``-square does not overlap the one
+    at (t, l), or the farthest corner when the scene is too small for that."""
+    for _ in range(32):
+        rt, rl = int(rng.integers(tmax + 1)), int(rng.integers(lmax + 1))
+        if abs(rt - t) >= side or abs(rl - l) >= side:
+            return rt, rl
+    return (0 if t > tmax // 2 else tmax), (0 if l > lmax // 2 else lmax)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,12 +287,16 @@ class PairPool:
 @torch.no_grad()
 def evaluate_pair(model: torch.nn.Module, ms: str | Path, pan: str | Path, *,
                   value_range: Sequence[float] | None = None,
+                  reference: torch.Tensor | None | str = "pair", classical: bool = True,
                   device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
-    """Wald's protocol at the model's scale on one MS/PAN pair: the model (with the PAN as
-    reference), bicubic, and GSA pan-sharpening of the bicubic MS with the reference
-    (:func:`geosr.pansharpen.sharpen`), each against the original MS. Per method: per-band PSNR
-    (peak = the original's maximum, as :func:`geosr.pansharpen.wald_protocol`), its mean, ERGAS
-    and SAM. Values are compared in the MS's units."""
+    """Wald's protocol at the model's scale on one MS/PAN pair: the model, bicubic, and (with
+    ``classical``) GSA and Brovey pan-sharpening of the bicubic MS with the pair's reference
+    (:func:`geosr.pansharpen.sharpen`) and HPF fusion (:mod:`geosr.models.hpf`, its gain
+    σ(LR band)/σ(reference) as the engine's), each against the original MS. The model gets
+    ``reference``: ``"pair"`` (the pair's PAN), ``None`` (its single-image path) or a
+    (R, H, W) tensor on [0, 1] on the HR grid (e.g. another place's PAN: a misleading
+    reference). Per method: per-band PSNR (peak = the original's maximum, as
+    :func:`geosr.pansharpen.wald_protocol`), its mean, ERGAS and SAM, in the MS's units."""
     from ..metrics import ergas, psnr_bands, sam
     from ..models import create_model
     from ..pansharpen import sharpen
@@ -253,13 +305,26 @@ def evaluate_pair(model: torch.nn.Module, ms: str | Path, pan: str | Path, *,
     pr = read_pair(ms, pan, scale=s, peak=float(value_range[1]) if value_range else None)
     truth = pr.hr.double().numpy() * pr.peak
     lr = pr.lr[None].to(device)
-    out = model.to(device).eval()(lr, pr.ref[None].to(device)).double().cpu()[0].numpy()
+    ref = pr.ref if isinstance(reference, str) and reference == "pair" else reference
+    net = model.to(device).eval()
+    if getattr(model, "reference_based", False):
+        out = net(lr, None if ref is None else ref[None].to(device))
+    else:
+        out = net(lr)
+    methods = [("ttsr" if getattr(model, "reference_based", False) else "model",
+                out.double().cpu()[0].numpy())]
     bic = create_model("bicubic", scale=s)(pr.lr[None].double())[0].numpy()
-    gsa = sharpen(bic, pr.ref[0].double().numpy(), method="gsa", ratio=s)
+    methods.append(("bicubic", bic))
+    if classical:
+        pan_hr = pr.ref[0].double().numpy()
+        methods += [(m, sharpen(bic, pan_hr, method=m, ratio=s)) for m in ("gsa", "brovey")]
+        gain = pr.lr.double().flatten(1).std(1) / pr.ref.double().std()
+        hpf = create_model("hpf", scale=s)(pr.lr[None].double(), pr.ref[None].double(),
+                                           ref_gain=gain)
+        methods.append(("hpf", hpf[0].numpy()))
     top = float(truth.max())
     res = {}
-    for name, est in (("ttsr" if getattr(model, "reference_based", False) else "model", out),
-                      ("bicubic", bic), ("gsa", gsa)):
+    for name, est in methods:
         est = np.asarray(est, np.float64) * pr.peak
         bands = psnr_bands(truth, est, data_range=top)
         res[name] = {"psnr": bands, "psnr_mean": float(np.mean(bands)),

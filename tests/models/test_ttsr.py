@@ -171,3 +171,17 @@ def test_gradients_reach_the_texture_extractor():
     net(x, ref).mean().backward()
     assert getattr(net.LTE.slice3, "10").weight.grad.abs().sum() > 0
     assert net.img_to_ref.weight.grad.abs().sum() > 0
+
+
+def test_bicubic_skip_starts_at_bicubic_and_keeps_the_layout():
+    plain = _net(in_chans=4, ref_chans=1)
+    net = _net(in_chans=4, ref_chans=1, bicubic_skip=True)
+    assert set(net.state_dict()) == set(plain.state_dict())  # no parameter added
+    x, ref = _inputs(c=4, cref=1, h=6, w=7, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, ref), net.upsample(x), atol=0, rtol=0)
+        net.MainNet.merge_tail.conv_tail2.bias.fill_(0.1)  # a residual of 0.1 on [-1, 1]
+        torch.testing.assert_close(net(x, None), net.upsample(x) + 0.05)
+    # the output is still finite-reach: the skip's bicubic lies within the traced field
+    assert net.receptive_field == plain.receptive_field
+    assert _net(bicubic_skip=False).bicubic_skip is False

@@ -92,13 +92,31 @@ def test_pairs_follow_walds_protocol(make_geotiff):
     np.testing.assert_allclose(pr.hr.numpy() * pr.peak, hr, rtol=1e-6)
     np.testing.assert_allclose(pr.lr.numpy() * pr.peak, imresize(hr, 0.25), rtol=1e-5, atol=1e-4)
     ref = imresize(p, 0.5)
-    np.testing.assert_allclose(pr.ref.numpy(), ref / ref.max(), rtol=1e-5, atol=1e-6)
-    assert pr.peak == hr.max() and float(pr.ref.max()) == pytest.approx(1.0)
+    np.testing.assert_allclose(pr.ref_raw, ref)
+    # the reference is normalised as a run normalises it (its robust range), not by its max
+    from geosr.reference import prepare_reference
+
+    np.testing.assert_allclose(pr.ref.numpy(), prepare_reference(ref, None, uint8=False)[0],
+                               rtol=1e-5, atol=1e-6)
+    assert float(pr.ref.min()) < 0.01 and float(pr.ref.max()) > 0.99
+    assert pr.peak == hr.max()
+
+
+def test_an_8_bit_pan_is_normalised_as_a_run_normalises_it(make_geotiff, tmp_path):
+    # a run maps an 8-bit reference by [0, 255] (reference.plan_reference), training must too
+    t = Affine(2.0, 0, 500000.0, 0, -2.0, 4100000.0)
+    half = Affine(1.0, 0, 500000.0, 0, -1.0, 4100000.0)
+    ms = make_geotiff("ms8.tif", data=smooth_image(4, 32, 32, dtype="float64").clip(0) * 10,
+                      transform=t)
+    pan8 = (smooth_image(1, 64, 64, seed=3, dtype="float64") * 0.4 + 40).astype(np.uint8)
+    pan = make_geotiff("pan8.tif", data=pan8, transform=half)
+    pr = read_pair(ms, pan, scale=4)
+    np.testing.assert_allclose(pr.ref.numpy(), pr.ref_raw / 255.0, rtol=1e-5, atol=1e-6)
 
 
 def test_pair_pool_batches_are_aligned_and_deterministic(make_geotiff):
     folder = _pair(make_geotiff)
-    pool = PairPool([folder], scale=4, patch=16, seed=2, augment=False)
+    pool = PairPool([folder], scale=4, patch=16, seed=2, augment=False, options=STILL)
     assert (pool.bands, pool.ref_chans) == (4, 1)
     lr, ref, valid, hr = pool.batch(7, 3)
     assert lr.shape == (3, 4, 4, 4) and ref.shape == (3, 1, 16, 16) and hr.shape == (3, 4, 16, 16)
@@ -113,6 +131,39 @@ def test_pair_pool_batches_are_aligned_and_deterministic(make_geotiff):
     one = PairPool([folder], scale=4, patch=16, seed=2).batch(7, 3)  # augmented
     two = PairPool([folder], scale=4, patch=16, seed=2).batch(7, 3)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_pair_reference_validity_drops_and_holes_without_moving_the_patches(make_geotiff):
+    folder = _pair(make_geotiff)
+    still = PairPool([folder], scale=4, patch=16, seed=2, options=STILL).batch(5, 8)
+    dropped = PairPool([folder], scale=4, patch=16, seed=2,
+                       options=dataclasses.replace(STILL, drop=1.0)).batch(5, 8)
+    holed = PairPool([folder], scale=4, patch=16, seed=2,
+                     options=dataclasses.replace(STILL, hole_prob=1.0)).batch(5, 8)
+    for a, b in ((still, dropped), (still, holed)):  # same patches, only the validity differs
+        assert all(torch.equal(x, y) for x, y in zip(a[:2] + a[3:], b[:2] + b[3:]))
+    assert bool(still[2].all()) and not bool(dropped[2].any())
+    frac = holed[2].mean((1, 2, 3))
+    assert bool(((frac > 0) & (frac < 1)).all())  # a rectangle in every sample, never all
+    with pytest.raises(ParameterError, match="drop"):
+        ReferenceOptions.from_dict({"drop": 1.5})
+    # misplace = 1: every reference comes from a window of the scene that the patch does not
+    # overlap; the image patches stay those of the step
+    big = _pair(make_geotiff, name="2", size=64) / "ms2.tif"
+    moved = PairPool([big], scale=4, patch=16, seed=2, augment=False,
+                     options=dataclasses.replace(STILL, misplace=1.0)).batch(5, 8)
+    still = PairPool([big], scale=4, patch=16, seed=2, augment=False,
+                     options=STILL).batch(5, 8)
+    assert torch.equal(moved[0], still[0]) and torch.equal(moved[3], still[3])
+    pr_ref = PairPool([big], scale=4, patch=16, seed=2, options=STILL).pairs[0].ref
+    grid = [(t, l) for t in range(0, 49, 4) for l in range(0, 49, 4)]
+    for i in range(8):
+        assert not torch.equal(moved[1][i], still[1][i])
+        hits = [(t, l) for t, l in grid
+                if torch.equal(pr_ref[:, t: t + 16, l: l + 16], moved[1][i])]
+        at = [(t, l) for t, l in grid if torch.equal(pr_ref[:, t: t + 16, l: l + 16], still[1][i])]
+        assert hits and at and all(abs(a - c) >= 16 or abs(b - d) >= 16
+                                   for a, b in hits for c, d in at)
 
 
 def test_pair_naming_errors_say_how_to_fix(make_geotiff, tmp_path):
@@ -135,8 +186,30 @@ def test_train_on_pairs_and_on_synthetic_references(make_geotiff, tmp_path):
     net = load_model("auto", scale=4, weights=res.weights)
     assert (net.in_chans, net.ref_chans) == (4, 1)
     scores = evaluate_pair(net, folder / "ms1.tif", folder / "pan1.tif")
-    assert set(scores) == {"ttsr", "bicubic", "gsa"}
+    assert set(scores) == {"ttsr", "bicubic", "gsa", "brovey", "hpf"}
     assert all(np.isfinite(v["ergas"]) for v in scores.values())
+    # a reference-less evaluation is the network's single-image path
+    alone = evaluate_pair(net, folder / "ms1.tif", folder / "pan1.tif", reference=None,
+                          classical=False)
+    assert set(alone) == {"ttsr", "bicubic"}
+
+    # drop = 1: the same network trained as a single-image one (no texture is ever computed),
+    # with the bicubic skip: its card restores the option
+    solo = train(model="ttsr", scale=4, reference_data=[str(folder)], out=str(tmp_path / "o"),
+                 max_steps=2, batch=2, patch=16, model_args={**TINY, "bicubic_skip": True},
+                 reference={"drop": 1.0}, threads=1, log_every=1, checkpoint_every=0)
+    net = load_model("auto", scale=4, weights=solo.weights)
+    assert net.bicubic_skip and np.isfinite(solo.metrics["val_psnr"])
+    from geosr.models.checkpoint_io import read_checkpoint as _read
+
+    card = _read(solo.weights)[1]
+    assert card["training"]["data"] == [str(folder)]
+    assert card["training"]["reference"]["drop"] == 1.0
+    # the texture extractor never entered a step: Adam holds no state for its parameters
+    ck = torch.load(solo.checkpoint, weights_only=False)
+    names = [n for n, p in net.named_parameters()]
+    stated = {names[i] for i in ck["optimizer"]["state"]}
+    assert stated and not any(n.startswith(("LTE.", "img_to_ref.")) for n in stated)
 
     pngs = png_folder(tmp_path / "hr", n=3, height=40, width=40)
     kw = dict(model="ttsr", scale=4, data=[str(pngs)], val_data=[str(pngs)], batch=2, patch=16,
