@@ -8,7 +8,7 @@ import click
 from geosr.consistency import (DEFAULT_ITERATIONS, DEFAULT_MODE, METRICS, MODES,
                                format_measures)
 
-from .options import echo_json
+from .options import bundled_by_name, echo_json
 
 
 def _fmt(v: float) -> str:
@@ -16,14 +16,16 @@ def _fmt(v: float) -> str:
 
 
 @click.command("evaluate")
-@click.argument("dataset", type=click.Path(exists=True))
+@click.argument("dataset", type=click.Path(exists=True), required=False)
 @click.option("--model", "-m", "model", default=None,
               help="Registered model name (geosr models); default: the one --weights is for.")
 @click.option("--scale", "-s", type=float, default=None,
               help="Upscaling factor (non-integer, e.g. 2.5, for arbitrary-scale models); "
                    "default: the one --weights is for, when the file fixes it.")
-@click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Weights file (safetensors + card, or an official checkpoint); its "
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None,
+              callback=bundled_by_name,
+              help="Weights file (safetensors + card, or an official checkpoint) or the name of "
+                   "bundled weights; its "
                    "architecture and scale are used unless --model/--scale are given.")
 @click.option("--self-ensemble", is_flag=True, help="Average over the 8 flips/rotations (x8).")
 @click.option("--data-range", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -51,17 +53,26 @@ def _fmt(v: float) -> str:
                    "(docs/multitemporal.md): multi-frame models get the stack, single-image "
                    "models its target frame (default for multi-frame models: their window, "
                    "else 5).")
+@click.option("--reference-data", "reference_data", multiple=True, type=click.Path(exists=True),
+              help="Real image/reference pairs, as geosr train --reference-data: a folder of "
+                   "msNAME.tif + panNAME.tif, or one msNAME.tif (repeatable), scored under "
+                   "Wald's protocol (the PAN guides reference-guided models; DATASET is then "
+                   "optional). Reference-guided models on DATASET images get synthetic "
+                   "references (docs/reference.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(dataset: str, model: str | None, scale: float | None, weights: str | None, self_ensemble: bool,
+def evaluate(dataset: str | None, model: str | None, scale: float | None, weights: str | None,
+             self_ensemble: bool,
              data_range: float | None, channels: str, allow_random_weights: bool, device: str,
              limit: int | None, consistency: str, consistency_iterations: int | None,
              metrics: str | None, sam_maps: str | None, frames: int | None,
-             as_json: bool) -> None:
+             reference_data: tuple[str, ...], as_json: bool) -> None:
     """Super-resolve the bicubic-degraded images of DATASET and score them.
 
     DATASET is a folder of HR images (PNG/JPEG/TIFF) or GeoTIFFs, or one file. Each image is
     cropped to a multiple of SCALE, degraded with MATLAB-style bicubic, super-resolved and
     compared with the original after shaving SCALE pixels on each border.
+    Reference-guided models (hpf, ttsr): --reference-data PAIRS and/or DATASET images with
+    synthetic references.
     """
     from geosr.evaluation import evaluate as run
 
@@ -69,7 +80,7 @@ def evaluate(dataset: str, model: str | None, scale: float | None, weights: str 
                  data_range=data_range, allow_random_weights=allow_random_weights,
                  device=device, channels=channels, limit=limit, consistency=consistency,
                  consistency_iterations=consistency_iterations, metrics=metrics,
-                 sam_maps=sam_maps, frames=frames)
+                 sam_maps=sam_maps, frames=frames, reference_data=list(reference_data) or None)
     if as_json:
         echo_json(result, indent=2)
         return
@@ -85,6 +96,8 @@ def evaluate(dataset: str, model: str | None, scale: float | None, weights: str 
     click.echo(tail)
     click.echo(f"model {result['model']} x{result['scale']}"
                + (f" on {result['frames']}-frame stacks" if "frames" in result else "")
+               + (f" with references: {', '.join(result['references'])}"
+                  if result.get("references") else "")
                + (" self-ensemble" if self_ensemble else "")
                + (f" consistency {consistency}" if consistency != DEFAULT_MODE else "")
                + f", {result['seconds']:.1f} s on {result['device']}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import device_option, echo_json
+from .options import bundled_by_name, device_option, echo_json, reference_options
 
 
 @click.command()
@@ -11,7 +11,9 @@ from .options import device_option, echo_json
 @click.option("--model", "-m", required=True, help="Registered network name.")
 @click.option("--scale", "-s", type=int, required=True)
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Weights file (default: the bundled weights).")
+              callback=bundled_by_name,
+              help="Weights file or the name of bundled weights (default: the bundled weights "
+                   "of --model).")
 @click.option("--tile", type=int, default=64, show_default=True,
               help="Tile edge used for the comparison (small tiles: a strict test).")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
@@ -24,25 +26,45 @@ from .options import device_option, echo_json
 @click.option("--write-card", is_flag=True,
               help="Store the result as effective_halo in the weights file's card (re-saved); "
                    "geosr upscale then uses it as the default halo.")
+@reference_options
 @device_option
 @click.option("--json", "as_json", is_flag=True)
 def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, no_blend, write_card,
-         device, as_json):
+         reference, reference_bands, reference_resampling, device, as_json):
     """Smallest halo at which tiled output stays within THRESHOLD grey levels of the whole image
-    on the HR images of DATASET (degraded with MATLAB bicubic first)."""
+    on the HR images of DATASET (degraded with MATLAB bicubic first).
+
+    Reference-guided models (hpf, ttsr): DATASET is the raster to enlarge and --reference the
+    raster that guides it, prepared as geosr upscale --reference does (centre crop of CROP
+    LR pixels); each tile gets its own window of the reference."""
     from geosr.errors import ParameterError
-    from geosr.halo import degraded_crops, measure_effective_halo, record_effective_halo
+    from geosr.halo import (degraded_crops, measure_effective_halo, record_effective_halo,
+                            reference_crop)
     from geosr.models import load_model
 
-    net = load_model(model, scale=scale, weights=weights, device="cpu")
-    if getattr(net, "linear", False):
-        raise ParameterError(f"{model!r} is a classical interpolator: its exact receptive field "
-                             f"({net.receptive_field} px) is already tiny")
-    imgs = degraded_crops(dataset, scale=scale, in_chans=net.in_chans, crop=crop,
-                          max_images=max_images)
-    r = measure_effective_halo(net, imgs, tile=tile, threshold=threshold, blend=not no_blend)
+    refs = None
+    if reference is not None:
+        net, img, guide = reference_crop(dataset, model=model, scale=scale, weights=weights,
+                                         reference=reference, reference_bands=reference_bands,
+                                         reference_resampling=reference_resampling, crop=crop)
+        imgs, refs = [img], [guide]
+    else:
+        net = load_model(model, scale=scale, weights=weights, device="cpu")
+        if getattr(net, "reference_based", False):
+            raise ParameterError(f"{model!r} is reference-guided: measure it on a raster and "
+                                 "its reference, geosr halo LR.tif --reference REF.tif --model "
+                                 f"{model} --scale {scale}")
+        if getattr(net, "linear", False):
+            raise ParameterError(f"{model!r} is a classical interpolator: its exact receptive "
+                                 f"field ({net.receptive_field} px) is already tiny")
+        imgs = degraded_crops(dataset, scale=scale, in_chans=net.in_chans, crop=crop,
+                              max_images=max_images)
+    r = measure_effective_halo(net, imgs, tile=tile, threshold=threshold, blend=not no_blend,
+                               references=refs)
     r.update(model=model, scale=scale, images=len(imgs), crop=crop,
              weights=str(getattr(net, "weights_path", None)))
+    if reference is not None:
+        r["reference"] = str(reference)
     if write_card:
         r["written_to"] = record_effective_halo(net, r)
     if as_json:

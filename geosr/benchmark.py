@@ -20,14 +20,14 @@ import numpy as np
 
 
 def synthetic_raster(path: Path, *, size: int, bands: int = 3, dtype: str = "uint8",
-                     seed: int = 0) -> Path:
+                     seed: int = 0, crs: Any = "EPSG:32633", transform: Any = None) -> Path:
     """A textured size×size GeoTIFF written block by block (constant memory)."""
     import rasterio
     from affine import Affine
 
     rng = np.random.default_rng(seed)
     prof = dict(driver="GTiff", width=size, height=size, count=bands, dtype=dtype,
-                crs="EPSG:32633", transform=Affine(0.5, 0, 500000, 0, -0.5, 4100000),
+                crs=crs, transform=transform or Affine(0.5, 0, 500000, 0, -0.5, 4100000),
                 tiled=True, blockxsize=256, blockysize=256, compress="deflate")
     step = 512
     with rasterio.open(path, "w", **prof) as ds:
@@ -46,8 +46,10 @@ def synthetic_raster(path: Path, *, size: int, bands: int = 3, dtype: str = "uin
 def model_only(model_name: str, *, scale: int, device: str, tile: int, halo: int,
                batch: int, seconds: float = 5.0, weights: str | None = None,
                allow_random: bool = True, precision: str = "auto",
-               compile: bool = False) -> dict[str, float]:
-    """Best-configuration model throughput on in-memory batches (raw LR MP/s)."""
+               compile: bool = False, ref_chans: int | None = None) -> dict[str, float]:
+    """Best-configuration model throughput on in-memory batches (raw LR MP/s); ``ref_chans``
+    (reference-guided models) feeds each tile a reference of that many bands on its output
+    grid, already read and normalised (no warp: that is the end-to-end figure's)."""
     import torch
 
     from .modelref import ModelRef, build_model
@@ -58,13 +60,22 @@ def model_only(model_name: str, *, scale: int, device: str, tile: int, halo: int
     pred = Predictor(net, device=device, precision=precision, batch_size=batch, compile=compile)
     side = tile + 2 * halo
     c = net.in_chans or 3
-    x = np.random.default_rng(0).random((batch, c, side, side), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, c, side, side), dtype=np.float32)
+    refs = None
+    if ref_chans:
+        hr = side * scale
+        refs = (rng.random((batch, ref_chans, hr, hr), dtype=np.float32),
+                np.ones((batch, 1, hr, hr), np.float32),
+                np.ones(c) if getattr(net, "linear", False) else None)
     if pred.device.type == "cuda":
         xt = torch.from_numpy(x).to(pred.device)
-        run = lambda: pred._forward(xt)  # noqa: E731 - GPU: exclude host copies from the ceiling
+        rt = None if refs is None else (*(torch.from_numpy(a).to(pred.device)
+                                          for a in refs[:2]), refs[2])
+        run = lambda: pred._forward(xt, refs=rt)  # noqa: E731 - GPU: no host copies in the ceiling
         sync = torch.cuda.synchronize
     else:
-        run = lambda: pred._infer(x)  # noqa: E731
+        run = lambda: pred._infer(x, reference=refs)  # noqa: E731
         sync = lambda: None  # noqa: E731
     with torch.inference_mode():
         run()
@@ -134,7 +145,8 @@ def _child_e2e(args: dict) -> dict:
     upscale_file(args["src"], args["dst"], model=args["model"], scale=args["scale"],
                  device=args["device"], weights=args.get("weights"), tile=args.get("tile"),
                  allow_random_weights=True, overwrite=True, workers=args.get("workers", 2),
-                 batch_size=args.get("batch"), compile=args.get("compile", False))
+                 batch_size=args.get("batch"), compile=args.get("compile", False),
+                 **args.get("reference", {}))
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {"seconds": dt, "peak_rss_mb": peak}
@@ -150,14 +162,17 @@ def _child_e2e(args: dict) -> dict:
 
 def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
                weights: str | None, tile: int | None, batch: int | None,
-               compile: bool = False) -> dict:
-    """``upscale_file`` in a child process: useful LR MP/s and the child's peak RSS."""
+               compile: bool = False, reference: dict | None = None) -> dict:
+    """``upscale_file`` in a child process: useful LR MP/s and the child's peak RSS;
+    ``reference`` (``upscale_file``'s reference keywords): the reference planned, warped and
+    read per block included."""
     import rasterio
 
     with rasterio.open(src) as ds:
         px = ds.width * ds.height
     args = dict(src=str(src), dst=str(dst), model=model, scale=scale, device=device,
-                weights=weights, tile=tile, batch=batch, compile=compile)
+                weights=weights, tile=tile, batch=batch, compile=compile,
+                reference=reference or {})
     code = ("import json,sys; from geosr.benchmark import _child_e2e; "
             "print('GEOSR_BENCH'+json.dumps(_child_e2e(json.loads(sys.argv[1]))))")
     res = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
@@ -172,11 +187,30 @@ def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
     return r
 
 
+def _reference_grid(reference: str, scale: int) -> dict:
+    """The synthetic raster's grid for a reference run: the reference's CRS, its top-left
+    corner and its pixel size times ``scale`` (the output grid then has the reference's pixel
+    size, the pan-sharpening case; the warp still runs)."""
+    from .geo.grid import scale_transform
+    from .io.read import read_meta
+    from .io.remote import resolve_source
+
+    meta = read_meta(resolve_source(reference))
+    return {"crs": meta.crs, "transform": scale_transform(meta.transform, 1.0 / scale)}
+
+
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
                   seconds: float = 5.0, compile: bool = False, baseline: bool = True,
-                  workdir: str | None = None) -> dict[str, Any]:
-    """Measure model-only, end-to-end and peer-style throughput in one run."""
+                  workdir: str | None = None, reference: str | None = None,
+                  reference_bands: Any = None,
+                  reference_resampling: str | None = None) -> dict[str, Any]:
+    """Measure model-only, end-to-end and peer-style throughput in one run.
+
+    ``reference`` (a raster, as ``geosr upscale --reference``; reference-guided models): the
+    synthetic raster is laid on the reference's grid coarsened ``scale`` times from its
+    top-left corner; model-only feeds in-memory references, end to end plans, warps and reads
+    the real one per block; the peer-style tiler has no reference and is skipped."""
     from .modelref import ModelRef, build_model
     from .device import resolve_device
 
@@ -186,15 +220,30 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     net = build_model(ModelRef(name=model, scale=scale, weights=weights, allow_random=True))
     halo = int(getattr(net, "halo", 0))
     from .plan import DEFAULT_TILE
+    from .reference import check_reference_model
 
+    check_reference_model(model, net, reference)
     t = tile or DEFAULT_TILE
     b = batch or (16 if gpu else 1)
+    ref_kw, ref_chans, grid = None, None, {}
+    if reference is not None:
+        from .io.read import read_meta
+        from .io.remote import resolve_source
+        from .reference import parse_reference_bands
+
+        ref_kw = dict(reference=str(reference), reference_bands=reference_bands,
+                      reference_resampling=reference_resampling)
+        sel, grey = parse_reference_bands(reference_bands,
+                                          read_meta(resolve_source(reference)).count)
+        ref_chans = 1 if grey else len(sel)
+        grid = _reference_grid(str(reference), scale)
+        baseline = False
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        src = synthetic_raster(Path(tmp) / "bench.tif", size=size)
+        src = synthetic_raster(Path(tmp) / "bench.tif", size=size, **grid)
         mo = model_only(model, scale=scale, device=str(dev), tile=t, halo=halo, batch=b,
-                        seconds=seconds, weights=weights, compile=compile)
+                        seconds=seconds, weights=weights, compile=compile, ref_chans=ref_chans)
         e2e = end_to_end(src, Path(tmp) / "out.tif", model=model, scale=scale, device=str(dev),
-                         weights=weights, tile=t, batch=b, compile=compile)
+                         weights=weights, tile=t, batch=b, compile=compile, reference=ref_kw)
         naive = peer_style(src, Path(tmp) / "naive.tif", model, scale=scale, device=str(dev),
                            weights=weights) if baseline else float("nan")
     dev_name = "cpu"
@@ -215,4 +264,5 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         "ratio_e2e_naive": e2e["end_to_end_mps"] / naive if baseline else float("nan"),
         "peak_rss_mb": e2e["peak_rss_mb"],
         "peak_gpu_mb": e2e.get("peak_gpu_mb"),
+        "reference": None if reference is None else str(reference),
     }

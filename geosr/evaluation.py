@@ -29,17 +29,24 @@ from .errors import InputError, ParameterError
 from .images import HRImage, dtype_range, list_images, read_image
 
 
-def self_ensemble_forward(model: Any, x: Any) -> Any:
-    """Average of the model over the 8 flips/rotations of ``x`` (each undone on the output)."""
+def self_ensemble_forward(model: Any, x: Any, *refs: Any, **kw: Any) -> Any:
+    """Average of the model over the 8 flips/rotations of ``x`` (each undone on the output);
+    ``refs`` (a reference and its validity on the output grid) turn with it, ``kw`` is passed."""
     import torch
+
+    def turn(t, k, flip):
+        t = torch.rot90(t, k, dims=(-2, -1))
+        return torch.flip(t, dims=(-1,)) if flip else t
 
     outs = []
     for k in range(4):
         for flip in (False, True):
-            t = torch.rot90(x, k, dims=(-2, -1))
-            if flip:
-                t = torch.flip(t, dims=(-1,))
-            y = model(t)
+            t = turn(x, k, flip)
+            if refs:
+                r, v = (turn(a, k, flip) for a in refs)
+                y = model(t, r, ref_valid=v, **kw)
+            else:
+                y = model(t)
             if flip:
                 y = torch.flip(y, dims=(-1,))
             outs.append(torch.rot90(y, -k, dims=(-2, -1)))
@@ -48,12 +55,15 @@ def self_ensemble_forward(model: Any, x: Any) -> Any:
 
 def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float],
                   self_ensemble: bool = False, device: Any = "cpu",
-                  consistency: str = "off", consistency_iterations: int = 0) -> np.ndarray:
+                  consistency: str = "off", consistency_iterations: int = 0,
+                  reference: tuple[np.ndarray, np.ndarray, Any] | None = None) -> np.ndarray:
     """Run ``model`` on a whole (C, h, w) LR array; returns float64 (C', h*s, w*s) in data units,
     made consistent with ``lr`` as ``geosr upscale --consistency`` does (:mod:`geosr.consistency`).
 
     Values are mapped to [0, 1] by ``value_range`` for networks; classical (linear) models see
-    the same normalised values, which changes nothing for them.
+    the same normalised values, which changes nothing for them. ``reference`` = (ref, ref_valid,
+    gain) of a reference-guided model (:func:`geosr.reference.prepare_reference`: on the
+    output grid, normalised; ``gain`` in data units per normalised reference unit, or None).
     """
     import torch
 
@@ -69,11 +79,31 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = torch.nn.functional.pad(x.flatten(0, -4), (0, pw, 0, ph), mode=mode) \
             .reshape(*x.shape[:-2], h + ph, w + pw)
+    refs: tuple = ()
+    kw: dict[str, Any] = {}
+    if reference is not None:
+        ref, valid, gain = reference
+        dt = torch.float64 if getattr(model, "linear", False) else torch.float32
+        refs = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device, dt)[None]
+                     for a in (ref, valid))
+        if m > 1 and (h % m or w % m):  # the reference pads with the image (replicated)
+            s_ = int(model.scale)
+            refs = tuple(torch.nn.functional.pad(r, (0, (-w % m) * s_, 0, (-h % m) * s_),
+                                                 mode="replicate") for r in refs)
+        if gain is not None:  # the LR is normalised by the span here
+            kw["ref_gain"] = torch.as_tensor(np.asarray(gain) / span, dtype=dt, device=device)
+        if getattr(model, "linear", False):
+            x = x.double()
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            y = self_ensemble_forward(model, x) if self_ensemble else model(x)
+            if self_ensemble:
+                y = self_ensemble_forward(model, x, *refs, **kw)
+            elif refs:
+                y = model(x, refs[0], ref_valid=refs[1], **kw)
+            else:
+                y = model(x)
             if isinstance(y, (list, tuple)):  # multi-output models: the last is the final one
                 y = y[-1]
     finally:
@@ -89,7 +119,8 @@ def super_resolve(model: Any, lr: np.ndarray, *, value_range: tuple[float, float
             from .train.stacks import target_index
 
             lr = lr[target_index(lr.shape[0])]
-        out = apply(consistency, out, lr, out.shape[-1] // lr.shape[-1],
+        out = apply(consistency, out, lr, (out.shape[-1] / lr.shape[-1],
+                                           out.shape[-2] / lr.shape[-2]),
                     iterations=consistency_iterations, dtype=lr.dtype)
     return out
 
@@ -156,9 +187,14 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
                    device: Any = "cpu", consistency: str = "off", consistency_iterations: int = 0,
                    metrics: Sequence[str] = (), sam_map: str | Path | None = None,
                    source: str | Path | None = None, frames: int | None = None,
-                   stack: Any = None, index: int = 0) -> dict[str, Any]:
+                   stack: Any = None, index: int = 0, reference: Any = None) -> dict[str, Any]:
     """Score one HR image; returns a row ``{name, psnr, ssim, [sam, ergas, psnr_per_band],
     shape, mode}`` plus the ``metrics`` asked for (:func:`geosr.consistency.measure`).
+
+    ``reference`` (:class:`geosr.eval_triplets.Reference`, on the HR image's grid) guides a
+    reference-guided model; it is cropped with the image and prepared as a run prepares it
+    (:func:`geosr.reference.prepare_reference`), so the model sees what ``geosr upscale
+    --reference`` would give it.
 
     With ``frames``, the LR input is the synthetic stack of image ``index``
     (:func:`geosr.train.stacks.evaluation_stack`, ``stack`` its StackOptions) and HR its target
@@ -190,6 +226,24 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
         lr = net_lr[target_index(frames)]
         if not getattr(model, "multi_frame", False):
             net_lr = lr
+    ref_kw: dict[str, Any] = {}
+    if reference is not None:
+        if frames is not None:
+            raise ParameterError("reference-guided models are evaluated on single images, not "
+                                 "--frames stacks; drop --frames")
+        from .reference import prepare_reference
+
+        want, have = getattr(model, "ref_chans", None), reference.data.shape[0]
+        if want is not None and want != have:
+            raise ParameterError(f"{img.name}: the model takes {want} reference band(s), the "
+                                 f"reference ({reference.label}) has {have}; evaluate a model "
+                                 f"trained with {have}-band references (geosr train "
+                                 "--reference-data)")
+        linear = bool(getattr(model, "linear", False))
+        ref_kw["reference"] = prepare_reference(
+            crop_to_scale(reference.data, scale),
+            None if reference.valid is None else crop_to_scale(reference.valid, scale),
+            uint8=reference.uint8, lr=lr if linear else None)
     mode = _scoring_mode(img, channels)
     # Why: Y-channel releases (VDSR, SRCNN, ... ports; load_model's y_channel) were trained and
     # published on the Y of the LR image, so that is what runs and is scored.
@@ -201,12 +255,15 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
         sr = np.clip(np.round(sr_y), 0, 255)[None]
     else:
         sr = M.to_dtype(_run_bands(model, net_lr, in_chans, value_range=vr,
-                                   self_ensemble=self_ensemble, device=device, **cons), dt)
+                                   self_ensemble=self_ensemble, device=device, **cons,
+                                   **ref_kw), dt)
     if sr.shape[-2:] != hr.shape[-2:] or (not on_y and sr.shape != hr.shape):
         raise ParameterError(f"{img.name}: model output {sr.shape} does not match HR {hr.shape}; "
                              f"is the model built for x{scale}?")
     mask = None if valid is None else M.shave(valid, border)
     row: dict[str, Any] = {"name": img.name, "shape": list(hr.shape), "mode": mode}
+    if reference is not None:
+        row["reference"] = reference.label
     if on_y:
         row["network_input"] = "y"
     if mode in ("y", "gray"):
@@ -268,7 +325,7 @@ def _card_value_range(card: Any, dtype: Any = None) -> tuple[float, float] | Non
     return None
 
 
-def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
+def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = None,
              scale: int | None = None,
              weights: str | Path | None = None, self_ensemble: bool = False,
              data_range: float | None = None, allow_random_weights: bool = False,
@@ -276,7 +333,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
              limit: int | None = None, consistency: str = "off",
              consistency_iterations: int | None = None, metrics: Any = None,
              sam_maps: str | Path | None = None, frames: int | None = None,
-             stack: Any = None) -> dict[str, Any]:
+             stack: Any = None,
+             reference_data: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Evaluate a model on a folder of HR images with the standard SR protocol.
 
     Parameters
@@ -313,6 +371,12 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
         (:mod:`geosr.train.stacks`, docs/multitemporal.md): multi-frame models get the stack,
         single-image models its target frame, so both see the same LR. Default for
         multi-frame models: their window, else 5. ``stack``: its StackOptions (or a dict).
+    reference_data
+        Real (image, reference) pairs, as ``geosr train --reference-data``: folders of
+        ``ms<NAME>.tif`` / ``pan<NAME>.tif`` or MS files, scored under Wald's protocol
+        (:mod:`geosr.eval_triplets`; ``dataset`` may then be None). A reference-guided model
+        gets the PAN as its reference, a single-image model the same MS alone (its bar).
+        Reference-guided models on ``dataset`` images get synthetic references.
 
     Returns
     -------
@@ -324,7 +388,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
         raise ParameterError(f"channels must be auto, y or all, not {channels!r}")
     from .consistency import mean_measures, parse_metrics, validate_consistency
 
-    cmode, csteps = validate_consistency(consistency, consistency_iterations, scale=scale)
+    cmode, csteps = validate_consistency(consistency, consistency_iterations)
     metrics = parse_metrics(metrics)
     if weights is not None and (model is None or scale is None
                                 or (isinstance(model, str) and model.strip().lower() == "auto")):
@@ -342,10 +406,21 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
     scale = 1 if scale in (1, "1") else validate_scale(scale)
     if data_range is not None and data_range <= 0:
         raise ParameterError(f"data range must be positive, got {data_range}")
-    files = list_images(dataset)
+    if dataset is None and not reference_data:
+        raise ParameterError("nothing to evaluate: give DATASET (a folder of HR images) or "
+                             "--reference-data PAIRS (ms<NAME>.tif / pan<NAME>.tif pairs)")
+    files = list_images(dataset) if dataset is not None else []
     if limit:
         files = files[:limit]
     images = [read_image(f) for f in files]
+    pairs: list[Any] = []
+    if reference_data:
+        from .eval_triplets import pair_cases
+
+        pairs = pair_cases([reference_data] if isinstance(reference_data, (str, Path))
+                           else reference_data)
+        if limit:
+            pairs = pairs[:max(0, limit - len(files))]
     from .device import resolve_device
 
     dev = resolve_device(device)
@@ -354,7 +429,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
 
         name = get_spec(model).name
         net, card = _load(name, scale=scale, weights=weights, allow_random=allow_random_weights,
-                          device=str(dev), in_chans=in_chans, images=images)
+                          device=str(dev), in_chans=in_chans,
+                          images=images + [p.image for p in pairs])
     else:
         net, card = model.to(dev), getattr(model, "card", None)
         name = getattr(model, "name", None) or type(model).__name__
@@ -371,18 +447,39 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
             check_frames(net, frames, name=name)
         opts = stack if isinstance(stack, StackOptions) else StackOptions.from_dict(stack)
         stack_kw = {"frames": frames, "stack": opts}
+    guided = bool(getattr(net, "reference_based", False))
+    if guided and stack_kw:
+        raise ParameterError(f"{name} is reference-guided: it is evaluated on single images "
+                             "with references, not on --frames stacks; drop --frames")
     t0 = time.perf_counter()
     rows = []
-    for i, (f, img) in enumerate(zip(files, images)):
+    cases = [(f, img, None, None) for f, img in zip(files, images)]
+    cases += [(p.path, p.image, p.reference, p.peak) for p in pairs]
+    for i, (f, img, ref, peak) in enumerate(cases):
         vr = _card_value_range(card, img.data.dtype)
         if vr is None and img.data.dtype == np.uint8:
             vr = (0.0, 255.0)
+        rng = data_range
+        if peak is not None and data_range is None:  # Wald's protocol: the MS's maximum
+            rng = peak
+            vr = vr or (0.0, peak)
+        if guided and ref is None:  # an image of DATASET: its synthetic reference
+            from .eval_triplets import synthetic_case
+
+            hr = crop_to_scale(img.data, scale)
+            span = vr or ((0.0, float(data_range)) if data_range else dtype_range(hr.dtype))
+            if span is None:
+                raise ParameterError(f"{img.name}: {hr.dtype} data has no natural value range; "
+                                     "pass --data-range R")
+            ref = synthetic_case(hr, index=i, scale=scale, value_range=span,
+                                 ref_chans=getattr(net, "ref_chans", None) or 1)
         rows.append(evaluate_image(net, img, scale=scale, in_chans=model_in, value_range=vr,
-                                   data_range=data_range, self_ensemble=self_ensemble,
+                                   data_range=rng, self_ensemble=self_ensemble,
                                    channels=channels, device=dev, consistency=cmode,
                                    consistency_iterations=csteps, metrics=metrics,
                                    sam_map=Path(sam_maps) / f"{Path(f).stem}_sam.tif"
-                                   if sam_maps else None, source=f, index=i, **stack_kw))
+                                   if sam_maps else None, source=f, index=i,
+                                   reference=ref if guided else None, **stack_kw))
     result: dict[str, Any] = {
         "model": name,
         "scale": scale,
@@ -398,6 +495,11 @@ def evaluate(dataset: str | Path | Sequence[str | Path], *, model: Any = None,
             result[key] = float(np.mean(vals))
     if cmode != "off":
         result["consistency_mode"] = cmode
+    if guided or pairs:
+        kinds = {"pairs": bool(pairs), "synthetic": guided and bool(files)}
+        result["references"] = [k for k, on in kinds.items() if on] if guided else []
+        if pairs:
+            result["reference_data"] = [str(p.path) for p in pairs]
     if stack_kw:
         result["frames"] = stack_kw["frames"]
         result["stack"] = stack_kw["stack"].to_dict()

@@ -8,10 +8,17 @@ images for increasing halos and returns the smallest halo whose largest differen
 ``threshold`` grey levels of 8-bit data.
 Cards record it as ``effective_halo`` and the tiler then uses it by default; exact equality
 remains the rule at ``halo >= receptive_field``.
+
+Reference-guided models (``geosr halo LR.tif --reference REF.tif``): the reference changes
+what an output pixel sees (TTSR's attention searches reference patches around it), so the
+measurement runs on a raster and its reference prepared as a run prepares them
+(:func:`reference_crop`: planned by :func:`geosr.plan.plan_job` and
+:func:`geosr.reference.plan_reference`, warped onto the output grid, normalised) and each tile
+gets the reference window of its own window, as in the engine (``block.infer_tiles``).
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -20,12 +27,31 @@ from .stitch import stitch
 from .tiling import Block, Span, plan_tiles
 
 
+Reference = tuple  # (ref (C_ref, H*s, W*s), ref_valid (1, H*s, W*s), gain (C,) or None)
+
+
+def _run(model: torch.nn.Module, x: np.ndarray, reference: Reference | None, win=None):
+    """``model`` on ``x`` (C, h, w); with a reference, the window ``win`` (output rows, cols)
+    of it (the whole reference without ``win``)."""
+    t = torch.from_numpy(np.ascontiguousarray(x))[None]
+    if reference is None:
+        return model(t)[0].float().numpy()
+    ref, valid, gain = reference
+    if win is not None:
+        ref, valid = (a[:, win[0]:win[1], win[2]:win[3]] for a in (ref, valid))
+    dt = t.dtype
+    kw = {} if gain is None else {"ref_gain": torch.as_tensor(gain, dtype=dt)}
+    r, v = (torch.from_numpy(np.ascontiguousarray(a)).to(dt)[None] for a in (ref, valid))
+    return model(t, r, ref_valid=v, **kw)[0].float().numpy()
+
+
 def tiled_forward(model: torch.nn.Module, image: np.ndarray, *, tile: int, halo: int,
-                  blend: bool | None = None) -> np.ndarray:
+                  blend: bool | None = None, reference: Reference | None = None) -> np.ndarray:
     """Run ``model`` over ``image`` (C, H, W, float32 in [0, 1]) with geosr's tiling.
 
     ``blend`` (default: as the engine, i.e. when ``0 < halo < receptive_field``) Hann-blends the
-    overlaps instead of cropping them (:mod:`geosr.stitch`).
+    overlaps instead of cropping them (:mod:`geosr.stitch`). ``reference`` (reference-guided
+    models: on the output grid of ``image``) gives each tile the window of its own window.
     """
     c, h, w = image.shape
     s = int(model.scale)
@@ -37,18 +63,20 @@ def tiled_forward(model: torch.nn.Module, image: np.ndarray, *, tile: int, halo:
     outs = []
     with torch.inference_mode():
         for t in tiles:
-            x = torch.from_numpy(np.ascontiguousarray(
-                image[:, t.win_rows.start:t.win_rows.stop, t.win_cols.start:t.win_cols.stop]))[None]
-            outs.append(model(x)[0].float().numpy())
+            x = image[:, t.win_rows.start:t.win_rows.stop, t.win_cols.start:t.win_cols.stop]
+            outs.append(_run(model, x, reference, (t.win_rows.start * s, t.win_rows.stop * s,
+                                                   t.win_cols.start * s, t.win_cols.stop * s)))
     return stitch(tiles, outs, rows=region_r, cols=region_c, scale=s, halo=halo, blend=blend,
                   image_shape=(h, w))
 
 
 def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray], *,
                            tile: int = 64, threshold: float = 0.5,
-                           candidates: Sequence[int] | None = None, blend: bool = True) -> dict:
+                           candidates: Sequence[int] | None = None, blend: bool = True,
+                           references: Sequence[Reference] | None = None) -> dict:
     """Smallest halo whose tiled output differs from the whole-image output by less than
-    ``threshold`` grey levels (of 255) on every image.
+    ``threshold`` grey levels (of 255) on every image; ``references`` (reference-guided
+    models) gives each image its reference (:func:`reference_crop`).
 
     Returns ``{"effective_halo", "receptive_field", "tile", "threshold_grey", "blend",
     "max_diff_grey"}``
@@ -59,14 +87,21 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
     cands = sorted(set(candidates or [*range(0, 9), *range(10, 33, 2), *range(36, rf + 1, 4), rf]))
     cands = [h for h in cands if 0 <= h <= rf] or [rf]
     imgs = [np.asarray(im, np.float32) for im in images]
+    guides = list(references) if references is not None else [None] * len(imgs)
+    if getattr(model, "reference_based", False) and any(g is None for g in guides):
+        from .errors import ParameterError
+
+        raise ParameterError("a reference-guided model's halo is measured with its reference: "
+                             "geosr halo LR.tif --reference REF.tif (references=...)")
     with torch.inference_mode():
-        refs = [model(torch.from_numpy(im)[None])[0].float().numpy() for im in imgs]
+        refs = [_run(model, im, g) for im, g in zip(imgs, guides)]
     diffs: dict[int, float] = {}
     found = rf
     for h in cands:
         worst = 0.0
-        for im, ref in zip(imgs, refs):
-            out = tiled_forward(model, im, tile=tile, halo=h, blend=blend and h < rf)
+        for im, ref, g in zip(imgs, refs, guides):
+            out = tiled_forward(model, im, tile=tile, halo=h, blend=blend and h < rf,
+                                reference=g)
             worst = max(worst, float(np.abs(out - ref).max()) * 255)
             if worst >= threshold:
                 break
@@ -103,6 +138,44 @@ def degraded_crops(dataset: str, *, scale: int, in_chans: int | None, crop: int 
     if not imgs:
         raise ParameterError(f"no 8-bit images in {dataset!r}; give a folder of PNG/JPEG images")
     return imgs
+
+
+def reference_crop(src: str, *, model: str, scale: int, reference: str,
+                   weights: str | None = None, reference_bands: Any = None,
+                   reference_resampling: str | None = None, crop: int = 192
+                   ) -> tuple[torch.nn.Module, np.ndarray, Reference]:
+    """The model, the centre ``crop`` (LR pixels) of raster ``src`` on [0, 1] and its reference
+    on the crop's output grid, planned and prepared as ``geosr upscale --reference`` does:
+    nodata filled, the network's normalisation (a linear model's input scaled by the robust
+    range, its gain with it), the reference warped, normalised and its validity."""
+    from .io.read import read_meta, read_sample, read_window
+    from .pixels import fill_invalid, sample_stats, valid_mask
+    from .plan import plan_job
+    from .reference import RESAMPLINGS, plan_reference, reference_window
+
+    meta = read_meta(src)
+    sampler = lambda sel: read_sample(src, sel, meta)  # noqa: E731
+    job, net = plan_job(meta, model=model, scale=scale, weights=weights, device="cpu",
+                        sampler=sampler, src=src)
+    job = plan_reference(job, net, reference, bands=reference_bands,
+                         resampling=reference_resampling or RESAMPLINGS[0], sampler=sampler)
+    h, w = min(crop, meta.height), min(crop, meta.width)
+    r0, c0 = (meta.height - h) // 2, (meta.width - w) // 2
+    data = read_window(src, job.bands, (r0, r0 + h), (c0, c0 + w))
+    x = fill_invalid(np.ma.getdata(data), valid_mask(data, job.meta_in.nodata_per_band),
+                     job.fill, dtype=np.float64)
+    if job.lo is not None:
+        lo, hi = np.asarray(job.lo), np.asarray(job.hi)
+    else:  # linear: any affine scaling commutes with the model; the gain follows it
+        _, slo, shi = sample_stats(sampler(job.bands), job.meta_in.nodata_per_band)
+        lo, hi = np.full(len(job.bands), slo.min()), np.full(len(job.bands), max(shi.max(),
+                                                                               slo.min() + 1))
+    span = hi - lo
+    x = ((x - lo[:, None, None]) / span[:, None, None]).astype(np.float32)
+    ref, valid = reference_window(job, (r0 * scale, (r0 + h) * scale),
+                                  (c0 * scale, (c0 + w) * scale))
+    gain = None if job.reference.gain is None else np.asarray(job.reference.gain) / span
+    return net.eval(), x, (ref.astype(np.float32), valid.astype(np.float32), gain)
 
 
 def record_effective_halo(model: torch.nn.Module, result: dict) -> str:

@@ -15,6 +15,13 @@ needs: the block's fetch window mapped to the output grid (``Job.out_window``), 
   the lazy and the file path see the same values; invalid pixels take the sample's mean.
 - Linear (classical) reference models also get ``ref_gain``: σ of each LR band over σ of the
   normalised reference (the two statistics samples), the injection gain of HPF fusion.
+- Any factor: arbitrary-scale reference models (``hpf``) run ``block.query_tiles``, which reads
+  the block's reference window once and hands each tile its window's part with the offset of
+  the pixels it asks for.
+- Memory: ``ReferencePlan.load`` (channels, the model's reference features per output pixel,
+  :func:`reference_features`) enters :func:`geosr.plan.block_bytes`; planning checks it.
+- References held as arrays (``geosr evaluate``'s triplets) are prepared by the same rules:
+  :func:`prepare_reference`.
 """
 from __future__ import annotations
 
@@ -51,6 +58,13 @@ class ReferencePlan:
     hi: float
     fill: tuple[float, ...]         # normalised value of invalid pixels, per channel
     gain: tuple[float, ...] | None  # per LR band, linear models only
+    feats: float = 0.0              # floats per output pixel the model holds for the reference
+
+    @property
+    def load(self) -> tuple[int, float]:
+        """(channels read, the validity included; the model's floats per output pixel): what
+        the memory estimate (:func:`geosr.plan.block_bytes`) counts for the reference."""
+        return self.channels + 1, self.feats
 
     @property
     def channels(self) -> int:
@@ -226,7 +240,6 @@ def plan_reference(job, net: Any, reference: Any, *, bands: Any = None,
     gain drawn from the statistics samples (``sampler(bands)``: the LR's), and the tags."""
     from .geo.tags import read_tag, reference_tags
     from .io.read import read_meta, sample_windows
-    from .pixels import normalisation, sample_stats
 
     check_reference_model(job.model.name, net, reference)
     if reference is None:
@@ -234,9 +247,10 @@ def plan_reference(job, net: Any, reference: Any, *, bands: Any = None,
     if resampling not in RESAMPLINGS:
         raise ParameterError(f"--reference-resampling {resampling!r} is not one of "
                              f"{', '.join(RESAMPLINGS)}")
-    if not job.whole:
-        raise ParameterError("reference-guided models enlarge by one whole factor on both axes; "
-                             "use an integer --scale")
+    if not job.whole and not getattr(net, "arbitrary_scale", False):
+        from .plan import check_any_scale  # names the reference-guided models that can
+
+        check_any_scale(job.model.name, job.grid_axes)
     path = _resolve_path(reference)
     ref_meta = read_meta(path)
     out = job.meta_out
@@ -280,16 +294,14 @@ def plan_reference(job, net: Any, reference: Any, *, bands: Any = None,
         raise ReferenceOverlapError(
             f"the reference {os.path.basename(path)!r} holds no valid pixel over the input "
             "(nodata or masked everywhere there); give a reference with data over its area")
-    mean, slo, shi = sample_stats(sample, None)
-    lo, hi = normalisation(None, "uint8" if ref_meta.dtype == "uint8" and not grey else "",
-                           slo, shi, None)
-    lo_, hi_ = float(lo[0]), float(hi[0])
-    ref_n = (np.ma.getdata(sample) - lo_) / (hi_ - lo_)
-    plan = replace(plan, lo=lo_, hi=hi_, fill=tuple((mean - lo_) / (hi_ - lo_)))
+    lo_, hi_, fill = reference_normalisation(sample, uint8=ref_meta.dtype == "uint8" and not grey)
+    plan = replace(plan, lo=lo_, hi=hi_, fill=fill, feats=reference_features(net, have))
     if getattr(net, "linear", False):
         lr = sampler(job.bands) if sampler is not None else None
-        plan = replace(plan, gain=_gains(lr, job.meta_in.nodata_per_band, ref_n,
-                                          ~np.ma.getmaskarray(sample), job.meta_in.count))
+        ref_n = (np.ma.getdata(sample) - lo_) / (hi_ - lo_)
+        plan = replace(plan, gain=reference_gains(lr, job.meta_in.nodata_per_band, ref_n,
+                                                  ~np.ma.getmaskarray(sample), job.meta_in.count))
+    _check_memory(job, plan)
     tags = dict(out.tags)
     label = (GREY + ":" if grey else "") + ",".join(str(b + 1) for b in sel)
     tags.update(reference_tags(ref_meta, path=path, bands=label, resampling=resampling,
@@ -297,7 +309,75 @@ def plan_reference(job, net: Any, reference: Any, *, bands: Any = None,
     return replace(job, reference=plan, meta_out=replace(out, tags=tags))
 
 
-def _gains(lr, nodata, ref_n: np.ndarray, ref_ok: np.ndarray, count: int) -> tuple[float, ...]:
+def reference_normalisation(sample: np.ma.MaskedArray, *, uint8: bool
+                            ) -> tuple[float, float, tuple[float, ...]]:
+    """``(lo, hi, fill)`` of a reference from its statistics sample (channels, pixels), masked
+    where invalid: :mod:`geosr.pixels`' one rule (uint8 → [0, 255], else the robust range common
+    to its channels) and the normalised mean that fills invalid pixels."""
+    from .pixels import normalisation, sample_stats
+
+    mean, slo, shi = sample_stats(sample, None)
+    lo, hi = normalisation(None, "uint8" if uint8 else "", slo, shi, None)
+    lo_, hi_ = float(lo[0]), float(hi[0])
+    return lo_, hi_, tuple(float(v) for v in (mean - lo_) / (hi_ - lo_))
+
+
+def reference_features(net: Any, channels: int) -> float:
+    """Floats per output pixel a reference-guided model holds for its reference while it runs
+    (the memory estimate). Texture transformers (``lte_feats``: TTSR) extract features of the
+    reference, of its blurred copy and of the enlarged LR at full, half and quarter resolution
+    (c1 + c2/4 + c3/16 each), transfer as many, and score (2r+1)² candidates per LR pixel;
+    linear models (hpf) hold a handful of maps per reference channel."""
+    lte = getattr(net, "lte_feats", None)
+    if lte:
+        c1, c2, c3 = (float(c) for c in lte)
+        r = int(getattr(net, "search_radius", 0) or 0)
+        scale = float(getattr(net, "scale", 1) or 1)
+        return 4 * (c1 + c2 / 4 + c3 / 16) + (2 * r + 1) ** 2 / scale ** 2
+    return 6.0 * channels  # hpf: ref, validity, box sums, low-pass, taper, detail
+
+
+def _check_memory(job, plan: ReferencePlan) -> None:
+    """The memory check of :func:`geosr.plan.plan_job`, again with the reference counted."""
+    from .plan import check_memory, mean_factor
+
+    check_memory(job.meta_in, scale=mean_factor(job.grid_axes), tile=job.tile,
+                 halo=job.halo, block=job.block, reference=plan.load)
+
+
+def prepare_reference(raw: np.ndarray, valid: np.ndarray | None, *, uint8: bool,
+                      lr: np.ndarray | None = None, lr_nodata: Any = None,
+                      dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, Any]:
+    """A whole reference already on the output grid (``raw`` (C_ref, H, W) in its units,
+    ``valid`` (H, W) or None) prepared as a run prepares it: normalised from the statistics
+    sample's windows (:func:`reference_normalisation`), invalid pixels filled, and with ``lr``
+    (the (C, h, w) input of a linear model, ``lr_nodata`` its nodata) the per-band gain from
+    the two samples (:func:`reference_gains`). Returns ``(ref (C_ref, H, W), ref_valid
+    (1, H, W), gain or None)``. For references held as arrays (``geosr evaluate``)."""
+    from .io.read import sample_array, sample_windows
+    from .pixels import fill_invalid
+
+    raw = np.asarray(raw, np.float64)
+    ok = np.ones(raw.shape[-2:], bool) if valid is None else np.asarray(valid, bool)
+    wins = sample_windows(*raw.shape[-2:])
+    data = np.concatenate([raw[:, r0:r1, c0:c1].reshape(raw.shape[0], -1)
+                           for (r0, r1), (c0, c1) in wins], axis=1)
+    good = np.broadcast_to(np.concatenate([ok[r0:r1, c0:c1].reshape(-1)
+                                           for (r0, r1), (c0, c1) in wins]), data.shape)
+    if not good.any():
+        raise ReferenceOverlapError("the reference holds no valid pixel over the image; give "
+                                    "one with data over its area")
+    lo, hi, fill = reference_normalisation(np.ma.MaskedArray(data, mask=~good), uint8=uint8)
+    x = fill_invalid((raw - lo) / (hi - lo), np.broadcast_to(ok, raw.shape), fill, dtype=dtype)
+    gain = None
+    if lr is not None:
+        gain = np.asarray(reference_gains(sample_array(lr), lr_nodata, (data - lo) / (hi - lo),
+                                          good, lr.shape[0]))
+    return x, ok[None].astype(dtype), gain
+
+
+def reference_gains(lr, nodata, ref_n: np.ndarray, ref_ok: np.ndarray, count: int
+                    ) -> tuple[float, ...]:
     """σ(LR band k) / σ(normalised reference band k or its only band), valid pixels only: the
     reference matched to each band in standard deviation (Vivone et al. 2015's HPF)."""
     from .pixels import valid_mask
@@ -316,4 +396,6 @@ def _gains(lr, nodata, ref_n: np.ndarray, ref_ok: np.ndarray, count: int) -> tup
 
 
 __all__ = ["ReferencePlan", "RESAMPLINGS", "GREY", "plan_reference", "parse_reference_bands",
-           "read_reference", "reference_window", "reference_tiles", "check_reference_model"]
+           "read_reference", "reference_window", "reference_tiles", "check_reference_model",
+           "reference_normalisation", "reference_features", "reference_gains",
+           "prepare_reference"]
