@@ -10,9 +10,10 @@ from .progress import Progress
 
 #: Options that mean here what they mean for ``geosr upscale``: its own option objects, so the
 #: two commands cannot drift apart.
-SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size",
-          "bands", "data_range", "cog", "compress", "overwrite", "resume", "threads",
-          "progress_mode", "quiet", "allow_random_weights")
+SHARED = ("scale", "target_gsd", "weights", "tile", "halo", "block", "device", "precision",
+          "batch_size", "bands", "data_range", "aoi", "bbox", "aoi_crop", "cog", "compress",
+          "overwrite", "resume", "threads", "scheduler", "workers", "devices", "progress_mode",
+          "quiet", "allow_random_weights", "consistency", "consistency_iterations")
 
 
 @click.command(context_settings={"show_default": True})
@@ -21,9 +22,6 @@ SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size
               help="Multi-frame model (`geosr models`). Default: the best multi-frame network "
                    "with bundled weights for the scale (basicvsr at x4), else temporal-median "
                    "(classical, no weights); others (edvr-m, tdan, ...) with --weights.")
-@click.option("--scale", "-s", type=int, default=None,
-              help="Whole upscaling factor (default 2). The bounds stay; the output has n·S "
-                   "pixels per axis on the target frame's grid.")
 @click.option("--target", type=int, default=None, metavar="INDEX",
               help="The frame to super-resolve: 0-based in time order, -1 the latest "
                    "(default: the middle frame).")
@@ -32,7 +30,8 @@ SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size
                    "needs a date tag on every frame.")
 @click.option("--all-frames", default=None, metavar="OUTDIR",
               help="Video style: every frame in turn, into OUTDIR/<stem>_x<scale>.tif "
-                   "(no OUT argument).")
+                   "(<stem>_<M>m.tif with --target-gsd; no OUT argument); a recurrent network "
+                   "(basicvsr, iconvsr) makes them all in one pass.")
 @click.option("--masks", multiple=True, metavar="MASKS",
               help="Mask rasters, one per frame in the order of the frames, on each frame's "
                    "grid; nonzero = cloud/invalid. A glob, folder or @list, or repeated.")
@@ -42,7 +41,7 @@ SHARED = ("weights", "tile", "halo", "block", "device", "precision", "batch_size
 @click.option("--resampling", type=click.Choice(RESAMPLINGS), default=DEFAULT_RESAMPLING,
               help="How frames on another grid (pixel size, offset, extent) are resampled "
                    "onto the target frame's grid (GDAL's warper).")
-def upscale_stack(paths, model, scale, target, target_date, all_frames, masks, mask_band,
+def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_band,
                   resampling, **shared):
     """Super-resolve one frame of a stack of rasters of the same place with a multi-frame model
     (e.g. --model temporal-median): FRAME... OUT.
@@ -52,6 +51,10 @@ def upscale_stack(paths, model, scale, target, target_date, all_frames, masks, m
     frame has one, else kept as given. They must share a CRS; frames on another grid are
     resampled onto the target frame's (--resampling). Pixels under a frame's nodata, mask or
     --masks never contribute (docs/multitemporal.md).
+    The output grid, --scale/--target-gsd, --aoi/--bbox (on the target frame's grid) and
+    --scheduler/--workers/--devices and --consistency (against the target frame's LR) mean
+    what they mean for geosr upscale; non-integer
+    factors need temporal-median (multi-frame networks enlarge by whole factors).
     Example: geosr upscale-stack t1.tif t2.tif t3.tif out.tif --model temporal-median -s 4
     """
     from geosr.stack import upscale_stack as run
@@ -86,7 +89,7 @@ def upscale_stack(paths, model, scale, target, target_date, all_frames, masks, m
 
     try:
         with _terminate_as_interrupt():
-            res = run(frames, dst, model=model, scale=scale, target=target,
+            res = run(frames, dst, model=model, target=target,
                       target_date=target_date,
                       masks=list(masks) or None, mask_band=mask_band, resampling=resampling,
                       all_frames=all_frames, progress=prog, on_stack=on_stack, **shared)

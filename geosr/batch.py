@@ -144,13 +144,18 @@ def output_name(src: str, scale: int | float | tuple | None = None, *,
                 target_gsd: float | tuple | None = None) -> str:
     """``<stem>_x<scale>.tif`` (``_x2.5``, ``_x2.5x2.4`` per axis), or ``<stem>_<g>m.tif`` for a
     target pixel size (``_7x9m`` per axis); GDAL VSI paths and URLs use their last component."""
+    from .scales import parse_pair, validate_gsd, validate_scale
+
     stem = Path(src.rstrip("/").split("?")[0]).stem
 
-    def tag(v) -> str:
+    def tag(v, what: str, check) -> str:
+        if isinstance(v, str):  # as the CLI gives it: "2.5" or "x,y"
+            x, y = parse_pair(v, what, check)
+            v = x if x == y else (x, y)
         return "x".join(f"{float(p):g}" for p in v) if isinstance(v, tuple) else f"{float(v):g}"
     if target_gsd is not None:
-        return f"{stem}_{tag(target_gsd)}m.tif"
-    return f"{stem}_x{tag(scale)}.tif"
+        return f"{stem}_{tag(target_gsd, '--target-gsd', validate_gsd)}m.tif"
+    return f"{stem}_x{tag(scale, '--scale', validate_scale)}.tif"
 
 
 def plan_outputs(sources: Iterable[str], out_dir: str | os.PathLike, *,
@@ -340,6 +345,35 @@ def upscale_many(sources, out_dir: str | os.PathLike, *,
     return result
 
 
+def resolve_factor(scale: int | float | str | tuple | None,
+                   target_gsd: float | str | tuple | None, *,
+                   weights: str | os.PathLike | None = None, model: str | None = None
+                   ) -> tuple[int | float | tuple | None, str | None]:
+    """``(scale, model)`` as every command resolves them before work: ``scale`` or
+    ``target_gsd`` (not both); without either, the architecture and scale a ``weights`` file
+    names (:mod:`geosr.models.weights_spec`, the one rule; ``plan_job`` asks it too), else
+    :data:`DEFAULT_SCALE`; a scale validated (``geosr.scales``), one value when both axes
+    agree, so a bad one fails before any cluster starts."""
+    from .scales import parse_pair, validate_gsd, validate_scale
+
+    if scale is not None and target_gsd is not None:
+        raise OptionConflictError("give either --scale or --target-gsd, not both")
+    if scale is None and target_gsd is None and weights:
+        # the file's architecture and scale win over the default scale, not over --scale
+        from .models.weights_spec import resolve_weights
+
+        found = resolve_weights(weights, model=model)
+        model, scale = found.arch, found.scale
+    if scale is None and target_gsd is None:
+        scale = DEFAULT_SCALE
+    if scale is not None:
+        sx, sy = parse_pair(scale, "--scale", validate_scale)
+        scale = sx if sx == sy else (sx, sy)
+    else:  # checked here too, so a bad one fails before any cluster starts
+        parse_pair(target_gsd, "--target-gsd", validate_gsd)
+    return scale, model
+
+
 def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None = None,
                   target_gsd: float | str | tuple | None = None, scheduler: str | None = None,
                   workers: int | None = None, devices: str | None = None,
@@ -355,38 +389,19 @@ def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None
     :func:`geosr.engine.upscale_file` (``model``, ``weights``, ``tile``, ``device`` ...).
     ``aoi`` (a file or WKT) or ``bbox`` (``minx,miny,maxx,maxy[,CRS]``) is read once and limits
     every file to that area (:mod:`geosr.aoi`); files it misses are skipped."""
-    from .distributed import cluster_client
+    from .distributed import cluster_client, resolve_cluster
     from .engine import upscale_file
-    from .scales import parse_pair, validate_scale
 
-    if scale is not None and target_gsd is not None:
-        raise OptionConflictError("give either --scale or --target-gsd, not both")
     if aoi is not None or bbox is not None:  # read and checked once, before any work
         from .aoi import load_aoi
 
         options["aoi"] = load_aoi(aoi, bbox=bbox)
     many = is_batch(src, dst)
-    if scale is None and target_gsd is None and options.get("weights"):
-        # The file's architecture and scale win over the default scale, not over --scale
-        # (geosr.models.weights_spec, the one rule; plan_job asks it too).
-        from .models.weights_spec import resolve_weights
-
-        found = resolve_weights(options["weights"], model=options.get("model"))
-        options["model"], scale = found.arch, found.scale
-    if scale is None and target_gsd is None:
-        scale = DEFAULT_SCALE
-    if scale is not None:  # fail before any cluster starts; plan_job applies the same rule
-        sx, sy = parse_pair(scale, "--scale", validate_scale)
-        scale = sx if sx == sy else (sx, sy)
-    gpus = None
-    if devices is not None:
-        from .distributed import resolve_devices
-
-        if scheduler:
-            raise OptionConflictError("--devices starts local GPU workers; with --scheduler the "
-                                      "cluster's workers decide")
-        gpus = resolve_devices(devices)
-        workers, options["device"] = len(gpus), "cuda"
+    scale, options["model"] = resolve_factor(scale, target_gsd, weights=options.get("weights"),
+                                             model=options.get("model"))
+    workers, gpus, options["device"] = resolve_cluster(
+        scheduler=scheduler, workers=workers, devices=devices,
+        device=options.get("device", "auto"))
     if workers or scheduler:  # fail on a bad input before spending seconds on a cluster
         if many:
             expand_sources(src)
@@ -407,5 +422,6 @@ def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None
                             should_stop=should_stop, **options)
 
 
-__all__ = ["upscale_paths", "DEFAULT_SCALE", "upscale_many", "expand_sources", "output_name", "plan_outputs", "is_batch",
-           "BatchResult", "FileResult", "BatchError", "RASTER_EXTS"]
+__all__ = ["upscale_paths", "resolve_factor", "DEFAULT_SCALE", "upscale_many", "expand_sources",
+           "output_name", "plan_outputs", "is_batch", "BatchResult", "FileResult", "BatchError",
+           "RASTER_EXTS"]

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from .consistency import enforce
+from .consistency import enforce, window_axis
 from .errors import DeviceOutOfMemory, GeosrWarning
 from .io.read import read_window
 from .pixels import (carry_nonfinite, cast_output, check_overflow, fill_invalid,
@@ -113,7 +113,7 @@ def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
     """Run ``blk``'s tiles of edge ``tile`` through ``pred`` and stitch them (crop or blend).
     ``x`` is (bands, fh, fw), or (T, bands, fh, fw) frames of which ``target`` is enlarged."""
     if not job.whole:
-        return query_tiles(job, x, blk, pred, norm, tile)
+        return query_tiles(job, x, blk, pred, norm, tile, target=target)
     tiles = plan_tiles(blk, tile=tile, halo=job.halo)
     fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
     batch = np.stack([x[..., t.win_rows.start - fr:t.win_rows.stop - fr,
@@ -124,33 +124,58 @@ def infer_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
 
         kw["reference"] = reference_tiles(job, blk, tiles)
     y = pred(batch, norm, **kw)
-    y = enforce(job, batch, y)  # --consistency; its reach is in the halo
+    # --consistency, with the LR of the frame enlarged (a stack's target); its reach is in
+    # the halo
+    y = enforce(job, batch if target is None else batch[:, target], y)
     return stitch(tiles, y, rows=blk.rows, cols=blk.cols, scale=job.scale, halo=job.halo,
                   blend=job.blend, image_shape=(job.meta_in.height, job.meta_in.width))
 
 
-def query_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int) -> np.ndarray:
+def query_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
+                target: int | None = None) -> np.ndarray:
     """Non-integer factors: each tile's window is asked for exactly the output pixels whose
     centres lie in the tile's interior (``Job.out_window``), at their exact positions in the
     window; with a halo of at least the model's receptive field each equals the whole-image
-    value, so placing them side by side is the stitch."""
+    value, so placing them side by side is the stitch. ``x`` is (bands, fh, fw), or
+    (T, bands, fh, fw) frames of which ``target`` is enlarged (multi-frame models)."""
     ya, xa = job.grid_axes
     (b_r0, b_r1), (b_c0, b_c1) = job.out_window(blk.rows, blk.cols)
     fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
+    ref = None
+    if job.reference is not None:  # arbitrary-scale reference models (hpf): read once a block
+        from .reference import reference_window
+
+        (f_r0, f_r1), (f_c0, f_c1) = job.out_window(blk.fetch_rows, blk.fetch_cols)
+        ref, ref_ok = reference_window(job, (f_r0, f_r1), (f_c0, f_c1))
+        gain = None if job.reference.gain is None else np.asarray(job.reference.gain)
     out = None
     for t in plan_tiles(blk, tile=tile, halo=job.halo):
         (r0, r1), (c0, c1) = job.out_window(t.rows, t.cols)
         if r0 == r1 or c0 == c1:
             continue
-        win = x[None, :, t.win_rows.start - fr:t.win_rows.stop - fr,
+        win = x[None, ..., t.win_rows.start - fr:t.win_rows.stop - fr,
                 t.win_cols.start - fc:t.win_cols.stop - fc]
-        y = pred(win, norm, query=(ya.centres(r0, r1, origin=t.win_rows.start),
-                                   xa.centres(c0, c1, origin=t.win_cols.start)))
+        # --consistency: the whole window's output is asked for and projected (the
+        # projection's reach is in the halo), then the interior's pixels are kept
+        (q0, q1), (p0, p1) = (job.out_window(t.win_rows, t.win_cols)
+                              if job.consistency != "off" else ((r0, r1), (c0, c1)))
+        kw = {} if target is None else {"target": target}
+        if ref is not None:  # the window's output pixels; the queried ones start at the offset
+            (w_r0, w_r1), (w_c0, w_c1) = job.out_window(t.win_rows, t.win_cols)
+            sl = (slice(None), slice(w_r0 - f_r0, w_r1 - f_r0), slice(w_c0 - f_c0, w_c1 - f_c0))
+            kw["reference"] = (ref[sl][None], ref_ok[sl][None], gain, (q0 - w_r0, p0 - w_c0))
+        y = pred(win, norm, query=(ya.centres(q0, q1, origin=t.win_rows.start),
+                                   xa.centres(p0, p1, origin=t.win_cols.start)), **kw)
+        if job.consistency != "off":
+            axes = (window_axis(ya, (t.win_rows.start, t.win_rows.stop), (q0, q1)),
+                    window_axis(xa, (t.win_cols.start, t.win_cols.stop), (p0, p1)))
+            lr = win if target is None else win[:, target]
+            y = enforce(job, lr, y, axes=axes)[..., r0 - q0:r1 - q0, c0 - p0:c1 - p0]
         if out is None:
-            out = np.empty((x.shape[0], b_r1 - b_r0, b_c1 - b_c0), y.dtype)
+            out = np.empty((x.shape[-3], b_r1 - b_r0, b_c1 - b_c0), y.dtype)
         out[:, r0 - b_r0:r1 - b_r0, c0 - b_c0:c1 - b_c0] = y[0]
     if out is None:  # a block that owns no output pixel (a sliver at a -tr grid's edge)
-        out = np.empty((x.shape[0], b_r1 - b_r0, b_c1 - b_c0), x.dtype)
+        out = np.empty((x.shape[-3], b_r1 - b_r0, b_c1 - b_c0), x.dtype)
     return out
 
 

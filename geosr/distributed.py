@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-from .errors import DistributedError, Interrupted, ParameterError
+from .errors import DistributedError, Interrupted, OptionConflictError, ParameterError
 from .tiling import Block
 
 #: Seconds to wait for a scheduler before giving up.
@@ -80,6 +80,19 @@ def resolve_devices(devices: str) -> list[str]:
     if not idx or bad:
         raise ParameterError(f"--devices {devices}: {len(have)} GPU(s) visible (0..{len(have) - 1})")
     return [have[i] for i in idx]
+
+
+def resolve_cluster(*, scheduler: str | None, workers: int | None, devices: str | None,
+                    device: str = "auto") -> tuple[int | None, list[str] | None, str]:
+    """``--scheduler``/``--workers``/``--devices`` → (workers, gpus, device) for
+    :func:`cluster_client`: ``--devices`` starts one local worker per listed GPU, on CUDA."""
+    if devices is None:
+        return workers, None, device
+    if scheduler:
+        raise OptionConflictError("--devices starts local GPU workers; with --scheduler the "
+                                  "cluster's workers decide: drop one of them")
+    gpus = resolve_devices(devices)
+    return len(gpus), gpus, "cuda"
 
 
 def visible_gpus() -> list[str]:
@@ -240,16 +253,19 @@ def worker_predictor(ref, payload: ModelPayload):
                          threads=threads)
 
 
-def remote_block(job, blk: Block, payload: ModelPayload):
-    """Task body: read this block's window from ``job.src`` and super-resolve it."""
-    from .block import read_and_process
+def remote_block(job, blk: Block, payload: ModelPayload, task: Callable | None = None):
+    """Task body: read this block's window from ``job.src`` and super-resolve it
+    (``geosr.block.read_and_process``), or run ``task`` instead, a picklable function of the
+    same signature (``geosr.stack`` reads the block from every frame)."""
+    if task is None:
+        from .block import read_and_process as task
 
-    return read_and_process(job, blk, predictor=worker_predictor(job.model, payload))
+    return task(job, blk, predictor=worker_predictor(job.model, payload))
 
 
 # -- the block loop on the client -------------------------------------------------------------
 
-def _shared_path(src: str) -> str:
+def shared_path(src: str) -> str:
     """Absolute path for workers (their working directory differs); GDAL VSI paths and URLs
     are passed through."""
     if src.startswith("/vsi") or "://" in src:
@@ -272,17 +288,20 @@ def check_reachable(client, path: str) -> None:
 
 def run_on_cluster(client, job, blocks: list[Block], *, net=None,
                    stop: Callable[[], bool] = lambda: False,
-                   inflight: int | None = None) -> Iterator[tuple[Block, Any]]:
+                   inflight: int | None = None, task: Callable | None = None,
+                   paths: list[str] | None = None) -> Iterator[tuple[Block, Any]]:
     """Yield ``(block, array)`` as blocks complete on the dask ``client``, keeping at most
     ``inflight`` blocks submitted; ``net`` (the client's validated model) travels once per
-    worker."""
+    worker. ``task`` replaces reading ``job.src`` (see :func:`remote_block`); then ``paths``
+    (absolute, or GDAL virtual) are what every worker must reach."""
     if not blocks:
         return
     distributed = require_distributed()
     bound = inflight or 2 * cluster_threads(client) + 2  # one queued behind each running block
     payload = model_payload(net)
-    job = replace(job, src=_shared_path(job.src)) if job.src else job
-    check_reachable(client, job.src)
+    job = replace(job, src=shared_path(job.src)) if job.src else job
+    for path in paths if paths is not None else [job.src]:
+        check_reachable(client, path)
     # the model travels once per worker; tasks reference it by key
     model = client.scatter(payload, broadcast=True, hash=False)
     tag = uuid.uuid4().hex[:8]
@@ -290,7 +309,7 @@ def run_on_cluster(client, job, blocks: list[Block], *, net=None,
     def submit(b: Block):
         # pure=False with a unique key; retries: a block that failed for a transient reason
         # (a flaky network read) is tried again before the file fails
-        return client.submit(remote_block, job, b, model, pure=False, retries=1,
+        return client.submit(remote_block, job, b, model, task, pure=False, retries=1,
                              key=f"geosr-block-{tag}-{b.index[0]}-{b.index[1]}")
 
     it = iter(blocks)
@@ -330,5 +349,5 @@ def run_on_cluster(client, job, blocks: list[Block], *, net=None,
 
 
 __all__ = ["DistributedError", "connect", "start_local_cluster", "cluster_client",
-           "visible_gpus", "run_on_cluster", "check_reachable", "model_payload", "ModelPayload",
-           "CONNECT_TIMEOUT"]
+           "visible_gpus", "resolve_cluster", "run_on_cluster", "check_reachable",
+           "model_payload", "ModelPayload", "shared_path", "CONNECT_TIMEOUT"]

@@ -25,7 +25,7 @@ from .consistency import DEFAULT_MODE
 from .errors import GeosrWarning, Interrupted, OutputError, ParameterError
 from .io import (GeoTIFFWriter, Journal, check_disk, check_output, journal_key,
                  meta_from_dataarray, read_meta, read_sample, sample_array)
-from .io.read import META_KEY
+from .io.read import META_KEY, RasterMeta
 from .plan import DEFAULT_TILE, Job, block_bytes, plan_job
 from .predictor import predictor_for
 from .runners import effective_threads, run_blocks, runs_in_this_process
@@ -62,17 +62,7 @@ def upscale(da, *, model: str | None = None, scale: int | float | tuple | None =
     """
     import dask.array as dsa
 
-    if da.ndim == 2:
-        da = da.expand_dims("band")
-    if da.ndim != 3:
-        raise ParameterError(f"expected a (band, y, x) DataArray, got dims {da.dims}")
-    meta = meta_from_dataarray(da)
-    if str(da.dtype) != meta.dtype:
-        meta = replace(meta, dtype=str(da.dtype))
-    if meta.mask == "per_dataset":  # rioxarray reads no mask band: do not claim one
-        meta = replace(meta, mask=None)
-    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data),
-                                                                         chunks=(-1, 1024, 1024))
+    da, meta, arr = dataarray_input(da)
     job, net = plan_job(meta, model=model, scale=scale, target_gsd=target_gsd, weights=weights,
                         tile=tile, halo=halo,
                         block=block, device=device, precision=precision, bands=bands,
@@ -98,6 +88,26 @@ def upscale(da, *, model: str | None = None, scale: int | float | tuple | None =
             meta=np.empty((0, 0, 0), out_dtype))
     data = dsa.block(grid)
     return _wrap_output(da, data, job)
+
+
+def dataarray_input(da: Any) -> tuple[Any, RasterMeta, Any]:
+    """A lazy run's input (``upscale``, ``geosr.stack_lazy``): the (band, y, x) DataArray, its
+    :class:`RasterMeta` (the array's dtype; no mask band, which rioxarray does not read) and its
+    data as a dask array."""
+    import dask.array as dsa
+
+    if da.ndim == 2:
+        da = da.expand_dims("band")
+    if da.ndim != 3:
+        raise ParameterError(f"expected a (band, y, x) DataArray, got dims {da.dims}")
+    meta = meta_from_dataarray(da)
+    if str(da.dtype) != meta.dtype:
+        meta = replace(meta, dtype=str(da.dtype))
+    if meta.mask == "per_dataset":  # rioxarray reads no mask band: do not claim one
+        meta = replace(meta, mask=None)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data),
+                                                                         chunks=(-1, 1024, 1024))
+    return da, meta, arr
 
 
 def _with_reference(job: Job, net, reference, bands, resampling, sampler) -> Job:
@@ -255,8 +265,9 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         job = replace(job, area=area, meta_out=output_mask(job.meta_out, area.crop))
     if client is None:  # local threads: one cap by cores and memory (geosr.runners)
         threads, why = effective_threads(
-            int(threads), per_block=block_bytes(job.meta_in, scale=job.scale, tile=job.tile,
-                                                halo=job.halo, block=job.block))
+            int(threads), per_block=block_bytes(
+                job.meta_in, scale=job.scale, tile=job.tile, halo=job.halo, block=job.block,
+                reference=job.reference.load if job.reference is not None else None))
         if why:
             warnings.warn(why, GeosrWarning, stacklevel=3)
     if runs_in_this_process(client):

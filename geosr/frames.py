@@ -89,7 +89,14 @@ class Stack:
         return self.frames[self.target]
 
     def with_target(self, target: int) -> "Stack":
-        return replace(self, target=target)
+        """The same frames with ``target`` super-resolved: frames are re-aligned onto its
+        grid (which frames the warper reads depends on the target)."""
+        return replace(self, target=target, frames=tuple(_aligned(list(self.frames), target)))
+
+    @property
+    def one_grid(self) -> bool:
+        """Every frame on the target's grid (then every frame's grid is the same)."""
+        return not any(f.warped for f in self.frames)
 
     def window(self, num_frames: int | None) -> tuple[int, ...]:
         """The frames a model sees, in time order: all of them (``num_frames`` None, recurrent
@@ -144,16 +151,33 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
     frames = [Frame(p, m, frame_date(m), mp, None if mask_band is None and mp is None
                     else int(mask_band or 1))
               for p, m, mp in zip(paths, metas, mpaths)]
+    frames, idx, ordered = order_frames(frames, target=target, target_date=target_date)
+    moved = [os.path.basename(f.path) for f in frames if f.warped]
+    if moved:
+        warnings.warn(f"{len(moved)} frame(s) are not on the target frame's grid and are "
+                      f"resampled onto it ({resampling}, GDAL's warper): {', '.join(moved)}",
+                      GeosrWarning, stacklevel=2)
+    for f in frames:
+        _check_mask(f)
+    return Stack(tuple(frames), idx, ordered, resampling)
+
+
+def order_frames(frames: Sequence[Frame], *, target: int | None = None,
+                 target_date: str | datetime | None = None
+                 ) -> tuple[list[Frame], int, str]:
+    """The one ordering and alignment rule of a stack (files or arrays): ``frames`` in time
+    order by acquisition date when every frame has one, else as given; the target's index
+    (``target``, ``target_date`` or the middle); CRS and band count checked against the
+    target's, and ``Frame.warped`` set for frames on another grid. Returns (frames, target
+    index, ``BY_DATE`` or ``AS_GIVEN``)."""
+    frames = list(frames)
     if all(f.date is not None for f in frames):
         frames.sort(key=lambda f: f.date)  # stable: equal dates keep the given order
         ordered = BY_DATE
     else:
         ordered = AS_GIVEN
     idx = _target_index(frames, target=target, target_date=target_date)
-    frames = _align(frames, idx, resampling)
-    for f in frames:
-        _check_mask(f)
-    return Stack(tuple(frames), idx, ordered, resampling)
+    return _aligned(frames, idx), idx, ordered
 
 
 def _target_index(frames: list[Frame], *, target, target_date) -> int:
@@ -192,10 +216,11 @@ def _same_grid(a: RasterMeta, b: RasterMeta) -> bool:
     return all(math.isclose(x, y, rel_tol=0, abs_tol=tol) for x, y in zip(ta[:6], tb[:6]))
 
 
-def _align(frames: list[Frame], idx: int, resampling: str) -> list[Frame]:
-    """The CRS and band checks, and which frames the warper brings onto the target's grid."""
+def _aligned(frames: list[Frame], idx: int) -> list[Frame]:
+    """The CRS and band checks, and which frames the warper brings onto frame ``idx``'s grid
+    (``Frame.warped``)."""
     tm, tpath = frames[idx].meta, frames[idx].path
-    out, moved = [], []
+    out = []
     for f in frames:
         m = f.meta
         if m.count != tm.count:
@@ -209,7 +234,7 @@ def _align(frames: list[Frame], idx: int, resampling: str) -> list[Frame]:
                              f"reproject it first, e.g. gdalwarp -t_srs {to} "
                              f"{f.path} reprojected.tif")
         if _same_grid(m, tm):
-            out.append(f)
+            out.append(replace(f, warped=False))
             continue
         if not (m.has_transform and tm.has_transform and m.crs is not None):
             raise InputError(f"frame {f.path!r} is {m.width}x{m.height} pixels and the target "
@@ -217,11 +242,6 @@ def _align(frames: list[Frame], idx: int, resampling: str) -> list[Frame]:
                              "geotransform on both they cannot be aligned; give frames of one "
                              "grid (gdalwarp -te/-ts onto the target frame)")
         out.append(replace(f, warped=True))
-        moved.append(os.path.basename(f.path))
-    if moved:
-        warnings.warn(f"{len(moved)} frame(s) are not on the target frame's grid and are "
-                      f"resampled onto it ({resampling}, GDAL's warper): {', '.join(moved)}",
-                      GeosrWarning, stacklevel=3)
     return out
 
 
@@ -294,5 +314,6 @@ def _flagged(frame: Frame, grid: RasterMeta, rows, cols, resampling: str,
     return m != 0
 
 
-__all__ = ["Frame", "Stack", "resolve_stack", "read_frame", "parse_date", "frame_date",
+__all__ = ["Frame", "Stack", "resolve_stack", "order_frames", "read_frame",
+           "parse_date", "frame_date",
            "RESAMPLINGS", "DEFAULT_RESAMPLING", "BY_DATE", "AS_GIVEN"]

@@ -191,7 +191,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
                      pick(scale, n_bands=len(sel), dtype=meta.dtype))
     check_palette_model(meta_sel, name)
     check_multi_frame(name, stack=frames is not None)
-    cmode, csteps = validate_consistency(consistency, consistency_iterations, scale=scale,
+    cmode, csteps = validate_consistency(consistency, consistency_iterations,
                                          palette=meta_sel.is_palette)
     if isinstance(scale, float):
         check_any_scale(name, axes, f"--target-gsd {target_gsd}" if target_gsd is not None
@@ -236,7 +236,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     if not block and wants_gpu(device):
         b = default_block(scale, 2 * t)  # GPU: four tiles per block, so batches fill the device
     b = _round_up(max(b, t), m)
-    area = float(axes[0].ratio * axes[1].ratio) ** 0.5  # the mean linear factor
+    area = mean_factor(axes)
     # a stack's inputs are ``frames`` windows of the bands: counted as that many bands
     check_memory(meta_sel if frames is None else replace(meta_sel, count=meta_sel.count * frames),
                  scale=area, tile=t, halo=h, block=b)
@@ -272,13 +272,18 @@ def check_any_scale(model: str, axes: tuple[Axis, Axis], asked: str = "") -> Non
     """A factor that is not one whole number on both axes needs an arbitrary-scale model."""
     from .models import get_spec, list_models
 
-    if get_spec(model).extra.get("arbitrary_scale"):
+    spec = get_spec(model)
+    if spec.extra.get("arbitrary_scale"):
         return
     y, x = axes
     what = (f"x{float(x.ratio):.4g}" if x.ratio == y.ratio else
             f"x{float(x.ratio):.4g} by x{float(y.ratio):.4g}")
     what += f" ({asked})" if asked else ""
-    can = [n for n in list_models() if get_spec(n).extra.get("arbitrary_scale")]
+    # a reference-guided (multi-frame) model is pointed at the models of its kind that can
+    kind = tuple(bool(spec.extra.get(k)) for k in ("reference_based", "multi_frame"))
+    can = [n for n in list_models() if get_spec(n).extra.get("arbitrary_scale")
+           and tuple(bool(get_spec(n).extra.get(k))
+                     for k in ("reference_based", "multi_frame")) == kind]
     raise ParameterError(f"model {model!r} enlarges by whole factors only "
                          f"({', '.join(map(str, get_spec(model).scales))}), not {what}; use an "
                          f"arbitrary-scale model: {', '.join(can)} (--model NAME), or a whole "
@@ -309,27 +314,46 @@ def check_palette_model(meta: RasterMeta, model: str) -> None:
                              "use --model nearest (model='nearest')")
 
 
-def block_bytes(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: int) -> int:
-    """Estimated working set of one block in flight (the memory check and the thread cap)."""
+def mean_factor(axes: tuple[Axis, Axis]) -> float:
+    """The mean linear factor of a grid's (y, x) axes: what the memory estimate scales by."""
+    return float(axes[0].ratio * axes[1].ratio) ** 0.5
+
+
+def block_bytes(meta: RasterMeta, *, scale: int | float, tile: int, halo: int, block: int,
+                reference: tuple[int, float] | None = None) -> int:
+    """Estimated working set of one block in flight (the memory check and the thread cap).
+    ``reference`` (reference-guided runs: ``ReferencePlan.load``) = (channels read, validity
+    included; the model's floats per output pixel for the reference, its features)."""
     c = meta.count
     out_block = (block * scale) ** 2 * c * 4 * 3  # float32 output + casts, a few blocks in flight
     win = (tile + 2 * halo) ** 2 * scale ** 2 * c * 4 * 2 * 4  # batch of tile outputs
-    return out_block + win
+    total = out_block + win
+    if reference is not None:
+        chans, feats = reference
+        # the block's reference window in float64 (read, normalised, the tiles' stack) and a
+        # batch of 4 tiles' reference features in float32
+        total += (block + 2 * halo) ** 2 * scale ** 2 * chans * 8 * 3
+        total += (tile + 2 * halo) ** 2 * scale ** 2 * feats * 4 * 4
+    return int(total)
 
 
-def check_memory(meta: RasterMeta, *, scale: int, tile: int, halo: int, block: int) -> None:
+def check_memory(meta: RasterMeta, *, scale: int | float, tile: int, halo: int, block: int,
+                 reference: tuple[int, float] | None = None) -> None:
     """Refuse plans whose per-block working set cannot fit, before any work."""
     import psutil
 
-    need = block_bytes(meta, scale=scale, tile=tile, halo=halo, block=block)
+    need = block_bytes(meta, scale=scale, tile=tile, halo=halo, block=block,
+                       reference=reference)
     avail = psutil.virtual_memory().available
     if need > 0.6 * avail:
-        raise ResourceError(f"scale {scale} with tile {tile} and block {block} needs about "
-                            f"{need / 2**30:.1f} GiB of memory per block but only "
+        raise ResourceError(f"scale {scale:g} with tile {tile} and block {block}"
+                            + (" and the reference" if reference is not None else "")
+                            + f" needs about {need / 2**30:.1f} GiB of memory per block but only "
                             f"{avail / 2**30:.1f} GiB is available; use a smaller --tile/--block "
                             "or --scale")
 
 
 __all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "validate_gsd", "parse_pair",
            "plan_axes", "nominal_scale", "check_any_scale", "check_memory", "block_bytes",
+           "mean_factor",
            "check_palette_model", "check_multi_frame", "DEFAULT_TILE", "MAX_TILE", "MAX_EDGE"]

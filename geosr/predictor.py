@@ -200,9 +200,18 @@ class Predictor:
             y = self._run(x.float(), *args, **kw).float()
         return y
 
-    def _query(self, x: torch.Tensor, query) -> torch.Tensor:
-        """An arbitrary-scale model at explicit output-pixel centres (models._base contract)."""
+    def _query(self, x: torch.Tensor, query, refs=None) -> torch.Tensor:
+        """An arbitrary-scale model at explicit output-pixel centres (models._base contract);
+        ``refs`` = (ref, ref_valid, gain, offset) for arbitrary-scale reference models (hpf)."""
         rows, cols = (torch.as_tensor(q, dtype=torch.float64, device=x.device) for q in query)
+        if refs is not None:
+            ref, valid, gain, offset = refs
+            xx = x if x.dtype == torch.float64 and self.linear else x.float()
+            return self.model.query(
+                xx, rows, cols, ref.to(xx.dtype), ref_valid=valid.to(xx.dtype),
+                ref_gain=None if gain is None else torch.as_tensor(gain, dtype=xx.dtype,
+                                                                   device=x.device),
+                ref_offset=offset)
         if self.linear:
             return self.model.query(x if x.dtype == torch.float64 else x.float(), rows, cols)
         if self.dtype == torch.float32:
@@ -238,7 +247,12 @@ class Predictor:
                         t = t.to(self.device)
                     h, w = t.shape[-2:]
                     if query is not None:
-                        y = self._query(t, query).cpu().numpy()
+                        refs = None
+                        if reference is not None:  # the same batch items of the reference
+                            refs = (*(torch.from_numpy(np.ascontiguousarray(
+                                a[i:i + len(chunk)])).to(self.device) for a in reference[:2]),
+                                *reference[2:])
+                        y = self._query(t, query, refs).cpu().numpy()
                     else:
                         refs = None
                         if reference is not None:  # the same batch items of the reference

@@ -75,16 +75,20 @@ def runs_in_this_process(client) -> bool:
 
 
 def run_blocks(job: Job, blocks: list[Block], *, workers: int = 2, client=None,
-               stop: Callable[[], bool] = lambda: False, net=None) -> Results:
+               stop: Callable[[], bool] = lambda: False, net=None,
+               task: Callable | None = None, paths: list[str] | None = None) -> Results:
     """Yield ``(block, array)`` as blocks complete on ``workers`` local threads, on ``client``
-    (an executor of this process, e.g. the pool a many-file run shares) or on a dask cluster."""
+    (an executor of this process, e.g. the pool a many-file run shares) or on a dask cluster.
+    ``task`` (picklable, the signature of :func:`read_and_process`, which it replaces) runs each
+    block; ``paths``: the inputs it reads, which every cluster worker must reach."""
     if client is not None:
         from .distributed import is_dask_client
 
         if is_dask_client(client):
             from .distributed import run_on_cluster
 
-            yield from run_on_cluster(client, job, blocks, net=net, stop=stop)
+            yield from run_on_cluster(client, job, blocks, net=net, stop=stop, task=task,
+                                      paths=paths)
             return
         if not isinstance(client, cf.Executor):
             from .errors import ParameterError
@@ -100,7 +104,8 @@ def run_blocks(job: Job, blocks: list[Block], *, workers: int = 2, client=None,
     check = halt.is_set if isinstance(pool, cf.ThreadPoolExecutor) else None
     finished = False
     try:
-        yield from stream_completed(lambda b: pool.submit(read_and_process, job, b, check),
+        run = task or read_and_process
+        yield from stream_completed(lambda b: pool.submit(run, job, b, check),
                                     blocks, bound=max(2, slots + 1), stop=stop)
         finished = True
     finally:

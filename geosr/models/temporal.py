@@ -5,7 +5,9 @@ It follows the multi-frame contract of :mod:`geosr.models._base` (``forward(x[N,
 *, target=None)``, any ``T >= 1``: ``num_frames`` None) and runs like the classical models:
 band-agnostic, on raw values (the median commutes with any increasing affine map, so
 normalisation would change nothing), float64 data kept float64. Its receptive field is the
-bicubic's: the median is per pixel, so the reach over every frame is exact. A median ignores a
+bicubic's: the median is per pixel, so the reach over every frame is exact. Like the bicubic,
+it serves any factor (``arbitrary_scale``: ``query`` is the bicubic's ``query`` of the median),
+so ``geosr upscale-stack --scale 2.5`` or ``--target-gsd`` runs with it. A median ignores a
 minority of outliers (a cloud in one revisit of five) without any mask, and the engine's mask
 rule (docs/multitemporal.md) removes flagged pixels before it sees them.
 """
@@ -36,11 +38,12 @@ class TemporalMedian(SRModel):
     linear = True  # raw values of any dtype, no normalisation (see module doc)
     multi_frame = True
     num_frames = None
+    arbitrary_scale = True  # the bicubic's (models._base contract)
 
-    def __init__(self, *, scale: int) -> None:
+    def __init__(self, *, scale: int | float) -> None:
         super().__init__()
-        self.scale = int(scale)
-        self.upsample = bicubic(scale=self.scale)
+        self.upsample = bicubic(scale=scale)
+        self.scale = self.upsample.scale  # int for whole factors, else the nominal float
         self.receptive_field = self.upsample.receptive_field
 
     def forward(self, x: torch.Tensor, *, target: int | None = None) -> torch.Tensor:
@@ -53,6 +56,13 @@ class TemporalMedian(SRModel):
                                  f"{-t}..{t - 1} (0-based, negative from the end)")
         return self.upsample(temporal_median(x))
 
+    def query(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The median of frames (N, T, C, h, w) at output pixel centres ``rows`` x ``cols``
+        (the arbitrary-scale contract); every frame informs it alike, so there is no target."""
+        if x.ndim != 5:
+            raise ValueError(f"temporal-median takes frames (N, T, C, h, w), got {tuple(x.shape)}")
+        return self.upsample.query(temporal_median(x), rows, cols)
+
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
         """Every frame's output (N, T, C, h*s, w*s): the median is the same for all of them."""
         y = self.forward(x)
@@ -60,8 +70,8 @@ class TemporalMedian(SRModel):
 
 
 @register_model(name="temporal-median", scales=_SCALES, family="temporal", kind="classical",
-                default_in_chans=None, paper="-", multi_frame=True)
-def temporal_median_model(*, scale: int, **_: object) -> SRModel:
+                default_in_chans=None, paper="-", multi_frame=True, arbitrary_scale=True)
+def temporal_median_model(*, scale: int | float, **_: object) -> SRModel:
     """Per-pixel median over the frames of a stack, then bicubic (multi-frame baseline)."""
     return TemporalMedian(scale=scale)
 
