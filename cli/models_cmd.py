@@ -82,6 +82,10 @@ def models(as_json: bool, describe: str | None) -> None:
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for t in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    named = [n for r in rows for n in r["named_weights"]]
+    if named:
+        click.echo(f"\nbundled weights that run only when named (--weights NAME): "
+                   f"{', '.join(named)}")
     click.echo("\nparams at x4 (or the first scale) with 3 bands; rf = receptive field radius in "
                "LR pixels (over every frame for multi-frame models, whose input is a stack: "
                "geosr upscale-stack); networks without bundled weights need --weights PATH "

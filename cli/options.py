@@ -24,11 +24,28 @@ model_option = click.option(
          f"{_bundled_defaults(n_bands=3, dtype='uint8')}; for 16-bit/float data, run band by "
          f"band, {_bundled_defaults(n_bands=1, dtype='uint16')}), bicubic where none is "
          "bundled. On CPU, --model espcn is several times faster than edsr-baseline.")
+
+
+def bundled_by_name(ctx, param, value: str | None) -> str | None:
+    """``--weights`` callback of every command: a plain name that is no file here but names
+    bundled weights (e.g. the perceptual variant edsr-baseline_x4_3b_gan:
+    geosr.models.bundled) stands for that file."""
+    import os
+
+    if value is None or os.path.exists(value):
+        return value
+    from geosr.models.bundled import bundled_by_name
+
+    found = bundled_by_name(value)
+    return str(found) if found is not None else value
+
+
 weights_option = click.option(
-    "--weights", type=click.Path(dir_okay=False), default=None,
-    help="Weights file (.safetensors, or .pth/.pt read without running code). Without "
-         "--model/--scale, the architecture and scale come from the file (its card or its "
-         "tensor names and shapes; see `geosr models --describe FILE`).")
+    "--weights", type=click.Path(dir_okay=False), default=None, callback=bundled_by_name,
+    help="Weights file (.safetensors, or .pth/.pt read without running code), or the name of "
+         "bundled weights, e.g. edsr-baseline_x4_3b_gan (perceptual: docs/perceptual.md). "
+         "Without --model/--scale, the architecture and scale come from the file (its card or "
+         "its tensor names and shapes; see `geosr models --describe FILE`).")
 allow_random_option = click.option(
     "--allow-random-weights", is_flag=True, hidden=True,
     help="Testing only: run a network with random weights.")

@@ -36,7 +36,15 @@ def plot() -> None:
 
 @plot.command("compare")
 @click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
-@click.argument("out", metavar="OUT", type=click.Path(exists=True, dir_okay=False))
+@click.argument("outs", metavar="OUT [OUT...]", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", default=None, metavar="A[,B...]",
+              help="Captions of the OUT panels, one per OUT [default: each output's model; "
+                   "outputs of perceptual models also say 'synthesised detail'].")
+@click.option("--hr", "hr", default=None, type=click.Path(exists=True, dir_okay=False),
+              metavar="HR.tif",
+              help="True high-resolution raster on OUT's grid (e.g. the image IN was reduced "
+                   "from): shown as the first panel instead of the enlarged original.")
 @click.option("--window", default=None, metavar="COL,ROW,W,H",
               help="Window in source pixels: col_off,row_off,width,height "
                    "[default: central 64x64].")
@@ -47,13 +55,19 @@ def plot() -> None:
                    "[default: none for uint8, 2,98 otherwise].")
 @click.option("--png", "png", required=True, type=click.Path(dir_okay=False),
               help="Output PNG file.")
-def compare(src: str, out: str, window: str | None, bands: str | None, stretch: str | None,
-            png: str) -> None:
-    """Original, bicubic and OUT side by side over the same ground window of IN."""
+def compare(src: str, outs: tuple[str, ...], labels: str | None, hr: str | None,
+            window: str | None, bands: str | None, stretch: str | None, png: str) -> None:
+    """Original (or --hr), bicubic and each OUT side by side over the same ground window of IN.
+
+    Example: geosr plot compare lr.tif psnr.tif gan.tif --hr hr.tif --labels PSNR,GAN
+    --png cmp.png
+    """
     from geosr.plot import compare_figure
 
-    fig = compare_figure(src, out, png=png, window=window, bands=_parse_bands(bands),
-                         stretch=_parse_stretch(stretch))
+    fig = compare_figure(src, list(outs), png=png, window=window, bands=_parse_bands(bands),
+                         stretch=_parse_stretch(stretch), hr=hr,
+                         labels=None if labels is None else [x.strip() for x in
+                                                             labels.split(",")])
     click.echo(f"wrote {fig.png} ({fig.size_px[0]}x{fig.size_px[1]} px)")
 
 

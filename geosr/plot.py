@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -182,19 +183,51 @@ def check_same_grid(src, out, s: int) -> None:
             f"got {tuple(got)[:6]}); compare a geosr output with the file it was made from")
 
 
-def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Path,
-                   window: Window | str | None = None, bands: Sequence[int] | None = None,
-                   scale: int | None = None, model: str | None = None,
-                   stretch: tuple[float, float] | None = None, dpi: int = 100,
-                   panel_inches: float = 4.0) -> Figure:
-    """Original (nearest-enlarged), bicubic and the SR result over the same ground window.
+def _output_labels(outs, paths: Sequence[Path], labels: Sequence[str] | None,
+                   model: str | None) -> list[str]:
+    """Panel captions: ``labels``, else ``model`` (one output), else each output's
+    ``GEOSR_MODEL`` tag (file names where tags repeat); perceptual outputs say so."""
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if len(labels) != len(paths):
+            raise ParameterError(f"{len(labels)} label(s) for {len(paths)} output(s); give one "
+                                 "label per OUT, separated by commas")
+    elif model is not None and len(paths) == 1:
+        labels = [model]
+    else:
+        labels = [read_tag(o.tags(), "model") or "SR" for o in outs]
+        if len(set(labels)) < len(labels):
+            labels = [p.stem for p in paths]
+    if len(set(labels)) < len(labels):
+        raise ParameterError(f"panel labels must differ, got {labels}; pass --labels")
+    # invented detail is labelled wherever it is shown (docs/perceptual.md)
+    return [f"{lab}, synthesised detail" if read_tag(o.tags(), "synthesised_detail") else lab
+            for lab, o in zip(labels, outs)]
+
+
+def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | Path], *,
+                   png: str | Path, window: Window | str | None = None,
+                   bands: Sequence[int] | None = None, scale: int | None = None,
+                   model: str | None = None, labels: Sequence[str] | None = None,
+                   hr: str | Path | None = None, stretch: tuple[float, float] | None = None,
+                   dpi: int = 100, panel_inches: float = 4.0) -> Figure:
+    """Original (nearest-enlarged) or the HR reference, bicubic and one or more SR results over
+    the same ground window, one panel each.
 
     Parameters
     ----------
     src_path, out_path
-        The input raster and the geosr output made from it (same bounds, ``scale`` x finer).
+        The input raster and the geosr output(s) made from it (same bounds, ``scale`` x finer);
+        several outputs (e.g. a PSNR and a GAN model) get a panel each.
     png
         Where to write the figure.
+    labels
+        Captions of the output panels, one per output; default: ``model``, else each output's
+        ``GEOSR_MODEL`` tag (file names where two agree). Outputs tagged
+        ``GEOSR_SYNTHESISED_DETAIL`` say "synthesised detail" in their caption.
+    hr
+        The true high-resolution raster on the outputs' grid (e.g. the image IN was reduced
+        from): shown first instead of the nearest-enlarged original.
     window
         Window in source pixels; default: the central 64 x 64 (or the whole raster if smaller).
     bands
@@ -224,20 +257,38 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
     if not png.parent.exists():
         raise ParameterError(f"directory {png.parent} does not exist; create it or choose "
                              f"another --png path")
-    with rasterio.open(src_path) as src, rasterio.open(out_path) as out:
-        s = int(scale) if scale is not None else infer_scale(src, out)
+    paths = ([Path(out_path)] if isinstance(out_path, (str, Path)) else
+             [Path(p) for p in out_path])
+    if not paths:
+        raise ParameterError("give at least one OUT raster to compare")
+    with ExitStack() as stack:
+        src = stack.enter_context(rasterio.open(src_path))
+        outs = [stack.enter_context(rasterio.open(p)) for p in paths]
+        ref = stack.enter_context(rasterio.open(hr)) if hr is not None else None
+        s = int(scale) if scale is not None else infer_scale(src, outs[0])
         if s < 2:
             raise ParameterError(f"scale must be at least 2 to compare, got {s}")
-        check_same_grid(src, out, s)
+        for other in outs:
+            if scale is None and infer_scale(src, other) != s:
+                raise InputError(f"{Path(other.name).name} is not a {s}x enlargement of IN "
+                                 f"like {paths[0].name}; compare outputs of one scale")
+            check_same_grid(src, other, s)
+        if ref is not None:
+            if (ref.width, ref.height) != (outs[0].width, outs[0].height):
+                raise InputError(f"the HR raster ({ref.width}x{ref.height}) is not on OUT's grid "
+                                 f"({outs[0].width}x{outs[0].height}); give the high-resolution "
+                                 "image IN was reduced from, with OUT's bounds")
+            check_same_grid(src, ref, s)
         if bands is None:
             bands = [1, 2, 3] if src.count >= 3 else [1]
         bands = [int(b) for b in bands]
         if len(bands) not in (1, 3):
             raise ParameterError(f"choose 1 or 3 bands to show, got {bands}")
-        bad = [b for b in bands if not 1 <= b <= min(src.count, out.count)]
+        least = min(o.count for o in outs + ([ref] if ref is not None else []))
+        bad = [b for b in bands if not 1 <= b <= min(src.count, least)]
         if bad:
             raise ParameterError(f"band(s) {bad} do not exist; IN has {src.count} and OUT "
-                                 f"{out.count} band(s) (band numbers start at 1)")
+                                 f"{least} band(s) (band numbers start at 1)")
         if window is None:
             w, h = min(64, src.width), min(64, src.height)
             window = Window((src.width - w) // 2, (src.height - h) // 2, w, h)
@@ -264,7 +315,9 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
         nearest = orig.repeat(s, axis=1).repeat(s, axis=2)
         nodata_mask = np.isnan(nearest).any(axis=0)
         bicubic = np.where(nodata_mask[None], np.nan, bicubic)
-        sr = _read_float(out, bands, RioWindow(c0 * s, r0 * s, w * s, h * s))
+        hr_win = RioWindow(c0 * s, r0 * s, w * s, h * s)
+        srs = [_read_float(o, bands, hr_win) for o in outs]
+        first = _read_float(ref, bands, hr_win) if ref is not None else nearest
         dtype = src.dtypes[bands[0] - 1]
         t = src.transform
         try:
@@ -272,15 +325,16 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
             src_gsd: tuple[float, float] | None = g.gsd_m
         except MissingCRSError:
             src_gsd = None
-        model = model or read_tag(out.tags(), "model") or "SR"
+        out_labels = _output_labels(outs, paths, labels, model)
 
     if stretch is None and dtype != "uint8":
         stretch = (2.0, 98.0)
+    arrays = [first, bicubic, *srs]
     if stretch is not None:
-        shown = percentile_stretch([nearest, bicubic, sr], reference=orig,
+        shown = percentile_stretch(arrays, reference=orig,
                                    percentiles=tuple(stretch))  # type: ignore[arg-type]
     else:
-        shown = [np.nan_to_num(np.clip(a / 255.0, 0, 1), nan=0.0) for a in (nearest, bicubic, sr)]
+        shown = [np.nan_to_num(np.clip(a / 255.0, 0, 1), nan=0.0) for a in arrays]
     rgb = [to_rgb(a) for a in shown]
 
     def gsd_txt(div: int) -> str:
@@ -293,16 +347,17 @@ def compare_figure(src_path: str | Path, out_path: str | Path, *, png: str | Pat
 
     src_txt = gsd_txt(1)
     titles = (
-        f"original, GSD {src_txt}\n(nearest-neighbour enlarged {s}x)",
+        (f"HR reference\npixel {gsd_txt(s)}" if ref is not None else
+         f"original, GSD {src_txt}\n(nearest-neighbour enlarged {s}x)"),
         f"bicubic {s}x\npixel {gsd_txt(s)} (nominal)",
-        f"{model} {s}x\npixel {gsd_txt(s)} (nominal; GSD {src_txt})",
+        *(f"{lab} {s}x\npixel {gsd_txt(s)} (nominal; GSD {src_txt})" for lab in out_labels),
     )
     ph, pw = rgb[0].shape[:2]
-    fig_w = 3 * panel_inches + 0.6
+    fig_w = len(titles) * panel_inches + 0.6
     fig_h = panel_inches * ph / pw + 0.7
     fig = MplFigure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, len(titles))
     # two caption lines need ~0.5 in at 9 pt
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.15 / fig_h, top=1 - 0.52 / fig_h,
                         wspace=0.05)

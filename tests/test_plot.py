@@ -228,3 +228,65 @@ def test_compare_nodata_is_ignored_by_the_stretch(make_geotiff, tmp_path):
     valid = near[:, 8:, 0]
     # limits come from valid data only: the 2-98 % stretch spans the full range there
     assert valid.min() == 0.0 and valid.max() == 1.0 and 0.2 < valid.mean() < 0.8
+
+
+def test_compare_hr_and_several_outputs(make_geotiff, tmp_path):
+    """HR, bicubic and two outputs in one figure (issue #23's comparison): each panel comes
+    from its own raster over the same ground window, a perceptual output says so, and the
+    PNG has one panel per raster."""
+    hr_t = Affine(0.25, 0, 500000.0, 0, -0.25, 4100000.0)
+    hr = make_geotiff("hr.tif", bands=3, height=64, width=64, transform=hr_t)
+    with rasterio.open(hr) as ds:
+        hr_data = ds.read().astype(np.float64)
+    from geosr.metrics import imresize
+
+    lr = make_geotiff("lr.tif", data=imresize(hr_data, 0.5, out_dtype=np.uint8),
+                      transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0))
+    psnr = upscale_with("lanczos", lr, tmp_path / "psnr.tif", scale=2)
+    gan = upscale_with("nearest", lr, tmp_path / "gan.tif", scale=2,
+                       tags={"GEOSR_SYNTHESISED_DETAIL": "yes: test"})
+    fig = compare_figure(lr, [psnr, gan], hr=hr, png=tmp_path / "four.png",
+                         window=Window(4, 8, 16, 12), labels=["PSNR", "GAN"], dpi=60,
+                         panel_inches=2.0)
+    assert len(fig.titles) == 4
+    assert fig.titles[0].startswith("HR reference") and fig.titles[1].startswith("bicubic 2x")
+    assert fig.titles[2].startswith("PSNR 2x") and "synthesised" not in fig.titles[2]
+    assert fig.titles[3].startswith("GAN, synthesised detail 2x")
+    with Image.open(fig.png) as im:
+        assert im.size == fig.size_px == (round((4 * 2 + 0.6) * 60),
+                                          round((2 * 24 / 32 + 0.7) * 60))
+    win = (slice(16, 40), slice(8, 40))  # rows 8..20, cols 4..20 of LR at 2x
+    for title, path in zip(fig.titles[::2] + fig.titles[1::2][1:], (hr, psnr, gan)):
+        with rasterio.open(path) as ds:
+            want = ds.read()[:, win[0], win[1]].astype(np.float64) / 255
+        np.testing.assert_allclose(fig.panels[title], want.transpose(1, 2, 0), atol=1e-9)
+    # and the PNG's panels differ where the rasters do
+    p = [png_panel(fig, t) for t in fig.titles]
+    h, w = min(a.shape[0] for a in p), min(a.shape[1] for a in p)
+    p = [a[:h, :w] for a in p]
+    assert np.abs(p[2] - p[3]).mean() > 0.5 and np.abs(p[0] - p[1]).mean() > 0.5
+
+
+def test_compare_several_outputs_errors_and_cli(make_geotiff, tmp_path):
+    src = make_geotiff("in.tif", height=32, width=32)
+    a = upscale_with("lanczos", src, tmp_path / "a.tif", scale=2)
+    b = upscale_with("bilinear", src, tmp_path / "b.tif", scale=2)
+    c = upscale_with("bilinear", src, tmp_path / "c.tif", scale=4)
+    with pytest.raises(ParameterError, match="one label per OUT"):
+        compare_figure(src, [a, b], png=tmp_path / "x.png", labels=["only one"])
+    with pytest.raises(InputError, match="one scale"):
+        compare_figure(src, [a, c], png=tmp_path / "x.png")
+    with pytest.raises(InputError, match="HR raster .32x32. is not on OUT's grid"):
+        compare_figure(src, [a], hr=src, png=tmp_path / "x.png")
+    same = upscale_with("lanczos", src, tmp_path / "same.tif", scale=2)
+    fig = compare_figure(src, [a, same], png=tmp_path / "x.png")  # one model: file names
+    assert [t.split(" ")[0] for t in fig.titles[2:]] == ["a", "same"]
+    png = tmp_path / "cli.png"
+    res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(a), str(b), "--labels",
+                                   "L1, L2", "--png", str(png)])
+    assert res.exit_code == 0, res.output[-2000:]
+    with Image.open(png) as im:
+        assert im.size[0] == round((4 * 4 + 0.6) * 100)
+    res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(a), str(b), "--labels",
+                                   "L1", "--png", str(png)])
+    assert res.exit_code == 1 and "one label per OUT" in res.stderr

@@ -24,7 +24,11 @@ Subcommands (run from the repository root; shared data in ``/work/shared/data`` 
 ``ship RUN_DIR NAME``
     Copy ``RUN_DIR/final.safetensors`` into ``geosr/models/weights/NAME.safetensors`` as float16
     with a card extended by ``--card-json`` (merged into the trainer's card) and by ``measure``'s
-    numbers for the fp16 file. See docs/models.md for the commands that made the shipped files.
+    numbers for the fp16 file. Perceptual (GAN) weights are measured with their PSNR parent
+    (the card's ``provenance.init_weights``, found as ``--perceptual-strength`` finds it) and
+    bicubic, with the detail measures of ``tools/perceptual_table.py``; name them as a bundled
+    variant (``<arch>_x<s>_<b>b_gan``) so that they never become a default.
+    See docs/models.md for the commands that made the shipped files.
 """
 from __future__ import annotations
 
@@ -214,6 +218,38 @@ def measure_stack(weights: Path, arch: str, scale: int, root: Path, out: Path, *
     return res
 
 
+def measure_perceptual(weights: Path, root: Path, out: Path, *,
+                       only: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """A perceptual model, its PSNR parent and bicubic on Set5, Set14 and the NEON holdout:
+    PSNR/SSIM and the detail measures (``tools/perceptual_table.py``), one row per set with
+    the parent's and bicubic's numbers under ``parent_*`` and ``bicubic_*``."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import perceptual_table as pt
+
+    from geosr.models.interpolate import find_parent
+    from geosr.models.loading import load_model
+
+    parent = find_parent(weights)
+    models = [("gan", load_model("auto", scale=pt.SCALE, weights=weights)),
+              ("parent", load_model("auto", scale=pt.SCALE, weights=parent)),
+              ("bicubic", load_model("bicubic", scale=pt.SCALE))]
+    sets = pt.default_sets(root, out / "neon_val")
+    res = pt.measure(models, {k: v for k, v in sets.items() if not only or k in only})
+    print(pt.table(res))
+    rows = {}
+    for key, by in res.items():
+        row = {k: round(v, 4) for k, v in by["gan"].items() if k != "hr_sharpness"}
+        for who in ("parent", "bicubic"):
+            row.update({f"{who}_{k}": round(v, 4) for k, v in by[who].items()
+                        if k not in ("n_images", "hr_sharpness")})
+        row["hr_sharpness"] = round(by["gan"]["hr_sharpness"], 4)
+        row["n_images"] = int(by["gan"]["n_images"])
+        rows[key] = row
+    return rows
+
+
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
          scales: tuple[float, ...] | None = None, only: list[str] | None = None) -> None:
     """fp16 copy of ``run/final.safetensors`` as bundled ``name``, its card extended by the
@@ -236,9 +272,25 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
 
     from geosr.models._registry import get_spec
 
-    if get_spec(card["arch"]).extra.get("multi_frame"):
+    from geosr.models.card import is_perceptual
+
+    if is_perceptual(card):
+        from geosr.models.interpolate import find_parent
+
+        card["metrics"]["eval"] = measure_perceptual(dst, root, out, only=only)
+        card["metrics"]["eval_parent"] = find_parent(dst).name
+    elif get_spec(card["arch"]).extra.get("multi_frame"):
         card["metrics"]["eval"] = measure_stack(dst, card["arch"], card["scale"], root, out,
                                                 only=only)
+    elif get_spec(card["arch"]).extra.get("reference_based") and card["bands"] == 3:
+        from ttsr_measure import measure_synthetic  # tools/, next to this script
+
+        card["metrics"]["eval"] = measure_synthetic(
+            dst, {"neon_val": out / "neon_val", "set5": root / "bench/set5"})
+    elif get_spec(card["arch"]).extra.get("reference_based"):
+        from ttsr_measure import measure_reference  # tools/, next to this script
+
+        card["metrics"]["eval"] = measure_reference(dst, root / "pairs")
     elif is_arbitrary_scale(card["arch"]):
         card["metrics"]["eval"] = measure_any(dst, card["arch"], card["bands"], root, out,
                                               scales=scales or ARBITRARY_SCALES, only=only)
@@ -248,7 +300,24 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
     card["metrics"]["eval_protocol"] = (
         "geosr.evaluation.evaluate_image: modcrop, MATLAB-bicubic LR stored in the image dtype, "
         "output quantised, s-pixel shave; 8-bit RGB on BT.601 Y, 8-bit grey on grey, uint16 on "
-        "all bands (PSNR peak 65535 for Landsat windows, 2047 for the 11-bit SpaceNet pan)")
+        "all bands (PSNR peak 65535 for Landsat windows, 2047 for the 11-bit SpaceNet pan)"
+        + ("; detail measures (geosr.metrics, tools/perceptual_table.py) on the same shaved Y: "
+           "hf_ratio = power above half Nyquist relative to HR, gradient mean/p99 relative to "
+           "HR, no-reference sharpness index; means over the images" if is_perceptual(card)
+           else ""))
+    if get_spec(card["arch"]).extra.get("reference_based") and card["bands"] == 3:
+        card["metrics"]["eval_protocol"] = (
+            "geosr.evaluation.evaluate_image (geosr evaluate's protocol, 8-bit RGB on BT.601 Y, "
+            "4-pixel shave) on the NEON holdout (runs/data/neon_val) and Set5; the reference of "
+            "image i is geosr.eval_triplets.synthetic_case (the HR shifted, rotated, re-coloured, "
+            "partly changed, seed 0, step i: what geosr evaluate gives the model), the misleading "
+            "one the same made from image i + n // 2 (tools/ttsr_measure.py measure_synthetic)")
+    elif get_spec(card["arch"]).extra.get("reference_based"):
+        card["metrics"]["eval_protocol"] = (
+            "geosr.train.triplets.evaluate_pair on the held-out SpaceNet pair 2: MS 300² is the "
+            "truth, its MATLAB-bicubic x4 reduction the input, the PAN brought onto the MS grid "
+            "the reference; whole image, PSNR per band with peak = the MS maximum, ERGAS, SAM; "
+            "misleading reference = pair 1's PAN (tools/ttsr_measure.py)")
     sd16, _ = read_checkpoint(dst)
     save_weights(sd16, dst, card=card, half=True)
     print(f"wrote {dst} ({dst.stat().st_size} bytes)")

@@ -2,8 +2,12 @@
 
 Bundled weights are ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors``, each with its
 card (``.json``) next to it; an arbitrary-scale network (LIIF, Meta-SR) has one file for every
-scale, ``<arch>_<bands>b.safetensors``. Everything here works from file names alone and never imports
-torch: ``geosr --help`` states the defaults, and the engine picks a model before building one.
+scale, ``<arch>_<bands>b.safetensors``. A *variant* — other weights of the same network, e.g. the
+perceptual (GAN) fine-tune ``edsr-baseline_x4_3b_gan`` — is ``<arch>_x<scale>_<bands>b_<variant>
+.safetensors``: the index and the defaults never read it, so it runs only when named
+(``--weights edsr-baseline_x4_3b_gan``: :func:`bundled_by_name`). Everything here works from file
+names alone and never imports torch: ``geosr --help`` states the defaults, and the engine picks a
+model before building one.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED_NAME_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")
 #: ``<arch>_<bands>b.safetensors``: arbitrary-scale weights, one file for every scale.
 BUNDLED_ANY_SCALE_RE = re.compile(r"^(?P<arch>[a-z0-9-]+)_(?P<bands>\d+)b\.safetensors$")
+#: ``<arch>_x<scale>_<bands>b_<variant>.safetensors``: weights run only when named.
+BUNDLED_VARIANT_RE = re.compile(
+    r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b_(?P<variant>[a-z0-9]+)\.safetensors$")
 #: The models tried when none is named, best first (:func:`default_model_name`).
 DEFAULT_PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 #: Arbitrary-scale networks tried for a non-integer scale, best first.
@@ -50,6 +57,29 @@ def _bundled_path(arch: str, scale: int | float, bands: int) -> Path | None:
         return None
     p = WEIGHTS_DIR / bundled_file_name(arch, scale=int(scale), bands=bands)
     return p if p.is_file() else None
+
+
+def bundled_by_name(name: str) -> Path | None:
+    """The bundled weights file called ``name`` (its stem, as docs/models.md and ``geosr
+    models`` list it, e.g. ``edsr-baseline_x4_3b_gan``; ``.safetensors`` optional), or
+    ``None``. Only plain names are looked up: anything with a folder in it is a path."""
+    if not name or Path(name).name != name or name.startswith("."):
+        return None
+    p = WEIGHTS_DIR / (name if name.endswith(".safetensors") else f"{name}.safetensors")
+    return p if p.is_file() else None
+
+
+def list_variants() -> list[dict[str, Any]]:
+    """Bundled variants (:data:`BUNDLED_VARIANT_RE`): ``{"name", "arch", "scale", "bands",
+    "variant", "path"}`` per file, sorted; they never take part in the defaults."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    out = []
+    for p in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        if (m := BUNDLED_VARIANT_RE.match(p.name)) is not None:
+            out.append({"name": p.stem, "arch": m["arch"], "scale": int(m["scale"]),
+                        "bands": int(m["bands"]), "variant": m["variant"], "path": p})
+    return out
 
 
 def bundled_weights(name: str, *, scale: int | float, bands: int) -> Path | None:
@@ -164,7 +194,8 @@ def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
     return {s: name for s, name in picks.items() if name != FALLBACK_MODEL}
 
 
-__all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "DEFAULT_PREFERENCE",
+__all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "BUNDLED_VARIANT_RE",
+           "bundled_by_name", "list_variants", "DEFAULT_PREFERENCE",
            "ARBITRARY_PREFERENCE", "FALLBACK_MODEL", "bundled_file_name",
            "bundled_any_scale_name", "bundled_weights", "list_bundled", "bundled_in_chans",
            "default_model_name", "default_models", "MULTI_FRAME_PREFERENCE",

@@ -10,7 +10,7 @@ def model_table() -> list[dict[str, Any]]:
     import torch
 
     from ._registry import create_model, get_spec, list_models
-    from .bundled import list_bundled
+    from .bundled import list_bundled, list_variants
 
     bundled: dict[str, list[dict]] = {}
     for b in list_bundled():
@@ -40,6 +40,8 @@ def model_table() -> list[dict[str, Any]]:
             "reference_based": bool(getattr(model, "reference_based", False)),
             "bundled_weights": sorted(bundled.get(name, []),
                                       key=lambda d: (d["scale"], d["bands"])),
+            # other bundled weights of this network that run only when named (--weights NAME)
+            "named_weights": [v["name"] for v in list_variants() if v["arch"] == name],
         })
     return rows
 
