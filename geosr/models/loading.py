@@ -29,7 +29,7 @@ from ._base import SRModel
 from ._registry import ModelSpec, create_model, get_spec, list_models
 # WEIGHTS_DIR, bundled_weights, list_bundled and weights_sha256 are re-exported from their
 # homes for one release (their import from here is deprecated).
-from .bundled import WEIGHTS_DIR, bundled_weights, list_bundled
+from .bundled import WEIGHTS_DIR, bundled_weights, list_bundled, list_variants
 from .card import make_card, weights_sha256
 from .layouts import get_layout
 from .checkpoint_io import (_load_into, describe_info, infer_architecture, read_checkpoint,
@@ -47,6 +47,13 @@ def _no_weights_message(spec: ModelSpec, scale: int, bands: int) -> str:
                if have else f"geosr bundles no weights for {spec.name}")
     if spec.extra.get("weights_hint"):  # e.g. GLEAN: a pretrained prior, not a training run
         return f"no weights for {spec.name} x{scale}: {spec.extra['weights_hint']}"
+    # weights that run only when named (geosr.models.bundled variants): say which fit
+    named = [f"--weights {v['name']} ({v['bands']} bands)" for v in list_variants()
+             if v["arch"] == spec.name and v["scale"] == scale]
+    if named:
+        return (f"no default weights for {spec.name} x{scale}; bundled weights that run only "
+                f"when named: {', '.join(named)} (see docs/models.md), or train your own with "
+                f"`geosr train --model {spec.name} --scale {scale} ...`")
     return (f"no weights for {spec.name} x{scale} with {bands} bands ({bundled}). Train some "
             f"with `geosr train --model {spec.name} --scale {scale} ...` and pass them with "
             f"`--weights PATH` (weights=PATH), use a model with bundled weights (see "

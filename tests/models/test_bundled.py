@@ -228,3 +228,12 @@ def test_evaluate_uint16_with_1band_weights_uses_data_range(make_geotiff, tmp_pa
     bic = evaluate(src, model="bicubic", scale=2, data_range=2047.0)
     assert got["images"][0]["name"] == "pan1.tif"
     assert got["psnr"] > bic["psnr"] + 0.3, (got["psnr"], bic["psnr"])
+
+
+def test_no_default_weights_names_the_bundled_weights_that_fit():
+    # TTSR ships only a named variant: asking for the model alone says how to run it
+    from geosr.errors import WeightsError
+    from geosr.models import load_model
+
+    with pytest.raises(WeightsError, match=r"--weights ttsr_x4_4b_spacenet \(4 bands\)"):
+        load_model("ttsr", scale=4)
