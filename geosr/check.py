@@ -252,7 +252,9 @@ def _figure(maps: np.ndarray, png: Path, *, s: Any, result: dict[str, Any],
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     fig.suptitle(f"where the x{format_scale(s)} SR departs from its input (data units)",
                  fontsize=10)
-    fig.savefig(png, facecolor="white")
+    from .io.write import write_figure
+
+    write_figure(fig, png, facecolor="white")
     return png
 
 

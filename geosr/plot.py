@@ -380,7 +380,9 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         bb = ax.get_window_extent()
         boxes[title] = (int(math.ceil(bb.x0)), int(math.ceil(H - bb.y1)),
                         int(math.floor(bb.x1)), int(math.floor(H - bb.y0)))
-    fig.savefig(png, dpi=dpi, facecolor="white")
+    from .io.write import write_figure
+
+    write_figure(fig, png, dpi=dpi, facecolor="white")
     from PIL import Image
 
     with Image.open(png) as im:
@@ -470,7 +472,9 @@ def metrics_figure(evaluation: Any, *, png: str | Path, dpi: int = 100) -> Figur
     title = runs[0].get("dataset") or runs[0].get("set") or runs[0].get("name")
     fig.suptitle("PSNR / SSIM" + (f" on {title}" if title else ""), fontsize=11)
     fig.tight_layout()
-    fig.savefig(png, dpi=dpi, facecolor="white")
+    from .io.write import write_figure
+
+    write_figure(fig, png, dpi=dpi, facecolor="white")
     from PIL import Image
 
     with Image.open(png) as im:

@@ -220,6 +220,28 @@ def tiff_layout(meta: RasterMeta) -> dict:
     return out
 
 
+def write_figure(fig: Any, png: str | os.PathLike, **savefig: Any) -> Path:
+    """Save the matplotlib figure ``fig`` as the PNG ``png`` the way every output is written: a
+    temporary file beside it, then a rename, so a failed or interrupted save leaves no half
+    picture, and only a regular file (or a free name) is ever replaced."""
+    d = _regular_target(Path(png))
+    if d.is_dir():
+        raise OutputError(f"figure {str(d)!r} is a folder; give a file name such as "
+                          f"{str(d / 'figure.png')!r}")
+    tmp = sibling(d, f".geosr-{uuid.uuid4().hex[:8]}.tmp", prefix=".")
+    try:
+        fig.savefig(tmp, format="png", **savefig)
+        publish(tmp, d, overwrite=True, what="figure")
+    except OSError as err:
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError(f"cannot write figure {str(d)!r} ({err.strerror or err}); check the "
+                          "disk space and permissions of its folder") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Path(png)
+
+
 def publish(tmp: Path, dst: Path, *, overwrite: bool, what: str = "output") -> None:
     """Put the finished temporary file ``tmp`` (beside ``dst``) in place: an atomic rename;
     without ``overwrite`` a hard link, so a file another process created meanwhile is never
