@@ -17,7 +17,7 @@ _LAZY = {
     "write_raster": "geosr.io",
     "upscale": "geosr.engine",
     "upscale_file": "geosr.engine",
-    "upscale_stack": "geosr.stack",
+    "upscale_stack": "geosr.stack_lazy",
     "output_grid": "geosr.geo.grid",
     "create_model": "geosr.models",
     "list_models": "geosr.models",

@@ -34,7 +34,7 @@ import threading
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -44,9 +44,6 @@ from .errors import GeosrWarning
 from .frames import DEFAULT_RESAMPLING, Stack, read_frame, resolve_stack
 from .plan import Job, block_bytes, plan_job
 from .tiling import Block
-
-if TYPE_CHECKING:
-    import xarray
 
 ProgressFn = Callable[[int, int], None]
 
@@ -361,7 +358,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   progress: ProgressFn | None = None,
                   should_stop: Callable[[], bool] | None = None,
                   on_stack: Callable[[Stack], None] | None = None
-                  ) -> "Path | list[Path] | xarray.DataArray":
+                  ) -> "Path | list[Path]":
     """Super-resolve frame ``target`` (0-based in time order, negative from the end; default
     the middle; or the frame nearest ``target_date``) of the stack ``sources`` into ``dst``
     with multi-frame ``model`` (default: the best bundled multi-frame network for the scale and
@@ -380,35 +377,11 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
     (:func:`geosr.batch.upscale_paths`); ``on_stack`` is called with the resolved
     :class:`~geosr.frames.Stack` (frames in time order) before any work.
 
-    ``sources`` given as (band, y, x) DataArrays (e.g. ``rioxarray.open_rasterio(...,
-    chunks=...)``) and no ``dst``: the lazy API, :func:`geosr.stack_lazy.upscale_stack_arrays`
-    (a dask-backed DataArray on the output grid, the file path's pixels)."""
+    Frame files only; ``geosr.upscale_stack`` (:func:`geosr.stack_lazy.upscale_stack`) also
+    takes DataArray frames and then returns a lazy DataArray."""
     from .batch import output_name, resolve_factor
     from .distributed import cluster_client, resolve_cluster
     from .errors import OptionConflictError, ParameterError
-    from .stack_lazy import is_arrays, upscale_stack_arrays
-
-    if is_arrays(sources):
-        files_only = {"dst": dst, "all_frames": all_frames, "masks": masks,
-                      "mask_band": mask_band, "aoi": aoi, "bbox": bbox, "client": client,
-                      "scheduler": scheduler, "workers": workers, "devices": devices,
-                      # writing options: the lazy result is written by the caller
-                      "cog": cog or None, "overwrite": overwrite or None,
-                      "resume": resume or None}
-        given = [k for k, v in files_only.items() if v is not None]
-        if given:
-            raise OptionConflictError(
-                f"{', '.join(given)} apply to frame files, and DataArray frames give a lazy "
-                "DataArray: drop them (crop with .isel, flag invalid pixels with the frames' "
-                "nodata, compute on a cluster with dask, write with geosr.io.write_raster), or "
-                "give the frames' files")
-        return upscale_stack_arrays(
-            list(sources), model=model, scale=scale, target_gsd=target_gsd, target=target,
-            target_date=target_date, weights=weights, tile=tile, halo=halo, block=block,
-            device=device, precision=precision, bands=bands,
-            allow_random_weights=allow_random_weights, data_range=data_range,
-            batch_size=batch_size, consistency=consistency,
-            consistency_iterations=consistency_iterations)
 
     if (dst is None) == (all_frames is None):
         raise OptionConflictError("give either an output file or --all-frames FOLDER, not both"

@@ -12,6 +12,8 @@ Frames must be on one grid (the file path warps others; here ``rio.reproject_mat
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from typing import Any, Sequence
@@ -19,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .consistency import DEFAULT_MODE
-from .errors import InputError, ParameterError
+from . import stack as _files
+from .errors import InputError, OptionConflictError, ParameterError
 from .frames import Frame, Stack, frame_date, order_frames
 from .pixels import valid_mask
 from .plan import Job
@@ -74,7 +77,6 @@ def upscale_stack_arrays(frames: Sequence[Any] | Any, *, model: str | None = Non
     from .io.read import sample_array
     from .plan import plan_job
     from .predictor import predictor_for
-    from .stack import stack_job
 
     if _is_dataarray(frames):
         if frames.ndim != 4:
@@ -109,7 +111,7 @@ def upscale_stack_arrays(frames: Sequence[Any] | Any, *, model: str | None = Non
                         batch_size=batch_size, sampler=lambda sel: sample_array(tarr[list(sel)]),
                         frames=len(ordered), consistency=consistency,
                         consistency_iterations=consistency_iterations)
-    job, window, pos = stack_job(stack, job, net)
+    job, window, pos = _files.stack_job(stack, job, net)
     predictor_for(job.model, digest=job.digest, net=net)  # this process: the model just loaded
     seen = tuple(sorted(set(window)))
     sel = list(job.bands)
@@ -134,11 +136,35 @@ def _block_task(*wins: np.ndarray, job: Job, blk: Block, seen: tuple[int, ...],
                 nodata: tuple, window: tuple[int, ...], target: int, pos: int) -> np.ndarray:
     """One block: each frame's window with its invalid pixels masked, as
     :func:`geosr.frames.read_frame` gives a file's, through the file path's block rule."""
-    from .stack import infer_block
 
     reads = {i: np.ma.MaskedArray(w, mask=~valid_mask(w, nd))
              for i, w, nd in zip(seen, wins, nodata)}
-    return np.ma.getdata(infer_block(job, reads, window, target, pos, blk))
+    return np.ma.getdata(_files.infer_block(job, reads, window, target, pos, blk))
 
 
-__all__ = ["upscale_stack_arrays", "is_arrays"]
+#: Options of the file path that have no meaning for DataArray frames (nothing is read from or
+#: written to files there): refused rather than silently dropped.
+FILES_ONLY = ("dst", "all_frames", "masks", "mask_band", "aoi", "bbox", "client", "scheduler",
+              "workers", "devices", "cog", "overwrite", "resume")
+
+
+@functools.wraps(_files.upscale_stack)
+def upscale_stack(sources, dst=None, **options):
+    # geosr.upscale_stack: frame files run the file path (geosr.stack.upscale_stack); DataArray
+    # frames and no dst give the lazy result (upscale_stack_arrays)
+    if not is_arrays(sources):
+        return _files.upscale_stack(sources, dst, **options)
+    inspect.signature(_files.upscale_stack).bind(sources, dst, **options)  # unknown names
+    given = [k for k in FILES_ONLY if dict(options, dst=dst).get(k) not in (None, False)]
+    if given:
+        raise OptionConflictError(
+            f"{', '.join(given)} apply to frame files, and DataArray frames give a lazy "
+            "DataArray: drop them (crop with .isel, flag invalid pixels with the frames' "
+            "nodata, compute on a cluster with dask, write with geosr.io.write_raster), or "
+            "give the frames' files")
+    lazy = inspect.signature(upscale_stack_arrays).parameters
+    return upscale_stack_arrays(list(sources) if not _is_dataarray(sources) else sources,
+                                **{k: v for k, v in options.items() if k in lazy})
+
+
+__all__ = ["upscale_stack", "upscale_stack_arrays", "is_arrays", "FILES_ONLY"]
