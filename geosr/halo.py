@@ -87,6 +87,13 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
     cands = sorted(set(candidates or [*range(0, 9), *range(10, 33, 2), *range(36, rf + 1, 4), rf]))
     cands = [h for h in cands if 0 <= h <= rf] or [rf]
     imgs = [np.asarray(im, np.float32) for im in images]
+    if not any(max(im.shape[-2:]) > tile for im in imgs):
+        from .errors import InputError
+
+        # one tile covers the image: tiled == whole at any halo, which would record a halo of 0
+        raise InputError(f"every image is at most {tile} px on its longest side after "
+                         f"degradation, a single tile: nothing to measure; use larger images "
+                         f"(or a smaller --tile, or a larger --crop)")
     guides = list(references) if references is not None else [None] * len(imgs)
     if getattr(model, "reference_based", False) and any(g is None for g in guides):
         from .errors import ParameterError
@@ -195,7 +202,11 @@ def record_effective_halo(model: torch.nn.Module, result: dict) -> str:
                                                      "threshold_grey", "blend")}
     card["effective_halo"]["images"] = result["images"]
     # keep the file's precision: the loaded network runs in float32 whatever the file holds
-    on_disk, _ = read_checkpoint(path)
+    on_disk, _ = read_checkpoint(path, join_body=False)
     half = any(t.dtype == torch.float16 for t in on_disk.values())
-    save_weights(on_disk if half else model, Path(path), card=card, half=half)
+    if card.get("body_from"):  # a file that shares its body keeps holding only its own part
+        own = {k: v for k, v in model.state_dict().items() if k in on_disk}
+        save_weights(on_disk if half else own, Path(path), card=card, half=half)
+    else:
+        save_weights(on_disk if half else model, Path(path), card=card, half=half)
     return str(path)

@@ -342,7 +342,7 @@ def model_card(tags: Mapping[str, str]) -> tuple[dict[str, Any] | None, str]:
     from (or why there is none): the sidecar of that file, else of the bundled file of the
     same name (outputs made on another machine)."""
     from .geo.tags import read_tag
-    from .models.bundled import WEIGHTS_DIR
+    from .models.bundled import weight_dirs
     from .models.card import read_sidecar, sidecar_path
 
     label = read_tag(tags, "weights")
@@ -351,7 +351,8 @@ def model_card(tags: Mapping[str, str]) -> tuple[dict[str, Any] | None, str]:
     if label.lower().startswith("none"):
         return None, "classical interpolation: no weights"
     p = Path(label)
-    candidates = [p, WEIGHTS_DIR / p.name]
+    bundled = weight_dirs()
+    candidates = [p, *(d / p.name for d in bundled)]
     for c in candidates:
         try:
             if not (c.is_file() and sidecar_path(c).is_file()):
@@ -363,7 +364,7 @@ def model_card(tags: Mapping[str, str]) -> tuple[dict[str, Any] | None, str]:
         except WeightsError as err:
             return None, f"the card of {c.name} cannot be used: {err}"
         if card is not None:
-            where = "bundled with geosr" if c.parent == WEIGHTS_DIR else str(c)
+            where = "bundled with geosr" if c.parent in bundled else str(c)
             return card, f"{sidecar_path(c).name} ({where})"
     return None, f"no card found for {label} on this machine"
 

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_variant_names_are_outside_the_index(monkeypatch, tmp_path):
     monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "_package_dirs", lambda: ())  # no installed weights packages
     for name in ("edsr-baseline_x4_3b.safetensors", f"{GAN_NAME}.safetensors"):
         (tmp_path / name).write_bytes(b"")
     assert BUNDLED_NAME_RE.match(f"{GAN_NAME}.safetensors") is None

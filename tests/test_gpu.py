@@ -10,6 +10,8 @@ from geosr.engine import upscale_file
 from geosr.predictor import Predictor, resolve_precision
 from geosr.models import create_model
 
+from cuda_oom import assert_same_tiles, batch_beyond, nearly_full
+
 pytestmark = pytest.mark.gpu
 
 
@@ -41,11 +43,27 @@ def test_classical_on_gpu_is_exact(make_geotiff, tmp_path):
 
 
 def test_batch_backs_off_on_real_oom():
+    """A batch that cannot fit in what is left of the card runs out of memory for real, is
+    halved until it fits, and gives the same tiles as small batches do."""
+    torch.manual_seed(0)
     m = create_model("edsr-baseline", scale=4)
-    # one batch of 256 tiles of 256² at x4 needs well over 100 GB of activations: it must OOM
-    # and be halved until it fits, without losing a tile
-    p = Predictor(m, device="cuda", batch_size=256)
-    x = np.random.default_rng(0).random((256, 3, 256, 256), dtype=np.float32)
-    y = p(x)
-    assert y.shape == (256, 3, 1024, 1024) and np.isfinite(y).all()
-    assert p._batch_cap[(3, 256, 256)] < 256  # it really backed off
+    h = w = 64
+    # x4's second sub-pixel conv outputs 256 channels at 2h x 2w, one tensor for the whole
+    # batch, of at least 2 B a value (bf16/fp16 under "auto"; fp32 would be 4)
+    item_bytes = 256 * (2 * h) * (2 * w) * 2
+    small = Predictor(m, device="cuda", batch_size=16)
+    # cuDNN's handle and kernels load outside PyTorch's allocator: before the card is full
+    small(np.zeros((1, 3, h, w), np.float32))
+    with nearly_full() as room:
+        assert 8 * item_bytes < room, "one tile must fit: leave more memory free"
+        n = batch_beyond(room, item_bytes)
+        x = np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
+        p = Predictor(m, device="cuda", batch_size=n)
+        y = p(x)
+    cap = p._batch_cap.get((3, h, w))
+    assert cap is not None and cap < n, (
+        f"a batch of {n} needing > {n * item_bytes / 2**30:.1f} GiB in "
+        f"{room / 2**30:.1f} GiB did not run out of memory")
+    assert y.shape == (n, 3, 4 * h, 4 * w)
+    # bf16: a few 1e-4 from fp32 on the CPU, tiles apart by ~4e-2 (random EDSR-baseline)
+    assert_same_tiles(y, small(x), tol=5e-3)

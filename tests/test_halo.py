@@ -37,3 +37,15 @@ def test_effective_halo_meets_threshold_and_is_minimal():
     assert np.abs(tiled_forward(m, img, tile=12, halo=h) - ref).max() * 255 < 0.5
     smaller = [k for k in r["max_diff_grey"] if k < h]
     assert all(r["max_diff_grey"][k] >= 0.5 for k in smaller)
+
+
+def test_images_that_fit_one_tile_are_refused_not_measured_as_halo_0():
+    """With every image inside one tile, tiled == whole at any halo: recording 0 would cut the
+    engine's halo to nothing on real scenes."""
+    import pytest
+
+    from geosr.errors import InputError
+
+    m = create_model("edsr-baseline", scale=2, n_resblocks=2, n_feats=16).eval()
+    with pytest.raises(InputError, match="single tile"):
+        measure_effective_halo(m, [_image(1, h=40, w=44)], tile=64)

@@ -44,16 +44,23 @@ WINDOW = 128
 VAL_COL = 1792
 
 
-def splits(root: Path, out: Path) -> None:
+def neon_split(root: Path) -> tuple[list[Path], list[Path]]:
+    """The NEON tiles as (train, held-out): the last 16 by name (the whole YELL541 scene) are
+    held out; every tool that trains or measures on NEON uses this one split."""
     tiles = sorted(p for p in (root / "train/neon_tiles256").glob("*.png"))
-    for name, part in (("neon_train", tiles[:-16]), ("neon_val", tiles[-16:])):
+    return tiles[:-16], tiles[-16:]
+
+
+def splits(root: Path, out: Path) -> None:
+    train, val = neon_split(root)
+    for name, part in (("neon_train", train), ("neon_val", val)):
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
         for p in part:
             link = d / p.name
             if not link.exists():
                 link.symlink_to(p)
-    print(f"neon_val: {[p.name for p in tiles[-16:]]}")
+    print(f"neon_val: {[p.name for p in val]}")
 
 
 def _y(rgb: np.ndarray) -> np.ndarray:
@@ -251,12 +258,31 @@ def measure_perceptual(weights: Path, root: Path, out: Path, *,
 
 
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
-         scales: tuple[float, ...] | None = None, only: list[str] | None = None) -> None:
-    """fp16 copy of ``run/final.safetensors`` as bundled ``name``, its card extended by the
-    ``card_json`` object (merged one level deep) and by metrics measured on the fp16 file."""
+         scales: tuple[float, ...] | None = None, only: list[str] | None = None,
+         dest: Path | None = None, shares_body: str | None = None) -> None:
+    """fp16 copy of ``run/final.safetensors`` as bundled ``name`` (in ``dest``, default the core
+    package's weights folder), its card extended by the ``card_json`` object (merged one level
+    deep) and by metrics measured on the fp16 file. ``shares_body``: the name of weights already
+    shipped in ``dest`` whose tensors this run holds unchanged (a frozen body): only the other
+    tensors are written, and the card's ``body_from`` pins that file."""
+    import torch
+
+    from geosr.models.card import weights_sha256
     from geosr.models.checkpoint_io import read_checkpoint, save_weights
 
     sd, card = read_checkpoint(run / "final.safetensors")
+    dest = dest or REPO / "geosr/models/weights"
+    keep = set(sd)
+    if shares_body:
+        base = dest / f"{shares_body}.safetensors"
+        base_sd, _ = read_checkpoint(base)
+        # whole top-level modules (read_checkpoint joins by module): those with any tensor
+        # that the shipped body lacks or holds differently
+        own = {k.split(".", 1)[0] for k, v in sd.items() if k not in base_sd
+               or not torch.equal(v.half(), base_sd[k].half())}
+        keep = {k for k in sd if k.split(".", 1)[0] in own}
+        card["body_from"] = {"file": base.name, "sha256": weights_sha256(base)}
+        print(f"{name}: {len(keep)} own tensors, {len(sd) - len(keep)} from {base.name}")
     extra = json.loads(Path(card_json).read_text()) if card_json else {}
     for key, val in extra.items():
         if isinstance(val, dict) and isinstance(card.get(key), dict):
@@ -265,8 +291,8 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
             card[key] = val
     for key in ("sha256", "weights_file"):
         card.pop(key, None)
-    dst = REPO / "geosr/models/weights" / f"{name}.safetensors"
-    save_weights(sd, dst, card=card, half=True)
+    dst = dest / f"{name}.safetensors"
+    save_weights({k: v for k, v in sd.items() if k in keep}, dst, card=card, half=True)
     # measure what users get: the fp16 file, run in fp32 after loading
     from geosr.models._registry import is_arbitrary_scale
 
@@ -319,7 +345,7 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
             "the reference; whole image, PSNR per band with peak = the MS maximum, ERGAS, SAM; "
             "misleading reference = pair 1's PAN (tools/ttsr_measure.py)")
     sd16, _ = read_checkpoint(dst)
-    save_weights(sd16, dst, card=card, half=True)
+    save_weights({k: v for k, v in sd16.items() if k in keep}, dst, card=card, half=True)
     print(f"wrote {dst} ({dst.stat().st_size} bytes)")
 
 
@@ -334,6 +360,12 @@ def main() -> None:
     sp.add_argument("run", type=Path)
     sp.add_argument("name")
     sp.add_argument("--card-json", default=None)
+    sp.add_argument("--dest", type=Path, default=None,
+                    help="folder to ship into (default geosr/models/weights; weights/rdn/"
+                         "geosr_weights_rdn for the RDN weights package)")
+    sp.add_argument("--shares-body", default=None,
+                    help="write only the tensors that differ from these shipped weights in "
+                         "--dest (a frozen body) and pin them in the card's body_from")
     mp = sub.add_parser("measure")
     mp.add_argument("weights", type=Path)
     for p in (sp, mp):
@@ -368,7 +400,8 @@ def main() -> None:
                           args.out, only=only)
         print(json.dumps(res))
     else:
-        ship(args.run, args.name, args.card_json, args.root, args.out, scales=scales, only=only)
+        ship(args.run, args.name, args.card_json, args.root, args.out, scales=scales, only=only,
+             dest=args.dest, shares_body=args.shares_body)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ model before building one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -20,6 +21,10 @@ from ._registry import model_key
 from .card import sidecar_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: Entry-point group of separately installed weights packages (e.g. ``geosr-weights-rdn`` in
+#: this repository's ``weights/rdn``): each names a package whose folder holds weights files
+#: named as here; large weight sets live there so the core wheel stays small.
+WEIGHTS_ENTRY_POINT_GROUP = "geosr.weights"
 #: ``<arch>_x<scale>_<bands>b.safetensors``: the only names the index reads.
 BUNDLED_NAME_RE = re.compile(r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b\.safetensors$")
 #: ``<arch>_<bands>b.safetensors``: arbitrary-scale weights, one file for every scale.
@@ -27,7 +32,9 @@ BUNDLED_ANY_SCALE_RE = re.compile(r"^(?P<arch>[a-z0-9-]+)_(?P<bands>\d+)b\.safet
 #: ``<arch>_x<scale>_<bands>b_<variant>.safetensors``: weights run only when named.
 BUNDLED_VARIANT_RE = re.compile(
     r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b_(?P<variant>[a-z0-9]+)\.safetensors$")
-#: The models tried when none is named, best first (:func:`default_model_name`).
+#: The models tried when none is named (:func:`default_model_name`), costliest first: the
+#: measured figures of their cards decide (a costlier one must beat a cheaper one on every
+#: set); this order decides only without them.
 DEFAULT_PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 #: Arbitrary-scale networks tried for a non-integer scale, best first.
 ARBITRARY_PREFERENCE = ("liif-rdn", "metasr-rdn", "liif", "metasr")
@@ -37,6 +44,48 @@ FALLBACK_MODEL = "bicubic"
 MULTI_FRAME_PREFERENCE = ("iconvsr", "basicvsr", "edvr-l", "edvr-m", "tdan", "toflow")
 #: What ``upscale-stack`` runs when no multi-frame network has bundled weights for the scale.
 MULTI_FRAME_FALLBACK = "temporal-median"
+
+
+@functools.lru_cache(maxsize=1)
+def _package_dirs() -> tuple[Path, ...]:
+    """The folders of the installed weights packages (found without importing them)."""
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    dirs = []
+    for ep in sorted(entry_points(group=WEIGHTS_ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            spec = find_spec(ep.module)
+        except (ImportError, ValueError):
+            continue
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            if Path(loc).is_dir():
+                dirs.append(Path(loc).resolve())
+                break
+    return tuple(dirs)
+
+
+def weight_dirs() -> list[Path]:
+    """Where bundled weights are looked up, in order: the core package's folder, then each
+    installed weights package's. A name found in two folders is taken from the first."""
+    return [WEIGHTS_DIR, *(d for d in _package_dirs() if d != WEIGHTS_DIR)]
+
+
+def _find(file_name: str) -> Path | None:
+    for d in weight_dirs():
+        if (d / file_name).is_file():
+            return d / file_name
+    return None
+
+
+def _all_files() -> list[Path]:
+    """Every bundled ``.safetensors`` file, first folder winning for a name, sorted by name."""
+    seen: dict[str, Path] = {}
+    for d in weight_dirs():
+        if d.is_dir():
+            for p in d.glob("*.safetensors"):
+                seen.setdefault(p.name, p)
+    return [seen[n] for n in sorted(seen)]
 
 
 def bundled_file_name(arch: str, *, scale: int, bands: int) -> str:
@@ -50,13 +99,12 @@ def bundled_any_scale_name(arch: str, *, bands: int) -> str:
 
 
 def _bundled_path(arch: str, scale: int | float, bands: int) -> Path | None:
-    p = WEIGHTS_DIR / bundled_any_scale_name(arch, bands=bands)
-    if p.is_file():  # arbitrary-scale weights serve every scale
+    p = _find(bundled_any_scale_name(arch, bands=bands))
+    if p is not None:  # arbitrary-scale weights serve every scale
         return p
     if not float(scale).is_integer():
         return None
-    p = WEIGHTS_DIR / bundled_file_name(arch, scale=int(scale), bands=bands)
-    return p if p.is_file() else None
+    return _find(bundled_file_name(arch, scale=int(scale), bands=bands))
 
 
 def bundled_by_name(name: str) -> Path | None:
@@ -65,17 +113,14 @@ def bundled_by_name(name: str) -> Path | None:
     ``None``. Only plain names are looked up: anything with a folder in it is a path."""
     if not name or Path(name).name != name or name.startswith("."):
         return None
-    p = WEIGHTS_DIR / (name if name.endswith(".safetensors") else f"{name}.safetensors")
-    return p if p.is_file() else None
+    return _find(name if name.endswith(".safetensors") else f"{name}.safetensors")
 
 
 def list_variants() -> list[dict[str, Any]]:
     """Bundled variants (:data:`BUNDLED_VARIANT_RE`): ``{"name", "arch", "scale", "bands",
     "variant", "path"}`` per file, sorted; they never take part in the defaults."""
-    if not WEIGHTS_DIR.is_dir():
-        return []
     out = []
-    for p in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+    for p in _all_files():
         if (m := BUNDLED_VARIANT_RE.match(p.name)) is not None:
             out.append({"name": p.stem, "arch": m["arch"], "scale": int(m["scale"]),
                         "bands": int(m["bands"]), "variant": m["variant"], "path": p})
@@ -117,10 +162,8 @@ def list_bundled() -> list[dict[str, Any]]:
 def _index() -> list[dict[str, Any]]:
     """``{"arch", "scale", "bands", "path"}`` per bundled file, sorted (names only); ``scale``
     is ``None`` for arbitrary-scale weights (every scale)."""
-    if not WEIGHTS_DIR.is_dir():
-        return []
     out = []
-    for p in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+    for p in _all_files():
         m = BUNDLED_NAME_RE.match(p.name)
         if m is not None:
             out.append({"arch": m["arch"], "scale": int(m["scale"]), "bands": int(m["bands"]),
@@ -149,10 +192,11 @@ def bundled_in_chans(name: str, scale: int | float, n_bands: int, dtype: str) ->
 
 
 def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "uint8") -> str:
-    """The best model with bundled weights for ``scale`` and this kind of raster (order rdn >
-    edsr-baseline > espcn, then the arbitrary-scale networks; bicubic when none fits). For a
-    non-integer scale: the best bundled arbitrary-scale network (:data:`ARBITRARY_PREFERENCE`),
-    else bicubic.
+    """The best model with bundled weights for ``scale`` and this kind of raster: among the
+    fixed-scale networks that have weights for it, the cheapest that no costlier one beats on
+    every set their cards measure (:func:`_best_measured`), else an arbitrary-scale network,
+    else bicubic. For a non-integer scale: the
+    best bundled arbitrary-scale network (:data:`ARBITRARY_PREFERENCE`), else bicubic.
 
     For data that is not 8-bit the per-band (1-band) variant is what fits (see
     :func:`bundled_in_chans`), so a model that has it wins over a better one that has only
@@ -167,11 +211,45 @@ def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "ui
             if (v := bundled_in_chans(name, scale, n_bands, dtype)) is not None]
     if not fits:
         return FALLBACK_MODEL
-    if dtype != "uint8":
-        for name, v in fits:
-            if v == 1:
-                return name
-    return fits[0][0]
+    if dtype != "uint8" and any(v == 1 for _, v in fits):
+        fits = [(name, v) for name, v in fits if v == 1]
+    fixed = [(name, v) for name, v in fits if name not in ARBITRARY_PREFERENCE]
+    return _best_measured(fixed, scale) if fixed else fits[0][0]
+
+
+def measured_psnr(path: Path) -> dict[str, float]:
+    """``{set: PSNR}`` that the card of bundled ``path`` records (``metrics.eval``, written
+    by ``tools/bundled_weights.py ship``); empty when it records none."""
+    try:
+        card = json.loads(sidecar_path(path).read_text())
+        ev = card["metrics"]["eval"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(ev, dict):
+        return {}
+    return {k: float(v["psnr"]) for k, v in ev.items()
+            if isinstance(v, dict) and isinstance(v.get("psnr"), (int, float))}
+
+
+def _best_measured(fits: list[tuple[str, int]], scale: int | float) -> str:
+    """The cheapest candidate that no costlier one beats on every measured set: walking from
+    the cheapest (the end of :data:`DEFAULT_PREFERENCE`) up, a costlier network takes over only
+    when its card measures at least as well on every set all the measured cards record, and
+    better on one. An under-trained big network never displaces a better small one, nor one
+    that is better where it matters to some users (the NEON aerial holdout) at a fraction of
+    the compute. Without two measured cards the preference order decides."""
+    scores = {name: measured_psnr(p) for name, v in fits
+              if (p := _bundled_path(name, scale, v)) is not None}
+    measured = [name for name, _ in reversed(fits) if scores.get(name)]
+    common = set.intersection(*(set(scores[n]) for n in measured)) if measured else set()
+    if len(measured) < 2 or not common:
+        return fits[0][0]
+    pick = measured[0]
+    for name in measured[1:]:
+        a, b = scores[name], scores[pick]
+        if all(a[k] >= b[k] for k in common) and any(a[k] > b[k] for k in common):
+            pick = name
+    return pick
 
 
 def default_stack_model_name(scale: int | float, *, n_bands: int = 3,
@@ -194,9 +272,9 @@ def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
     return {s: name for s, name in picks.items() if name != FALLBACK_MODEL}
 
 
-__all__ = ["WEIGHTS_DIR", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "BUNDLED_VARIANT_RE",
+__all__ = ["WEIGHTS_DIR", "WEIGHTS_ENTRY_POINT_GROUP", "weight_dirs", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "BUNDLED_VARIANT_RE",
            "bundled_by_name", "list_variants", "DEFAULT_PREFERENCE",
            "ARBITRARY_PREFERENCE", "FALLBACK_MODEL", "bundled_file_name",
            "bundled_any_scale_name", "bundled_weights", "list_bundled", "bundled_in_chans",
-           "default_model_name", "default_models", "MULTI_FRAME_PREFERENCE",
+           "default_model_name", "default_models", "measured_psnr", "MULTI_FRAME_PREFERENCE",
            "MULTI_FRAME_FALLBACK", "default_stack_model_name"]

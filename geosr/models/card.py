@@ -14,6 +14,11 @@ name and SHA-256) so it can be read without a safetensors reader. The card::
 the default when absent) or :data:`PERCEPTUAL_KIND` (adversarial/texture losses: the output
 holds synthesised detail and is tagged so, ``geo/tags.py``).
 
+``body_from`` (optional) = ``{"file": NAME.safetensors, "sha256": ...}``: the file holds only
+some top-level modules (e.g. RDN's x2 ``UPNet``) and takes the others from NAME beside it (the
+x4 file of the same body), pinned by its SHA-256; :func:`geosr.models.checkpoint_io.read_checkpoint`
+joins them. One body then serves several scales at the size of one.
+
 ``value_range`` is the data range the training inputs were normalised from (``[0, 255]`` for
 8-bit imagery): networks always see ``[0, 1]``.
 
@@ -140,6 +145,14 @@ def validate_card(card: Any) -> dict[str, Any]:
         raise WeightsError(f"model card field 'kind' is {c['kind']!r}; it must be one of "
                            f"{', '.join(map(repr, CARD_KINDS))} (or absent for pixel-loss "
                            "weights)")
+    body = c.get("body_from")
+    if body is not None and not (
+            isinstance(body, Mapping) and isinstance(body.get("file"), str)
+            and Path(body["file"]).name == body["file"] and body["file"].endswith(".safetensors")
+            and isinstance(body.get("sha256"), str) and len(body["sha256"]) == 64):
+        raise WeightsError("model card field 'body_from' must be {\"file\": NAME.safetensors "
+                           "(a file beside this one), \"sha256\": its 64-hex SHA-256}; fix or "
+                           "re-save the card")
     for key in ("provenance", "training", "metrics"):
         v = c.setdefault(key, {})
         if not isinstance(v, Mapping):

@@ -183,8 +183,11 @@ def unwrap_checkpoint(obj: Any) -> StateDict:
     return strip_prefixes(tensors)
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, Any] | None]:
-    """``(state_dict, card or None)`` from a safetensors file or a weights-only pickle."""
+def read_checkpoint(path: str | os.PathLike[str], *, join_body: bool = True
+                    ) -> tuple[StateDict, dict[str, Any] | None]:
+    """``(state_dict, card or None)`` from a safetensors file or a weights-only pickle.
+    ``join_body=False``: only the tensors the file itself holds (see the card's ``body_from``),
+    for code that re-saves the file."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist; check the path, or "
@@ -212,7 +215,31 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
                            f"geosr reads .safetensors and .pt/.pth/.ckpt state dicts")
     if card is None and sidecar_path(path).is_file() and sidecar_path(path) != path:
         card = read_sidecar(path)
+    if join_body and card is not None and card.get("body_from"):
+        sd = {**_shared_body(path, card["body_from"], own=sd), **sd}
     return sd, card
+
+
+def _shared_body(path: Path, body: Mapping[str, str], *, own: Mapping[str, Tensor]) -> StateDict:
+    """The tensors ``path`` shares with the file its card names (``body_from``): that file's
+    tensors of the top-level modules ``path`` does not hold (it holds whole modules, e.g.
+    RDN's ``UPNet``: x4's second upsampling stage must not leak into x2), taken only when the
+    file's SHA-256 matches."""
+    base = path.parent / body["file"]
+    how = (f"keep {body['file']} from the same release beside {path.name} (they are shipped "
+           "and replaced together)")
+    if not base.is_file():
+        raise WeightsError(f"{path.name} holds only part of its network and takes the rest from "
+                           f"{body['file']}, which is missing; {how}")
+    if weights_sha256(base) != body["sha256"]:
+        raise WeightsError(f"{path.name} takes its body from {body['file']}, but that file is "
+                           f"another version (SHA-256 differs); {how}")
+    base_sd, base_card = read_checkpoint(base)
+    if base_card is not None and base_card.get("body_from"):
+        raise WeightsError(f"{body['file']} shares its own body with another file; a shared "
+                           "body must be a whole weights file")
+    mine = {k.split(".", 1)[0] for k in own}
+    return {k: v for k, v in base_sd.items() if k.split(".", 1)[0] not in mine}
 
 
 def _load_pickled(path: Path) -> Any:

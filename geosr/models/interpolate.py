@@ -113,7 +113,7 @@ def find_parent(gan: str | os.PathLike[str]) -> Path:
     """The PSNR weights a GAN file was fine-tuned from: its card's ``provenance.init_weights``
     (file name and SHA-256, written by ``geosr train --init-weights``), looked up beside it
     and among the bundled weights, and accepted only when the SHA-256 matches."""
-    from .bundled import WEIGHTS_DIR
+    from .bundled import weight_dirs
     from .checkpoint_io import read_checkpoint
 
     gan = Path(gan)
@@ -125,7 +125,7 @@ def find_parent(gan: str | os.PathLike[str]) -> Path:
     if not isinstance(name, str) or not isinstance(sha, str) or Path(name).name != name:
         raise WeightsError(f"{gan.name}'s card does not record the weights it was fine-tuned "
                            f"from (provenance.init_weights); {how}")
-    for folder in (gan.parent, WEIGHTS_DIR):
+    for folder in (gan.parent, *weight_dirs()):
         p = folder / name
         if p.is_file() and weights_sha256(p) == sha:
             return p

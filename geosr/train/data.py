@@ -69,10 +69,8 @@ def _as_rgb(img: HRImage, bands: int) -> np.ndarray:
 
 
 def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozenset()) -> list[Source]:
-    """List each folder's images (decoded) and GeoTIFFs (metadata only)."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
+    """List each folder's images (decoded) and GeoTIFFs (metadata only). rasterio is imported
+    only when a GeoTIFF is met: image-only training runs where no GDAL is installed."""
     sources = []
     for folder in folders:
         root = Path(folder)
@@ -87,6 +85,9 @@ def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozense
             if suf in IMAGE_SUFFIXES:
                 images.append(read_image(p))
             elif suf in TIFF_SUFFIXES:
+                import rasterio
+                from rasterio.errors import NotGeoreferencedWarning
+
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
                     with rasterio.open(p) as ds:

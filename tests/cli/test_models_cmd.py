@@ -40,6 +40,7 @@ def test_bundled_weights_are_reported(monkeypatch, tmp_path):
     from geosr.models.checkpoint_io import save_weights
 
     monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "_package_dirs", lambda: ())  # no installed weights packages
     args = {"scale": 3, "in_chans": 3}
     save_weights(create_model("espcn", **args), tmp_path / "espcn_x3_3b.safetensors",
                  card=make_card(arch="espcn", args=args, value_range=[0, 255]))

@@ -145,10 +145,30 @@ def test_beats_bicubic_on_a_crop(b, crop):
 
 
 def _best_bundled(scale: int, bands: int = 3) -> str:
-    for name in PREFERENCE:
-        if any(b["arch"] == name and b["scale"] == scale and b["bands"] == bands for b in BUNDLED):
-            return name
-    return "bicubic"
+    """The preferred network bundled at ``scale`` for ``bands`` bands that is cheapest among
+    those no costlier one beats on every set all their cards measure."""
+    have = [b for name in reversed(PREFERENCE) for b in BUNDLED
+            if b["arch"] == name and b["scale"] == scale and b["bands"] == bands]
+    if not have:
+        return "bicubic"
+    ev = [{k: v["psnr"] for k, v in ((b["card"] or {}).get("metrics", {}).get("eval") or {}).items()
+           if isinstance(v, dict) and "psnr" in v} for b in have]
+    common = set.intersection(*map(set, ev))
+    pick = 0
+    for i in range(1, len(have)):
+        if all(ev[i][k] >= ev[pick][k] for k in common) and any(
+                ev[i][k] > ev[pick][k] for k in common):
+            pick = i
+    return have[pick]["arch"]
+
+
+def test_every_preferred_bundled_file_records_measurements():
+    """The default rule compares the cards' figures: a preferred network shipped without them
+    could never win, nor be compared."""
+    for b in BUNDLED:
+        if b["arch"] in PREFERENCE:
+            ev = b["card"]["metrics"].get("eval") or {}
+            assert {"set5", "set14"} <= set(ev), b["path"].name
 
 
 def _upscale(args: list[str]) -> dict[str, str]:
@@ -196,12 +216,12 @@ def test_upscale_uint16_uses_the_best_1band_weights(make_geotiff, tmp_path, scal
 
 def test_model_without_bundled_weights_is_refused(make_geotiff, tmp_path):
     have = {(b["arch"], b["scale"]) for b in BUNDLED}
-    assert ("rdn", 3) not in have
+    assert ("srresnet", 4) not in have
     src = make_geotiff("rgb.tif", bands=3, height=16, width=16, dtype="uint8")
-    res = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "o.tif"), "--model", "rdn",
-                                   "--scale", "3", "--quiet"])
+    res = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "o.tif"), "--model",
+                                   "srresnet", "--scale", "4", "--quiet"])
     assert res.exit_code != 0
-    assert "--weights" in res.output and "rdn" in res.output
+    assert "--weights" in res.output and "srresnet" in res.output
     assert not (tmp_path / "o.tif").exists()
 
 

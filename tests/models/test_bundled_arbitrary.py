@@ -12,6 +12,7 @@ from geosr.models.bundled import (bundled_any_scale_name, bundled_file_name, bun
 @pytest.fixture
 def weights_dir(monkeypatch, tmp_path):
     monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "_package_dirs", lambda: ())  # no installed weights packages
 
     def add(name: str) -> None:
         (tmp_path / name).write_bytes(b"")

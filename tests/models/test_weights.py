@@ -349,6 +349,7 @@ def test_infer_architecture_unknown_layout_reads_bands():
 
 def test_load_model_refuses_a_network_without_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "_package_dirs", lambda: ())  # no installed weights packages
     with pytest.raises(WeightsError) as err:
         load_model("edsr-baseline", scale=4)
     msg = str(err.value)
@@ -376,6 +377,7 @@ def test_load_model_classical_needs_no_weights():
 
 def test_load_model_with_geosr_weights_and_bundled_lookup(monkeypatch, tmp_path):
     monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "_package_dirs", lambda: ())  # no installed weights packages
     args = {"scale": 2, "in_chans": 4, "n_resblocks": 1, "n_feats": 8}
     ref = create_model("edsr-baseline", **args).eval()
     p = tmp_path / "edsr-baseline_x2_4b.safetensors"
