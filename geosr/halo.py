@@ -87,6 +87,12 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
     cands = sorted(set(candidates or [*range(0, 9), *range(10, 33, 2), *range(36, rf + 1, 4), rf]))
     cands = [h for h in cands if 0 <= h <= rf] or [rf]
     imgs = [np.asarray(im, np.float32) for im in images]
+    guides = list(references) if references is not None else [None] * len(imgs)
+    if getattr(model, "reference_based", False) and any(g is None for g in guides):
+        from .errors import ParameterError
+
+        raise ParameterError("a reference-guided model's halo is measured with its reference: "
+                             "geosr halo LR.tif --reference REF.tif (references=...)")
     if not any(max(im.shape[-2:]) > tile for im in imgs):
         from .errors import InputError
 
@@ -94,12 +100,6 @@ def measure_effective_halo(model: torch.nn.Module, images: Iterable[np.ndarray],
         raise InputError(f"every image is at most {tile} px on its longest side after "
                          f"degradation, a single tile: nothing to measure; use larger images "
                          f"(or a smaller --tile, or a larger --crop)")
-    guides = list(references) if references is not None else [None] * len(imgs)
-    if getattr(model, "reference_based", False) and any(g is None for g in guides):
-        from .errors import ParameterError
-
-        raise ParameterError("a reference-guided model's halo is measured with its reference: "
-                             "geosr halo LR.tif --reference REF.tif (references=...)")
     with torch.inference_mode():
         refs = [_run(model, im, g) for im, g in zip(imgs, guides)]
     diffs: dict[int, float] = {}
@@ -191,7 +191,8 @@ def record_effective_halo(model: torch.nn.Module, result: dict) -> str:
     from pathlib import Path
 
     from .errors import WeightsError
-    from .models.checkpoint_io import read_checkpoint, save_weights
+    from .models.card import weights_sha256
+    from .models.checkpoint_io import read_checkpoint, repin_shared_body, save_weights
 
     path = getattr(model, "weights_path", None)
     if not path:
@@ -204,9 +205,12 @@ def record_effective_halo(model: torch.nn.Module, result: dict) -> str:
     # keep the file's precision: the loaded network runs in float32 whatever the file holds
     on_disk, _ = read_checkpoint(path, join_body=False)
     half = any(t.dtype == torch.float16 for t in on_disk.values())
+    old_sha = weights_sha256(path)
     if card.get("body_from"):  # a file that shares its body keeps holding only its own part
         own = {k: v for k, v in model.state_dict().items() if k in on_disk}
         save_weights(on_disk if half else own, Path(path), card=card, half=half)
     else:
         save_weights(on_disk if half else model, Path(path), card=card, half=half)
+    # the heads that share this file's body pin its hash, which the new card changed
+    repin_shared_body(path, old_sha256=old_sha)
     return str(path)

@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -146,6 +147,9 @@ def prepare(call: str, *, shared: Path, margin: int = 1_500_000) -> None:
     stages = "tests,bench" if call == "check" else "train"
     print(f"device command: python3 tools/gpu_round.py run --stages {stages} --out $OUT")
     print("afterwards: python tools/gpu_round.py restore")
+    # the index now records the untracked paths as deleted: a commit would delete them
+    print(f"WARNING: until restore, git's index records {', '.join(UNTRACK)} as deleted; "
+          "commit nothing before `restore`", file=sys.stderr)
 
 
 def restore() -> None:
@@ -217,13 +221,20 @@ class Round:
         self.log.write(f"\n$ {' '.join(cmd)}\n")
         self.log.flush()
         t = time.monotonic()
+        # its own process group: on timeout the whole group goes (compile workers, loaders),
+        # else a grandchild holding the pipe would block reading it past the deadline
+        p = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace",
+                             start_new_session=True)
         try:
-            p = subprocess.run(cmd, env=self.env, cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, timeout=max(timeout, 1))
-            rc, text = p.returncode, p.stdout
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout or ""
-            rc, text = 124, (out if isinstance(out, str) else out.decode(errors="replace"))
+            text, _ = p.communicate(timeout=max(timeout, 1))
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            text, rc = p.communicate()[0], 124
         self.log.write(text)
         self.log.flush()
         print(f"[{time.monotonic() - self.t0:6.1f}s] {name}: rc {rc} in "
@@ -289,9 +300,9 @@ class Round:
                                           "--seconds", str(seconds), "--json", *extra),
                                timeout=left, name=f"bench {model} x{scale} {' '.join(extra)}")
             row: dict[str, Any] = {"model": model, "scale": scale, "extra": list(extra), "rc": rc}
-            start = text.find("\n{")
-            if rc == 0 and (start >= 0 or text.startswith("{")):
-                row["result"] = json.loads(text[start + 1 if start >= 0 else 0:])
+            result = _json_object(text) if rc == 0 else None
+            if result is not None:
+                row["result"] = result
             else:
                 row["tail"] = text[-2000:]
             out.append(row)
@@ -349,16 +360,23 @@ class Round:
         from safetensors.torch import load_file, save_file
 
         flat: dict[str, torch.Tensor] = {}
+        st = self.res["stages"]["train"]
         for scale in (4, 2, 3):
             f = self.runs / f"rdn_x{scale}/final.safetensors"
-            if not f.is_file():
+            if not f.is_file() or f"x{scale}" not in st["cards"]:  # assemble needs the card
                 continue
             sd = load_file(f)
+            moved = [k for k, v in sd.items() if scale != 4 and not k.startswith(HEAD_PREFIX)
+                     and not (f"x4/{k}" in flat and torch.equal(v.half(), flat[f"x4/{k}"]))]
+            if moved:  # its head fits another body: drop it, keep the rest of the round
+                st["runs"][f"x{scale}"]["rc"] = 1
+                st["runs"][f"x{scale}"]["error"] = (f"{moved[0]} moved although the body was "
+                                                    "frozen; head not packed")
+                st["cards"].pop(f"x{scale}", None)
+                continue
             for k, v in sd.items():
                 if scale == 4 or k.startswith(HEAD_PREFIX):
                     flat[f"x{scale}/{k}"] = v.half() if v.is_floating_point() else v
-                elif not torch.equal(v.half(), flat[f"x4/{k}"]):
-                    raise RuntimeError(f"x{scale}'s {k} moved although the body was frozen")
         pieces, cur, size = [], {}, 0
         for k in sorted(flat):
             n = flat[k].numel() * flat[k].element_size()
@@ -381,6 +399,11 @@ def run(args: argparse.Namespace) -> int:
     bad = set(stages) - {"tests", "bench", "train"}
     if bad:
         raise SystemExit(f"unknown stage(s) {sorted(bad)}: use tests, bench, train")
+    data = args.data or [str(d) for d in sorted((REPO / "data_gpu").glob("*"))
+                         if d.is_dir() and d != REPO / INIT]
+    if "train" in stages and not data:  # before any device time is spent
+        raise SystemExit("no training data: run `prepare train` here (data_gpu/) or pass "
+                         "--data, or leave train out of --stages")
     device = "cpu" if args.dry_run else "cuda"
     r = Round(out, deadline=args.deadline, dry_run=args.dry_run, device=device)
     # a dry run uses the environment it runs in unless wheels are named
@@ -395,8 +418,6 @@ def run(args: argparse.Namespace) -> int:
         r.bench(share, size=args.bench_size or (64 if args.dry_run else 4096),
                 seconds=args.bench_seconds)
     if "train" in stages:
-        data = args.data or [str(d) for d in sorted((REPO / "data_gpu").iterdir())
-                             if d.is_dir() and d != REPO / INIT]
         r.train(data, x4_seconds=args.train_seconds, head_seconds=args.head_seconds,
                 batch=args.batch, patch=args.patch, lr=args.lr)
     r.res["wall_s"] = round(time.monotonic() - r.t0, 1)
@@ -405,9 +426,35 @@ def run(args: argparse.Namespace) -> int:
     if not args.keep_work:  # everything worth keeping is in --out
         shutil.rmtree(r.work, ignore_errors=True)
     print(json.dumps({k: v for k, v in r.res.items() if k != "stages"}), flush=True)
-    failed = [s for s, v in r.res["stages"].items()
-              if isinstance(v, dict) and v.get("rc", 0) != 0]
-    return 1 if failed else 0
+    return 1 if failed_stages(r.res) else 0
+
+
+def failed_stages(res: dict[str, Any]) -> list[str]:
+    """The stages of a round's JSON that failed: tests by their rc, the benchmarks and the
+    training runs each by their own (a run skipped for lack of time is not a failure)."""
+    st = res.get("stages", {})
+    failed = ["tests"] if st.get("tests", {}).get("rc", 0) != 0 else []
+    failed += [f"bench {b['model']} x{b['scale']}" for b in st.get("bench", [])
+               if b.get("rc", 0) != 0]
+    failed += [f"train {tag}" for tag, v in st.get("train", {}).get("runs", {}).items()
+               if v.get("rc", 0) != 0]
+    return failed
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object that starts a line of ``text`` (the benchmark's --json output,
+    which warnings may precede or follow), or ``None``."""
+    dec = json.JSONDecoder()
+    starts = ([0] if text.startswith("{") else []) + [
+        j + 1 for j in range(len(text)) if text.startswith("\n{", j)]
+    for i in starts:
+        try:
+            obj, _ = dec.raw_decode(text, i)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

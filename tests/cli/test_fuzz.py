@@ -84,6 +84,16 @@ _counter = itertools.count()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores
 
 
+@pytest.fixture(autouse=True)
+def _core_weights_only(monkeypatch):
+    """The default-model path without installed weights packages: the fuzz is about option
+    combinations, and RDN (the x3/x4 default with weights/rdn) on 3-px tiles would make each
+    example ten times slower without exercising another option path."""
+    from geosr.models import bundled
+
+    monkeypatch.setattr(bundled, "_package_dirs", lambda: ())
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(src_name=st.sampled_from(["rgb.tif", "float.tif", "nocrs.tif", "thin.tif"]),

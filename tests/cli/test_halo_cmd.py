@@ -32,14 +32,14 @@ def test_measure_and_record_effective_halo(tmp_path, make_geotiff):
     shutil.copy(src_w.with_suffix(".json"), w.with_suffix(".json"))
     data = _images(tmp_path / "imgs")
     r = CliRunner().invoke(cli, ["halo", str(data), "--model", "espcn", "--scale", "2",
-                                 "--weights", str(w), "--json", "--crop", "48"])
+                                 "--weights", str(w), "--json", "--crop", "48", "--tile", "16"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert 0 <= res["effective_halo"] <= res["receptive_field"] == 4
     # a lax threshold gives a smaller halo; recorded in the card, it becomes the tiler's default
     r = CliRunner().invoke(cli, ["halo", str(data), "--model", "espcn", "--scale", "2",
                                  "--weights", str(w), "--threshold", "1000", "--write-card",
-                                 "--json", "--crop", "48"])
+                                 "--json", "--crop", "48", "--tile", "16"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["effective_halo"] == 0
     net = load_model("espcn", scale=2, weights=str(w))
