@@ -77,7 +77,9 @@ def _terminate_as_interrupt():
               help="With --weights GAN.safetensors: blend it with the PSNR weights it was "
                    "fine-tuned from, 0 (PSNR) .. 1 (GAN): ESRGAN's network interpolation, "
                    "cached in ~/.cache/geosr (docs/perceptual.md).")
-@click.option("--tile", type=int, default=None, help="Tile edge in LR pixels (default 512; smaller uses less memory).")
+@click.option("--tile", type=int, default=None,
+              help="Tile edge in LR pixels (default 512; on a GPU larger where the halo would "
+                   "take over a quarter of a 512 tile's window; smaller uses less memory).")
 @click.option("--halo", type=int, default=None,
               help="Context pixels around each tile (default: the effective halo measured in the "
                    "weights card, else the model's receptive field, which is exact). Below the "

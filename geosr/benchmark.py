@@ -199,6 +199,20 @@ def _reference_grid(reference: str, scale: int) -> dict:
     return {"crs": meta.crs, "transform": scale_transform(meta.transform, 1.0 / scale)}
 
 
+def bench_tile(src: Path, *, scale: int, halo: int, device: str) -> int:
+    """The tile ``geosr upscale`` picks for ``src`` without ``--tile`` (geosr.plan's rule: a
+    larger one on a GPU when the halo is long), so model-only is measured on the same windows."""
+    from .device import wants_gpu
+    from .io.read import read_meta
+    from .plan import default_tile, tile_fits
+
+    meta = read_meta(str(src))
+    gpu = wants_gpu(device)
+    return default_tile(halo, gpu=gpu, longest=max(meta.height, meta.width),
+                        fits=tile_fits(meta, scale=scale, halo=halo, device=device) if gpu
+                        else None)
+
+
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
                   seconds: float = 5.0, compile: bool = False, baseline: bool = True,
@@ -219,12 +233,10 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     size = size or (4096 if gpu else 1024)
     net = build_model(ModelRef(name=model, scale=scale, weights=weights, allow_random=True))
     halo = int(getattr(net, "halo", 0))
-    from .plan import DEFAULT_TILE
+    from .plan import DEFAULT_TILE, kept_fraction
     from .reference import check_reference_model
 
     check_reference_model(model, net, reference)
-    t = tile or DEFAULT_TILE
-    b = batch or (16 if gpu else 1)
     ref_kw, ref_chans, grid = None, None, {}
     if reference is not None:
         from .io.read import read_meta
@@ -240,6 +252,9 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         baseline = False
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         src = synthetic_raster(Path(tmp) / "bench.tif", size=size, **grid)
+        t = tile or bench_tile(src, scale=scale, halo=halo, device=str(dev))
+        # GPU: about the LR pixels of 16 default tiles a batch (a larger tile: fewer)
+        b = batch or (max(1, 16 * DEFAULT_TILE ** 2 // t ** 2) if gpu else 1)
         mo = model_only(model, scale=scale, device=str(dev), tile=t, halo=halo, batch=b,
                         seconds=seconds, weights=weights, compile=compile, ref_chans=ref_chans)
         e2e = end_to_end(src, Path(tmp) / "out.tif", model=model, scale=scale, device=str(dev),
@@ -255,7 +270,7 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         dev_name = f"cpu ({len(os.sched_getaffinity(0))} cores)"
     return {
         "model": model, "scale": scale, "device": dev_name, "size": size, "tile": t,
-        "halo": halo, "batch": b,
+        "halo": halo, "batch": b, "kept": kept_fraction(t, halo),
         "model_only_mps": mo["model_only_mps"],
         "model_only_useful_mps": mo["model_only_useful_mps"],
         "end_to_end_mps": e2e["end_to_end_mps"],

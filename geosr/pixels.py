@@ -124,7 +124,9 @@ def cast_output(y: np.ndarray, dtype: str, nodata: float | None, valid: np.ndarr
     per = [nodata_in_dtype(nd, dt) for nd in _per_band(nodata, y.shape[0])]
     if dt.kind in "ui":
         info = np.iinfo(dt)
-        out = np.clip(np.rint(y), info.min, info.max).astype(dt)
+        r = np.rint(y)
+        np.clip(r, info.min, info.max, out=r)  # in place: one output-sized temporary, not two
+        out = r.astype(dt)
         for b, nd in enumerate(per):
             if nd is None or valid is None:
                 continue

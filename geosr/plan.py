@@ -26,6 +26,10 @@ from .tiling import Block, Span, default_block, plan_blocks
 #: EDSR-baseline x2 (halo 36) measured 0.85 of the model-only ceiling end to end at 512 px
 #: and 0.62 at 256 px (docs/performance.md).
 DEFAULT_TILE = 512
+#: Share of a tile window's pixels (interior / window, (t / (t + 2·halo))²) that a GPU run
+#: keeps at least when ``--tile`` is not given (:func:`default_tile`): RDN's exact halo of 133
+#: px keeps 43 % of a 512-px tile's window, so the device spends most of its time on halos.
+GPU_KEPT = 0.75
 #: Largest output edge a GeoTIFF can hold.
 MAX_EDGE = 2**31 - 1
 #: Largest tile edge (LR pixels); halos are limited to a quarter of it.
@@ -212,6 +216,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
         raise ParameterError(f"halo {h} is too large; use at most {MAX_TILE // 4} (model "
                              f"{name!r} needs {mhalo}; omit --halo to use that)")
     t = int(tile) if tile is not None else DEFAULT_TILE
+    gpu = wants_gpu(device)
     if t < 1:
         raise ParameterError(f"tile must be a positive number of pixels, got {t}; use e.g. "
                              f"--tile {max(4 * h, 64)} (default {DEFAULT_TILE})")
@@ -232,14 +237,16 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     if batch_size is not None and int(batch_size) < 1:
         raise ParameterError(f"batch size must be >= 1, got {batch_size}; omit --batch-size "
                              "for an automatic size")
-    b = int(block) if block else default_block(scale, t)
-    if not block and wants_gpu(device):
-        b = default_block(scale, 2 * t)  # GPU: four tiles per block, so batches fill the device
-    b = _round_up(max(b, t), m)
     area = mean_factor(axes)
     # a stack's inputs are ``frames`` windows of the bands: counted as that many bands
-    check_memory(meta_sel if frames is None else replace(meta_sel, count=meta_sel.count * frames),
-                 scale=area, tile=t, halo=h, block=b)
+    meta_mem = meta_sel if frames is None else replace(meta_sel, count=meta_sel.count * frames)
+    if tile is None and gpu:  # GPU: a tile large enough that halos do not dominate
+        t = _round_up(default_tile(h, gpu=True, longest=max(meta.height, meta.width),
+                                   fits=tile_fits(meta_mem, scale=area, halo=h,
+                                                  frames=frames or 1, device=device)), m)
+    b = int(block) if block else default_block(scale, gpu_block_tiles(t) * t if gpu else t)
+    b = _round_up(max(b, t), m)
+    check_memory(meta_mem, scale=area, tile=t, halo=h, block=b)
     check_nodata_storable(meta_sel)
     # statistics for nodata fill and normalisation (global → tiling-invariant)
     sample = sampler(sel) if sampler is not None else np.zeros((len(sel), 1), dtype=meta.dtype)
@@ -337,6 +344,77 @@ def block_bytes(meta: RasterMeta, *, scale: int | float, tile: int, halo: int, b
     return int(total)
 
 
+def kept_fraction(tile: int, halo: int) -> float:
+    """Share of a tile window's pixels that reach the output: (tile / (tile + 2·halo))²."""
+    return (tile / (tile + 2 * halo)) ** 2
+
+
+def default_tile(halo: int, *, gpu: bool, longest: int | None = None,
+                 fits: Callable[[int], bool] | None = None) -> int:
+    """The tile edge when ``--tile`` is not given. CPU: :data:`DEFAULT_TILE`. GPU: the smallest
+    multiple of :data:`DEFAULT_TILE` whose window keeps at least :data:`GPU_KEPT` of its
+    pixels (:func:`kept_fraction`), grown only while ``fits(tile)`` (the memory estimates,
+    :func:`tile_fits`), the tile is below the raster's ``longest`` side (one tile already
+    covers it) and :data:`MAX_TILE` allows. RDN's halo 133 → 2048 (keeps 78 %); EDSR-baseline's
+    36 and anything shorter stay at 512."""
+    t = DEFAULT_TILE
+    if not gpu:
+        return t
+    while (kept_fraction(t, halo) < GPU_KEPT and t + DEFAULT_TILE <= MAX_TILE
+           and (longest is None or t < longest) and (fits is None or fits(t + DEFAULT_TILE))):
+        t += DEFAULT_TILE
+    return t
+
+
+def gpu_block_tiles(tile: int) -> int:
+    """Tiles per block edge on a GPU: two (four tiles a block, so batches fill the device) for
+    tiles up to :data:`DEFAULT_TILE`; one for a larger tile, which fills the device alone (more
+    blocks keep reading, inference and writing overlapping) when blocks of it stay aligned
+    with the 512-px output tiles (a multiple of 512), else two as before."""
+    return 1 if tile > DEFAULT_TILE and tile % 512 == 0 else 2
+
+
+def device_tile_bytes(h: int, w: int, *, scale: int | float, frames: int = 1) -> int:
+    """Device memory one (h, w) LR window needs in a deep SR network, by the predictor's
+    conservative budget (a few hundred floats per output pixel): its batch size and the
+    GPU's default tile both use it."""
+    return int(h * w * scale ** 2 * 256 * 2 * frames)
+
+
+def tile_fits(meta: RasterMeta, *, scale: int | float, halo: int, frames: int = 1,
+              device: str = "auto", blocks_in_flight: int = 3) -> Callable[[int], bool]:
+    """Whether a GPU tile fits the memory estimates: the host's (``blocks_in_flight`` blocks of
+    :func:`block_bytes` within the 60 % :func:`check_memory` allows; 3 = the default two
+    threads + 1, geosr.runners) and the device's (one window by :func:`device_tile_bytes`
+    within its free memory)."""
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    free = _device_free_bytes(device)
+
+    def fits(t: int) -> bool:
+        b = default_block(scale, gpu_block_tiles(t) * t)
+        host = block_bytes(meta, scale=scale, tile=t, halo=halo, block=b) * blocks_in_flight
+        dev = device_tile_bytes(t + 2 * halo, t + 2 * halo, scale=scale, frames=frames)
+        return host <= 0.6 * avail and (free is None or dev <= free)
+    return fits
+
+
+def _device_free_bytes(device: str) -> int | None:
+    """Free memory of a CUDA ``device`` (None elsewhere: no bound known)."""
+    try:
+        from .device import resolve_device
+
+        dev = resolve_device(device)
+        if dev.type != "cuda":
+            return None
+        import torch
+
+        return int(torch.cuda.mem_get_info(dev)[0])
+    except Exception:  # an unusable device fails later with its own message
+        return None
+
+
 def check_memory(meta: RasterMeta, *, scale: int | float, tile: int, halo: int, block: int,
                  reference: tuple[int, float] | None = None) -> None:
     """Refuse plans whose per-block working set cannot fit, before any work."""
@@ -355,5 +433,6 @@ def check_memory(meta: RasterMeta, *, scale: int | float, tile: int, halo: int, 
 
 __all__ = ["Job", "plan_job", "parse_bands", "validate_scale", "validate_gsd", "parse_pair",
            "plan_axes", "nominal_scale", "check_any_scale", "check_memory", "block_bytes",
-           "mean_factor",
+           "mean_factor", "default_tile", "kept_fraction", "gpu_block_tiles", "tile_fits",
+           "device_tile_bytes", "GPU_KEPT",
            "check_palette_model", "check_multi_frame", "DEFAULT_TILE", "MAX_TILE", "MAX_EDGE"]

@@ -154,6 +154,9 @@ class Predictor:
         self.batch_size = batch_size
         self._batch_cap: dict[tuple, int] = {}  # tile shape -> batch size that fitted
         self.should_stop = should_stop or (lambda: False)
+        #: Denormalise network outputs on the device (GPU: the host then only copies them);
+        #: the same float64 arithmetic as on the host, so the same bits.
+        self.device_affine = self.device.type == "cuda"
         self._lock = threading.Lock()
         if self.device.type == "cpu":
             torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0))))
@@ -172,9 +175,10 @@ class Predictor:
         if self.device.type == "cpu":
             return 4
         *frames, c, h, w = shape  # (T, C, h, w) for multi-frame models: T times the input
+        from .plan import device_tile_bytes  # the one estimate (the GPU's default tile too)
+
         free, _ = torch.cuda.mem_get_info(self.device)
-        # activations of deep SR nets: a few hundred floats per output pixel is a safe budget
-        per = h * w * self.scale ** 2 * 256 * 2 * int(np.prod(frames or [1]))
+        per = device_tile_bytes(h, w, scale=self.scale, frames=int(np.prod(frames or [1])))
         return int(max(1, min(64, free * 0.5 // max(per, 1))))
 
     def _forward(self, x: torch.Tensor, target: int | None = None, refs=None) -> torch.Tensor:
@@ -224,7 +228,9 @@ class Predictor:
         return y
 
     def _infer(self, x: np.ndarray, query=None, target: int | None = None,
-               reference=None) -> np.ndarray:
+               reference=None, denorm: tuple[Normalisation, bool] | None = None) -> np.ndarray:
+        """``denorm`` = (normalisation, wide): denormalise on the device before the transfer
+        (:func:`_denormalise`; float64 output when ``wide``)."""
         n = x.shape[0]
         shape = tuple(x.shape[1:])
         bs = max(1, int(self._auto_batch(shape)))
@@ -252,7 +258,7 @@ class Predictor:
                             refs = (*(torch.from_numpy(np.ascontiguousarray(
                                 a[i:i + len(chunk)])).to(self.device) for a in reference[:2]),
                                 *reference[2:])
-                        y = self._query(t, query, refs).cpu().numpy()
+                        y = _to_host(self._query(t, query, refs), denorm)
                     else:
                         refs = None
                         if reference is not None:  # the same batch items of the reference
@@ -261,7 +267,7 @@ class Predictor:
                                 a[i:i + len(chunk)])).to(self.device), m)
                                 for a in reference[:2]), reference[2])
                         y = self._forward(pad_to_multiple(t, self.size_multiple), target, refs)
-                        y = y[..., :h * self.scale, :w * self.scale].cpu().numpy()
+                        y = _to_host(y[..., :h * self.scale, :w * self.scale], denorm)
             except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
                 if not is_out_of_memory(err):
                     dev_err = device_error(err, self.device)
@@ -281,6 +287,8 @@ class Predictor:
                 self._batch_cap[shape] = bs  # later batches of this shape start here
                 continue
             if out is None:
+                if len(chunk) == n:  # one batch: its output is the result, no copy
+                    return y
                 out = np.empty((n, *y.shape[1:]), dtype=y.dtype)
             out[i:i + len(chunk)] = y
             i += len(chunk)
@@ -324,7 +332,8 @@ class Predictor:
         wide = tiles.dtype == np.float64
         x = tiles.astype(np.float64 if wide else np.float32, copy=False)
         if norm is not None and not self.linear:
-            x = (x - norm.lo[:, None, None]) / norm.span[:, None, None]
+            x = per_band_affine(x, norm.lo, norm.span, inverse=True,
+                                out=np.empty(x.shape, np.float64 if wide else np.float32))
         if not self.linear:
             x = x.astype(np.float32, copy=False)
         groups = band_groups(c, self.in_chans)
@@ -333,6 +342,8 @@ class Predictor:
         if runs_on_luma(c, y_channel=self.y_channel):
             y = self._on_luma(x, query)
         elif len(groups) == 1 and len(set(groups[0])) == c and groups[0] == tuple(range(c)):
+            if norm is not None and not self.linear and self.device_affine:
+                return self._infer(x, query, target, reference, denorm=(norm, wide))
             y = self._infer(x, query, target, reference)
         elif self.in_chans == 1:  # each band a batch item (its frames kept together)
             one = np.moveaxis(x, -3, 1).reshape(n * c, *x.shape[1:-3], 1, h, w)
@@ -355,9 +366,77 @@ class Predictor:
             y /= count[None, :, None, None]
         if norm is not None and not self.linear:
             y = y.astype(np.float64 if wide else np.float32, copy=False)
-            y = (y * norm.span[None, :, None, None] + norm.lo[None, :, None, None]).astype(
-                y.dtype, copy=False)
+            if not (y.flags.writeable and y.flags.c_contiguous):
+                y = np.array(y, order="C")
+            y = per_band_affine(y, norm.lo, norm.span, inverse=False, out=y)  # y is ours
         return y
+
+
+def _to_host(y: torch.Tensor, denorm: tuple[Normalisation, bool] | None = None) -> np.ndarray:
+    """A model output as a C-contiguous numpy array, denormalised first with ``denorm``
+    (:func:`_denormalise`). Networks run channels_last: torch reorders to (N, C, h, w) far
+    faster than numpy's strided copies downstream would (and on the device, before the
+    transfer, on a GPU)."""
+    y = y.contiguous()
+    if denorm is not None:
+        y = _denormalise(y, *denorm)
+    return y.cpu().numpy()
+
+
+def _denormalise(y: torch.Tensor, norm: Normalisation, wide: bool) -> torch.Tensor:
+    """``y * span + lo`` per band (axis -3) in float64, then float32 unless ``wide``: each
+    step one IEEE operation, as :func:`per_band_affine` does on the host, so the same bits."""
+    shape = (y.shape[-3], 1, 1)
+    span = torch.as_tensor(np.asarray(norm.span, np.float64), device=y.device).reshape(shape)
+    lo = torch.as_tensor(np.asarray(norm.lo, np.float64), device=y.device).reshape(shape)
+    z = y.to(torch.float64)
+    z.mul_(span)
+    z.add_(lo)
+    return z if wide else z.to(torch.float32)
+
+
+#: Elements per chunk of :func:`per_band_affine` (its float64 scratch stays in the CPU caches).
+AFFINE_CHUNK = 1 << 16
+
+
+def per_band_affine(x: np.ndarray, lo: np.ndarray, span: np.ndarray, *, inverse: bool,
+                    out: np.ndarray) -> np.ndarray:
+    """``out = (x - lo) / span`` (``inverse``) or ``x * span + lo`` per band (axis -3), each
+    value computed in float64 and stored as ``out``'s dtype: bit for bit what the whole-array
+    float64 expression gives, without its full-size float64 temporaries (which cost more than
+    the network on cheap models). ``out`` may be ``x``. Returns ``out``."""
+    c = x.shape[-3]
+    xs = x.reshape(-1, c, x.shape[-2] * x.shape[-1])
+    os_ = out.reshape(xs.shape)
+    if out.dtype == np.float64:  # no rounding between the steps: whole planes in place
+        for b in range(c):
+            lo_b, span_b = np.float64(lo[b]), np.float64(span[b])
+            o = os_[:, b]
+            if inverse:
+                np.subtract(xs[:, b], lo_b, out=o)
+                np.divide(o, span_b, out=o)
+            else:
+                np.multiply(xs[:, b], span_b, out=o)
+                np.add(o, lo_b, out=o)
+        return out
+    n = xs.shape[-1]
+    step = max(1, AFFINE_CHUNK)
+    tmp = np.empty(min(step, n), np.float64)
+    for k in range(xs.shape[0]):
+        for b in range(c):
+            lo_b, span_b = np.float64(lo[b]), np.float64(span[b])
+            src, dst = xs[k, b], os_[k, b]
+            for a in range(0, n, step):
+                t = tmp[:min(step, n - a)]
+                t[...] = src[a:a + step]
+                if inverse:
+                    np.subtract(t, lo_b, out=t)
+                    np.divide(t, span_b, out=t)
+                else:
+                    np.multiply(t, span_b, out=t)
+                    np.add(t, lo_b, out=t)
+                dst[a:a + step] = t
+    return out
 
 
 # -- the one predictor per model and process ---------------------------------------------------

@@ -49,12 +49,18 @@ def stitch(tiles: Sequence[Tile], outputs: Sequence[np.ndarray], *, rows: Span, 
 
     ``outputs[k]`` is the model output for ``tiles[k]``'s window (bands, win_h*s, win_w*s).
     ``blend`` uses Hann blending across the crop lines (:func:`hann_ramp`); otherwise each tile
-    contributes its interior only. ``image_shape`` (LR height, width) says which window sides are image edges.
+    contributes its interior only (a view of ``outputs[0]`` when one tile is the region).
+    ``image_shape`` (LR height, width) says which window sides are image edges.
     """
     s = int(scale)
     bands = outputs[0].shape[0]
     shape = (bands, rows.size * s, cols.size * s)
     if not blend or halo <= 0:
+        t = tiles[0]
+        if len(tiles) == 1 and (t.rows, t.cols) == (rows, cols):
+            # one tile is the region (CPU blocks, large GPU tiles): its interior, not a copy
+            ty, tx = (t.rows.start - t.win_rows.start) * s, (t.cols.start - t.win_cols.start) * s
+            return outputs[0][:, ty:ty + shape[1], tx:tx + shape[2]]
         out = np.empty(shape, outputs[0].dtype)
         for t, y in zip(tiles, outputs):
             ty, tx = (t.rows.start - t.win_rows.start) * s, (t.cols.start - t.win_cols.start) * s
