@@ -25,7 +25,7 @@ model_option = click.option(
          f"{_bundled_defaults(n_bands=3, dtype='uint8')}; for 16-bit/float data, run band by "
          f"band, {_bundled_defaults(n_bands=1, dtype='uint16')}), bicubic where none is "
          "bundled. On CPU, --model espcn is several times faster than edsr-baseline, and "
-         "edsr-baseline about ten times faster than rdn.")
+         "edsr-baseline 5-9 times faster than rdn.")
 
 
 def bundled_by_name(ctx, param, value: str | None) -> str | None:

@@ -292,6 +292,14 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
     for key in ("sha256", "weights_file"):
         card.pop(key, None)
     dst = dest / f"{name}.safetensors"
+    # heads shipped on this file's body were trained on the old one: re-pinning them would
+    # pair them with a body they never saw, so they must be trained and shipped again
+    heads = sorted(c.stem for c in dest.glob("*.json") if c.stem != name
+                   and (json.loads(c.read_text()).get("body_from") or {}).get("file") == dst.name)
+    if dst.exists() and heads:
+        raise SystemExit(f"{', '.join(heads)} share the body of {dst.name}; replacing it would "
+                         f"break them: train them on the new body and ship all together "
+                         f"(delete {', '.join(h + '.*' for h in heads)} first)")
     save_weights({k: v for k, v in sd.items() if k in keep}, dst, card=card, half=True)
     # measure what users get: the fp16 file, run in fp32 after loading
     from geosr.models._registry import is_arbitrary_scale

@@ -222,7 +222,7 @@ class Round:
         self.log.flush()
         t = time.monotonic()
         # its own process group: on timeout the whole group goes (compile workers, loaders),
-        # else a grandchild holding the pipe would block reading it past the deadline
+        # which killing the child alone would leave running, holding the GPU the next needs
         p = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, errors="replace",
                              start_new_session=True)
@@ -461,14 +461,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="untrack, fetch wheels or data, print the travel size")
-    p.add_argument("call", choices=("check", "train"))
-    p.add_argument("--shared", type=Path, default=SHARED)
+    p.add_argument("call", choices=("check", "train"),
+                   help="check: wheels for the tests and benchmarks; train: a data selection")
+    p.add_argument("--shared", type=Path, default=SHARED,
+                   help="the shared folder whose data/ holds the training sets")
     sub.add_parser("restore", help="track again what prepare untracked")
     a = sub.add_parser("assemble", help="rebuild weight files from a round's pieces")
-    a.add_argument("pieces", type=Path)
-    a.add_argument("--out", type=Path, default=REPO / "runs/gpu_round")
+    a.add_argument("pieces", type=Path, help="the folder a train call returned")
+    a.add_argument("--out", type=Path, default=REPO / "runs/gpu_round",
+                   help="where rdn_x{2,3,4}/final.safetensors go")
     r = sub.add_parser("run", help="the device side")
-    r.add_argument("--stages", default="tests,bench,train")
+    r.add_argument("--stages", default="tests,bench,train",
+                   help="comma-separated, of tests, bench, train")
     r.add_argument("--out", default=None, help="results folder (default $OUT)")
     r.add_argument("--wheels", default=None, help="folder of wheels to install (default .whl)")
     r.add_argument("--data", action="append", default=None,
@@ -487,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--patch", type=int, default=192,
                    help="HR patch side at x4 (the same LR patch at x2/x3)")
     r.add_argument("--lr", type=float, default=2e-4)
-    r.add_argument("--dry-run", action="store_true", help="CPU, tiny RDN, tiny budgets")
+    r.add_argument("--dry-run", action="store_true",
+                   help="CPU and a tiny RDN; the budgets stay as given (pass small "
+                        "--train-seconds/--head-seconds and --data)")
     r.add_argument("--keep-work", action="store_true",
                    help="keep the scratch folder ($TMPDIR/gpu_round_<pid>: the training runs)")
     args = ap.parse_args(argv)

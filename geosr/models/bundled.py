@@ -193,9 +193,9 @@ def bundled_in_chans(name: str, scale: int | float, n_bands: int, dtype: str) ->
 
 def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "uint8") -> str:
     """The best model with bundled weights for ``scale`` and this kind of raster: among the
-    fixed-scale networks that have weights for it, the cheapest that no costlier one beats on
-    every set their cards measure (:func:`_best_measured`), else an arbitrary-scale network,
-    else bicubic. For a non-integer scale: the
+    fixed-scale networks that have weights for it, the cheapest that no costlier one beats
+    on every set both cards measure (:func:`_best_measured`), else an arbitrary-scale
+    network, else bicubic. For a non-integer scale: the
     best bundled arbitrary-scale network (:data:`ARBITRARY_PREFERENCE`), else bicubic.
 
     For data that is not 8-bit the per-band (1-band) variant is what fits (see
@@ -231,25 +231,28 @@ def measured_psnr(path: Path) -> dict[str, float]:
             if isinstance(v, dict) and isinstance(v.get("psnr"), (int, float))}
 
 
+def _beats(a: dict[str, float], b: dict[str, float]) -> bool:
+    """``a`` measures at least as well as ``b`` on every set both record, and better on one."""
+    common = set(a) & set(b)
+    return bool(common) and all(a[k] >= b[k] for k in common) and any(
+        a[k] > b[k] for k in common)
+
+
 def _best_measured(fits: list[tuple[str, int]], scale: int | float) -> str:
-    """The cheapest candidate that no costlier one beats on every measured set: walking from
-    the cheapest (the end of :data:`DEFAULT_PREFERENCE`) up, a costlier network takes over only
-    when its card measures at least as well on every set all the measured cards record, and
-    better on one. An under-trained big network never displaces a better small one, nor one
-    that is better where it matters to some users (the NEON aerial holdout) at a fraction of
-    the compute. Without two measured cards the preference order decides."""
+    """The cheapest measured candidate that no costlier measured one beats (:func:`_beats`, on
+    the sets both cards record); cost is the reverse of :data:`DEFAULT_PREFERENCE`. An
+    under-trained big network never displaces a better small one, nor one that is better
+    where it matters to some users (the NEON aerial holdout) at a fraction of the compute.
+    Without two measured cards the preference order decides."""
     scores = {name: measured_psnr(p) for name, v in fits
               if (p := _bundled_path(name, scale, v)) is not None}
-    measured = [name for name, _ in reversed(fits) if scores.get(name)]
-    common = set.intersection(*(set(scores[n]) for n in measured)) if measured else set()
-    if len(measured) < 2 or not common:
+    measured = [name for name, _ in reversed(fits) if scores.get(name)]  # cheapest first
+    if len(measured) < 2:
         return fits[0][0]
-    pick = measured[0]
-    for name in measured[1:]:
-        a, b = scores[name], scores[pick]
-        if all(a[k] >= b[k] for k in common) and any(a[k] > b[k] for k in common):
-            pick = name
-    return pick
+    for i, name in enumerate(measured):
+        if not any(_beats(scores[c], scores[name]) for c in measured[i + 1:]):
+            return name
+    return measured[-1]
 
 
 def default_stack_model_name(scale: int | float, *, n_bands: int = 3,

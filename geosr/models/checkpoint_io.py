@@ -234,12 +234,52 @@ def _shared_body(path: Path, body: Mapping[str, str], *, own: Mapping[str, Tenso
     if weights_sha256(base) != body["sha256"]:
         raise WeightsError(f"{path.name} takes its body from {body['file']}, but that file is "
                            f"another version (SHA-256 differs); {how}")
-    base_sd, base_card = read_checkpoint(base)
+    # never joined: a file naming itself (a sidecar can pin it) or a cycle would recurse
+    base_sd, base_card = read_checkpoint(base, join_body=False)
     if base_card is not None and base_card.get("body_from"):
         raise WeightsError(f"{body['file']} shares its own body with another file; a shared "
                            "body must be a whole weights file")
     mine = {k.split(".", 1)[0] for k in own}
     return {k: v for k, v in base_sd.items() if k.split(".", 1)[0] not in mine}
+
+
+def repin_shared_body(base: str | os.PathLike[str], *, old_sha256: str) -> list[Path]:
+    """Point the files beside ``base`` that took their body from it at its new SHA-256, after
+    ``base`` was re-saved with the same tensors and another card (``geosr halo --write-card``):
+    the pin covers the whole file, card included, so they would otherwise be refused. Returns
+    the files re-saved."""
+    base = Path(base)
+    new_sha = weights_sha256(base)
+    done = []
+    for p in sorted(base.parent.glob("*.safetensors")):
+        if p == base or not _names(p, base.name):
+            continue
+        try:
+            own, card = read_checkpoint(p, join_body=False)
+        except WeightsError:  # not ours to judge here: loading it says what is wrong
+            continue
+        pin = (card or {}).get("body_from") or {}
+        if pin.get("file") == base.name and pin.get("sha256") == old_sha256:
+            save_weights(own, p, card={**card, "body_from": {**pin, "sha256": new_sha}})
+            done.append(p)
+    return done
+
+
+def _names(path: Path, name: str) -> bool:
+    """Whether the card of ``path`` (header or sidecar, read without the tensors) mentions
+    ``name``: a cheap filter before reading a file whole."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if name in (f.metadata() or {}).get(CARD_METADATA_KEY, ""):
+                return True
+    except Exception:  # unreadable: read_checkpoint says why where it matters
+        pass
+    try:
+        return name in sidecar_path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _load_pickled(path: Path) -> Any:
@@ -483,6 +523,6 @@ def _load_into(model: nn.Module, sd: StateDict, *, strict: bool, layout: str | N
 
 __all__ = [
     "CONTAINER_KEYS", "STRIP_PREFIXES", "PICKLE_SUFFIXES", "StateDict", "save_weights",
-    "read_checkpoint", "unwrap_checkpoint", "strip_prefixes", "torch_load_safe", "load_weights",
+    "read_checkpoint", "repin_shared_body", "unwrap_checkpoint", "strip_prefixes", "torch_load_safe", "load_weights",
     "convert_state_dict", "infer_architecture", "infer_candidates", "describe_info", "model_family",
 ]

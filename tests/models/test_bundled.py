@@ -56,6 +56,23 @@ def test_fast_models_fit_size_budget():
         assert p.suffix in (".safetensors", ".json"), p
 
 
+def test_weights_packages_hold_weights_whose_shared_bodies_ship_beside_them():
+    """An installed weights package (weights/rdn) holds only weights, cards and its
+    ``__init__.py``, and every body a file shares is in the same folder at the pinned hash."""
+    from geosr.models.bundled import weight_dirs
+
+    for d in weight_dirs()[1:]:
+        for p in d.iterdir():
+            assert p.suffix in (".safetensors", ".json") or p.name in (
+                "__init__.py", "__pycache__"), p
+    for b in BUNDLED:
+        pin = (b["card"] or {}).get("body_from")
+        if pin:
+            base = b["path"].parent / pin["file"]
+            assert base.is_file() and weights_sha256(base) == pin["sha256"], b["path"].name
+            assert not (json.loads(base.with_suffix(".json").read_text()).get("body_from"))
+
+
 @pytest.mark.parametrize("b", BUNDLED, ids=_ids)
 def test_card_is_complete_and_matches_file(b):
     card = b["card"]
@@ -146,20 +163,23 @@ def test_beats_bicubic_on_a_crop(b, crop):
 
 def _best_bundled(scale: int, bands: int = 3) -> str:
     """The preferred network bundled at ``scale`` for ``bands`` bands that is cheapest among
-    those no costlier one beats on every set all their cards measure."""
+    those no costlier one beats on every set both their cards measure."""
     have = [b for name in reversed(PREFERENCE) for b in BUNDLED
             if b["arch"] == name and b["scale"] == scale and b["bands"] == bands]
     if not have:
         return "bicubic"
     ev = [{k: v["psnr"] for k, v in ((b["card"] or {}).get("metrics", {}).get("eval") or {}).items()
            if isinstance(v, dict) and "psnr" in v} for b in have]
-    common = set.intersection(*map(set, ev))
-    pick = 0
-    for i in range(1, len(have)):
-        if all(ev[i][k] >= ev[pick][k] for k in common) and any(
-                ev[i][k] > ev[pick][k] for k in common):
-            pick = i
-    return have[pick]["arch"]
+
+    def beats(a: dict, b: dict) -> bool:
+        common = set(a) & set(b)
+        return bool(common) and all(a[k] >= b[k] for k in common) and any(
+            a[k] > b[k] for k in common)
+
+    for i, b in enumerate(have):
+        if not any(beats(ev[j], ev[i]) for j in range(i + 1, len(have))):
+            return b["arch"]
+    return have[-1]["arch"]
 
 
 def test_every_preferred_bundled_file_records_measurements():

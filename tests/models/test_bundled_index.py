@@ -106,6 +106,16 @@ def test_default_is_the_best_measured_not_a_fixed_ranking(weights_dir, tmp_path)
     # equal everywhere: the cheaper network
     _card(tmp_path, "rdn", 4, {"set5": 30.6, "set14": 27.5, "neon": 25.8})
     assert default_model_name(4) == "edsr-baseline"
+    # beaten by a costlier network is not enough: the cheapest that nothing costlier beats
+    _card(tmp_path, "espcn", 4, {"set5": 30.0, "set14": 27.0, "neon": 25.0})
+    _card(tmp_path, "edsr-baseline", 4, {"set5": 30.6, "set14": 26.9, "neon": 25.8})
+    _card(tmp_path, "rdn", 4, {"set5": 30.7, "set14": 27.1, "neon": 25.7})
+    assert default_model_name(4) == "edsr-baseline"  # rdn beats espcn, not edsr-baseline
+    # sets are compared pair by pair: a set only one card of a pair records does not count
+    _card(tmp_path, "espcn", 4, {"set5": 29.0})
+    _card(tmp_path, "rdn", 4, {"set5": 30.9, "set14": 27.7, "neon": 25.7})
+    assert default_model_name(4) == "edsr-baseline"
+    _card(tmp_path, "edsr-baseline", 4, {"set5": 30.6, "set14": 27.5, "neon": 25.8})
     # a card without measurements cannot take over from measured ones
     _card(tmp_path, "rdn", 4, None)
     assert default_model_name(4) == "edsr-baseline"

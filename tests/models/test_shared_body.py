@@ -82,3 +82,55 @@ def test_recording_a_halo_keeps_a_head_file_a_head_file(pair):
     assert set(sd) == own and card["effective_halo"]["effective_halo"] == 5
     assert card["body_from"]["file"] == base.name
     assert set(read_checkpoint(part)[0]) == set(x2.state_dict())
+
+
+def test_a_file_that_names_itself_as_its_body_is_refused_not_recursed(tmp_path):
+    """A sidecar can pin the very file it describes (its hash leaves the sidecar out): reading
+    must stop with the rule, not recurse until Python gives up."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from geosr.models.card import sidecar_path
+
+    net = create_model("rdn", scale=2, **TINY)
+    f = tmp_path / "rdn_x2_3b.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(f))
+    card = _card(2, body_from={"file": f.name, "sha256": weights_sha256(f)})
+    sidecar_path(f).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="shares its own body"):
+        read_checkpoint(f)
+
+
+def test_recording_a_halo_on_the_body_keeps_its_heads_loadable(pair):
+    """The pin covers the whole body file, card included: re-saving the body's card must
+    re-pin the heads, or geosr halo --write-card on x4 would break x2 and x3."""
+    from geosr.halo import record_effective_halo
+
+    x2, base, part = pair
+    head_own = read_checkpoint(part, join_body=False)[0]
+    before = weights_sha256(base)
+    net4 = load_model("rdn", scale=4, weights=base)
+    record_effective_halo(net4, {"effective_halo": 7, "receptive_field": 60, "tile": 64,
+                                 "threshold_grey": 0.5, "blend": True, "images": 2})
+    assert weights_sha256(base) != before
+    sd, card = read_checkpoint(part)  # joined with the re-saved body: still accepted
+    assert card["body_from"]["sha256"] == weights_sha256(base)
+    own = read_checkpoint(part, join_body=False)[0]
+    assert set(own) == set(head_own) and all(torch.equal(own[k], head_own[k]) for k in own)
+    net = load_model("rdn", scale=2, weights=part)
+    x = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(net(x), x2.eval()(x))
+
+
+def test_a_body_that_lacks_a_module_the_head_needs_is_refused(pair, tmp_path):
+    _, base, part = pair
+    sd, card = read_checkpoint(base)
+    save_weights({k: v for k, v in sd.items() if not k.startswith("GFF.")}, base, card=card)
+    card2 = read_checkpoint(part, join_body=False)[1]
+    save_weights(read_checkpoint(part, join_body=False)[0], part,
+                 card={**card2, "body_from": {"file": base.name,
+                                              "sha256": weights_sha256(base)}})
+    with pytest.raises(WeightsError, match="parameters but the file holds"):
+        load_model("rdn", scale=2, weights=part)
