@@ -91,9 +91,12 @@ def encoder_init_state(encoder: nn.Module, encoder_arch: str, sd: Mapping[str, T
         b0 = torch.as_tensor(b0, dtype=torch.float64).expand(c)
         # the source reads x - mean = (u - b0) / a - mean for the encoder's input u = a x + b0
         shift = -b0 / a - mean
-        out[prefix + f"{first}.weight"] = (w / a).to(sd[f"{first}.weight"].dtype)
-        out[prefix + f"{first}.bias"] = (b.double() + (w.sum((2, 3)) * shift).sum(1)).to(
-            sd[f"{first}.bias"].dtype)
+        # at least float32: rescaled fp16 weights (the bundled files) would round again, and
+        # tiny ones fall into fp16's subnormal range
+        wt = torch.promote_types(sd[f"{first}.weight"].dtype, torch.float32)
+        bt = torch.promote_types(sd[f"{first}.bias"].dtype, torch.float32)
+        out[prefix + f"{first}.weight"] = (w / a).to(wt)
+        out[prefix + f"{first}.bias"] = (b.double() + (w.sum((2, 3)) * shift).sum(1)).to(bt)
     return out
 
 
