@@ -1,7 +1,8 @@
 """The bundled weights: where they are, and which model and band variant runs by default.
 
-Bundled weights are ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors``, each with its
-card (``.json``) next to it; an arbitrary-scale network (LIIF, Meta-SR) has one file for every
+Bundled weights are ``geosr/models/weights/<arch>_x<scale>_<bands>b.safetensors`` (and the same
+names in installed weights packages, :func:`weight_dirs`), each with its card (``.json``) next
+to it; an arbitrary-scale network (LIIF, Meta-SR) has one file for every
 scale, ``<arch>_<bands>b.safetensors``. A *variant* — other weights of the same network, e.g. the
 perceptual (GAN) fine-tune ``edsr-baseline_x4_3b_gan`` — is ``<arch>_x<scale>_<bands>b_<variant>
 .safetensors``: the index and the defaults never read it, so it runs only when named
