@@ -37,6 +37,10 @@ def models(as_json: bool, describe: str | None) -> None:
             c = d["card"]
             click.echo(f"geosr weights for {c['arch']} x{c['scale']}, {c['bands']} bands, "
                        f"value range {c['value_range']}")
+            if c.get("body_from"):  # the tensor count above includes the shared body's
+                click.echo(f"  body shared with {c['body_from']['file']} (beside it, sha256 "
+                           f"{c['body_from']['sha256'][:16]}...): this file holds only the "
+                           "modules it replaces")
             for key in ("metrics", "training", "provenance"):
                 if c.get(key):
                     text = json.dumps(c[key], default=str)

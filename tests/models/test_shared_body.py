@@ -134,3 +134,14 @@ def test_a_body_that_lacks_a_module_the_head_needs_is_refused(pair, tmp_path):
                                               "sha256": weights_sha256(base)}})
     with pytest.raises(WeightsError, match="parameters but the file holds"):
         load_model("rdn", scale=2, weights=part)
+
+
+def test_describe_says_where_the_body_comes_from(pair):
+    from click.testing import CliRunner
+
+    from geosr_cli.main import cli
+
+    _, base, part = pair
+    res = CliRunner().invoke(cli, ["models", "--describe", str(part)])
+    assert res.exit_code == 0, res.output
+    assert f"body shared with {base.name}" in res.output
