@@ -30,7 +30,6 @@ import json
 import math
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -661,27 +660,21 @@ def write_report(src: str | os.PathLike, out: str | os.PathLike, dst: str | os.P
     """Write :func:`render_report`'s page to ``dst`` atomically (a temporary file beside it,
     then a rename: a reader never sees half a page). Without ``overwrite`` an existing ``dst``
     is refused. ``options`` are :func:`render_report`'s."""
-    from .io.write import check_output, publish, sibling
+    from .io.write import check_output, write_atomically
 
     d = check_output(dst, src=src, overwrite=overwrite)
     if Path(out).resolve() == d.resolve():
         raise OutputError(f"report {str(d)!r} is the output raster; give a name such as "
                           f"{str(report_path(out))!r}")
     page = render_report(src, out, **options)
-    tmp = sibling(d, f".geosr-{uuid.uuid4().hex[:8]}.tmp", prefix=".")
-    try:
+
+    def save(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(page)
             f.flush()
             os.fsync(f.fileno())
-        publish(tmp, d, overwrite=overwrite, what="report")
-    except OSError as err:
-        if isinstance(err, OutputError):
-            raise
-        raise OutputError(f"cannot write report {str(d)!r} ({err.strerror or err}); check the "
-                          "disk space and permissions of its folder") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomically(d, save, overwrite=overwrite, what="report")
     return d
 
 

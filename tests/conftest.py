@@ -79,6 +79,27 @@ def png_folder(folder: Path, *, n: int, height: int, width: int) -> Path:
     return folder
 
 
+def tiny_weights(folder: Path, name: str, *, scale: int, in_chans: int = 3,
+                 value_range: tuple[float, float] = (0, 255)):
+    """A registry network in its tiny configuration (``spec.extra["tiny"]``), seeded, saved
+    with its card as ``folder/<name>.safetensors``: real weights files for engine tests.
+    Returns (path, network); skips when ``name`` is not registered."""
+    import torch
+
+    from geosr.models import create_model, get_spec, list_models
+    from geosr.models.card import make_card
+    from geosr.models.checkpoint_io import save_weights
+
+    if name not in list_models():
+        pytest.skip(f"no {name} network registered")
+    args = {"scale": scale, "in_chans": in_chans, **get_spec(name).extra["tiny"]}
+    torch.manual_seed(0)
+    net = create_model(name, **args)
+    path = folder / f"{name}.safetensors"
+    save_weights(net, path, card=make_card(arch=name, args=args, value_range=value_range))
+    return path, net
+
+
 @pytest.fixture
 def make_geotiff(tmp_path):
     """Factory: ``make_geotiff(name, bands=3, height=.., width=.., dtype=.., **profile)``."""

@@ -60,3 +60,28 @@ def assert_same_tiles(y: np.ndarray, ref: np.ndarray, *, tol: float) -> None:
     sep = np.abs(ref - np.roll(ref, 1, axis=0)).mean(axis=(1, 2, 3))
     assert sep.min() > 3 * tol, f"the tiles are too alike ({sep.min():.2g}) to check the order"
     assert err.max() <= tol, f"tile {int(err.argmax())} differs by {err.max():.2g} (> {tol})"
+
+
+def check_backoff(net: torch.nn.Module, *, h: int, w: int, item_bytes: int, tol: float,
+                  precision: str = "auto", small_batch: int = 8) -> None:
+    """On a card filled but for a little, a batch of ``h`` x ``w`` tiles whose one tensor of
+    ``item_bytes`` per tile cannot fit runs out of memory for real; the predictor must halve it
+    until it fits and give the tiles that small batches give."""
+    from geosr.predictor import Predictor
+
+    small = Predictor(net, device="cuda", precision=precision, batch_size=small_batch)
+    # cuDNN's handle and kernels load outside PyTorch's allocator: before the card is full
+    small(np.zeros((1, net.in_chans, h, w), np.float32))
+    with nearly_full() as room:
+        assert 8 * item_bytes < room, "one tile must fit: leave more memory free"
+        n = batch_beyond(room, item_bytes)
+        x = np.random.default_rng(0).random((n, net.in_chans, h, w), dtype=np.float32)
+        big = Predictor(net, device="cuda", precision=precision, batch_size=n)
+        y = big(x)
+    cap = big._batch_cap.get((net.in_chans, h, w))
+    assert cap is not None and cap < n, (
+        f"a batch of {n} needing > {n * item_bytes / GiB:.1f} GiB in {room / GiB:.1f} GiB "
+        "did not run out of memory")
+    s = int(net.scale)
+    assert y.shape == (n, net.out_chans, s * h, s * w)
+    assert_same_tiles(y, small(x), tol=tol)

@@ -164,28 +164,16 @@ def test_real_gpu_out_of_memory_backs_off():
     completes, with the tiles that small batches give."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from cuda_oom import assert_same_tiles, batch_beyond, nearly_full
+    from cuda_oom import check_backoff
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(3, 256, 3, 1, 1),
                               torch.nn.ReLU(), torch.nn.Conv2d(256, 3, 3, 1, 1))
     net.scale, net.in_chans, net.out_chans, net.receptive_field = 2, 3, 3, 2
     h = w = 64
-    item_bytes = 256 * (2 * h) * (2 * w) * 4  # the first conv's fp32 output, one per tile
-    small = Predictor(net, device="cuda", precision="fp32", batch_size=8)
-    small(_tiles(n=1, h=h, w=w))  # cuDNN loads outside PyTorch's allocator: before the hog
-    with nearly_full() as room:
-        assert 8 * item_bytes < room, "one tile must fit: leave more memory free"
-        n = batch_beyond(room, item_bytes)
-        x = _tiles(n=n, h=h, w=w)
-        pred = Predictor(net, device="cuda", precision="fp32", batch_size=n)
-        y = pred(x)
-    cap = pred._batch_cap.get((3, h, w))
-    assert cap is not None and cap < n, (
-        f"a batch of {n} needing > {n * item_bytes / 2**30:.1f} GiB in "
-        f"{room / 2**30:.1f} GiB did not run out of memory")
-    assert y.shape == (n, 3, 2 * h, 2 * w)
-    assert_same_tiles(y, small(x), tol=2e-3)  # TF32 convolutions; tiles apart by ~7e-2
+    # the first conv's fp32 output, one per tile; TF32 convolutions, tiles apart by ~7e-2
+    check_backoff(net, h=h, w=w, item_bytes=256 * (2 * h) * (2 * w) * 4, tol=2e-3,
+                  precision="fp32")
 
 
 # -- grid maths and planner (property-based; extends tests/geo/test_grid.py, test_tiling.py) ------

@@ -12,7 +12,7 @@ import torch
 from affine import Affine
 from click.testing import CliRunner
 
-from conftest import smooth_image
+from conftest import smooth_image, tiny_weights
 from geosr.errors import InputError, Interrupted
 from geosr.stack import upscale_stack
 
@@ -72,17 +72,7 @@ def test_temporal_median_tiled_equals_untiled_and_the_reference(make_geotiff, tm
 ])
 def test_tiny_multi_frame_network_tiled_equals_untiled(make_geotiff, tmp_path, name, scale, n,
                                                        seen):
-    from geosr.models import create_model, get_spec, list_models
-    from geosr.models.card import make_card
-    from geosr.models.checkpoint_io import save_weights
-
-    if name not in list_models():
-        pytest.skip(f"no {name} network registered")
-    args = {"scale": scale, "in_chans": 3, **get_spec(name).extra["tiny"]}
-    torch.manual_seed(0)
-    net = create_model(name, **args)
-    ck = tmp_path / f"{name}.safetensors"
-    save_weights(net, ck, card=make_card(arch=name, args=args, value_range=(0, 255)))
+    ck, net = tiny_weights(tmp_path, name, scale=scale)
     paths = _frames(make_geotiff, n, height=61, width=43, dtype="uint8", bands=3)
     outs = []
     for i, kw in enumerate(({}, {"tile": net.receptive_field, "block": 2 * net.receptive_field})):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 
-from conftest import smooth_image
+from conftest import smooth_image, tiny_weights
 from geosr import consistency as C
 from geosr.stack import upscale_stack
 
@@ -83,15 +82,7 @@ def test_soft_reduces_the_inconsistency(make_geotiff, tmp_path):
 
 
 def test_tiny_basicvsr_hard_tiled_equals_untiled(make_geotiff, tmp_path):
-    from geosr.models import create_model, get_spec
-    from geosr.models.card import make_card
-    from geosr.models.checkpoint_io import save_weights
-
-    args = {"scale": 4, "in_chans": 3, **get_spec("basicvsr").extra["tiny"]}
-    torch.manual_seed(0)
-    net = create_model("basicvsr", **args)
-    ck = tmp_path / "basicvsr.safetensors"
-    save_weights(net, ck, card=make_card(arch="basicvsr", args=args, value_range=(0, 255)))
+    ck, net = tiny_weights(tmp_path, "basicvsr", scale=4)
     paths = _frames(make_geotiff, dtype="uint8", bands=3, height=29, width=23)
     outs = []
     for i, kw in enumerate(({}, {"tile": net.receptive_field, "block": 2 * net.receptive_field})):

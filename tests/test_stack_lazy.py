@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 
 import geosr
-from conftest import smooth_image
+from conftest import smooth_image, tiny_weights
 from geosr.errors import InputError, OptionConflictError, ParameterError
 
 rioxarray = pytest.importorskip("rioxarray")
@@ -64,15 +63,7 @@ def test_lazy_equals_the_file_path_bit_for_bit(make_geotiff, tmp_path, kw):
 
 
 def test_tiny_basicvsr_lazy_equals_the_file_path(make_geotiff, tmp_path):
-    from geosr.models import create_model, get_spec
-    from geosr.models.card import make_card
-    from geosr.models.checkpoint_io import save_weights
-
-    args = {"scale": 4, "in_chans": 3, **get_spec("basicvsr").extra["tiny"]}
-    torch.manual_seed(0)
-    net = create_model("basicvsr", **args)
-    ck = tmp_path / "basicvsr.safetensors"
-    save_weights(net, ck, card=make_card(arch="basicvsr", args=args, value_range=(0, 255)))
+    ck, net = tiny_weights(tmp_path, "basicvsr", scale=4)
     paths = _frames(make_geotiff, dtype="uint8", bands=3, height=27, width=22)
     opts = dict(model="basicvsr", scale=4, weights=ck, device="cpu", target=1,
                 tile=net.receptive_field)

@@ -14,7 +14,7 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from conftest import smooth_image
+from conftest import smooth_image, tiny_weights
 from geosr.errors import Interrupted, ParameterError
 from geosr.stack import upscale_stack
 
@@ -180,17 +180,7 @@ def test_cluster_run_equals_the_local_run(make_geotiff, tmp_path):
 
 @pytest.fixture
 def tiny_basicvsr(tmp_path):
-    from geosr.models import create_model, get_spec, list_models
-    from geosr.models.card import make_card
-    from geosr.models.checkpoint_io import save_weights
-
-    if "basicvsr" not in list_models():
-        pytest.skip("no basicvsr network registered")
-    args = {"scale": 4, "in_chans": 1, **get_spec("basicvsr").extra["tiny"]}
-    torch.manual_seed(0)
-    net = create_model("basicvsr", **args)
-    ck = tmp_path / "bvsr.safetensors"
-    save_weights(net, ck, card=make_card(arch="basicvsr", args=args, value_range=(0, 10000)))
+    ck, net = tiny_weights(tmp_path, "basicvsr", scale=4, in_chans=1, value_range=(0, 10000))
     return ck, net.receptive_field
 
 

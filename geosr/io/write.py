@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import rasterio
@@ -228,18 +228,26 @@ def write_figure(fig: Any, png: str | os.PathLike, **savefig: Any) -> Path:
     if d.is_dir():
         raise OutputError(f"figure {str(d)!r} is a folder; give a file name such as "
                           f"{str(d / 'figure.png')!r}")
+    write_atomically(d, lambda tmp: fig.savefig(tmp, format="png", **savefig), overwrite=True,
+                     what="figure")
+    return Path(png)
+
+
+def write_atomically(d: Path, save: Callable[[Path], None], *, overwrite: bool,
+                     what: str) -> None:
+    """``save(tmp)`` into a temporary file beside ``d``, then :func:`publish` it as ``d``: a
+    failed or interrupted write leaves no half file (the one rule for figures and reports)."""
     tmp = sibling(d, f".geosr-{uuid.uuid4().hex[:8]}.tmp", prefix=".")
     try:
-        fig.savefig(tmp, format="png", **savefig)
-        publish(tmp, d, overwrite=True, what="figure")
+        save(tmp)
+        publish(tmp, d, overwrite=overwrite, what=what)
     except OSError as err:
         if isinstance(err, OutputError):
             raise
-        raise OutputError(f"cannot write figure {str(d)!r} ({err.strerror or err}); check the "
+        raise OutputError(f"cannot write {what} {str(d)!r} ({err.strerror or err}); check the "
                           "disk space and permissions of its folder") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return Path(png)
 
 
 def publish(tmp: Path, dst: Path, *, overwrite: bool, what: str = "output") -> None:
