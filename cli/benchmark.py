@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import bundled_by_name, device_option, echo_json, reference_options
+from .options import bundled_by_name, device_option, halo_option, echo_json, reference_options
 
 
 @click.command()
@@ -18,13 +18,14 @@ from .options import bundled_by_name, device_option, echo_json, reference_option
                    "timing).")
 @click.option("--tile", type=int, default=None)
 @click.option("--batch", type=int, default=None)
+@halo_option
 @click.option("--seconds", type=float, default=5.0, show_default=True,
               help="Duration of the model-only measurement.")
 @click.option("--compile", "compile_", is_flag=True)
 @click.option("--no-baseline", is_flag=True, help="Skip the peer-style tiler.")
 @reference_options
 @click.option("--json", "as_json", is_flag=True)
-def benchmark(model, scale, device, size, weights, tile, batch, seconds, compile_, no_baseline,
+def benchmark(model, scale, device, size, weights, tile, batch, halo, seconds, compile_, no_baseline,
               reference, reference_bands, reference_resampling, as_json):
     """Measure useful LR megapixels/s: model-only ceiling, end to end, peer-style tiler.
 
@@ -33,7 +34,7 @@ def benchmark(model, scale, device, size, weights, tile, batch, seconds, compile
     from geosr.benchmark import run_benchmark
 
     r = run_benchmark(model=model, scale=scale, device=device, size=size, weights=weights,
-                      tile=tile, batch=batch, seconds=seconds, compile=compile_,
+                      tile=tile, batch=batch, halo=halo, seconds=seconds, compile=compile_,
                       baseline=not no_baseline, reference=reference,
                       reference_bands=reference_bands,
                       reference_resampling=reference_resampling)

@@ -108,3 +108,11 @@ def reference_options(fn):
              "the same area (pan band, another date or sensor) in any CRS, pixel size, dtype "
              "and extent; warped onto the output grid. Outside it the output is the model's "
              "single-image result (docs/reference.md).")(fn)
+
+
+#: one meaning wherever tiles are planned (upscale, benchmark)
+halo_option = click.option(
+    "--halo", type=int, default=None,
+    help="Context pixels around each tile (default: the effective halo measured in the weights "
+         "card, else the model's receptive field, which is exact). Below the receptive field, "
+         "tile overlaps are Hann-blended.")

@@ -13,7 +13,7 @@ from geosr.aoi import AOI_CROPS
 from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
 
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
-                      reference_options, weights_option)
+                      halo_option, reference_options, weights_option)
 from .progress import Progress
 
 
@@ -80,10 +80,7 @@ def _terminate_as_interrupt():
 @click.option("--tile", type=int, default=None,
               help="Tile edge in LR pixels (default 512; on a GPU larger where the halo would "
                    "take over a quarter of a 512 tile's window; smaller uses less memory).")
-@click.option("--halo", type=int, default=None,
-              help="Context pixels around each tile (default: the effective halo measured in the "
-                   "weights card, else the model's receptive field, which is exact). Below the "
-                   "receptive field, tile overlaps are Hann-blended.")
+@halo_option
 @click.option("--block", type=int, default=None, help="Processing/writing block edge in LR pixels.")
 @device_option
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",

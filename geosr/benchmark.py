@@ -144,7 +144,7 @@ def _child_e2e(args: dict) -> dict:
     t0 = time.perf_counter()
     upscale_file(args["src"], args["dst"], model=args["model"], scale=args["scale"],
                  device=args["device"], weights=args.get("weights"), tile=args.get("tile"),
-                 allow_random_weights=True, overwrite=True, workers=args.get("workers", 2),
+                 halo=args.get("halo"), allow_random_weights=True, overwrite=True, workers=args.get("workers", 2),
                  batch_size=args.get("batch"), compile=args.get("compile", False),
                  **args.get("reference", {}))
     dt = time.perf_counter() - t0
@@ -162,7 +162,8 @@ def _child_e2e(args: dict) -> dict:
 
 def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
                weights: str | None, tile: int | None, batch: int | None,
-               compile: bool = False, reference: dict | None = None) -> dict:
+               halo: int | None = None, compile: bool = False,
+               reference: dict | None = None) -> dict:
     """``upscale_file`` in a child process: useful LR MP/s and the child's peak RSS;
     ``reference`` (``upscale_file``'s reference keywords): the reference planned, warped and
     read per block included."""
@@ -171,7 +172,7 @@ def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
     with rasterio.open(src) as ds:
         px = ds.width * ds.height
     args = dict(src=str(src), dst=str(dst), model=model, scale=scale, device=device,
-                weights=weights, tile=tile, batch=batch, compile=compile,
+                weights=weights, tile=tile, halo=halo, batch=batch, compile=compile,
                 reference=reference or {})
     code = ("import json,sys; from geosr.benchmark import _child_e2e; "
             "print('GEOSR_BENCH'+json.dumps(_child_e2e(json.loads(sys.argv[1]))))")
@@ -215,7 +216,8 @@ def bench_tile(src: Path, *, scale: int, halo: int, device: str) -> int:
 
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
-                  seconds: float = 5.0, compile: bool = False, baseline: bool = True,
+                  halo: int | None = None, seconds: float = 5.0, compile: bool = False,
+                  baseline: bool = True,
                   workdir: str | None = None, reference: str | None = None,
                   reference_bands: Any = None,
                   reference_resampling: str | None = None) -> dict[str, Any]:
@@ -224,7 +226,9 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     ``reference`` (a raster, as ``geosr upscale --reference``; reference-guided models): the
     synthetic raster is laid on the reference's grid coarsened ``scale`` times from its
     top-left corner; model-only feeds in-memory references, end to end plans, warps and reads
-    the real one per block; the peer-style tiler has no reference and is skipped."""
+    the real one per block; the peer-style tiler has no reference and is skipped. ``halo``:
+    as ``geosr upscale --halo`` (default the card's effective halo, else the receptive field);
+    random weights carry no card, so a timing of shipped weights' tiling passes theirs."""
     from .modelref import ModelRef, build_model
     from .device import resolve_device
 
@@ -232,8 +236,9 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     gpu = dev.type == "cuda"
     size = size or (4096 if gpu else 1024)
     net = build_model(ModelRef(name=model, scale=scale, weights=weights, allow_random=True))
-    halo = int(getattr(net, "halo", 0))
-    from .plan import DEFAULT_TILE, kept_fraction
+    from .plan import DEFAULT_TILE, kept_fraction, resolve_halo
+
+    halo = resolve_halo(net, halo, name=model)
     from .reference import check_reference_model
 
     check_reference_model(model, net, reference)
@@ -258,7 +263,8 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         mo = model_only(model, scale=scale, device=str(dev), tile=t, halo=halo, batch=b,
                         seconds=seconds, weights=weights, compile=compile, ref_chans=ref_chans)
         e2e = end_to_end(src, Path(tmp) / "out.tif", model=model, scale=scale, device=str(dev),
-                         weights=weights, tile=t, batch=b, compile=compile, reference=ref_kw)
+                         weights=weights, tile=t, halo=halo, batch=b, compile=compile,
+                         reference=ref_kw)
         naive = peer_style(src, Path(tmp) / "naive.tif", model, scale=scale, device=str(dev),
                            weights=weights) if baseline else float("nan")
     dev_name = "cpu"

@@ -207,14 +207,8 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     net = build_model(ref)  # validates name/scale/weights before any work
     ref = replace(ref, in_chans=getattr(net, "in_chans", None))
     rf = int(getattr(net, "receptive_field", 0) or 0)
-    mhalo = int(getattr(net, "halo", rf))
     m = int(getattr(net, "size_multiple", 1) or 1)
-    h = mhalo if halo is None else int(halo)
-    if h < 0:
-        raise ParameterError(f"halo must be >= 0, got {h}")
-    if h > MAX_TILE // 4:
-        raise ParameterError(f"halo {h} is too large; use at most {MAX_TILE // 4} (model "
-                             f"{name!r} needs {mhalo}; omit --halo to use that)")
+    h = resolve_halo(net, halo, name=name)
     t = int(tile) if tile is not None else DEFAULT_TILE
     gpu = wants_gpu(device)
     if t < 1:
@@ -273,6 +267,19 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
               digest=model_digest(net), axes=axes, consistency=cmode,
               consistency_iterations=csteps)
     return job, net
+
+
+def resolve_halo(net: Any, halo: int | None, *, name: str) -> int:
+    """The halo a run tiles with: ``halo`` (``--halo``) if given, else the model's (the card's
+    effective halo, else the receptive field); validated."""
+    mhalo = int(getattr(net, "halo", getattr(net, "receptive_field", 0) or 0))
+    h = mhalo if halo is None else int(halo)
+    if h < 0:
+        raise ParameterError(f"halo must be >= 0, got {h}")
+    if h > MAX_TILE // 4:
+        raise ParameterError(f"halo {h} is too large; use at most {MAX_TILE // 4} (model "
+                             f"{name!r} needs {mhalo}; omit --halo to use that)")
+    return h
 
 
 def check_any_scale(model: str, axes: tuple[Axis, Axis], asked: str = "") -> None:

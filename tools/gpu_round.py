@@ -18,7 +18,8 @@ calls of this one script, each prepared by one command here:
 ``run``
     the device side. ``tests``: every ``gpu``-marked test (``pytest -m gpu``); ``bench``:
     ``geosr benchmark --device cuda`` for RDN x4 and EDSR-baseline x2 (model-only, end to end on
-    a 4096² GeoTIFF and the peer-style tiler in the same run), RDN x4 compiled too; ``train``: RDN
+    a 4096² GeoTIFF and the peer-style tiler in the same run) with the shipped weights' effective
+    halos, RDN x4 compiled too with ``--compile-bench``; ``train``: RDN
     (the paper's D16 C8 G64) at x4 under bf16/channels_last with the images resident on the GPU,
     from the shipped RDN x4 weights when there are any (rounds accumulate), then the x2 and x3
     upsamplers on that body kept frozen (one body, three small heads: MDSR's sharing). It writes
@@ -63,7 +64,12 @@ PIECE_BYTES = 15_000_000
 RDN_BODY = ["SFENet1.", "SFENet2.", "RDBs.", "GFF."]
 HEAD_PREFIX = "UPNet."
 #: benchmarks of the round: (model, scale, extra options)
-BENCH = (("rdn", 4, ()), ("edsr-baseline", 2, ()), ("rdn", 4, ("--compile", "--size", "2048")))
+BENCH = (("rdn", 4, ()), ("edsr-baseline", 2, ()))
+#: ``run --compile-bench`` adds it: torch.compile's first compile ran past round 1's share
+COMPILE_BENCH = ("rdn", 4, ("--compile", "--size", "2048"))
+#: the shipped weights' measured effective halos, written by ``prepare check`` (the weights do
+#: not travel and the benchmarks run random weights, which carry no card)
+BENCH_HALOS = ".whl/bench_halos.json"
 DRY_BENCH = (("espcn", 2, ()),)
 DRY_RDN = {"D": 2, "C": 2, "G": 8, "G0": 8}
 #: seconds a training run spends outside its --time-budget (CUDA start, images onto the GPU,
@@ -109,6 +115,7 @@ def prepare(call: str, *, shared: Path, margin: int = 1_500_000) -> None:
                             "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
                             "manylinux2014_x86_64", "manylinux1_x86_64")],
                         "-d", str(REPO / ".whl"), *WHEELS], check=True)
+        (REPO / BENCH_HALOS).write_text(json.dumps(shipped_halos()))
         carry = [".whl"]
     else:
         carry = ["data_gpu"]
@@ -150,6 +157,21 @@ def prepare(call: str, *, shared: Path, margin: int = 1_500_000) -> None:
     # the index now records the untracked paths as deleted: a commit would delete them
     print(f"WARNING: until restore, git's index records {', '.join(UNTRACK)} as deleted; "
           "commit nothing before `restore`", file=sys.stderr)
+
+
+def shipped_halos() -> dict[str, int]:
+    """``{"rdn x4": 7, ...}``: the effective halo in the card of each benchmarked network's
+    bundled weights (geosr.halo), so that the round times the tiling a user of them gets."""
+    from geosr.models.bundled import bundled_weights
+    from geosr.models.card import read_sidecar
+
+    out = {}
+    for model, scale, _ in BENCH:
+        w = bundled_weights(model, scale=scale, bands=3)
+        eff = (read_sidecar(w) or {}).get("effective_halo") if w is not None else None
+        if isinstance(eff, dict) and "effective_halo" in eff:
+            out[f"{model} x{scale}"] = int(eff["effective_halo"])
+    return out
 
 
 def restore() -> None:
@@ -286,11 +308,15 @@ class Round:
                                       "tail": text[-3000:] if rc else ""}
         self.save()
 
-    def bench(self, share: float, *, size: int, seconds: float) -> None:
-        runs = DRY_BENCH if self.dry else BENCH
+    def bench(self, share: float, *, size: int, seconds: float, compile: bool = False) -> None:
+        runs = DRY_BENCH if self.dry else BENCH + ((COMPILE_BENCH,) if compile else ())
+        f = REPO / BENCH_HALOS
+        halos = json.loads(f.read_text()) if f.is_file() else {}
         out = []
         end = time.monotonic() + share
         for model, scale, extra in runs:
+            if f"{model} x{scale}" in halos:
+                extra = (*extra, "--halo", str(halos[f"{model} x{scale}"]))
             left = end - time.monotonic()
             if left < 20:
                 out.append({"model": model, "scale": scale, "skipped": "no time left"})
@@ -416,7 +442,7 @@ def run(args: argparse.Namespace) -> int:
         share = r.left() - 30 if "train" not in stages else min(args.bench_seconds_total,
                                                                 r.left() - 120)
         r.bench(share, size=args.bench_size or (64 if args.dry_run else 4096),
-                seconds=args.bench_seconds)
+                seconds=args.bench_seconds, compile=args.compile_bench)
     if "train" in stages:
         r.train(data, x4_seconds=args.train_seconds, head_seconds=args.head_seconds,
                 batch=args.batch, patch=args.patch, lr=args.lr)
@@ -485,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds of each timed measurement in a benchmark")
     r.add_argument("--bench-seconds-total", type=float, default=240.0,
                    help="the benchmarks' share when training follows in the same run")
+    r.add_argument("--compile-bench", action="store_true",
+                   help="also time RDN x4 under torch.compile (2048²; its first compile is slow)")
     r.add_argument("--train-seconds", type=float, default=330.0)
     r.add_argument("--head-seconds", type=float, default=40.0)
     r.add_argument("--batch", type=int, default=32)
