@@ -145,6 +145,8 @@ def prepare(call: str, *, shared: Path, margin: int = 1_500_000) -> None:
                     break
                 shutil.copyfile(p, d / p.name)
                 room -= p.stat().st_size
+            if not any(d.iterdir()):  # no room left: the trainer refuses an empty folder
+                d.rmdir()
         n = {d.name: len(list(d.iterdir())) for d in sorted((REPO / "data_gpu").iterdir())
              if d.name != Path(INIT).name}
         print(f"data_gpu: {n} images")
@@ -418,6 +420,13 @@ class Round:
         self.save()
 
 
+def training_folders(root: Path) -> list[str]:
+    """The image folders ``prepare train`` filled (not the weights in ``init/``; an empty one,
+    which the trainer would refuse, left out)."""
+    return [str(d) for d in sorted(root.glob("*"))
+            if d.is_dir() and d.name != Path(INIT).name and any(d.iterdir())]
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out or os.environ.get("OUT") or REPO / "runs/gpu_round_out")
     out.mkdir(parents=True, exist_ok=True)
@@ -425,8 +434,7 @@ def run(args: argparse.Namespace) -> int:
     bad = set(stages) - {"tests", "bench", "train"}
     if bad:
         raise SystemExit(f"unknown stage(s) {sorted(bad)}: use tests, bench, train")
-    data = args.data or [str(d) for d in sorted((REPO / "data_gpu").glob("*"))
-                         if d.is_dir() and d != REPO / INIT]
+    data = args.data or training_folders(REPO / "data_gpu")
     if "train" in stages and not data:  # before any device time is spent
         raise SystemExit("no training data: run `prepare train` here (data_gpu/) or pass "
                          "--data, or leave train out of --stages")

@@ -101,3 +101,13 @@ def test_a_stage_past_its_time_is_stopped_with_its_children(tmp_path, monkeypatc
         os.kill(child, 9)
         raise AssertionError("the stage's child outlived its timeout")
     r.log.close()
+
+
+def test_training_folders_leave_out_the_init_weights_and_empty_folders(tmp_path):
+    # round 2 lost a call to an empty bsd200/ (no room left after the x4 weights)
+    for name, files in (("t91", ["a.png"]), ("bsd200", []), ("init", ["rdn_x4.safetensors"]),
+                        ("neon", ["b.png"])):
+        (tmp_path / name).mkdir()
+        for f in files:
+            (tmp_path / name / f).write_bytes(b"x")
+    assert [Path(p).name for p in _tool().training_folders(tmp_path)] == ["neon", "t91"]
