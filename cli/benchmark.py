@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from .options import bundled_by_name, device_option, halo_option, echo_json, reference_options
+from .options import (bundled_by_name, device_option, echo_json, halo_option, reference_options,
+                      threads_option)
 
 
 @click.command()
@@ -19,13 +20,15 @@ from .options import bundled_by_name, device_option, halo_option, echo_json, ref
 @click.option("--tile", type=int, default=None)
 @click.option("--batch", type=int, default=None)
 @halo_option
+@threads_option
 @click.option("--seconds", type=float, default=5.0, show_default=True,
               help="Duration of the model-only measurement.")
 @click.option("--compile", "compile_", is_flag=True)
 @click.option("--no-baseline", is_flag=True, help="Skip the peer-style tiler.")
 @reference_options
 @click.option("--json", "as_json", is_flag=True)
-def benchmark(model, scale, device, size, weights, tile, batch, halo, seconds, compile_, no_baseline,
+def benchmark(model, scale, device, size, weights, tile, batch, halo, threads, seconds, compile_,
+              no_baseline,
               reference, reference_bands, reference_resampling, as_json):
     """Measure useful LR megapixels/s: model-only ceiling, end to end, peer-style tiler.
 
@@ -34,7 +37,8 @@ def benchmark(model, scale, device, size, weights, tile, batch, halo, seconds, c
     from geosr.benchmark import run_benchmark
 
     r = run_benchmark(model=model, scale=scale, device=device, size=size, weights=weights,
-                      tile=tile, batch=batch, halo=halo, seconds=seconds, compile=compile_,
+                      tile=tile, batch=batch, halo=halo, threads=threads, seconds=seconds,
+                      compile=compile_,
                       baseline=not no_baseline, reference=reference,
                       reference_bands=reference_bands,
                       reference_resampling=reference_resampling)
@@ -42,7 +46,7 @@ def benchmark(model, scale, device, size, weights, tile, batch, halo, seconds, c
         echo_json(r, indent=2)
         return
     click.echo(f"{r['model']} x{r['scale']} on {r['device']}, {r['size']}² px, tile {r['tile']} "
-               f"halo {r['halo']} batch {r['batch']}")
+               f"halo {r['halo']} batch {r['batch']} threads {r['threads']}")
     click.echo(f"  model-only (raw)      {r['model_only_mps']:8.3f} LR MP/s "
                f"(useful {r['model_only_useful_mps']:.3f})")
     click.echo(f"  end to end (useful)   {r['end_to_end_mps']:8.3f} LR MP/s")

@@ -116,3 +116,9 @@ halo_option = click.option(
     help="Context pixels around each tile (default: the effective halo measured in the weights "
          "card, else the model's receptive field, which is exact). Below the receptive field, "
          "tile overlaps are Hann-blended.")
+
+#: one meaning wherever blocks stream through local threads (upscale, benchmark)
+threads_option = click.option(
+    "--threads", type=int, default=2,
+    help="Local threads that read and super-resolve blocks (without a cluster); capped at the "
+         "CPU cores and what fits in memory, with a warning.")

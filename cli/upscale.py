@@ -13,7 +13,8 @@ from geosr.aoi import AOI_CROPS
 from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
 
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
-                      halo_option, reference_options, weights_option)
+                      halo_option, reference_options, threads_option,
+                      weights_option)
 from .progress import Progress
 
 
@@ -110,9 +111,7 @@ def _terminate_as_interrupt():
 @click.option("--resume", is_flag=True,
               help="Make the run resumable (keeps a partial file and journal if interrupted) and "
                    "continue an interrupted resumable run.")
-@click.option("--threads", type=int, default=2,
-              help="Local threads that read and super-resolve blocks (without a cluster); "
-                   "capped at the CPU cores and what fits in memory, with a warning.")
+@threads_option
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run on an existing dask.distributed cluster; inputs must be reachable by the "
                    "workers at the same path (shared storage or /vsis3/...).")

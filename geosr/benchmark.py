@@ -151,7 +151,7 @@ def _child_e2e(args: dict) -> dict:
     upscale_file(args["src"], args["dst"], model=args["model"], scale=args["scale"],
                  device=args["device"], weights=args.get("weights"), tile=args.get("tile"),
                  halo=args.get("halo"), allow_random_weights=True, overwrite=True,
-                 workers=args.get("workers", 2),
+                 threads=args.get("threads", 2),
                  batch_size=args.get("batch"), compile=args.get("compile", False),
                  **args.get("reference", {}))
     dt = time.perf_counter() - t0
@@ -167,7 +167,7 @@ def _child_e2e(args: dict) -> dict:
 
 def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
                weights: str | None, tile: int | None, batch: int | None,
-               halo: int | None = None, compile: bool = False,
+               halo: int | None = None, threads: int = 2, compile: bool = False,
                reference: dict | None = None) -> dict:
     """``upscale_file`` in a child process: useful LR MP/s and the child's peak RSS;
     ``reference`` (``upscale_file``'s reference keywords): the reference planned, warped and
@@ -177,8 +177,8 @@ def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
     with rasterio.open(src) as ds:
         px = ds.width * ds.height
     args = dict(src=str(src), dst=str(dst), model=model, scale=scale, device=device,
-                weights=weights, tile=tile, halo=halo, batch=batch, compile=compile,
-                reference=reference or {})
+                weights=weights, tile=tile, halo=halo, batch=batch, threads=threads,
+                compile=compile, reference=reference or {})
     code = ("import json,sys; from geosr.benchmark import _child_e2e; "
             "print('GEOSR_BENCH'+json.dumps(_child_e2e(json.loads(sys.argv[1]))))")
     res = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
@@ -221,7 +221,8 @@ def bench_tile(src: Path, *, scale: int, halo: int, device: str) -> int:
 
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
-                  halo: int | None = None, seconds: float = 5.0, compile: bool = False,
+                  halo: int | None = None, threads: int = 2, seconds: float = 5.0,
+                  compile: bool = False,
                   baseline: bool = True,
                   workdir: str | None = None, reference: str | None = None,
                   reference_bands: Any = None,
@@ -268,8 +269,8 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         mo = model_only(model, scale=scale, device=str(dev), tile=t, halo=halo, batch=b,
                         seconds=seconds, weights=weights, compile=compile, ref_chans=ref_chans)
         e2e = end_to_end(src, Path(tmp) / "out.tif", model=model, scale=scale, device=str(dev),
-                         weights=weights, tile=t, halo=halo, batch=b, compile=compile,
-                         reference=ref_kw)
+                         weights=weights, tile=t, halo=halo, batch=b, threads=threads,
+                         compile=compile, reference=ref_kw)
         naive = peer_style(src, Path(tmp) / "naive.tif", model, scale=scale, device=str(dev),
                            weights=weights) if baseline else float("nan")
     dev_name = "cpu"
@@ -281,7 +282,7 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         dev_name = f"cpu ({len(os.sched_getaffinity(0))} cores)"
     return {
         "model": model, "scale": scale, "device": dev_name, "size": size, "tile": t,
-        "halo": halo, "batch": b, "kept": kept_fraction(t, halo),
+        "halo": halo, "batch": b, "threads": threads, "kept": kept_fraction(t, halo),
         "model_only_mps": mo["model_only_mps"],
         "model_only_useful_mps": mo["model_only_useful_mps"],
         "end_to_end_mps": e2e["end_to_end_mps"],

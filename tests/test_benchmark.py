@@ -8,10 +8,10 @@ from geosr.errors import ParameterError
 from geosr.plan import kept_fraction
 
 
-def test_benchmark_times_the_halo_it_is_given(tmp_path):
+def test_benchmark_times_the_halo_and_threads_it_is_given(tmp_path):
     r = run_benchmark(model="espcn", scale=2, device="cpu", size=96, tile=32, halo=3,
-                      seconds=0.05, workdir=str(tmp_path))
-    assert r["halo"] == 3 and r["tile"] == 32
+                      threads=1, seconds=0.05, workdir=str(tmp_path))
+    assert r["halo"] == 3 and r["tile"] == 32 and r["threads"] == 1
     assert r["kept"] == pytest.approx(kept_fraction(32, 3))
     assert r["model_only_useful_mps"] == pytest.approx(r["model_only_mps"] * r["kept"])
     assert r["end_to_end_mps"] > 0 and r["naive_mps"] > 0
