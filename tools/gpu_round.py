@@ -65,9 +65,12 @@ RDN_BODY = ["SFENet1.", "SFENet2.", "RDBs.", "GFF."]
 HEAD_PREFIX = "UPNet."
 #: benchmarks of the round: (model, scale, extra options)
 #: (the 4-thread rows: does more overlap of reading, inference and writing close the gap
-#: between end to end and model-only that round 2 measured with the default 2 threads?)
+#: between end to end and model-only that round 2 measured with the default 2 threads? The
+#: nearest-neighbour rows: the pipeline's own ceiling without a network, reading, stitching and
+#: writing the same output pixels)
 BENCH = (("rdn", 4, ()), ("rdn", 4, ("--threads", "4", "--no-baseline")),
-         ("edsr-baseline", 2, ()), ("edsr-baseline", 2, ("--threads", "4", "--no-baseline")))
+         ("edsr-baseline", 2, ()), ("edsr-baseline", 2, ("--threads", "4", "--no-baseline")),
+         ("nearest", 4, ("--no-baseline",)), ("nearest", 2, ("--no-baseline",)))
 #: ``run --compile-bench`` adds it: torch.compile's first compile ran past round 1's share
 COMPILE_BENCH = ("rdn", 4, ("--compile", "--size", "2048"))
 #: the shipped weights' measured effective halos, written by ``prepare check`` (the weights do
