@@ -11,7 +11,8 @@ calls of this one script, each prepared by one command here:
 ``prepare train``
     untrack the same, copy (never link: links travel as links) into ``data_gpu/`` the shipped
     RDN x4 weights (``init/``: the round starts from them) and a training selection that fits
-    beside the tree: T91, the NEON training tiles, as much of BSD200 as fits. No wheels: training on images never imports rasterio. Then on the device:
+    beside the tree: T91, the NEON training tiles, as much of BSD200 as fits. No wheels:
+    training on images never imports rasterio. Then on the device:
     ``run --stages train``.
 ``restore``
     track again what ``prepare`` untracked.
@@ -19,7 +20,8 @@ calls of this one script, each prepared by one command here:
     the device side. ``tests``: every ``gpu``-marked test (``pytest -m gpu``); ``bench``:
     ``geosr benchmark --device cuda`` for RDN x4 and EDSR-baseline x2 (model-only, end to end on
     a 4096² GeoTIFF and the peer-style tiler in the same run) with the shipped weights' effective
-    halos, RDN x4 compiled too with ``--compile-bench``; ``train``: RDN
+    halos, again with 4 threads, nearest-neighbour x4/x2 (the pipeline without a network), RDN
+    x4 compiled too with ``--compile-bench``; ``train``: RDN
     (the paper's D16 C8 G64) at x4 under bf16/channels_last with the images resident on the GPU,
     from the shipped RDN x4 weights when there are any (rounds accumulate), then the x2 and x3
     upsamplers on that body kept frozen (one body, three small heads: MDSR's sharing). It writes
@@ -78,6 +80,10 @@ COMPILE_BENCH = ("rdn", 4, ("--compile", "--size", "2048"))
 BENCH_HALOS = ".whl/bench_halos.json"
 DRY_BENCH = (("espcn", 2, ()),)
 DRY_RDN = {"D": 2, "C": 2, "G": 8, "G0": 8}
+#: the x4 learning rate from scratch (batch 32: twice the EDSR/RDN papers' 1e-4 at 16); a
+#: round that continues the shipped weights restarts at half of it (round 2's restart at the
+#: full rate left round 1's basin: the mean of the two weight sets was worse than either)
+LR = 2e-4
 #: seconds a training run spends outside its --time-budget (CUDA start, images onto the GPU,
 #: the final validation and save)
 HEAD_OVERHEAD = 25.0
@@ -225,6 +231,12 @@ def assemble(pieces: Path, out: Path) -> list[Path]:
 
 # -- the device side ----------------------------------------------------------------------------
 
+def x4_lr(lr: float | None, init: Any) -> float:
+    """The x4 run's learning rate: ``--lr`` if given, else :data:`LR`, halved when the round
+    continues shipped weights (``init``)."""
+    return lr if lr is not None else (LR / 2 if init else LR)
+
+
 class Round:
     def __init__(self, out: Path, *, deadline: float, dry_run: bool, device: str) -> None:
         self.out, self.dry, self.device = out, dry_run, device
@@ -344,7 +356,7 @@ class Round:
             self.save()
 
     def train(self, data: list[str], *, x4_seconds: float, head_seconds: float, batch: int,
-              patch: int, lr: float) -> None:
+              patch: int, lr: float | None) -> None:
         from geosr.models.bundled import bundled_weights
 
         carried = sorted((REPO / INIT).glob("rdn_x4_*.safetensors"))
@@ -379,7 +391,7 @@ class Round:
             cmd = self.geosr("train", *common, "--scale", str(scale), "--out", str(run),
                              "--config", str(cfg_path), "--time-budget", f"{seconds:.0f}",
                              "--anneal-to-budget", "--patch", str(patch // 4 * scale),
-                             "--lr", str(lr if not cfg else lr * 5),
+                             "--lr", str(x4_lr(lr, shipped) if not cfg else (lr or LR) * 5),
                              *(["--init-weights", str(init_path)] if init_path else []))
             rc, text = self.sh(cmd, timeout=seconds + 120, name=f"train rdn x{scale}")
             st["runs"][f"x{scale}"] = {"rc": rc, "tail": text[-1500:]}
@@ -532,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--patch", type=int, default=192,
                    help="HR patch side at x4 (the same LR patch at x2/x3)")
-    r.add_argument("--lr", type=float, default=2e-4)
+    r.add_argument("--lr", type=float, default=None,
+                   help=f"x4 learning rate (default {LR:g} from scratch, {LR / 2:g} from the "
+                        "shipped weights); the heads train at 5x it")
     r.add_argument("--dry-run", action="store_true",
                    help="CPU and a tiny RDN; the budgets stay as given (pass small "
                         "--train-seconds/--head-seconds and --data)")

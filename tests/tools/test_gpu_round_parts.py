@@ -111,3 +111,10 @@ def test_training_folders_leave_out_the_init_weights_and_empty_folders(tmp_path)
         for f in files:
             (tmp_path / name / f).write_bytes(b"x")
     assert [Path(p).name for p in _tool().training_folders(tmp_path)] == ["neon", "t91"]
+
+
+def test_a_round_that_continues_shipped_weights_restarts_at_half_the_rate():
+    tool = _tool()
+    assert tool.x4_lr(None, None) == tool.LR
+    assert tool.x4_lr(None, Path("rdn_x4_3b.safetensors")) == tool.LR / 2
+    assert tool.x4_lr(5e-5, Path("rdn_x4_3b.safetensors")) == 5e-5
