@@ -194,6 +194,12 @@ def restore() -> None:
     print("tracked again:", ", ".join(UNTRACK))
 
 
+def device_folder(path: str) -> str:
+    """A training folder as a card names it: ``data_gpu/<name>`` (what ``prepare train``
+    copied there), not the device machine's absolute path."""
+    return f"data_gpu/{Path(path).name}"
+
+
 def assemble(pieces: Path, out: Path) -> list[Path]:
     """Rebuild each scale's weights file (fp16) and card from a round's pieces."""
     from safetensors.torch import load_file, save_file
@@ -220,6 +226,8 @@ def assemble(pieces: Path, out: Path) -> list[Path]:
         card = dict(res["stages"]["train"]["cards"][tag])
         card["sha256"] = weights_sha256(d / "final.safetensors")
         card["weights_file"] = "final.safetensors"
+        if isinstance(card.get("training", {}).get("data"), list):  # the device's paths: named
+            card["training"]["data"] = [device_folder(d) for d in card["training"]["data"]]
         card.setdefault("provenance", {})["gpu_round"] = {
             "device": res.get("device"), "torch": res.get("torch"), "started": res.get("started"),
             "body": "own" if tag == "x4" else "the round's x4 body, frozen; own upsampler"}

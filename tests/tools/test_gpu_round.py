@@ -125,6 +125,9 @@ def test_pieces_reassemble_into_weights_geosr_runs(dry_round, tool, tmp_path):
         card = model.card
         assert card["sha256"] == weights_sha256(f) and card["scale"] == s
         assert card["provenance"]["gpu_round"]["device"] == res["device"]
+        # the folders prepare train copied, not the device machine's paths
+        device_paths = res["stages"]["train"]["cards"][f"x{s}"]["training"]["data"]
+        assert card["training"]["data"] == [f"data_gpu/{Path(d).name}" for d in device_paths]
         with torch.inference_mode():
             assert model(torch.rand(1, 3, 6, 5)).shape == (1, 3, 6 * s, 5 * s)
         # `geosr evaluate` takes the model and scale from the card and scores the trainer's
