@@ -84,6 +84,15 @@ class LazyGroup(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            # the reader of stdout went away (`geosr models | head`): as for any Unix filter,
+            # no message; later writes (interpreter shutdown flushing) go nowhere
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (AttributeError, OSError, ValueError):  # CliRunner: no real stdout
+                pass
+            ctx.exit(141)  # 128 + SIGPIPE, what a shell reports for such a filter
         except MemoryError as err:
             if _debug(ctx):
                 raise

@@ -216,3 +216,13 @@ def test_interrupt_while_planning_blocks_leaves_no_temporary_file(raster, tmp_pa
     assert not [n for n in left if n.startswith(".r.tif")], left
     if resume and "r.tif.geosr-partial.tif" in left:
         assert "r.tif.geosr-journal.json" in left
+
+
+def test_a_closed_stdout_pipe_ends_the_command_quietly():
+    # `geosr models | head -1`: the reader leaves before geosr writes; no "internal error"
+    proc = subprocess.Popen([*GEOSR, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=spawn_env())
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert err.decode().strip() == ""
