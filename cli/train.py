@@ -45,6 +45,9 @@ import click
               help="Clip the gradient norm to this value.")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               default=None, help="EMA decay of the saved weights, e.g. 0.999.")
+@click.option("--compile/--no-compile", "compile", default=None,
+              help="torch.compile the network of the training step: ~1.2x steps/s on CPU after "
+                   "a ~30 s first step.")
 @click.option("--degradation", type=click.Choice(["bicubic", "real"]), default=None,
               help="bicubic (protocol) or real-world blur/noise/JPEG (GAN models).")
 @click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None,

@@ -208,6 +208,9 @@ class Trainer:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(n not in frozen)
             self.log(f"frozen: {len(frozen)} tensors ({', '.join(cfg.freeze)})")
+        # compiled for the training step only: validation, EMA and checkpoints use the module
+        # itself (its state_dict keys stay unprefixed)
+        self.step_model = torch.compile(self.model) if cfg.compile else self.model
         self.opt = _optimizer([p for p in self.model.parameters() if p.requires_grad], cfg,
                               cfg.lr)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
@@ -356,8 +359,8 @@ class Trainer:
             if lr_img.dim() == 4:
                 lr_img = lr_img.contiguous(memory_format=torch.channels_last)
         return self._optimise(
-            lambda: (self.model(lr_img, return_all=True) if self.return_all
-                     else self.model(lr_img)), hr)
+            lambda: (self.step_model(lr_img, return_all=True) if self.return_all
+                     else self.step_model(lr_img)), hr)
 
     def _optimise(self, forward: Callable[[], Any], target: torch.Tensor
                   ) -> dict[str, torch.Tensor]:

@@ -179,3 +179,23 @@ def test_time_budget_is_per_invocation(image_folder, tmp_path):
     second = train(_cfg(image_folder, tmp_path / "w", time_budget=1.0, val_fraction=0,
                         resume=str(first.checkpoint)))
     assert second.steps > first.steps and second.seconds > first.seconds
+
+
+def test_compiled_training_steps_train_the_module_itself(image_folder, tmp_path):
+    # torch.compile wraps the network for the step only: the weights that change, the
+    # checkpoint and the final file are the plain module's, loadable as any other
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    eager = Trainer(_cfg(image_folder, tmp_path / "eager", max_steps=3))
+    before = {k: v.clone() for k, v in eager.model.state_dict().items()}
+    eager.run()
+    comp = Trainer(_cfg(image_folder, tmp_path / "comp", max_steps=3, compile=True))
+    assert comp.step_model is not comp.model
+    comp.run()
+    sd = comp.model.state_dict()
+    assert not any("_orig_mod" in k for k in sd)
+    assert not torch.equal(sd["last_part.0.weight"], before["last_part.0.weight"])
+    for k, v in eager.model.state_dict().items():  # the same steps, compiled or not
+        assert torch.allclose(sd[k], v, atol=1e-4), k
+    assert load_file(tmp_path / "comp" / "final.safetensors").keys() == sd.keys()
