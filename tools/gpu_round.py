@@ -114,14 +114,14 @@ def travel_bytes(carry: list[str]) -> int:
     return total
 
 
-def prepare(call: str, *, shared: Path, margin: int = 1_500_000) -> None:
+def prepare(call: str, *, shared: Path, python: str = "3.12", margin: int = 1_500_000) -> None:
     _git("rm", "-r", "-q", "--cached", "--ignore-unmatch", *UNTRACK)
     _exclude(list(UNTRACK) + [".whl", "data_gpu"], add=True)
     if call == "check":
         shutil.rmtree(REPO / "data_gpu", ignore_errors=True)
         (REPO / ".whl").mkdir(exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--only-binary=:all:", "--python-version", "3.12", "--implementation",
+                        "--only-binary=:all:", "--python-version", python, "--implementation",
                         "cp", *[f"--platform={p}" for p in (
                             "manylinux_2_28_x86_64", "manylinux_2_27_x86_64",
                             "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
@@ -525,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="check: wheels for the tests and benchmarks; train: a data selection")
     p.add_argument("--shared", type=Path, default=SHARED,
                    help="the shared folder whose data/ holds the training sets")
+    p.add_argument("--python", default="3.12",
+                   help="the device image's Python, for which wheels are fetched (device "
+                        "KINDS.md: 3.12.3 in 2026-11)")
     sub.add_parser("restore", help="track again what prepare untracked")
     a = sub.add_parser("assemble", help="rebuild weight files from a round's pieces")
     a.add_argument("pieces", type=Path, help="the folder a train call returned")
@@ -562,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the scratch folder ($TMPDIR/gpu_round_<pid>: the training runs)")
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        prepare(args.call, shared=args.shared)
+        prepare(args.call, shared=args.shared, python=args.python)
     elif args.cmd == "restore":
         restore()
     elif args.cmd == "assemble":
