@@ -28,8 +28,7 @@ from .options import (bundled_by_name, device_option, echo_json, halo_option, re
 @reference_options
 @click.option("--json", "as_json", is_flag=True)
 def benchmark(model, scale, device, size, weights, tile, batch, halo, threads, seconds, compile_,
-              no_baseline,
-              reference, reference_bands, reference_resampling, as_json):
+              no_baseline, reference, reference_bands, reference_resampling, as_json):
     """Measure useful LR megapixels/s: model-only ceiling, end to end, peer-style tiler.
 
     Reference-guided models (hpf, ttsr): --reference REF.tif; the synthetic raster lies on
@@ -38,8 +37,7 @@ def benchmark(model, scale, device, size, weights, tile, batch, halo, threads, s
 
     r = run_benchmark(model=model, scale=scale, device=device, size=size, weights=weights,
                       tile=tile, batch=batch, halo=halo, threads=threads, seconds=seconds,
-                      compile=compile_,
-                      baseline=not no_baseline, reference=reference,
+                      compile=compile_, baseline=not no_baseline, reference=reference,
                       reference_bands=reference_bands,
                       reference_resampling=reference_resampling)
     if as_json:

@@ -13,8 +13,7 @@ from geosr.aoi import AOI_CROPS
 from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
 
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
-                      halo_option, reference_options, threads_option,
-                      weights_option)
+                      halo_option, reference_options, threads_option, weights_option)
 from .progress import Progress
 
 

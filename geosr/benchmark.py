@@ -222,8 +222,7 @@ def bench_tile(src: Path, *, scale: int, halo: int, device: str) -> int:
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
                   halo: int | None = None, threads: int = 2, seconds: float = 5.0,
-                  compile: bool = False,
-                  baseline: bool = True,
+                  compile: bool = False, baseline: bool = True,
                   workdir: str | None = None, reference: str | None = None,
                   reference_bands: Any = None,
                   reference_resampling: str | None = None) -> dict[str, Any]:
@@ -244,8 +243,9 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     net = build_model(ModelRef(name=model, scale=scale, weights=weights, allow_random=True))
     from .plan import DEFAULT_TILE, kept_fraction, resolve_halo
 
-    halo = resolve_halo(net, halo, name=model)
     from .reference import check_reference_model
+
+    halo = resolve_halo(net, halo, name=model)
 
     check_reference_model(model, net, reference)
     ref_kw, ref_chans, grid = None, None, {}
