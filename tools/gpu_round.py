@@ -80,6 +80,11 @@ COMPILE_BENCH = ("rdn", 4, ("--compile", "--size", "2048"))
 BENCH_HALOS = ".whl/bench_halos.json"
 DRY_BENCH = (("espcn", 2, ()),)
 DRY_RDN = {"D": 2, "C": 2, "G": 8, "G0": 8}
+#: networks other than RDN a round can continue from their shipped weights (``--models``), at
+#: the scale their shipped file and validation use; each trains by its own recipe
+#: (geosr/train/recipes.py), whole (LIIF's encoder too, which its CPU training kept frozen)
+OTHER_SCALES = {"liif": 4, "metasr": 4, "basicvsr": 4, "iconvsr": 4, "edvr-m": 4, "tdan": 4,
+                "edsr-baseline": 4, "espcn": 4}
 #: the x4 learning rate from scratch (batch 32: twice the EDSR/RDN papers' 1e-4 at 16); a
 #: round that continues the shipped weights restarts at half of it (round 2's restart at the
 #: full rate left round 1's basin: the mean of the two weight sets was worse than either)
@@ -114,7 +119,35 @@ def travel_bytes(carry: list[str]) -> int:
     return total
 
 
-def prepare(call: str, *, shared: Path, python: str = "3.12", margin: int = 1_500_000) -> None:
+def parse_models(text: str) -> list[tuple[str, float | None]]:
+    """``"rdn,liif:120"`` -> ``[("rdn", None), ("liif", 120.0)]``: what a round trains and, for
+    networks other than RDN, for how many seconds (else ``--train-seconds``)."""
+    out = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, secs = item.partition(":")
+        if name != "rdn" and name not in OTHER_SCALES:
+            raise SystemExit(f"unknown model {name!r} for a round: use rdn or one of "
+                             f"{', '.join(OTHER_SCALES)}")
+        if name == "rdn" and secs:
+            raise SystemExit("rdn takes --train-seconds and --head-seconds, not rdn:SECONDS")
+        try:
+            out.append((name, float(secs) if secs else None))
+        except ValueError:
+            raise SystemExit(f"bad seconds in {item!r}: use NAME:SECONDS, e.g. liif:120")
+    if len({n for n, _ in out}) != len(out):
+        raise SystemExit(f"a model named twice in {text!r}")
+    return out
+
+
+def shipped_init(name: str) -> Path | None:
+    """The shipped 3-band weights a round continues for ``name`` (RDN: the x4 file)."""
+    from geosr.models.bundled import bundled_weights
+
+    return bundled_weights(name, scale=4 if name == "rdn" else OTHER_SCALES[name], bands=3)
+
+
+def prepare(call: str, *, shared: Path, python: str = "3.12", models: str = "rdn",
+            margin: int = 1_500_000) -> None:
     _git("rm", "-r", "-q", "--cached", "--ignore-unmatch", *UNTRACK)
     _exclude(list(UNTRACK) + [".whl", "data_gpu"], add=True)
     if call == "check":
@@ -134,12 +167,14 @@ def prepare(call: str, *, shared: Path, python: str = "3.12", margin: int = 1_50
         shutil.rmtree(REPO / ".whl", ignore_errors=True)
         shutil.rmtree(REPO / "data_gpu", ignore_errors=True)
         room = CALL_LIMIT - travel_bytes([]) - margin
-        from geosr.models.bundled import bundled_weights
         from geosr.models.card import sidecar_path
 
-        shipped = bundled_weights("rdn", scale=4, bands=3)
-        if shipped is not None:  # rounds accumulate: the next starts from the last shipped
-            (REPO / INIT).mkdir(parents=True)
+        (REPO / INIT).mkdir(parents=True)
+        for name, _ in parse_models(models):
+            shipped = shipped_init(name)
+            if shipped is None:
+                continue
+            # rounds accumulate: each network starts from its last shipped weights
             for f in (shipped, sidecar_path(shipped)):
                 shutil.copyfile(f, REPO / INIT / f.name)
                 room -= f.stat().st_size
@@ -165,7 +200,7 @@ def prepare(call: str, *, shared: Path, python: str = "3.12", margin: int = 1_50
     size = travel_bytes(carry)
     print(f"travel: {size / 1e6:.1f} MB of {CALL_LIMIT / 1e6:.1f} MB "
           f"({'fits' if size <= CALL_LIMIT else 'TOO BIG'}); carry {carry}")
-    stages = "tests,bench" if call == "check" else "train"
+    stages = "tests,bench" if call == "check" else f"train --models {models}"
     print(f"device command: python3 tools/gpu_round.py run --stages {stages} --out $OUT")
     print("afterwards: python tools/gpu_round.py restore")
     # the index now records the untracked paths as deleted: a commit would delete them
@@ -214,13 +249,18 @@ def assemble(pieces: Path, out: Path) -> list[Path]:
     for k, v in flat.items():
         tag, name = k.split("/", 1)
         by_scale.setdefault(tag, {})[name] = v
-    if "x4" not in by_scale:
-        raise SystemExit(f"no x4 weights in {pieces}: the round's train stage did not finish")
-    body = {k: v for k, v in by_scale["x4"].items() if not k.startswith(HEAD_PREFIX)}
+    others = set(res["stages"]["train"].get("others", []))
+    if not by_scale:
+        raise SystemExit(f"no weights in {pieces}: the round's train stage did not finish")
+    heads = {t for t in by_scale if t not in others}
+    if heads and "x4" not in heads:
+        raise SystemExit(f"RDN heads but no x4 body in {pieces}: they cannot be assembled")
+    body = ({k: v for k, v in by_scale["x4"].items() if not k.startswith(HEAD_PREFIX)}
+            if heads else {})
     written = []
     for tag, sd in sorted(by_scale.items()):
-        full = dict(sd) if tag == "x4" else {**body, **sd}
-        d = out / f"rdn_{tag}"
+        full = dict(sd) if tag == "x4" or tag in others else {**body, **sd}
+        d = out / (tag if tag in others else f"rdn_{tag}")
         d.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in full.items()}, str(d / "final.safetensors"))
         card = dict(res["stages"]["train"]["cards"][tag])
@@ -230,7 +270,8 @@ def assemble(pieces: Path, out: Path) -> list[Path]:
             card["training"]["data"] = [device_folder(d) for d in card["training"]["data"]]
         card.setdefault("provenance", {})["gpu_round"] = {
             "device": res.get("device"), "torch": res.get("torch"), "started": res.get("started"),
-            "body": "own" if tag == "x4" else "the round's x4 body, frozen; own upsampler"}
+            "body": ("own" if tag == "x4" or tag in others
+                     else "the round's x4 body, frozen; own upsampler")}
         (d / "final.json").write_text(json.dumps(card, indent=1) + "\n")
         written.append(d)
         print(f"{d}: {len(full)} tensors")
@@ -363,21 +404,68 @@ class Round:
             self.res["stages"]["bench"] = out
             self.save()
 
-    def train(self, data: list[str], *, x4_seconds: float, head_seconds: float, batch: int,
-              patch: int, lr: float | None) -> None:
-        from geosr.models.bundled import bundled_weights
+    def train(self, data: list[str], *, models: list[tuple[str, float | None]],
+              x4_seconds: float, head_seconds: float, batch: int, patch: int,
+              lr: float | None) -> None:
+        """Each other network first (fixed seconds each), then RDN x4 and its heads in what
+        is left (its share kept for it), then the pieces."""
+        st: dict[str, Any] = {"init": None, "runs": {}, "cards": {}, "others": []}
+        self.res["stages"]["train"] = st
+        rdn = any(n == "rdn" for n, _ in models)
+        rdn_share = x4_seconds + 2 * head_seconds + 3 * HEAD_OVERHEAD if rdn else 0.0
+        for name, seconds in models:
+            if name != "rdn":
+                self.train_other(data, name, seconds or x4_seconds, reserve=rdn_share)
+        if rdn:
+            self.train_rdn(data, x4_seconds=x4_seconds, head_seconds=head_seconds, batch=batch,
+                           patch=patch, lr=lr)
+        self.pack()
 
-        carried = sorted((REPO / INIT).glob("rdn_x4_*.safetensors"))
-        shipped = carried[0] if carried else bundled_weights("rdn", scale=4, bands=3)
+    def _carried(self, name: str) -> Path | None:
+        """The init weights ``prepare train`` carried for ``name`` (else its shipped ones)."""
+        shipped = shipped_init(name)
+        if shipped is not None and (REPO / INIT / shipped.name).is_file():
+            return REPO / INIT / shipped.name
+        return shipped
+
+    def train_other(self, data: list[str], name: str, seconds: float, *,
+                    reserve: float) -> None:
+        st = self.res["stages"]["train"]
+        st["others"].append(name)
+        asked, seconds = seconds, min(seconds, self.left() - reserve - HEAD_OVERHEAD)
+        if seconds < min(5.0, asked):
+            st["runs"][name] = {"skipped": "no time left"}
+            self.save()
+            return
+        init = self._carried(name)
+        run = self.runs / name
+        cmd = self.geosr("train", "--model", name, "--scale", str(OTHER_SCALES[name]),
+                         "--device", self.device, "--out", str(run), "--val-every", "0",
+                         "--log-every", "100", "--checkpoint-every", "1000", "--seed", "0",
+                         "--time-budget", f"{seconds:.0f}", "--anneal-to-budget",
+                         *[a for d in data for a in ("--data", d)],
+                         *(["--init-weights", str(init)] if init else []),
+                         # a dry run's images are tiny: patches to fit them
+                         *(["--batch", "2", "--patch", "32"] if self.dry else []))
+        rc, text = self.sh(cmd, timeout=seconds + 120, name=f"train {name}")
+        st["runs"][name] = {"rc": rc, "tail": text[-1500:],
+                            "init": init.name if init else None}
+        card = run / "final.json"
+        if rc == 0 and card.is_file():
+            st["cards"][name] = json.loads(card.read_text())
+        self.save()
+
+    def train_rdn(self, data: list[str], *, x4_seconds: float, head_seconds: float,
+                  batch: int, patch: int, lr: float | None) -> None:
+        shipped = self._carried("rdn")
         if self.dry:  # the tiny RDN would take one stray tensor from the real weights
             shipped = None
         common = ["--model", "rdn", "--device", self.device, "--batch", str(batch),
                   "--val-every", "0", "--log-every", "100", "--checkpoint-every", "1000",
                   "--seed", "0"] + [a for d in data for a in ("--data", d)]
         model_args = {"model_args": DRY_RDN} if self.dry else {}
-        st: dict[str, Any] = {"init": str(shipped.name) if shipped else None, "runs": {},
-                              "cards": {}}
-        self.res["stages"]["train"] = st
+        st = self.res["stages"]["train"]
+        st["init"] = str(shipped.name) if shipped else None
         plans = [(4, x4_seconds, shipped, {}), (2, head_seconds, "x4", {"freeze": RDN_BODY}),
                  (3, head_seconds, "x4", {"freeze": RDN_BODY})]
         for i, (scale, seconds, init, cfg) in enumerate(plans):
@@ -407,7 +495,6 @@ class Round:
             if rc == 0 and card.is_file():
                 st["cards"][f"x{scale}"] = json.loads(card.read_text())
             self.save()
-        self.pack()
 
     def pack(self) -> None:
         import torch
@@ -431,6 +518,11 @@ class Round:
             for k, v in sd.items():
                 if scale == 4 or k.startswith(HEAD_PREFIX):
                     flat[f"x{scale}/{k}"] = v.half() if v.is_floating_point() else v
+        for name in st.get("others", []):
+            f = self.runs / name / "final.safetensors"
+            if f.is_file() and name in st["cards"]:
+                for k, v in load_file(f).items():
+                    flat[f"{name}/{k}"] = v.half() if v.is_floating_point() else v
         pieces, cur, size = [], {}, 0
         for k in sorted(flat):
             n = flat[k].numel() * flat[k].element_size()
@@ -460,6 +552,7 @@ def run(args: argparse.Namespace) -> int:
     bad = set(stages) - {"tests", "bench", "train"}
     if bad:
         raise SystemExit(f"unknown stage(s) {sorted(bad)}: use tests, bench, train")
+    models = parse_models(args.models)  # before any device time is spent
     data = args.data or training_folders(REPO / "data_gpu")
     if "train" in stages and not data:  # before any device time is spent
         raise SystemExit("no training data: run `prepare train` here (data_gpu/) or pass "
@@ -478,8 +571,8 @@ def run(args: argparse.Namespace) -> int:
         r.bench(share, size=args.bench_size or (64 if args.dry_run else 4096),
                 seconds=args.bench_seconds, compile=args.compile_bench)
     if "train" in stages:
-        r.train(data, x4_seconds=args.train_seconds, head_seconds=args.head_seconds,
-                batch=args.batch, patch=args.patch, lr=args.lr)
+        r.train(data, models=models, x4_seconds=args.train_seconds,
+                head_seconds=args.head_seconds, batch=args.batch, patch=args.patch, lr=args.lr)
     r.res["wall_s"] = round(time.monotonic() - r.t0, 1)
     r.save()
     r.log.close()
@@ -525,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="check: wheels for the tests and benchmarks; train: a data selection")
     p.add_argument("--shared", type=Path, default=SHARED,
                    help="the shared folder whose data/ holds the training sets")
+    p.add_argument("--models", default="rdn",
+                   help="train: whose shipped weights to carry (as run --models)")
     p.add_argument("--python", default="3.12",
                    help="the device image's Python, for which wheels are fetched (device "
                         "KINDS.md: 3.12.3 in 2026-11)")
@@ -548,6 +643,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds of each timed measurement in a benchmark")
     r.add_argument("--bench-seconds-total", type=float, default=240.0,
                    help="the benchmarks' share when training follows in the same run")
+    r.add_argument("--models", default="rdn",
+                   help="what the train stage trains, each from its carried (else shipped) "
+                        "weights: rdn (x4 for --train-seconds, then the x2/x3 heads) and others "
+                        f"as NAME:SECONDS ({', '.join(OTHER_SCALES)}), e.g. rdn,liif:90")
     r.add_argument("--compile-bench", action="store_true",
                    help="also time RDN x4 under torch.compile (2048²; its first compile is slow)")
     r.add_argument("--train-seconds", type=float, default=330.0)
@@ -565,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the scratch folder ($TMPDIR/gpu_round_<pid>: the training runs)")
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        prepare(args.call, shared=args.shared, python=args.python)
+        prepare(args.call, shared=args.shared, python=args.python, models=args.models)
     elif args.cmd == "restore":
         restore()
     elif args.cmd == "assemble":

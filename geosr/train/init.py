@@ -58,6 +58,23 @@ def _adapt(src: torch.Tensor, dst_shape: torch.Size, dim: int, *, reduce: str) -
     return one.expand(*dst_shape).clone()
 
 
+#: card arguments that a run sets itself (from its data and --scale), never adopted
+RUN_ARGS = ("in_chans", "out_chans", "scale")
+
+
+def init_model_args(path: str | Path, arch: str) -> dict[str, Any]:
+    """The configuration (model arguments) in the card of weights ``path`` when they are
+    ``arch``'s: fine-tuning a network keeps the configuration it was trained in (a small
+    BasicVSR stays small) unless the run names its own. ``{}`` without a card or for weights
+    of another network."""
+    from ..models.checkpoint_io import read_checkpoint
+
+    _, card = read_checkpoint(path)
+    if not card or card.get("arch") != arch or not isinstance(card.get("args"), dict):
+        return {}
+    return {k: v for k, v in card["args"].items() if k not in RUN_ARGS}
+
+
 def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = None) -> InitReport:
     """Load ``path`` (safetensors or a weights-only checkpoint) into ``model`` where it fits.
 

@@ -16,6 +16,7 @@ CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import os
@@ -153,6 +154,13 @@ class Trainer:
         if self.spec.kind != "network":
             raise ParameterError(f"{self.spec.name!r} is a classical interpolator with nothing to "
                                  "train; pick a network (geosr models)")
+        if cfg.init_weights and not cfg.model_args:
+            from .init import init_model_args
+
+            adopted = init_model_args(cfg.init_weights, self.spec.name)
+            if adopted:  # recorded in the config, so checkpoints and resumes build the same
+                cfg = self.cfg = dataclasses.replace(cfg, model_args=adopted)
+                self.log(f"configuration of {Path(cfg.init_weights).name}: {adopted}")
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)

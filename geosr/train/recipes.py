@@ -20,6 +20,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "liif-rdn": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
     "metasr": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
     "metasr-rdn": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
+    # flow-based video networks need LR sides that are multiples of 32 (their SpyNet pyramid):
+    # 64² LR patches, fewer per step (each is a stack of frames), the rate of the shipped
+    # BasicVSR's run; IconVSR's paper configuration peaked at 6.7 GB on CPU with 2 stacks
+    # (8 were killed for memory on the 23 GB machine)
+    "basicvsr": {"batch": 8, "lr_patch": 64, "lr": 4e-4, "threads": None},
+    "iconvsr": {"batch": 2, "lr_patch": 64, "lr": 4e-4, "threads": None},
 }
 #: Everything else: the EDSR paper's recipe (16 LR patches of 48², Adam) at 2e-4.
 DEFAULT_RECIPE: dict[str, Any] = {"batch": 16, "lr_patch": 48, "lr": 2e-4, "threads": None}

@@ -52,7 +52,7 @@ def dry_round(tmp_path_factory):
     cmd = [sys.executable, str(REPO / "tools/gpu_round.py"), "run", "--dry-run",
            "--out", str(out), "--data", str(data), "--train-seconds", "1", "--head-seconds", "1",
            "--batch", "2", "--patch", "32", "--bench-size", "48", "--bench-seconds", "0.1",
-           "--keep-work"]
+           "--models", "rdn,espcn:2", "--keep-work"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     runs = next(base.glob("gpu_round_*/runs"))
@@ -82,7 +82,13 @@ def test_dry_round_runs_every_stage(dry_round, tool):
         assert b["rc"] == 0 and b["result"]["size"] == 48
         assert b["result"]["model_only_mps"] > 0 and b["result"]["end_to_end_mps"] > 0
     train = st["train"]
-    assert {k: v["rc"] for k, v in train["runs"].items()} == {f"x{s}": 0 for s in (4, 2, 3)}
+    assert {k: v["rc"] for k, v in train["runs"].items()} == {
+        **{f"x{s}": 0 for s in (4, 2, 3)}, "espcn": 0}
+    # the other network first, from its shipped weights, whole
+    assert train["others"] == ["espcn"]
+    assert train["runs"]["espcn"]["init"] == "espcn_x4_3b.safetensors"
+    init = train["cards"]["espcn"]["provenance"]["init_weights"]
+    assert init["file"] == "espcn_x4_3b.safetensors"
     for s in SCALES:
         card = train["cards"][f"x{s}"]
         assert card["scale"] == s and card["arch"] == "rdn"
@@ -112,7 +118,12 @@ def test_pieces_reassemble_into_weights_geosr_runs(dry_round, tool, tmp_path):
     out, runs, data = dry_round
     res = json.loads((out / "gpu_round.json").read_text())
     dirs = tool.assemble(out, tmp_path / "asm")
-    assert sorted(d.name for d in dirs) == [f"rdn_x{s}" for s in SCALES]
+    assert sorted(d.name for d in dirs) == ["espcn"] + [f"rdn_x{s}" for s in SCALES]
+    other = load_file(tmp_path / "asm/espcn/final.safetensors")
+    trained = load_file(runs / "espcn/final.safetensors")
+    assert other.keys() == trained.keys()
+    assert all(torch.equal(other[k], trained[k].half()) for k in trained)
+    assert load_model("espcn", scale=4, weights=tmp_path / "asm/espcn/final.safetensors")
     sd = {s: load_file(tmp_path / f"asm/rdn_x{s}/final.safetensors") for s in SCALES}
     for s in SCALES:
         f = tmp_path / f"asm/rdn_x{s}/final.safetensors"
@@ -144,8 +155,9 @@ def test_pieces_split_at_the_size_limit(dry_round, tool, tmp_path, monkeypatch):
     """Packed again under a limit of the largest tensor, the weights come in several pieces,
     none over the limit, that assemble into the same files."""
     out, runs, _ = dry_round
-    largest = max(v.numel() * 2 for s in SCALES
-                  for v in load_file(runs / f"rdn_x{s}/final.safetensors").values())
+    files = [runs / f"rdn_x{s}/final.safetensors" for s in SCALES] + [
+        runs / "espcn/final.safetensors"]
+    largest = max(v.numel() * 2 for f in files for v in load_file(f).values())
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tool, "PIECE_BYTES", largest)
     small = tmp_path / "small"

@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -118,3 +119,13 @@ def test_a_round_that_continues_shipped_weights_restarts_at_half_the_rate():
     assert tool.x4_lr(None, None) == tool.LR
     assert tool.x4_lr(None, Path("rdn_x4_3b.safetensors")) == tool.LR / 2
     assert tool.x4_lr(5e-5, Path("rdn_x4_3b.safetensors")) == 5e-5
+
+
+def test_models_name_rdn_and_others_with_their_seconds():
+    tool = _tool()
+    assert tool.parse_models("rdn, liif:90,basicvsr") == [("rdn", None), ("liif", 90.0),
+                                                         ("basicvsr", None)]
+    for bad, why in (("srgan", "unknown model"), ("rdn:30", "--train-seconds"),
+                     ("liif:x", "bad seconds"), ("liif,liif:3", "named twice")):
+        with pytest.raises(SystemExit, match=why):
+            tool.parse_models(bad)

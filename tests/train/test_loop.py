@@ -199,3 +199,21 @@ def test_compiled_training_steps_train_the_module_itself(image_folder, tmp_path)
     for k, v in eager.model.state_dict().items():  # the same steps, compiled or not
         assert torch.allclose(sd[k], v, atol=1e-4), k
     assert load_file(tmp_path / "comp" / "final.safetensors").keys() == sd.keys()
+
+
+def test_fine_tuning_keeps_the_configuration_of_the_weights(image_folder, tmp_path):
+    # weights of a small configuration (the shipped BasicVSR is one) fine-tune as that
+    # configuration, not as the default one their tensors would not fit
+    first = Trainer(_cfg(image_folder, tmp_path / "a", max_steps=1))
+    first.run()
+    weights = str(tmp_path / "a" / "final.safetensors")
+    again = Trainer(_cfg(image_folder, tmp_path / "b", max_steps=1, model_args={},
+                         init_weights=weights))
+    assert again.cfg.model_args == TINY
+    assert again.init_report.copied and not again.init_report.kept
+    again.run()
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["config"]["model_args"] == TINY
+    # a configuration named by the run wins
+    own = Trainer(_cfg(image_folder, tmp_path / "c", max_steps=1, model_args={"n1": 6, "n2": 4},
+                       init_weights=weights))
+    assert own.cfg.model_args == {"n1": 6, "n2": 4}

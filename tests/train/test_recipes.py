@@ -52,3 +52,19 @@ def test_defaults_take_the_networks_recipe_and_explicit_values_win():
     mine = TrainConfig(model="ESPCN", scale=3, data=["x"], out="o", time_budget=5, batch=4,
                        lr=1e-3, anneal_to_budget=False).validate()
     assert (mine.batch, mine.patch, mine.lr, mine.anneal_to_budget) == (4, 36, 1e-3, False)
+
+
+def test_every_multi_frame_default_patch_fits_its_network():
+    # `geosr train --model basicvsr --scale 4` with no --patch used to stop at "use --patch 256":
+    # each network's default LR patch must be a multiple of its size_multiple
+    from geosr.models import create_model, list_models
+    from geosr.models._registry import get_spec
+    from geosr.train.recipes import recipe_for
+
+    names = [n for n in list_models() if get_spec(n).extra.get("multi_frame")]
+    assert {"basicvsr", "iconvsr", "tdan"} <= set(names)
+    for name in names:
+        scale = 4 if 4 in get_spec(name).scales else max(get_spec(name).scales)
+        net = create_model(name, scale=scale)
+        lr_patch = recipe_for(name, scale)["patch"] // scale
+        assert lr_patch % int(getattr(net, "size_multiple", 1) or 1) == 0, name
