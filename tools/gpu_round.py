@@ -10,7 +10,8 @@ calls of this one script, each prepared by one command here:
     travel size. Then on the device: ``run --stages tests,bench``.
 ``prepare train``
     untrack the same, copy (never link: links travel as links) into ``data_gpu/`` the shipped
-    RDN x4 weights (``init/``: the round starts from them) and a training selection that fits
+    weights of ``--models`` (default rdn: the x4 file; ``init/``: the round starts from them)
+    and a training selection that fits
     beside the tree: T91, the NEON training tiles, as much of BSD200 as fits. No wheels:
     training on images never imports rasterio. Then on the device:
     ``run --stages train``.
@@ -24,14 +25,16 @@ calls of this one script, each prepared by one command here:
     x4 compiled too with ``--compile-bench``; ``train``: RDN
     (the paper's D16 C8 G64) at x4 under bf16/channels_last with the images resident on the GPU,
     from the shipped RDN x4 weights when there are any (rounds accumulate), then the x2 and x3
-    upsamplers on that body kept frozen (one body, three small heads: MDSR's sharing). It writes
+    upsamplers on that body kept frozen (one body, three small heads: MDSR's sharing); before
+    it, any other network of ``--models rdn,liif:60,...`` for its seconds from its carried
+    weights, whole, by its own recipe. It writes
     ``gpu_round.json`` (device, stage results, cards), ``gpu_round.log`` (all output) and the
     weights as fp16 safetensors pieces of <= 15 MB (``rdn_piece_<i>.safetensors``): at most 8
     files of 16 MiB come back. Each stage has a share of ``--deadline`` and the JSON is rewritten
     after each, so a stage that dies or overruns costs only itself.
 ``assemble PIECES_DIR``
-    here, after the round: rebuild ``runs/gpu_round/rdn_x{2,3,4}/final.safetensors`` (+ the card
-    the trainer wrote) from the pieces, ready for ``tools/bundled_weights.py measure`` and ``ship``.
+    here, after the round: rebuild ``runs/gpu_round/rdn_x{2,3,4}/final.safetensors`` and
+    ``runs/gpu_round/<other>/final.safetensors`` (+ the card the trainer wrote) from the pieces, ready for ``tools/bundled_weights.py measure`` and ``ship``.
 
 ``run --dry-run`` is the same round on the CPU with a tiny RDN, tiny data and tiny budgets;
 tests/tools/test_gpu_round.py runs it, so the round cannot die on a typo when GPU time comes.
