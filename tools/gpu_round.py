@@ -83,11 +83,15 @@ COMPILE_BENCH = ("rdn", 4, ("--compile", "--size", "2048"))
 BENCH_HALOS = ".whl/bench_halos.json"
 DRY_BENCH = (("espcn", 2, ()),)
 DRY_RDN = {"D": 2, "C": 2, "G": 8, "G0": 8}
-#: networks other than RDN a round can continue from their shipped weights (``--models``), at
-#: the scale their shipped file and validation use; each trains by its own recipe
-#: (geosr/train/recipes.py), whole (LIIF's encoder too, which its CPU training kept frozen)
-OTHER_SCALES = {"liif": 4, "metasr": 4, "basicvsr": 4, "iconvsr": 4, "edvr-m": 4, "tdan": 4,
-                "edsr-baseline": 4, "espcn": 4}
+#: networks other than RDN a round continues from their shipped weights (``--models``; only
+#: those with bundled weights: a round is no place to start from scratch), at the scale their
+#: shipped file and validation use; each trains whole (LIIF's encoder too, which its CPU
+#: training kept frozen) by its own recipe at half the recipe's rate (:func:`continue_lr`)
+OTHER_SCALES = {"liif": 4, "basicvsr": 4, "edsr-baseline": 4, "espcn": 4}
+#: seconds of another network named without its own (``liif`` = ``liif:60``)
+OTHER_SECONDS = 60.0
+#: the least RDN x4 keeps when other networks train before it (they come first)
+MIN_X4_SECONDS = 60.0
 #: the x4 learning rate from scratch (batch 32: twice the EDSR/RDN papers' 1e-4 at 16); a
 #: round that continues the shipped weights restarts at half of it (round 2's restart at the
 #: full rate left round 1's basin: the mean of the two weight sets was worse than either)
@@ -123,20 +127,29 @@ def travel_bytes(carry: list[str]) -> int:
 
 
 def parse_models(text: str) -> list[tuple[str, float | None]]:
-    """``"rdn,liif:120"`` -> ``[("rdn", None), ("liif", 120.0)]``: what a round trains and, for
-    networks other than RDN, for how many seconds (else ``--train-seconds``)."""
-    out = []
+    """``"rdn,liif:120,basicvsr"`` -> ``[("rdn", None), ("liif", 120.0), ("basicvsr", 60.0)]``:
+    what a round trains and, for networks other than RDN, for how many seconds
+    (:data:`OTHER_SECONDS` unless given)."""
+    import math
+
+    out: list[tuple[str, float | None]] = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         name, _, secs = item.partition(":")
         if name != "rdn" and name not in OTHER_SCALES:
             raise SystemExit(f"unknown model {name!r} for a round: use rdn or one of "
                              f"{', '.join(OTHER_SCALES)}")
-        if name == "rdn" and secs:
-            raise SystemExit("rdn takes --train-seconds and --head-seconds, not rdn:SECONDS")
+        if name == "rdn":
+            if secs:
+                raise SystemExit("rdn takes --train-seconds and --head-seconds, not rdn:SECONDS")
+            out.append((name, None))
+            continue
         try:
-            out.append((name, float(secs) if secs else None))
+            seconds = float(secs) if secs else OTHER_SECONDS
         except ValueError:
             raise SystemExit(f"bad seconds in {item!r}: use NAME:SECONDS, e.g. liif:120")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise SystemExit(f"bad seconds in {item!r}: give a positive number, e.g. liif:120")
+        out.append((name, seconds))
     if len({n for n, _ in out}) != len(out):
         raise SystemExit(f"a model named twice in {text!r}")
     return out
@@ -151,6 +164,7 @@ def shipped_init(name: str) -> Path | None:
 
 def prepare(call: str, *, shared: Path, python: str = "3.12", models: str = "rdn",
             margin: int = 1_500_000) -> None:
+    chosen = parse_models(models)  # a typo must not leave git's index changed
     _git("rm", "-r", "-q", "--cached", "--ignore-unmatch", *UNTRACK)
     _exclude(list(UNTRACK) + [".whl", "data_gpu"], add=True)
     if call == "check":
@@ -173,7 +187,7 @@ def prepare(call: str, *, shared: Path, python: str = "3.12", models: str = "rdn
         from geosr.models.card import sidecar_path
 
         (REPO / INIT).mkdir(parents=True)
-        for name, _ in parse_models(models):
+        for name, _ in chosen:
             shipped = shipped_init(name)
             if shipped is None:
                 continue
@@ -214,15 +228,17 @@ def prepare(call: str, *, shared: Path, python: str = "3.12", models: str = "rdn
 def shipped_halos() -> dict[str, int]:
     """``{"rdn x4": 7, ...}``: the effective halo in the card of each benchmarked network's
     bundled weights (geosr.halo), so that the round times the tiling a user of them gets."""
+    from geosr.modelref import ModelRef, build_model
     from geosr.models.bundled import bundled_weights
-    from geosr.models.card import read_sidecar
 
     out = {}
     for model, scale, _ in BENCH:
         w = bundled_weights(model, scale=scale, bands=3)
-        eff = (read_sidecar(w) or {}).get("effective_halo") if w is not None else None
-        if isinstance(eff, dict) and "effective_halo" in eff:
-            out[f"{model} x{scale}"] = int(eff["effective_halo"])
+        if w is None:
+            continue
+        net = build_model(ModelRef(name=model, scale=scale, weights=str(w)))
+        if getattr(net, "effective_halo", None) is not None:  # the card's, as upscale reads it
+            out[f"{model} x{scale}"] = int(net.halo)
     return out
 
 
@@ -282,6 +298,14 @@ def assemble(pieces: Path, out: Path) -> list[Path]:
 
 
 # -- the device side ----------------------------------------------------------------------------
+
+def continue_lr(name: str, scale: int) -> float:
+    """Half the network's recipe rate: what a round continues shipped weights at (round 2's
+    restart of RDN at its from-scratch rate left the shipped weights' basin)."""
+    from geosr.train.recipes import recipe_for
+
+    return recipe_for(name, scale)["lr"] / 2
+
 
 def x4_lr(lr: float | None, init: Any) -> float:
     """The x4 run's learning rate: ``--lr`` if given, else :data:`LR`, halved when the round
@@ -415,10 +439,12 @@ class Round:
         st: dict[str, Any] = {"init": None, "runs": {}, "cards": {}, "others": []}
         self.res["stages"]["train"] = st
         rdn = any(n == "rdn" for n, _ in models)
-        rdn_share = x4_seconds + 2 * head_seconds + 3 * HEAD_OVERHEAD if rdn else 0.0
+        # the others take their seconds first; RDN keeps at least its heads and a short x4 run
+        rdn_least = (min(x4_seconds, MIN_X4_SECONDS) + 2 * head_seconds + 3 * HEAD_OVERHEAD
+                     if rdn else 0.0)
         for name, seconds in models:
             if name != "rdn":
-                self.train_other(data, name, seconds or x4_seconds, reserve=rdn_share)
+                self.train_other(data, name, seconds or OTHER_SECONDS, reserve=rdn_least)
         if rdn:
             self.train_rdn(data, x4_seconds=x4_seconds, head_seconds=head_seconds, batch=batch,
                            patch=patch, lr=lr)
@@ -441,18 +467,22 @@ class Round:
             self.save()
             return
         init = self._carried(name)
+        if init is None:
+            st["runs"][name] = {"skipped": "no shipped weights to continue"}
+            self.save()
+            return
         run = self.runs / name
         cmd = self.geosr("train", "--model", name, "--scale", str(OTHER_SCALES[name]),
                          "--device", self.device, "--out", str(run), "--val-every", "0",
                          "--log-every", "100", "--checkpoint-every", "1000", "--seed", "0",
                          "--time-budget", f"{seconds:.0f}", "--anneal-to-budget",
                          *[a for d in data for a in ("--data", d)],
-                         *(["--init-weights", str(init)] if init else []),
+                         "--init-weights", str(init),
+                         "--lr", str(continue_lr(name, OTHER_SCALES[name])),
                          # a dry run's images are tiny: patches to fit them
                          *(["--batch", "2", "--patch", "32"] if self.dry else []))
         rc, text = self.sh(cmd, timeout=seconds + 120, name=f"train {name}")
-        st["runs"][name] = {"rc": rc, "tail": text[-1500:],
-                            "init": init.name if init else None}
+        st["runs"][name] = {"rc": rc, "tail": text[-1500:], "init": init.name}
         card = run / "final.json"
         if rc == 0 and card.is_file():
             st["cards"][name] = json.loads(card.read_text())
@@ -649,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--models", default="rdn",
                    help="what the train stage trains, each from its carried (else shipped) "
                         "weights: rdn (x4 for --train-seconds, then the x2/x3 heads) and others "
-                        f"as NAME:SECONDS ({', '.join(OTHER_SCALES)}), e.g. rdn,liif:90")
+                        f"as NAME[:SECONDS] ({', '.join(OTHER_SCALES)}; {OTHER_SECONDS:g} s "
+                        "unless given), trained first, e.g. rdn,liif:90")
     r.add_argument("--compile-bench", action="store_true",
                    help="also time RDN x4 under torch.compile (2048²; its first compile is slow)")
     r.add_argument("--train-seconds", type=float, default=330.0)
@@ -659,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="HR patch side at x4 (the same LR patch at x2/x3)")
     r.add_argument("--lr", type=float, default=None,
                    help=f"x4 learning rate (default {LR:g} from scratch, {LR / 2:g} from the "
-                        "shipped weights); the heads train at 5x it")
+                        f"shipped weights); the x2/x3 heads, new each round, train at 5x it "
+                        f"(default 5x {LR:g})")
     r.add_argument("--dry-run", action="store_true",
                    help="CPU and a tiny RDN; the budgets stay as given (pass small "
                         "--train-seconds/--head-seconds and --data)")

@@ -124,8 +124,40 @@ def test_a_round_that_continues_shipped_weights_restarts_at_half_the_rate():
 def test_models_name_rdn_and_others_with_their_seconds():
     tool = _tool()
     assert tool.parse_models("rdn, liif:90,basicvsr") == [("rdn", None), ("liif", 90.0),
-                                                         ("basicvsr", None)]
+                                                         ("basicvsr", tool.OTHER_SECONDS)]
     for bad, why in (("srgan", "unknown model"), ("rdn:30", "--train-seconds"),
-                     ("liif:x", "bad seconds"), ("liif,liif:3", "named twice")):
+                     ("liif:x", "bad seconds"), ("liif:0", "positive"), ("liif:nan", "positive"),
+                     ("liif,liif:3", "named twice"), ("tdan", "unknown model")):
         with pytest.raises(SystemExit, match=why):
             tool.parse_models(bad)
+
+
+def test_other_networks_train_first_and_rdn_keeps_its_heads(tmp_path, monkeypatch):
+    """The time split of a train call at round 2's deadline, on a clock that each command
+    advances by its budget plus the start-up margin (as on the device)."""
+    tool = _tool()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    (tmp_path / "out").mkdir()
+    r = tool.Round(tmp_path / "out", deadline=540, dry_run=False, device="cuda")
+    used, budgets = [0.0], []
+
+    def sh(cmd, *, timeout, name):
+        secs = float(cmd[cmd.index("--time-budget") + 1])
+        budgets.append((name, secs))
+        used[0] += secs + tool.HEAD_OVERHEAD
+        if name == "train rdn x4":  # the heads need its body
+            (r.runs / "rdn_x4").mkdir(parents=True)
+            (r.runs / "rdn_x4/final.safetensors").write_bytes(b"")
+        return 0, ""
+
+    monkeypatch.setattr(r, "sh", sh)
+    monkeypatch.setattr(r, "left", lambda: 540 - used[0])
+    monkeypatch.setattr(r, "pack", lambda: None)
+    try:
+        r.train(["data"], models=tool.parse_models("rdn,liif:60,basicvsr"), x4_seconds=330,
+                head_seconds=40, batch=32, patch=192, lr=None)
+    finally:
+        r.log.close()
+    assert budgets == [("train liif", 60), ("train basicvsr", tool.OTHER_SECONDS),
+                       ("train rdn x4", 215), ("train rdn x2", 40), ("train rdn x3", 40)]
+    assert used[0] <= 540
