@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +42,11 @@ PROBES: dict[str, tuple[str, dict]] = {
 }
 
 
+def _in_repo(path: Path) -> Path:
+    path = Path(path).resolve()
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
 def train_cmd(name: str, *, model: str, scale: int, init: Path, steps: int, out: Path,
               data: Path, neon: Path, neon_val: Path) -> tuple[list[str], Path]:
     """The ``geosr train`` command of probe ``name`` and the weights file it writes."""
@@ -49,7 +55,10 @@ def train_cmd(name: str, *, model: str, scale: int, init: Path, steps: int, out:
     run.mkdir(parents=True, exist_ok=True)
     config = run / "probe.json"
     config.write_text(json.dumps(r["config"]))
-    folders = [data / "t91", data / "bsd200"] + ([neon] if r["neon"] else [])
+    # inside the repository relative (cards record the paths as given; the command runs there)
+    folders = [_in_repo(p) for p in
+               [data / "t91", data / "bsd200"] + ([neon] if r["neon"] else [])]
+    neon_val = _in_repo(neon_val)
     geosr = Path(sys.executable).parent / "geosr"
     cmd = [str(geosr), "train", "--model", model, "--scale", str(scale),
            *[a for d in folders for a in ("--data", str(d))],
@@ -86,8 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     res_path = args.out / "probes.json"
     res = json.loads(res_path.read_text()) if res_path.is_file() else {}
-    res.setdefault("start", {"init": str(args.init), "steps": args.steps, "model": args.model,
-                             "scale": args.scale})
+    from geosr.models.card import sidecar_path, weights_sha256
+
+    start = {"init": str(args.init), "sha256": weights_sha256(args.init), "steps": args.steps,
+             "model": args.model, "scale": args.scale}
+    if res.get("start", start) != start:
+        raise SystemExit(f"{res_path} was measured from another start ({res['start']}); give "
+                         "a new --out")
+    res["start"] = start
+    # every probe starts from this copy: the file at --init may be replaced meanwhile
+    # (shipping a probe's weights replaces it)
+    init = args.out / f"start_{args.init.name}"
+    if not init.is_file():
+        shutil.copyfile(args.init, init)
+        if sidecar_path(args.init).is_file():
+            shutil.copyfile(sidecar_path(args.init), sidecar_path(init))
+    args.init = init
     if "start_scores" not in res:
         res["start_scores"] = measure(args.init, args.model, args.scale, 3, args.shared,
                                       args.splits, only=sets)
