@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from geosr.runners import DEFAULT_THREADS
+
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="Compute device: auto (first GPU if any, else CPU), cpu, cuda, cuda:N or mps.")
@@ -119,6 +121,6 @@ halo_option = click.option(
 
 #: one meaning wherever blocks stream through local threads (upscale, benchmark)
 threads_option = click.option(
-    "--threads", type=int, default=2,
+    "--threads", type=int, default=DEFAULT_THREADS, show_default=True,
     help="Local threads that read and super-resolve blocks (without a cluster); capped at the "
          "CPU cores and what fits in memory, with a warning.")

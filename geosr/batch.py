@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 from .errors import (AOIMissError, BatchError, GeosrError, InputError, Interrupted,
                      OptionConflictError, OutputError)
+from .runners import DEFAULT_THREADS
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -195,8 +196,8 @@ def _reason(err: BaseException) -> str:
 def upscale_many(sources, out_dir: str | os.PathLike, *,
                  scale: int | float | tuple | None = None,
                  target_gsd: float | tuple | None = None, client=None,
-                 jobs: int | None = None, threads: int = 2, overwrite: bool = False,
-                 resume: bool = False, progress: Callable[[int, int], None] | None = None,
+                 jobs: int | None = None, threads: int = DEFAULT_THREADS,
+                 overwrite: bool = False, resume: bool = False, progress: Callable[[int, int], None] | None = None,
                  on_file: Callable[[FileResult], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, **options) -> BatchResult:
     """Super-resolve many rasters into ``out_dir`` as ``<stem>_x<scale>.tif`` (or, with a
@@ -377,8 +378,8 @@ def resolve_factor(scale: int | float | str | tuple | None,
 def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None = None,
                   target_gsd: float | str | tuple | None = None, scheduler: str | None = None,
                   workers: int | None = None, devices: str | None = None,
-                  jobs: int | None = None, threads: int = 2, overwrite: bool = False,
-                  resume: bool = False, progress: Callable[[int, int], None] | None = None,
+                  jobs: int | None = None, threads: int = DEFAULT_THREADS,
+                  overwrite: bool = False, resume: bool = False, progress: Callable[[int, int], None] | None = None,
                   on_file: Callable[[FileResult], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, aoi=None, bbox: str | None = None,
                   **options) -> "Path | BatchResult":

@@ -13,10 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import GeosrWarning
+from .runners import DEFAULT_THREADS, check_threads
 
 
 def synthetic_raster(path: Path, *, size: int, bands: int = 3, dtype: str = "uint8",
@@ -146,17 +150,21 @@ def _child_e2e(args: dict) -> dict:
     if str(args["device"]).startswith("cuda"):  # the resolved device
         torch.zeros(1, device=args["device"])
         torch.cuda.synchronize()
-    cuda_init = time.perf_counter() - t0
+    cuda_init = time.perf_counter() - t0 if str(args["device"]).startswith("cuda") else None
     t0 = time.perf_counter()
-    upscale_file(args["src"], args["dst"], model=args["model"], scale=args["scale"],
-                 device=args["device"], weights=args.get("weights"), tile=args.get("tile"),
-                 halo=args.get("halo"), allow_random_weights=True, overwrite=True,
-                 threads=args.get("threads", 2),
-                 batch_size=args.get("batch"), compile=args.get("compile", False),
-                 **args.get("reference", {}))
+    with warnings.catch_warnings(record=True) as caught:  # e.g. --threads capped: the parent's
+        warnings.simplefilter("always")
+        upscale_file(args["src"], args["dst"], model=args["model"], scale=args["scale"],
+                     device=args["device"], weights=args.get("weights"), tile=args.get("tile"),
+                     halo=args.get("halo"), allow_random_weights=True, overwrite=True,
+                     threads=args.get("threads", DEFAULT_THREADS),
+                     batch_size=args.get("batch"), compile=args.get("compile", False),
+                     **args.get("reference", {}))
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    out = {"seconds": dt, "peak_rss_mb": peak, "cuda_init_s": cuda_init}
+    out = {"seconds": dt, "peak_rss_mb": peak, "cuda_init_s": cuda_init,
+           "warnings": sorted({str(w.message) for w in caught
+                               if issubclass(w.category, GeosrWarning)})}
     try:
         if torch.cuda.is_available():
             out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -167,7 +175,7 @@ def _child_e2e(args: dict) -> dict:
 
 def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
                weights: str | None, tile: int | None, batch: int | None,
-               halo: int | None = None, threads: int = 2, compile: bool = False,
+               halo: int | None = None, threads: int = DEFAULT_THREADS, compile: bool = False,
                reference: dict | None = None) -> dict:
     """``upscale_file`` in a child process: useful LR MP/s and the child's peak RSS;
     ``reference`` (``upscale_file``'s reference keywords): the reference planned, warped and
@@ -189,6 +197,8 @@ def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
 
         raise GeosrError("end-to-end benchmark run failed: " + (res.stderr.strip().splitlines() or ["?"])[-1])
     r = json.loads(line[0][len("GEOSR_BENCH"):])
+    for msg in r.get("warnings", []):  # what a user of these options would have been told
+        warnings.warn(msg, GeosrWarning, stacklevel=2)
     r["end_to_end_mps"] = px / r["seconds"] / 1e6
     return r
 
@@ -221,7 +231,7 @@ def bench_tile(src: Path, *, scale: int, halo: int, device: str) -> int:
 
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
-                  halo: int | None = None, threads: int = 2, seconds: float = 5.0,
+                  halo: int | None = None, threads: int = DEFAULT_THREADS, seconds: float = 5.0,
                   compile: bool = False, baseline: bool = True,
                   workdir: str | None = None, reference: str | None = None,
                   reference_bands: Any = None,
@@ -237,6 +247,7 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
     from .modelref import ModelRef, build_model
     from .device import resolve_device
 
+    threads = check_threads(threads)
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     size = size or (4096 if gpu else 1024)

@@ -28,7 +28,8 @@ from .io import (GeoTIFFWriter, Journal, check_disk, check_output, journal_key,
 from .io.read import META_KEY, RasterMeta
 from .plan import DEFAULT_TILE, Job, block_bytes, plan_job
 from .predictor import predictor_for
-from .runners import effective_threads, run_blocks, runs_in_this_process
+from .runners import (DEFAULT_THREADS, check_threads, effective_threads, run_blocks,
+                      runs_in_this_process)
 from .tiling import Block
 
 # Names users imported from geosr.engine before the pipeline was split (process_block comes
@@ -208,8 +209,8 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                  precision: str = "auto", bands=None, cog: bool = False,
                  compress: str = "deflate", overwrite: bool = False, resume: bool = False,
                  allow_random_weights: bool = False, data_range=None,
-                 batch_size: int | None = None, compile: bool = False, threads: int = 2,
-                 client=None, progress: ProgressFn | None = None,
+                 batch_size: int | None = None, compile: bool = False,
+                 threads: int = DEFAULT_THREADS, client=None, progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  workers: int | None = None, consistency: str = DEFAULT_MODE,
                  consistency_iterations: int | None = None, aoi=None,
@@ -296,8 +297,7 @@ def check_run(dst: str | os.PathLike, *, sources, threads, overwrite: bool,
     """What every streamed run checks before work (``upscale_file``, ``upscale_stack``):
     ``threads`` >= 1, and ``dst`` writable and none of ``sources`` (``io.check_output``),
     and not the finished output of a resumable run unless ``overwrite``."""
-    if isinstance(threads, bool) or int(threads) < 1:
-        raise ParameterError(f"threads must be >= 1, got {threads}; use --threads 1 or more")
+    check_threads(threads)
     dst_p = None
     for src in sources:  # never over any input
         dst_p = check_output(dst, src=src, overwrite=overwrite or resume)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -49,6 +49,19 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+#: local threads that read and super-resolve blocks unless a run says otherwise
+DEFAULT_THREADS = 2
+
+
+def check_threads(threads: Any) -> int:
+    """``threads`` as a count of local threads, >= 1."""
+    from .errors import ParameterError
+
+    if isinstance(threads, bool) or int(threads) < 1:
+        raise ParameterError(f"threads must be >= 1, got {threads}; use --threads 1 or more")
+    return int(threads)
 
 
 def effective_threads(threads: int, *, per_block: int) -> tuple[int, str]:
@@ -118,4 +131,4 @@ def run_blocks(job: Job, blocks: list[Block], *, workers: int = 2, client=None,
 
 
 __all__ = ["run_blocks", "stream_completed", "read_and_process", "runs_in_this_process",
-           "effective_threads"]
+           "effective_threads", "check_threads", "DEFAULT_THREADS"]

@@ -43,6 +43,7 @@ from .consistency import DEFAULT_MODE
 from .errors import GeosrWarning
 from .frames import DEFAULT_RESAMPLING, Stack, read_frame, resolve_stack
 from .plan import Job, block_bytes, plan_job
+from .runners import DEFAULT_THREADS
 from .tiling import Block
 
 ProgressFn = Callable[[int, int], None]
@@ -350,7 +351,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   precision: str = "auto", bands=None, cog: bool = False,
                   compress: str = "deflate", overwrite: bool = False, resume: bool = False,
                   allow_random_weights: bool = False, data_range=None,
-                  batch_size: int | None = None, threads: int = 2, aoi=None,
+                  batch_size: int | None = None, threads: int = DEFAULT_THREADS, aoi=None,
                   bbox: str | None = None, aoi_crop: str = "polygon", client=None,
                   scheduler: str | None = None, workers: int | None = None,
                   devices: str | None = None, consistency: str = DEFAULT_MODE,
