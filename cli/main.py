@@ -84,15 +84,6 @@ class LazyGroup(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except BrokenPipeError:
-            # the reader of stdout went away (`geosr models | head`): as for any Unix filter,
-            # no message; later writes (interpreter shutdown flushing) go nowhere
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            except (AttributeError, OSError, ValueError):  # CliRunner: no real stdout
-                pass
-            ctx.exit(141)  # 128 + SIGPIPE, what a shell reports for such a filter
         except MemoryError as err:
             if _debug(ctx):
                 raise
@@ -102,11 +93,29 @@ class LazyGroup(click.Group):
         except Exception as err:  # a bug: still one line, the traceback with --debug
             if _debug(ctx):
                 raise
+            if isinstance(err, BrokenPipeError) and _stdout_closed():
+                # the reader of stdout went away (`geosr models | head`): as for any Unix
+                # filter, no message; later writes (shutdown's flush) go nowhere. Another
+                # broken pipe (a worker's) is an error like any other.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                ctx.exit(141)  # 128 + SIGPIPE, what a shell reports for such a filter
             click.echo(f"geosr: internal error: {type(err).__name__}: {_one_line(err)} (rerun "
                        "with --debug for the traceback and report it)", err=True)
             ctx.exit(1)
         finally:
             warnings.showwarning = old_show
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real stdout (CliRunner)
+        return False
 
 
 def _debug(ctx: click.Context) -> bool:

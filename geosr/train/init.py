@@ -58,8 +58,9 @@ def _adapt(src: torch.Tensor, dst_shape: torch.Size, dim: int, *, reduce: str) -
     return one.expand(*dst_shape).clone()
 
 
-#: card arguments that a run sets itself (from its data and --scale), never adopted
-RUN_ARGS = ("in_chans", "out_chans", "scale")
+#: card arguments that a run sets itself (from its data, its references and --scale), never
+#: adopted
+RUN_ARGS = ("in_chans", "out_chans", "scale", "ref_chans")
 
 
 def init_model_args(path: str | Path, arch: str) -> dict[str, Any]:

@@ -154,13 +154,17 @@ class Trainer:
         if self.spec.kind != "network":
             raise ParameterError(f"{self.spec.name!r} is a classical interpolator with nothing to "
                                  "train; pick a network (geosr models)")
-        if cfg.init_weights and not cfg.model_args:
+        if not cfg.model_args and (cfg.resume or cfg.init_weights):
+            # a run that names no configuration continues the one it starts from: the
+            # checkpoint's (recorded in its config), else the init weights' card's
             from .init import init_model_args
 
-            adopted = init_model_args(cfg.init_weights, self.spec.name)
-            if adopted:  # recorded in the config, so checkpoints and resumes build the same
+            source = cfg.resume or cfg.init_weights
+            adopted = (dict(load_checkpoint(cfg.resume).get("config", {}).get("model_args") or {})
+                       if cfg.resume else init_model_args(cfg.init_weights, self.spec.name))
+            if adopted:
                 cfg = self.cfg = dataclasses.replace(cfg, model_args=adopted)
-                self.log(f"configuration of {Path(cfg.init_weights).name}: {adopted}")
+                self.log(f"configuration of {Path(source).name}: {adopted}")
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)

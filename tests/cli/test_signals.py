@@ -226,3 +226,19 @@ def test_a_closed_stdout_pipe_ends_the_command_quietly():
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err
     assert err.decode().strip() == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch):
+    # a worker's or a server's pipe breaking must not pass for a closed `| head`
+    from click.testing import CliRunner
+
+    import geosr.models.catalog as catalog
+    from geosr_cli.main import cli
+
+    def broken(*a, **k):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(catalog, "model_table", broken)
+    r = CliRunner().invoke(cli, ["models"])
+    assert r.exit_code == 1
+    assert "internal error: BrokenPipeError" in r.output

@@ -217,3 +217,29 @@ def test_fine_tuning_keeps_the_configuration_of_the_weights(image_folder, tmp_pa
     own = Trainer(_cfg(image_folder, tmp_path / "c", max_steps=1, model_args={"n1": 6, "n2": 4},
                        init_weights=weights))
     assert own.cfg.model_args == {"n1": 6, "n2": 4}
+
+
+def test_resume_without_model_options_rebuilds_the_checkpoints_configuration(image_folder,
+                                                                           tmp_path):
+    Trainer(_cfg(image_folder, tmp_path / "a", max_steps=2)).run(steps=1)
+    rest = Trainer(_cfg(image_folder, tmp_path / "a", max_steps=2, model_args={},
+                        resume=str(tmp_path / "a" / "last.pt")))
+    assert rest.cfg.model_args == TINY and rest.step == 1
+    rest.run()
+
+
+def test_run_arguments_are_never_adopted_from_the_init_card(tmp_path):
+    from safetensors.torch import save_file
+
+    from geosr.models import create_model
+    from geosr.train.init import RUN_ARGS, init_model_args
+
+    net = create_model("espcn", scale=2, **TINY)
+    card = {"format": "geosr-weights/1", "arch": "espcn", "scale": 2, "bands": 3,
+            "dtype": "uint8", "value_range": [0, 255],
+            "args": {"in_chans": 3, "out_chans": 3, "scale": 2, "ref_chans": 1, **TINY}}
+    f = tmp_path / "w.safetensors"
+    save_file(net.state_dict(), str(f), metadata={"geosr_card": json.dumps(card)})
+    adopted = init_model_args(f, "espcn")
+    assert adopted == TINY and not set(adopted) & set(RUN_ARGS)
+    assert init_model_args(f, "edsr-baseline") == {}  # another network's weights: nothing
