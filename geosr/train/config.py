@@ -68,8 +68,9 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float | None = None
     ema: float | None = None
-    # torch.compile the network of the training step (not the query steps of arbitrary-scale
-    # networks): ~1.2x steps/s on CPU after a ~30 s first step (docs/training.md)
+    # torch.compile the network of the training step (single-image, multi-frame and
+    # reference-guided; not arbitrary-scale networks' query steps, whose shapes change every
+    # step): ~1.2x steps/s on CPU after a ~30 s first step (docs/training.md)
     compile: bool = False
     # losses with extra parts
     vgg_weights: str | None = None

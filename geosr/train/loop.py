@@ -223,6 +223,9 @@ class Trainer:
         # compiled for the training step only: validation, EMA and checkpoints use the module
         # itself (its state_dict keys stay unprefixed)
         self.step_model = torch.compile(self.model) if cfg.compile else self.model
+        if cfg.compile and self.arbitrary:
+            self.log("--compile: not used for the query steps of arbitrary-scale networks "
+                     "(their shapes change every step)")
         self.opt = _optimizer([p for p in self.model.parameters() if p.requires_grad], cfg,
                               cfg.lr)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None

@@ -71,7 +71,7 @@ class ReferenceTrainer(Trainer):
             # no valid reference in the batch: the single-image path, the same output as an
             # all-invalid reference (tested) without computing the texture
             ref = valid = None
-        return self._optimise(lambda: self.model(lr, ref, ref_valid=valid), hr)
+        return self._optimise(lambda: self.step_model(lr, ref, ref_valid=valid), hr)
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
