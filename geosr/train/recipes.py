@@ -21,9 +21,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "metasr": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
     "metasr-rdn": {"batch": 16, "lr_patch": 48, "lr": 1e-4, "threads": None},
     # flow-based video networks need LR sides that are multiples of 32 (their SpyNet pyramid):
-    # 64² LR patches, fewer per step (each is a stack of frames), the rate of the shipped
-    # BasicVSR's run; IconVSR's paper configuration peaked at 6.7 GB on CPU with 2 stacks
-    # (8 were killed for memory on the 23 GB machine)
+    # 64² LR patches, fewer per step (each is a stack of frames), the learning rate of the
+    # shipped BasicVSR's run. Peak memory of one CPU step in the paper configurations (5
+    # frames): BasicVSR 6.1 GB with 8 stacks; IconVSR 6.7 GB with 2 (8 were killed for
+    # memory on the 23 GB development machine)
     "basicvsr": {"batch": 8, "lr_patch": 64, "lr": 4e-4, "threads": None},
     "iconvsr": {"batch": 2, "lr_patch": 64, "lr": 4e-4, "threads": None},
 }
