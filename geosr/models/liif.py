@@ -18,9 +18,15 @@ The MLP's first layer is linear in the unfolded feature, so it is applied once p
 a 3x3 convolution (the same weights, reshaped) and gathered per query: the same function as the
 original at a fraction of the cost.
 
+``skip="bicubic"`` (not in the paper; LTE, Lee & Jin 2022, adds a bilinear skip the same way)
+adds the bicubic interpolation of the input at each query to the MLP's output, so the MLP
+learns only the residual detail; its last layer starts at zero, so an untrained decoder is
+exactly bicubic. It is what makes a decoder trained for an hour on a CPU worth having. The
+authors' checkpoints have no skip (the default, ``None``).
+
 Receptive field (LR pixels): the encoder's, + 1 for the 3x3 unfolding, + 1 for the local
 ensemble (a query at p reads LR pixels floor(p) - 1 .. floor(p) + 1): 36 for ``liif``, 133
-for ``liif-rdn``.
+for ``liif-rdn`` (the bicubic skip reads floor(p - 0.5) - 1 .. + 2: within it).
 """
 from __future__ import annotations
 
@@ -43,6 +49,8 @@ _EPS = 1e-6
 _CHUNK = 1 << 23
 #: The authors' MLP: 4 hidden layers of 256.
 HIDDEN = (256, 256, 256, 256)
+#: Interpolations the decoder's output can be added to (``skip``).
+SKIPS = ("bicubic",)
 
 
 class MLP(nn.Module):
@@ -79,9 +87,15 @@ class LIIF(SRModel):
     def __init__(self, *, scale: float, in_chans: int = 3, out_chans: int | None = None,
                  encoder: str = "edsr-baseline", encoder_args: Mapping[str, Any] | None = None,
                  hidden_list: Sequence[int] = HIDDEN, local_ensemble: bool = True,
-                 feat_unfold: bool = True, cell_decode: bool = True) -> None:
+                 feat_unfold: bool = True, cell_decode: bool = True,
+                 skip: str | None = None) -> None:
         super().__init__()
         out_chans = out_chans or in_chans
+        if skip is not None and (skip not in SKIPS or out_chans != in_chans):
+            from ..errors import ParameterError
+            raise ParameterError(f"LIIF skip must be one of {SKIPS} or None, with as many output "
+                                 f"as input channels; got {skip!r} ({in_chans} -> {out_chans})")
+        self.skip = skip
         self.scale, self.in_chans, self.out_chans = float(scale), int(in_chans), int(out_chans)
         self.local_ensemble, self.feat_unfold = bool(local_ensemble), bool(feat_unfold)
         self.cell_decode = bool(cell_decode)
@@ -90,10 +104,15 @@ class LIIF(SRModel):
         c = self.encoder.out_dim
         in_dim = c * (9 if self.feat_unfold else 1) + 2 + (2 if self.cell_decode else 0)
         self.imnet = MLP(in_dim, out_chans, [int(h) for h in hidden_list])
+        if skip is not None:
+            # an untrained decoder adds nothing: the network starts as the interpolation
+            last: nn.Linear = self.imnet.layers[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         k = 3 if self.feat_unfold else 1
         enc = self.encoder
-        self.receptive_field = receptive_radius(lambda r: enc.trace(r).conv(k)) + (
-            1 if self.local_ensemble else 0)
+        self.receptive_field = max(receptive_radius(lambda r: enc.trace(r).conv(k)) + (
+            1 if self.local_ensemble else 0), 2 if skip else 0)
 
     def init_state_from(self, sd: Mapping[str, Tensor], arch: str) -> StateDict | None:
         """The encoder's tensors from weights of the fixed-scale network it is the body of
@@ -152,6 +171,17 @@ class LIIF(SRModel):
             out = out + pred * (area / tot).unsqueeze(-1)
         return out
 
+    def _skip(self, xn: Tensor, py: Tensor, px: Tensor) -> Tensor:
+        """(N, Q, C): the skip interpolation of the normalised input ``xn`` at positions
+        ``py``/``px`` ((N or 1, Q) LR pixel coordinates); edge pixels replicated."""
+        n, _, h, w = xn.shape
+        gy = (2.0 * py / h - 1.0).expand(n, -1)
+        gx = (2.0 * px / w - 1.0).expand(n, -1)
+        grid = torch.stack([gx, gy], -1)[:, None].to(xn.dtype)  # (N, 1, Q, 2), x first
+        out = F.grid_sample(xn, grid, mode="bicubic", padding_mode="border",
+                            align_corners=False)
+        return out[:, :, 0].transpose(1, 2)
+
     def _cell(self, cy: float, cx: float, like: Tensor) -> Tensor:
         return torch.tensor([2.0 * cy, 2.0 * cx], dtype=like.dtype, device=like.device)
 
@@ -159,6 +189,7 @@ class LIIF(SRModel):
     def query(self, x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         """(N, out, H, W) at the outer product of ``rows`` and ``cols`` (LR pixel centres)."""
         pre = self.features(x)
+        xn = (x - 0.5) / 0.5
         n = pre.shape[0]
         rows = rows.to(device=pre.device, dtype=torch.float64)
         cols = cols.to(device=pre.device, dtype=torch.float64)
@@ -170,6 +201,8 @@ class LIIF(SRModel):
             py = r[:, None].expand(-1, cols.numel()).reshape(1, -1)
             px = cols[None, :].expand(r.numel(), -1).reshape(1, -1)
             y = self._render(pre, py, px, cell)
+            if self.skip is not None:
+                y = y + self._skip(xn, py, px).to(y.dtype)
             out.append(y.transpose(1, 2).reshape(n, -1, r.numel(), cols.numel()))
         return torch.cat(out, 2) * 0.5 + 0.5
 
@@ -177,8 +210,10 @@ class LIIF(SRModel):
         """(N, out, Q) at per-image positions ``py``/``px`` (N, Q) (training's sampled pixels);
         ``cell`` is the output pixel size (rows, cols) in LR pixels."""
         pre = self.features(x)
-        y = self._render(pre, py.to(pre.device, torch.float64), px.to(pre.device, torch.float64),
-                         self._cell(cell[0], cell[1], pre))
+        py, px = py.to(pre.device, torch.float64), px.to(pre.device, torch.float64)
+        y = self._render(pre, py, px, self._cell(cell[0], cell[1], pre))
+        if self.skip is not None:
+            y = y + self._skip((x - 0.5) / 0.5, py, px).to(y.dtype)
         return y.transpose(1, 2) * 0.5 + 0.5
 
     def forward(self, x: Tensor) -> Tensor:
@@ -195,13 +230,14 @@ class LIIF(SRModel):
 def liif(*, scale: float, in_chans: int = 3, out_chans: int | None = None,
          n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0,
          hidden_list: Sequence[int] = HIDDEN, local_ensemble: bool = True,
-         feat_unfold: bool = True, cell_decode: bool = True) -> LIIF:
-    """LIIF with an EDSR-baseline encoder (16 blocks x 64 features), MLP 4 x 256; any scale."""
+         feat_unfold: bool = True, cell_decode: bool = True, skip: str | None = None) -> LIIF:
+    """LIIF with an EDSR-baseline encoder (16 blocks x 64 features), MLP 4 x 256; any scale;
+    ``skip="bicubic"`` adds the decoder's output to the bicubic interpolation."""
     return LIIF(scale=scale, in_chans=in_chans, out_chans=out_chans, encoder="edsr-baseline",
                 encoder_args={"n_resblocks": n_resblocks, "n_feats": n_feats,
                               "res_scale": res_scale},
                 hidden_list=hidden_list, local_ensemble=local_ensemble,
-                feat_unfold=feat_unfold, cell_decode=cell_decode)
+                feat_unfold=feat_unfold, cell_decode=cell_decode, skip=skip)
 
 
 @register_model(scales=(2, 3, 4), family="liif", paper="Chen et al. 2021, LIIF (CVPR)",
@@ -210,11 +246,13 @@ def liif(*, scale: float, in_chans: int = 3, out_chans: int | None = None,
 def liif_rdn(*, scale: float, in_chans: int = 3, out_chans: int | None = None,
              D: int = 16, C: int = 8, G: int = 64, G0: int = 64,  # noqa: N803 - paper names
              hidden_list: Sequence[int] = HIDDEN, local_ensemble: bool = True,
-             feat_unfold: bool = True, cell_decode: bool = True) -> LIIF:
-    """LIIF with an RDN encoder (16 blocks x 8 convs, G=G0=64), MLP 4 x 256; any scale."""
+             feat_unfold: bool = True, cell_decode: bool = True, skip: str | None = None) -> LIIF:
+    """LIIF with an RDN encoder (16 blocks x 8 convs, G=G0=64), MLP 4 x 256; any scale;
+    ``skip="bicubic"`` adds the decoder's output to the bicubic interpolation."""
     return LIIF(scale=scale, in_chans=in_chans, out_chans=out_chans, encoder="rdn",
                 encoder_args={"D": D, "C": C, "G": G, "G0": G0}, hidden_list=hidden_list,
-                local_ensemble=local_ensemble, feat_unfold=feat_unfold, cell_decode=cell_decode)
+                local_ensemble=local_ensemble, feat_unfold=feat_unfold, cell_decode=cell_decode,
+                skip=skip)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,4 +309,4 @@ def liif_layout(sd: StateDict, model: nn.Module, *, input_range: float | None = 
             if not k.startswith(("encoder.sub_mean.", "encoder.add_mean."))}
 
 
-__all__ = ["LIIF", "MLP", "axis_neighbours", "infer_liif"]
+__all__ = ["LIIF", "MLP", "SKIPS", "axis_neighbours", "infer_liif"]

@@ -19,10 +19,15 @@ ARBITRARY = ["liif", "liif-rdn", "metasr", "metasr-rdn"]
 
 def _tiny(name, scale, **kw):
     torch.manual_seed(0)
+    if name == "liif+skip":  # LIIF with the bicubic skip, its zeroed last layer made random
+        m = create_model("liif", scale=scale, skip="bicubic", **get_spec("liif").extra["tiny"],
+                         **kw).eval()
+        torch.nn.init.normal_(m.imnet.layers[-1].weight, std=0.1)
+        return m
     return create_model(name, scale=scale, **get_spec(name).extra["tiny"], **kw).eval()
 
 
-@pytest.mark.parametrize("name", ARBITRARY)
+@pytest.mark.parametrize("name", [*ARBITRARY, "liif+skip"])
 def test_contract_any_scale_and_query_equals_forward(name):
     m = _tiny(name, 2.5)
     assert m.arbitrary_scale and m.scale == 2.5
@@ -37,10 +42,10 @@ def test_contract_any_scale_and_query_equals_forward(name):
         part = m.query(x, rows[3:9], cols[5:12])
     assert torch.allclose(part, y[..., 3:9, 5:12], atol=1e-6)
     with pytest.raises(ParameterError, match="greater than 1|> 1"):
-        create_model(name, scale=1, **get_spec(name).extra["tiny"])
+        _tiny(name, 1)
 
 
-@pytest.mark.parametrize("name", ARBITRARY)
+@pytest.mark.parametrize("name", [*ARBITRARY, "liif+skip"])
 def test_receptive_field_is_exact_for_any_positions(name):
     """Perturbing LR pixels farther than the radius from floor(p) changes nothing at p; a
     pixel at the radius changes something for some position."""
@@ -67,7 +72,7 @@ def test_receptive_field_is_exact_for_any_positions(name):
     assert changed > 1e-9, f"{name}: receptive_field={rf} overestimates the reach"
 
 
-@pytest.mark.parametrize("name", ["liif", "metasr"])
+@pytest.mark.parametrize("name", ["liif", "metasr", "liif+skip"])
 def test_windowed_query_equals_whole_image(name):
     """The tiling rule: a window with a halo >= receptive_field gives the whole image's values
     at the same positions (shifted into the window's coordinates)."""
@@ -83,6 +88,55 @@ def test_windowed_query_equals_whole_image(name):
         whole = m.query(x, sel_r, sel_c)
         tiled = m.query(win, sel_r - t0, sel_c - l0)
     assert torch.allclose(whole, tiled, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [2, 2.5, 3.75])
+def test_liif_skip_untrained_is_bicubic_and_learns_a_residual(scale):
+    """skip="bicubic": the zeroed last layer makes the untrained network exactly bicubic
+    (torch's, a = -0.75, edges replicated) at every position, the grid's and sampled ones."""
+    m = create_model("liif", scale=scale, skip="bicubic", **get_spec("liif").extra["tiny"]).eval()
+    x = torch.rand(2, 3, 13, 17)
+    with torch.no_grad():
+        y = m(x)
+        ref = torch.nn.functional.interpolate(2 * x - 1, size=y.shape[-2:], mode="bicubic",
+                                              align_corners=False) * 0.5 + 0.5
+        assert (y - ref).abs().max() < 1e-5
+        py = torch.tensor([[0.0, 3.3, 12.99]] * 2, dtype=torch.float64)
+        px = torch.tensor([[16.5, 0.25, 8.0]] * 2, dtype=torch.float64)
+        q = m.query_points(x, py, px, cell=(1 / scale, 1 / scale))
+        grid = torch.stack([2 * px / 17 - 1, 2 * py / 13 - 1], -1)[:, None].float()
+        pts = torch.nn.functional.grid_sample(2 * x - 1, grid, mode="bicubic",
+                                              padding_mode="border", align_corners=False)
+        assert (q - (pts[:, :, 0] * 0.5 + 0.5)).abs().max() < 1e-5
+    # the decoder's output is added: a trained last layer moves it away from bicubic
+    torch.nn.init.normal_(m.imnet.layers[-1].weight, std=0.1)
+    with torch.no_grad():
+        assert (m(x) - ref).abs().max() > 1e-3
+
+
+def test_liif_skip_refuses_what_it_cannot_do():
+    with pytest.raises(ParameterError, match="skip"):
+        create_model("liif", scale=2, skip="lanczos", **get_spec("liif").extra["tiny"])
+    with pytest.raises(ParameterError, match="skip"):  # nothing to add 3 bands to 1
+        create_model("liif", scale=2, skip="bicubic", out_chans=1,
+                     **get_spec("liif").extra["tiny"])
+
+
+def test_liif_skip_survives_a_weights_file(tmp_path):
+    """The card's args carry the skip, so the file rebuilds the same network."""
+    from geosr.models.card import make_card
+    from geosr.models.checkpoint_io import save_weights
+
+    m = _tiny("liif+skip", 4)  # trained at one factor (the card's integer scale)
+    args = {**get_spec("liif").extra["tiny"], "skip": "bicubic", "scale": 4, "in_chans": 3}
+    p = tmp_path / "liif_skip.safetensors"
+    save_weights(m, p, card=make_card(arch="liif", args=args, value_range=[0.0, 1.0]))
+    back = load_model("liif", scale=3, weights=p)  # one file, any factor
+    assert back.skip == "bicubic" and back.scale == 3
+    x = torch.rand(1, 3, 9, 10)
+    rows, cols = output_grid(9, 27), output_grid(10, 30)
+    with torch.no_grad():
+        assert torch.allclose(back(x), m.query(x, rows, cols), atol=1e-6)
 
 
 # ---------------------------------------------------------------- the authors' checkpoints
