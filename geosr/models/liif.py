@@ -53,6 +53,18 @@ HIDDEN = (256, 256, 256, 256)
 SKIPS = ("bicubic",)
 
 
+def bicubic_at(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
+    """(N, Q, C): bicubic interpolation (torch's, a = -0.75; edge pixels replicated) of ``x``
+    (N, C, h, w) at positions ``py``/``px`` ((N or 1, Q), LR pixel coordinates, centres at
+    i + 0.5): the ``skip`` of the arbitrary-scale networks."""
+    n, _, h, w = x.shape
+    gy = (2.0 * py / h - 1.0).expand(n, -1)
+    gx = (2.0 * px / w - 1.0).expand(n, -1)
+    grid = torch.stack([gx, gy], -1)[:, None].to(x.dtype)  # (N, 1, Q, 2), x first
+    out = F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    return out[:, :, 0].transpose(1, 2)
+
+
 class MLP(nn.Module):
     """``layers``: Linear/ReLU pairs and a final Linear (the authors' ``mlp``)."""
 
@@ -171,17 +183,6 @@ class LIIF(SRModel):
             out = out + pred * (area / tot).unsqueeze(-1)
         return out
 
-    def _skip(self, xn: Tensor, py: Tensor, px: Tensor) -> Tensor:
-        """(N, Q, C): the skip interpolation of the normalised input ``xn`` at positions
-        ``py``/``px`` ((N or 1, Q) LR pixel coordinates); edge pixels replicated."""
-        n, _, h, w = xn.shape
-        gy = (2.0 * py / h - 1.0).expand(n, -1)
-        gx = (2.0 * px / w - 1.0).expand(n, -1)
-        grid = torch.stack([gx, gy], -1)[:, None].to(xn.dtype)  # (N, 1, Q, 2), x first
-        out = F.grid_sample(xn, grid, mode="bicubic", padding_mode="border",
-                            align_corners=False)
-        return out[:, :, 0].transpose(1, 2)
-
     def _cell(self, cy: float, cx: float, like: Tensor) -> Tensor:
         return torch.tensor([2.0 * cy, 2.0 * cx], dtype=like.dtype, device=like.device)
 
@@ -202,7 +203,7 @@ class LIIF(SRModel):
             px = cols[None, :].expand(r.numel(), -1).reshape(1, -1)
             y = self._render(pre, py, px, cell)
             if self.skip is not None:
-                y = y + self._skip(xn, py, px).to(y.dtype)
+                y = y + bicubic_at(xn, py, px).to(y.dtype)
             out.append(y.transpose(1, 2).reshape(n, -1, r.numel(), cols.numel()))
         return torch.cat(out, 2) * 0.5 + 0.5
 
@@ -213,7 +214,7 @@ class LIIF(SRModel):
         py, px = py.to(pre.device, torch.float64), px.to(pre.device, torch.float64)
         y = self._render(pre, py, px, self._cell(cell[0], cell[1], pre))
         if self.skip is not None:
-            y = y + self._skip((x - 0.5) / 0.5, py, px).to(y.dtype)
+            y = y + bicubic_at((x - 0.5) / 0.5, py, px).to(y.dtype)
         return y.transpose(1, 2) * 0.5 + 0.5
 
     def forward(self, x: Tensor) -> Tensor:
@@ -309,4 +310,4 @@ def liif_layout(sd: StateDict, model: nn.Module, *, input_range: float | None = 
             if not k.startswith(("encoder.sub_mean.", "encoder.add_mean."))}
 
 
-__all__ = ["LIIF", "MLP", "SKIPS", "axis_neighbours", "infer_liif"]
+__all__ = ["LIIF", "MLP", "SKIPS", "axis_neighbours", "bicubic_at", "infer_liif"]

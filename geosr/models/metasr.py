@@ -19,8 +19,13 @@ geosr names: ``encoder.*`` (the original's top-level ``SFENet1``/``RDBs``/``GFF`
 ``head``/``body``) and ``P2W.meta_block.*``; the released files (trained on [0, 255]) map on
 through the ``meta-sr:meta-rdn`` and ``meta-sr:meta-edsr`` layouts.
 
+``skip="bicubic"`` (not in the paper; as LIIF's, :mod:`geosr.models.liif`) adds the module's
+output to the bicubic interpolation of the input instead of to the band means, so it learns the
+residual detail; the predicted filters start at zero (an untrained module is bicubic). The
+released checkpoints have no skip (the default).
+
 Receptive field: the extractor's + 1 (3x3 filter) + 1 (the corner of an output at p can lie in
-LR pixel floor(p) - 1): 36 for ``metasr``, 133 for ``metasr-rdn``.
+LR pixel floor(p) - 1): 36 for ``metasr``, 133 for ``metasr-rdn`` (the skip's 2: within it).
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from ._base import SRModel, grid_spacing, output_grid, output_size
 from ._common import MeanShift, band_means
 from ._encoders import encoder_init_state, make_encoder
 from ._registry import register_model
+from .liif import SKIPS, bicubic_at
 from .layouts import (StateDict, drop_mean_shift, fold_input_range, key_indices, register_layout,
                       shape_note, tensor_shape)
 from .receptive_field import receptive_radius
@@ -78,9 +84,16 @@ class MetaSR(SRModel):
 
     def __init__(self, *, scale: float, in_chans: int = 3, out_chans: int | None = None,
                  encoder: str = "edsr-baseline", encoder_args: Mapping[str, Any] | None = None,
-                 band_mean: Sequence[float] | None = None, hidden: int = 256) -> None:
+                 band_mean: Sequence[float] | None = None, hidden: int = 256,
+                 skip: str | None = None) -> None:
         super().__init__()
         out_chans = out_chans or in_chans
+        if skip is not None and (skip not in SKIPS or out_chans != in_chans):
+            from ..errors import ParameterError
+            raise ParameterError(f"Meta-SR skip must be one of {SKIPS} or None, with as many "
+                                 f"output as input channels; got {skip!r} ({in_chans} -> "
+                                 f"{out_chans})")
+        self.skip = skip
         self.scale, self.in_chans, self.out_chans = float(scale), int(in_chans), int(out_chans)
         self.sub_mean = MeanShift(band_means(in_chans, band_mean), sign=-1)
         self.add_mean = MeanShift(band_means(out_chans, band_mean if out_chans == in_chans
@@ -88,6 +101,9 @@ class MetaSR(SRModel):
         self.encoder = make_encoder(encoder, in_chans=in_chans, **dict(encoder_args or {}))
         self.encoder_arch = encoder
         self.P2W = Pos2Weight(self.encoder.out_dim, out_c=out_chans, hidden=hidden)
+        if skip is not None:  # an untrained module adds nothing to the interpolation
+            nn.init.zeros_(self.P2W.meta_block[2].weight)
+            nn.init.zeros_(self.P2W.meta_block[2].bias)
         enc = self.encoder
         self.receptive_field = receptive_radius(lambda r: enc.trace(r).conv(3)) + 1
 
@@ -125,7 +141,12 @@ class MetaSR(SRModel):
             g = unf[:, :, iy[sl]][:, :, :, ix]  # (N, 9C, h', W)
             wpos = weights[inv_y[sl]][:, inv_x]  # (h', W, 9C, out)
             out.append(torch.einsum("nkhw,hwko->nohw", g, wpos))
-        return self.add_mean(torch.cat(out, 2))
+        y = torch.cat(out, 2)
+        if self.skip is None:
+            return self.add_mean(y)
+        return y + bicubic_at(x, rows[:, None].expand(-1, cols.numel()).reshape(1, -1),
+                              cols[None, :].expand(rows.numel(), -1).reshape(1, -1)
+                              ).transpose(1, 2).reshape(n, -1, rows.numel(), cols.numel())
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -141,11 +162,12 @@ class MetaSR(SRModel):
                 tiny={"n_resblocks": 1, "n_feats": 8, "hidden": 16})
 def metasr(*, scale: float, in_chans: int = 3, out_chans: int | None = None,
            n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0,
-           hidden: int = 256) -> MetaSR:
-    """Meta-SR on an EDSR-baseline extractor (16 blocks x 64 features); any scale."""
+           hidden: int = 256, skip: str | None = None) -> MetaSR:
+    """Meta-SR on an EDSR-baseline extractor (16 blocks x 64 features); any scale;
+    ``skip="bicubic"`` adds the module's output to the bicubic interpolation."""
     return MetaSR(scale=scale, in_chans=in_chans, out_chans=out_chans, encoder="edsr-baseline",
                   encoder_args={"n_resblocks": n_resblocks, "n_feats": n_feats,
-                                "res_scale": res_scale}, hidden=hidden)
+                                "res_scale": res_scale}, hidden=hidden, skip=skip)
 
 
 @register_model(scales=(2, 3, 4), family="metasr", paper="Hu et al. 2019, Meta-SR (CVPR)",
@@ -156,10 +178,11 @@ def metasr(*, scale: float, in_chans: int = 3, out_chans: int | None = None,
                 tiny={"D": 2, "C": 2, "G": 4, "G0": 8, "hidden": 16})
 def metasr_rdn(*, scale: float, in_chans: int = 3, out_chans: int | None = None,
                D: int = 16, C: int = 8, G: int = 64, G0: int = 64,  # noqa: N803 - paper names
-               hidden: int = 256) -> MetaSR:
-    """Meta-RDN: Meta-SR on RDN's extractor (16 blocks x 8 convs, G=G0=64); any scale."""
+               hidden: int = 256, skip: str | None = None) -> MetaSR:
+    """Meta-RDN: Meta-SR on RDN's extractor (16 blocks x 8 convs, G=G0=64); any scale;
+    ``skip="bicubic"`` adds the module's output to the bicubic interpolation."""
     return MetaSR(scale=scale, in_chans=in_chans, out_chans=out_chans, encoder="rdn",
-                  encoder_args={"D": D, "C": C, "G": G, "G0": G0}, hidden=hidden)
+                  encoder_args={"D": D, "C": C, "G": G, "G0": G0}, hidden=hidden, skip=skip)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,15 +19,23 @@ ARBITRARY = ["liif", "liif-rdn", "metasr", "metasr-rdn"]
 
 def _tiny(name, scale, **kw):
     torch.manual_seed(0)
-    if name == "liif+skip":  # LIIF with the bicubic skip, its zeroed last layer made random
-        m = create_model("liif", scale=scale, skip="bicubic", **get_spec("liif").extra["tiny"],
+    if name.endswith("+skip"):  # with the bicubic skip, its zeroed last layer made random
+        base = name.removesuffix("+skip")
+        m = create_model(base, scale=scale, skip="bicubic", **get_spec(base).extra["tiny"],
                          **kw).eval()
-        torch.nn.init.normal_(m.imnet.layers[-1].weight, std=0.1)
+        torch.nn.init.normal_(_last_layer(m).weight, std=0.1)
         return m
     return create_model(name, scale=scale, **get_spec(name).extra["tiny"], **kw).eval()
 
 
-@pytest.mark.parametrize("name", [*ARBITRARY, "liif+skip"])
+def _last_layer(m):
+    return m.imnet.layers[-1] if hasattr(m, "imnet") else m.P2W.meta_block[2]
+
+
+SKIPPED = ["liif+skip", "metasr+skip"]
+
+
+@pytest.mark.parametrize("name", [*ARBITRARY, *SKIPPED])
 def test_contract_any_scale_and_query_equals_forward(name):
     m = _tiny(name, 2.5)
     assert m.arbitrary_scale and m.scale == 2.5
@@ -45,7 +53,7 @@ def test_contract_any_scale_and_query_equals_forward(name):
         _tiny(name, 1)
 
 
-@pytest.mark.parametrize("name", [*ARBITRARY, "liif+skip"])
+@pytest.mark.parametrize("name", [*ARBITRARY, *SKIPPED])
 def test_receptive_field_is_exact_for_any_positions(name):
     """Perturbing LR pixels farther than the radius from floor(p) changes nothing at p; a
     pixel at the radius changes something for some position."""
@@ -72,7 +80,7 @@ def test_receptive_field_is_exact_for_any_positions(name):
     assert changed > 1e-9, f"{name}: receptive_field={rf} overestimates the reach"
 
 
-@pytest.mark.parametrize("name", ["liif", "metasr", "liif+skip"])
+@pytest.mark.parametrize("name", ["liif", "metasr", *SKIPPED])
 def test_windowed_query_equals_whole_image(name):
     """The tiling rule: a window with a halo >= receptive_field gives the whole image's values
     at the same positions (shifted into the window's coordinates)."""
@@ -90,17 +98,22 @@ def test_windowed_query_equals_whole_image(name):
     assert torch.allclose(whole, tiled, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["liif", "metasr"])
 @pytest.mark.parametrize("scale", [2, 2.5, 3.75])
-def test_liif_skip_untrained_is_bicubic_and_learns_a_residual(scale):
+def test_skip_untrained_is_bicubic_and_learns_a_residual(name, scale):
     """skip="bicubic": the zeroed last layer makes the untrained network exactly bicubic
     (torch's, a = -0.75, edges replicated) at every position, the grid's and sampled ones."""
-    m = create_model("liif", scale=scale, skip="bicubic", **get_spec("liif").extra["tiny"]).eval()
+    m = create_model(name, scale=scale, skip="bicubic", **get_spec(name).extra["tiny"]).eval()
     x = torch.rand(2, 3, 13, 17)
     with torch.no_grad():
         y = m(x)
         ref = torch.nn.functional.interpolate(2 * x - 1, size=y.shape[-2:], mode="bicubic",
                                               align_corners=False) * 0.5 + 0.5
         assert (y - ref).abs().max() < 1e-5
+        if name == "metasr":  # no query_points: whole grids only
+            torch.nn.init.normal_(_last_layer(m).weight, std=0.1)
+            assert (m(x) - ref).abs().max() > 1e-3
+            return
         py = torch.tensor([[0.0, 3.3, 12.99]] * 2, dtype=torch.float64)
         px = torch.tensor([[16.5, 0.25, 8.0]] * 2, dtype=torch.float64)
         q = m.query_points(x, py, px, cell=(1 / scale, 1 / scale))
@@ -109,17 +122,18 @@ def test_liif_skip_untrained_is_bicubic_and_learns_a_residual(scale):
                                               padding_mode="border", align_corners=False)
         assert (q - (pts[:, :, 0] * 0.5 + 0.5)).abs().max() < 1e-5
     # the decoder's output is added: a trained last layer moves it away from bicubic
-    torch.nn.init.normal_(m.imnet.layers[-1].weight, std=0.1)
+    torch.nn.init.normal_(_last_layer(m).weight, std=0.1)
     with torch.no_grad():
         assert (m(x) - ref).abs().max() > 1e-3
 
 
-def test_liif_skip_refuses_what_it_cannot_do():
+@pytest.mark.parametrize("name", ["liif", "liif-rdn", "metasr", "metasr-rdn"])
+def test_skip_refuses_what_it_cannot_do(name):
+    tiny = get_spec(name).extra["tiny"]
     with pytest.raises(ParameterError, match="skip"):
-        create_model("liif", scale=2, skip="lanczos", **get_spec("liif").extra["tiny"])
+        create_model(name, scale=2, skip="lanczos", **tiny)
     with pytest.raises(ParameterError, match="skip"):  # nothing to add 3 bands to 1
-        create_model("liif", scale=2, skip="bicubic", out_chans=1,
-                     **get_spec("liif").extra["tiny"])
+        create_model(name, scale=2, skip="bicubic", out_chans=1, **tiny)
 
 
 def test_liif_skip_survives_a_weights_file(tmp_path):
