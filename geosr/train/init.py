@@ -76,6 +76,15 @@ def init_model_args(path: str | Path, arch: str) -> dict[str, Any]:
     return {k: v for k, v in card["args"].items() if k not in RUN_ARGS}
 
 
+def init_arch(path: str | Path) -> str | None:
+    """The architecture the card of weights ``path`` names (``None`` without one)."""
+    from ..models.checkpoint_io import read_checkpoint
+
+    _, card = read_checkpoint(path)
+    arch = (card or {}).get("arch")
+    return arch if isinstance(arch, str) else None
+
+
 def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = None) -> InitReport:
     """Load ``path`` (safetensors or a weights-only checkpoint) into ``model`` where it fits.
 

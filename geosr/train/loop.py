@@ -165,6 +165,15 @@ class Trainer:
             if adopted:
                 cfg = self.cfg = dataclasses.replace(cfg, model_args=adopted)
                 self.log(f"configuration of {Path(source).name}: {adopted}")
+        if not cfg.model_args and not cfg.resume:
+            # a new network (not weights of itself continued) gets its recipe's configuration
+            from .init import init_arch
+            from .recipes import recipe_model_args
+
+            fresh = not cfg.init_weights or init_arch(cfg.init_weights) != self.spec.name
+            if fresh and (defaults := recipe_model_args(cfg.model)):
+                cfg = self.cfg = dataclasses.replace(cfg, model_args=defaults)
+                self.log(f"recipe configuration of a new {self.spec.name}: {defaults}")
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)

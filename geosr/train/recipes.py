@@ -28,6 +28,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "basicvsr": {"batch": 8, "lr_patch": 64, "lr": 4e-4, "threads": None},
     "iconvsr": {"batch": 2, "lr_patch": 64, "lr": 4e-4, "threads": None},
 }
+#: Model arguments a *new* network of these families is built with (never applied when a run
+#: resumes, continues weights of the same network, or names its own): the arbitrary-scale
+#: decoders learn the residual over bicubic (docs/training.md, "LIIF with a bicubic skip").
+RECIPE_MODEL_ARGS: dict[str, dict[str, Any]] = {
+    name: {"skip": "bicubic"} for name in ("liif", "liif-rdn", "metasr", "metasr-rdn")}
 #: Everything else: the EDSR paper's recipe (16 LR patches of 48², Adam) at 2e-4.
 DEFAULT_RECIPE: dict[str, Any] = {"batch": 16, "lr_patch": 48, "lr": 2e-4, "threads": None}
 
@@ -44,4 +49,11 @@ def recipe_for(model: str, scale: float) -> dict[str, Any]:
             "lr": r["lr"], "threads": r["threads"]}
 
 
-__all__ = ["recipe_for", "RECIPES", "DEFAULT_RECIPE"]
+def recipe_model_args(model: str) -> dict[str, Any]:
+    """The model arguments a new ``model`` is trained with by default (``{}``: the builder's)."""
+    from ..models._registry import model_key
+
+    return dict(RECIPE_MODEL_ARGS.get(model_key(model), {}))
+
+
+__all__ = ["recipe_for", "recipe_model_args", "RECIPES", "RECIPE_MODEL_ARGS", "DEFAULT_RECIPE"]

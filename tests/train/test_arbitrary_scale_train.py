@@ -107,6 +107,29 @@ def test_liif_encoder_starts_from_bundled_edsr_baseline(image_folder, tmp_path):
     assert all(torch.equal(after[k], v) for k, v in frozen.items())  # --freeze encoder.
 
 
+def test_a_new_arbitrary_scale_network_learns_the_residual_over_bicubic(image_folder, tmp_path):
+    """The recipe's skip="bicubic" for a network that names no configuration and is new (from
+    scratch, or its encoder from a fixed-scale network); never for weights of itself continued
+    or resumed, whose decoder was trained without it."""
+    from geosr.models.bundled import WEIGHTS_DIR
+
+    x2 = str(WEIGHTS_DIR / "edsr-baseline_x2_3b.safetensors")
+    for name in ("liif", "metasr"):
+        new = Trainer(_cfg(image_folder, tmp_path / name, model=name, model_args={},
+                           init_weights=x2, max_steps=1, val_fraction=0))
+        assert new.cfg.model_args == {"skip": "bicubic"} and new.model.skip == "bicubic"
+    plain = Trainer(_cfg(image_folder, tmp_path / "plain", max_steps=1, val_fraction=0,
+                         checkpoint_every=1))
+    assert plain.model.skip is None  # named its own configuration
+    plain.run()
+    cont = Trainer(_cfg(image_folder, tmp_path / "cont", model_args={}, max_steps=1,
+                        init_weights=str(tmp_path / "plain" / "final.safetensors")))
+    assert cont.cfg.model_args == TINY_LIIF and cont.model.skip is None
+    resumed = Trainer(_cfg(image_folder, tmp_path / "plain", model_args={}, max_steps=2,
+                           resume=str(tmp_path / "plain" / "last.pt")))
+    assert resumed.cfg.model_args == TINY_LIIF and resumed.model.skip is None
+
+
 def test_integer_networks_refuse_a_non_integer_scale(image_folder, tmp_path):
     with pytest.raises(ParameterError, match="arbitrary-scale"):
         _cfg(image_folder, tmp_path / "e", model="espcn", model_args={}, max_steps=1).validate()
