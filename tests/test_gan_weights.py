@@ -70,11 +70,29 @@ def test_shipped_gan_card():
     for key in ("set5", "set14", "neon_val16"):
         assert ev[key]["psnr"] > ev[key]["bicubic_psnr"] - 3  # measured, and not broken
         assert 0 < ev[key]["hf_ratio"] and ev[key]["parent_psnr"] > 0
-    # --perceptual-strength finds the PSNR parent among the bundled weights (SHA-256 checked):
-    # replacing the bundled EDSR-baseline x4 without retraining this file breaks that
+    # --perceptual-strength finds the PSNR parent among the bundled weights by its SHA-256:
+    # the x4 it was fine-tuned from ships on as a variant once a better x4 replaces it
     from geosr.models.interpolate import find_parent
 
-    assert find_parent(GAN) == bundled_weights("edsr-baseline", scale=4, bands=3)
+    parent = find_parent(GAN)
+    assert weights_sha256(parent) == card["provenance"]["init_weights"]["sha256"]
+    assert parent.parent == GAN.parent and parent != GAN
+
+
+def test_the_gan_parent_is_found_by_content_not_name(tmp_path):
+    """A newer file under the parent's name is passed over; the parent's bytes under another
+    name beside the GAN are found first."""
+    import shutil
+
+    from geosr.models.interpolate import find_parent
+
+    gan = tmp_path / GAN.name
+    shutil.copy(GAN, gan)
+    parent = find_parent(GAN)
+    name = json.loads(GAN.with_suffix(".json").read_text())["provenance"]["init_weights"]["file"]
+    shutil.copy(GAN, tmp_path / name)  # "newer weights" under the parent's name
+    shutil.copy(parent, tmp_path / "kept.safetensors")
+    assert find_parent(gan) == tmp_path / "kept.safetensors"
 
 
 def test_shipped_gan_is_tagged_announced_and_never_the_default(tmp_path, make_geotiff,

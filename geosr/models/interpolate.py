@@ -112,7 +112,9 @@ def interpolate_weights(psnr: str | os.PathLike[str], gan: str | os.PathLike[str
 def find_parent(gan: str | os.PathLike[str]) -> Path:
     """The PSNR weights a GAN file was fine-tuned from: its card's ``provenance.init_weights``
     (file name and SHA-256, written by ``geosr train --init-weights``), looked up beside it
-    and among the bundled weights, and accepted only when the SHA-256 matches."""
+    and among the bundled weights, and accepted only when the SHA-256 matches. The content
+    decides, not the name: when the parent's name now holds newer weights, the parent is
+    found under any other name there (the bundled ``<name>_ganparent`` copy)."""
     from .bundled import weight_dirs
     from .checkpoint_io import read_checkpoint
 
@@ -125,10 +127,15 @@ def find_parent(gan: str | os.PathLike[str]) -> Path:
     if not isinstance(name, str) or not isinstance(sha, str) or Path(name).name != name:
         raise WeightsError(f"{gan.name}'s card does not record the weights it was fine-tuned "
                            f"from (provenance.init_weights); {how}")
-    for folder in (gan.parent, *weight_dirs()):
+    folders = (gan.parent, *weight_dirs())
+    for folder in folders:
         p = folder / name
         if p.is_file() and weights_sha256(p) == sha:
             return p
+    for folder in folders:  # renamed: the same bytes under another name
+        for p in sorted(folder.glob("*.safetensors")):
+            if p.name != name and p != gan and weights_sha256(p) == sha:
+                return p
     raise WeightsError(f"{gan.name} was fine-tuned from {name} (SHA-256 {sha[:12]}...), which is "
                        f"neither beside it nor bundled; put that file next to {gan.name}, or "
                        f"{how}")
