@@ -178,8 +178,9 @@ def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
     return res
 
 
-#: Factors an arbitrary-scale network is measured at (LIIF's in-range and out-of-range ones).
-ARBITRARY_SCALES = (2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
+#: Factors an arbitrary-scale network is measured at (LIIF's in-range and out-of-range ones;
+#: issue 19's targets run from x1.5 to x8).
+ARBITRARY_SCALES = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
 
 def measure_any(weights: Path, arch: str, bands: int, root: Path, out: Path, *,
@@ -257,14 +258,52 @@ def measure_perceptual(weights: Path, root: Path, out: Path, *,
     return rows
 
 
+def tensors_sha256(path: Path) -> str:
+    """SHA-256 of a weights file's tensors as fp16 (names, shapes and values; not its card): the
+    same for a run's fp16 copy and the shipped file made from it."""
+    import hashlib
+
+    from geosr.models.checkpoint_io import read_checkpoint
+
+    sd, _ = read_checkpoint(path)
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].detach().half().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def merge_measured(files: list[Path], weights: Path) -> dict:
+    """The ``eval`` tables of ``measure --json-out`` files, merged (per factor, per set); each
+    must have measured the tensors of ``weights``."""
+    digest = tensors_sha256(weights)
+    merged: dict = {}
+    for f in files:
+        doc = json.loads(Path(f).read_text())
+        if doc.get("tensors_sha256") != digest:
+            raise SystemExit(f"{f} measured other weights than {weights.name} "
+                             f"(tensors {doc.get('tensors_sha256')}, not {digest})")
+        for key, val in doc["eval"].items():
+            if isinstance(val, dict) and all(isinstance(v, dict) for v in val.values()) \
+                    and key.startswith("x"):
+                merged.setdefault(key, {}).update(val)  # one factor of an any-scale network
+            else:
+                merged[key] = val
+    return merged
+
+
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
          scales: tuple[float, ...] | None = None, only: list[str] | None = None,
-         dest: Path | None = None, shares_body: str | None = None) -> None:
+         dest: Path | None = None, shares_body: str | None = None,
+         measured: list[Path] | None = None) -> None:
     """fp16 copy of ``run/final.safetensors`` as bundled ``name`` (in ``dest``, default the core
     package's weights folder), its card extended by the ``card_json`` object (merged one level
     deep) and by metrics measured on the fp16 file. ``shares_body``: the name of weights already
     shipped in ``dest`` whose tensors this run holds unchanged (a frozen body): only the other
-    tensors are written, and the card's ``body_from`` pins that file."""
+    tensors are written, and the card's ``body_from`` pins that file. ``measured``: the
+    ``measure --json-out`` files of these very tensors (measured in parallel, one set per
+    process) instead of measuring again."""
     import torch
 
     from geosr.models.card import weights_sha256
@@ -308,7 +347,13 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
 
     from geosr.models.card import is_perceptual
 
-    if is_perceptual(card):
+    if measured:
+        card["metrics"]["eval"] = merge_measured(measured, dst)
+        if is_perceptual(card):
+            from geosr.models.interpolate import find_parent
+
+            card["metrics"]["eval_parent"] = find_parent(dst).name
+    elif is_perceptual(card):
         from geosr.models.interpolate import find_parent
 
         card["metrics"]["eval"] = measure_perceptual(dst, root, out, only=only)
@@ -374,12 +419,18 @@ def main() -> None:
     sp.add_argument("--shares-body", default=None,
                     help="write only the tensors that differ from these shipped weights in "
                          "--dest (a frozen body) and pin them in the card's body_from")
+    sp.add_argument("--measured", type=Path, action="append", default=None,
+                    help="a `measure --json-out` file of the run's fp16 tensors (repeat: one per "
+                         "set measured in parallel); the card takes these instead of measuring")
     mp = sub.add_parser("measure")
     mp.add_argument("weights", type=Path)
+    mp.add_argument("--json-out", type=Path, default=None,
+                    help="also write the results and the tensors' SHA-256 here (for ship "
+                         "--measured)")
     for p in (sp, mp):
         p.add_argument("--scales", default=None,
                        help="arbitrary-scale weights: comma-separated factors (default "
-                            "2,2.5,3,4,6,8)")
+                            + ",".join(f"{f:g}" for f in ARBITRARY_SCALES) + ")")
         p.add_argument("--sets", default=None, help="comma-separated sets (default all)")
     args = ap.parse_args()
     scales = tuple(float(v) for v in args.scales.split(",")) if getattr(
@@ -407,9 +458,12 @@ def main() -> None:
             res = measure(args.weights, card["arch"], card["scale"], card["bands"], args.root,
                           args.out, only=only)
         print(json.dumps(res))
+        if args.json_out:
+            args.json_out.write_text(json.dumps(
+                {"tensors_sha256": tensors_sha256(args.weights), "eval": res}, indent=1))
     else:
         ship(args.run, args.name, args.card_json, args.root, args.out, scales=scales, only=only,
-             dest=args.dest, shares_body=args.shares_body)
+             dest=args.dest, shares_body=args.shares_body, measured=args.measured)
 
 
 if __name__ == "__main__":
