@@ -33,12 +33,19 @@ BUNDLED_ANY_SCALE_RE = re.compile(r"^(?P<arch>[a-z0-9-]+)_(?P<bands>\d+)b\.safet
 #: ``<arch>_x<scale>_<bands>b_<variant>.safetensors``: weights run only when named.
 BUNDLED_VARIANT_RE = re.compile(
     r"^(?P<arch>.+)_x(?P<scale>\d+)_(?P<bands>\d+)b_(?P<variant>[a-z0-9]+)\.safetensors$")
-#: The models tried when none is named (:func:`default_model_name`), costliest first: the
-#: measured figures of their cards decide (a costlier one must beat a cheaper one on every
-#: set); this order decides only without them.
+#: The fixed-scale models tried when none is named (:func:`default_model_name`), costliest
+#: first: the measured figures of their cards decide (:data:`COST_ORDER`); this order decides
+#: only without them.
 DEFAULT_PREFERENCE = ("rdn", "edsr-baseline", "espcn")
-#: Arbitrary-scale networks tried for a non-integer scale, best first.
+#: Arbitrary-scale networks tried for a non-integer scale (and for an integer one after the
+#: fixed-scale networks), best first.
 ARBITRARY_PREFERENCE = ("liif-rdn", "metasr-rdn", "liif", "metasr")
+#: Every network the defaults consider, by compute per output pixel, costliest first: a costlier
+#: one is the default only where it measures better than a cheaper one on every set. RDN costs
+#: ~5.5 M multiply-adds per output pixel at x2 (22 M per LR pixel / s²), an LIIF decoder ~1.4 M at
+#: any factor (four 580→256→256→256→256→3 MLP queries), Meta-SR's weight prediction less, the
+#: EDSR-baseline ~0.3 M at x2.
+COST_ORDER = ("liif-rdn", "metasr-rdn", "rdn", "liif", "metasr", "edsr-baseline", "espcn")
 #: What runs when no preferred model has bundled weights for the scale.
 FALLBACK_MODEL = "bicubic"
 #: Multi-frame networks tried by ``geosr upscale-stack`` when none is named, best first.
@@ -194,10 +201,11 @@ def bundled_in_chans(name: str, scale: int | float, n_bands: int, dtype: str) ->
 
 def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "uint8") -> str:
     """The best model with bundled weights for ``scale`` and this kind of raster: among the
-    fixed-scale networks that have weights for it, the cheapest that no costlier one beats
-    on every set both cards measure (:func:`_best_measured`), else an arbitrary-scale
-    network, else bicubic. For a non-integer scale: the
-    best bundled arbitrary-scale network (:data:`ARBITRARY_PREFERENCE`), else bicubic.
+    networks that have weights for it (for a non-integer scale only the arbitrary-scale ones),
+    the cheapest that no costlier one beats on every set both cards measure at this scale
+    (:func:`_best_measured`); without two measured cards, a fixed-scale network before an
+    arbitrary-scale one (:data:`DEFAULT_PREFERENCE`, :data:`ARBITRARY_PREFERENCE`); else
+    bicubic.
 
     For data that is not 8-bit the per-band (1-band) variant is what fits (see
     :func:`bundled_in_chans`), so a model that has it wins over a better one that has only
@@ -214,18 +222,21 @@ def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "ui
         return FALLBACK_MODEL
     if dtype != "uint8" and any(v == 1 for _, v in fits):
         fits = [(name, v) for name, v in fits if v == 1]
-    fixed = [(name, v) for name, v in fits if name not in ARBITRARY_PREFERENCE]
-    return _best_measured(fixed, scale) if fixed else fits[0][0]
+    return _best_measured(fits, scale)
 
 
-def measured_psnr(path: Path) -> dict[str, float]:
+def measured_psnr(path: Path, *, scale: int | float | None = None) -> dict[str, float]:
     """``{set: PSNR}`` that the card of bundled ``path`` records (``metrics.eval``, written
-    by ``tools/bundled_weights.py ship``); empty when it records none."""
+    by ``tools/bundled_weights.py ship``); an arbitrary-scale network's card records one such
+    table per factor (``{"x2.5": {set: row}}``), read at ``scale``. Empty when it records none."""
     try:
         card = json.loads(sidecar_path(path).read_text())
         ev = card["metrics"]["eval"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+    if scale is not None and isinstance(ev, dict) and isinstance(
+            ev.get(key := f"x{float(scale):g}"), dict):
+        ev = ev[key]
     if not isinstance(ev, dict):
         return {}
     return {k: float(v["psnr"]) for k, v in ev.items()
@@ -241,13 +252,14 @@ def _beats(a: dict[str, float], b: dict[str, float]) -> bool:
 
 def _best_measured(fits: list[tuple[str, int]], scale: int | float) -> str:
     """The cheapest measured candidate that no costlier measured one beats (:func:`_beats`, on
-    the sets both cards record); cost is the reverse of :data:`DEFAULT_PREFERENCE`. An
-    under-trained big network never displaces a better small one, nor one that is better
-    where it matters to some users (the NEON aerial holdout) at a fraction of the compute.
-    Without two measured cards the preference order decides."""
-    scores = {name: measured_psnr(p) for name, v in fits
+    the sets both cards record at ``scale``); cost is :data:`COST_ORDER`. An under-trained big
+    network never displaces a better small one, nor one that is better where it matters to
+    some users (the NEON aerial holdout) at a fraction of the compute. Without two measured
+    cards the order of ``fits`` (the preference) decides."""
+    scores = {name: measured_psnr(p, scale=scale) for name, v in fits
               if (p := _bundled_path(name, scale, v)) is not None}
-    measured = [name for name, _ in reversed(fits) if scores.get(name)]  # cheapest first
+    measured = sorted((name for name, _ in fits if scores.get(name)),
+                      key=COST_ORDER.index, reverse=True)  # cheapest first
     if len(measured) < 2:
         return fits[0][0]
     for i, name in enumerate(measured):
@@ -278,7 +290,7 @@ def default_models(*, n_bands: int = 3, dtype: str = "uint8") -> dict[int, str]:
 
 __all__ = ["WEIGHTS_DIR", "WEIGHTS_ENTRY_POINT_GROUP", "weight_dirs", "BUNDLED_NAME_RE", "BUNDLED_ANY_SCALE_RE", "BUNDLED_VARIANT_RE",
            "bundled_by_name", "list_variants", "DEFAULT_PREFERENCE",
-           "ARBITRARY_PREFERENCE", "FALLBACK_MODEL", "bundled_file_name",
+           "ARBITRARY_PREFERENCE", "COST_ORDER", "FALLBACK_MODEL", "bundled_file_name",
            "bundled_any_scale_name", "bundled_weights", "list_bundled", "bundled_in_chans",
            "default_model_name", "default_models", "measured_psnr", "MULTI_FRAME_PREFERENCE",
            "MULTI_FRAME_FALLBACK", "default_stack_model_name"]
