@@ -36,6 +36,36 @@ def test_tv_loss_known_value():
     assert float(L.tv_loss(torch.ones(1, 3, 5, 5))) == 0.0
 
 
+def test_fourier_amplitude_loss_known_value():
+    # an impulse has a flat orthonormal spectrum of 1/sqrt(N) against zero everywhere
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., 0, 0] = 1.0
+    assert float(L.fourier_amplitude_loss(x, torch.zeros_like(x))) == pytest.approx(1 / 8)
+    _, parts = L.CompositeLoss("l1:1,fft:0.1")(x, torch.zeros_like(x))
+    assert float(parts["fft"]) == pytest.approx(1 / 8)
+
+
+def test_fourier_amplitude_loss_sees_spectrum_not_position():
+    torch.manual_seed(0)
+    hr = torch.rand(1, 3, 32, 32)
+    moved = torch.roll(hr, shifts=(5, 3), dims=(-2, -1))  # same spectrum, other place
+    assert float(L.fourier_amplitude_loss(moved, hr)) < 1e-6 < float(F.l1_loss(moved, hr))
+    # over a smooth image (no power at the lattice frequencies), a faint period-4 checkerboard
+    # costs relatively more in the spectrum than in L1
+    hr = F.interpolate(torch.rand(1, 3, 8, 8), size=(32, 32), mode="bicubic", align_corners=False)
+    grid = torch.zeros(1, 1, 32, 32)
+    grid[..., ::4, ::4] = 0.04
+    blurred = F.avg_pool2d(hr, 3, 1, 1, count_include_pad=False)
+    with_grid = blurred + grid
+    l1_cost = float(F.l1_loss(with_grid, hr)) / float(F.l1_loss(blurred, hr))
+    fft_cost = float(L.fourier_amplitude_loss(with_grid, hr)) / float(
+        L.fourier_amplitude_loss(blurred, hr))
+    assert fft_cost > l1_cost
+    p = blurred.clone().requires_grad_(True)
+    L.fourier_amplitude_loss(p, hr).backward()
+    assert torch.isfinite(p.grad).all() and float(p.grad.abs().sum()) > 0
+
+
 def test_gram_known_value():
     g = L.gram(torch.ones(2, 4, 3, 5))
     assert g.shape == (2, 4, 4) and torch.allclose(g, torch.full_like(g, 1 / 4))
