@@ -76,6 +76,9 @@ class TrainConfig:
     vgg_weights: str | None = None
     gan_type: str = "ragan"
     d_lr: float | None = None
+    #: options of the GAN discriminator (:class:`geosr.train.losses.Discriminator`), e.g.
+    #: {"antialias": true}
+    disc_args: dict[str, Any] = field(default_factory=dict)
     multi_output_alpha: float = 0.5
     # validation
     val_data: list[str] = field(default_factory=list)
@@ -175,9 +178,21 @@ class TrainConfig:
         from .losses import parse_loss_spec
 
         parse_loss_spec(self.loss)
+        self._check_disc_args()
         self._check_stack()
         self._check_reference()
         return self
+
+    def _check_disc_args(self) -> None:
+        import inspect
+
+        from .losses import Discriminator
+
+        known = sorted(set(inspect.signature(Discriminator).parameters) - {"in_chans"})
+        unknown = sorted(set(self.disc_args) - set(known))
+        if unknown:
+            raise ParameterError(f"unknown discriminator option(s) {', '.join(unknown)} in "
+                                 f"disc_args; use {', '.join(known)}")
 
     def _check_reference(self) -> None:
         from ..models import get_spec

@@ -240,7 +240,8 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
         self.disc = self.d_opt = None
         if self.loss.needs_discriminator:
-            self.disc = Discriminator(in_chans=self.model.out_chans or bands).to(self.device)
+            self.disc = Discriminator(in_chans=self.model.out_chans or bands,
+                                      **cfg.disc_args).to(self.device)
             self.loss.attach_discriminator(self.disc)  # fm/dgram measure with it (train/gan.py)
             self.d_opt = _optimizer(self.disc.parameters(), cfg, cfg.d_lr or cfg.lr)
         self.amp = (torch.bfloat16 if self.device.type == "cuda" and cfg.precision in ("auto", "bf16")

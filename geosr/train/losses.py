@@ -214,14 +214,39 @@ class GramLoss(nn.Module):
 
 
 # --- adversarial -----------------------------------------------------------------------------
+class _Blur(nn.Module):
+    """Depthwise [1, 3, 3, 1]² / 64 low-pass (StyleGAN2's downsampling filter); zero at the
+    Nyquist frequency, so what follows a stride-2 layer no longer depends on pixel parity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        k = (k[:, None] * k[None, :]) / 64.0
+        self.register_buffer("kernel", k.expand(channels, 1, 4, 4).contiguous(), persistent=False)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # pad 2 before, 1 after: a 4-tap filter centred between pixels keeps the size
+        x = F.pad(x, (2, 1, 2, 1), mode="replicate")
+        return F.conv2d(x, self.kernel.to(x.dtype), groups=self.channels)
+
+
 class Discriminator(nn.Module):
     """Small VGG-style discriminator (SRGAN/ESRGAN layout, global pooling so any patch size works).
 
     ``stages`` conv pairs (3x3 stride 1, 4x4 stride 2), channels doubling from ``nf``, BatchNorm
     except on the first layer, LeakyReLU 0.2, then average pooling and a 2-layer head.
+
+    ``antialias``: each stride-2 convolution is preceded by a [1, 3, 3, 1] blur (Zhang 2019,
+    "Making convolutional networks shift-invariant again"; StyleGAN2's discriminator). A plain
+    strided discriminator's gradient with respect to its input repeats with the stride's
+    period, and a generator fine-tuned against it learns that period as a faint checkerboard;
+    the blur removes the period from the gradient (tested), the input still reaches every
+    convolution at full resolution first.
     """
 
-    def __init__(self, in_chans: int = 3, nf: int = 32, stages: int = 4) -> None:
+    def __init__(self, in_chans: int = 3, nf: int = 32, stages: int = 4,
+                 antialias: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = in_chans
@@ -230,8 +255,11 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, 1, 1, bias=i == 0)]
             if i:
                 layers.append(nn.BatchNorm2d(c))
-            layers += [nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(c, c, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(c), nn.LeakyReLU(0.2, inplace=True)]
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if antialias:
+                layers.append(_Blur(c))
+            layers += [nn.Conv2d(c, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c),
+                       nn.LeakyReLU(0.2, inplace=True)]
             c_in = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Linear(c_in, 100), nn.LeakyReLU(0.2, inplace=True),

@@ -54,6 +54,18 @@ def test_gan_steps_update_both_networks_with_finite_terms(image_folder, tmp_path
     assert _changed(d0, tr.disc.state_dict()) > 0.9
 
 
+def test_discriminator_options_come_from_disc_args(image_folder, tmp_path):
+    from geosr.train.losses import _Blur
+
+    tr = Trainer(_cfg(image_folder, tmp_path / "run", max_steps=1,
+                      disc_args={"antialias": True}))
+    assert sum(isinstance(m, _Blur) for m in tr.disc.features) == 4
+    parts = tr.train_step(tr.pool.batch(tr.step, tr.cfg.batch))
+    assert all(torch.isfinite(v).all() for v in parts.values())
+    with pytest.raises(ParameterError, match="discriminator option.*antialias"):
+        _cfg(image_folder, tmp_path / "bad", max_steps=1, disc_args={"blur": True}).validate()
+
+
 def test_gan_resume_is_bit_exact(image_folder, tmp_path):
     kw = dict(model="rrdbnet", max_steps=4)
     full = Trainer(_cfg(image_folder, tmp_path / "full", **kw))

@@ -151,6 +151,30 @@ def test_discriminator_any_patch_size():
     assert d(torch.rand(3, 4, 48, 40)).shape == (3, 1)
 
 
+def test_antialiased_discriminator_blurs_away_the_checkerboard():
+    blur = L._Blur(2)
+    board = torch.ones(1, 2, 8, 8)
+    board[..., ::2, 1::2] = board[..., 1::2, ::2] = -1.0  # the Nyquist frequency on both axes
+    assert float(blur(board)[..., 2:-2, 2:-2].abs().max()) < 1e-6
+    flat = torch.full((1, 2, 8, 8), 0.7)
+    assert torch.allclose(blur(flat), flat)  # unit gain, size kept
+    assert L.Discriminator(in_chans=4, nf=8, antialias=True)(torch.rand(2, 4, 40, 36)).shape == (2, 1)
+
+
+def test_antialiased_discriminator_features_are_nearly_shift_invariant():
+    # Zhang 2019's property: a one-pixel shift of the input barely changes the deep features
+    def change(antialias: bool) -> float:
+        torch.manual_seed(0)
+        d = L.Discriminator(in_chans=3, nf=8, stages=3, antialias=antialias).eval()
+        x = F.interpolate(torch.rand(2, 3, 16, 16), size=(64, 64), mode="bicubic",
+                          align_corners=False)
+        with torch.no_grad():
+            f0, f1 = d.features(x), d.features(torch.roll(x, 1, dims=-1))
+        return float((f0 - f1).abs().mean() / f0.abs().mean())
+
+    assert change(True) < 0.5 * change(False)
+
+
 def test_multi_output_losses():
     t = torch.rand(2, 3, 16, 16)
     base = F.l1_loss
