@@ -637,7 +637,9 @@ class Trainer:
                       "degradation": cfg.degradation, "torch": torch.__version__,
                       **({"scales": [cfg.scale_min, cfg.scale_max],
                           "val_scale": cfg.scale} if self.arbitrary else {}),
-                      **(self.stacks.card() if self.stacks is not None else {})},
+                      **(self.stacks.card() if self.stacks is not None else {}),
+                      **({"discriminator": {"d_lr": cfg.d_lr or cfg.lr, **cfg.disc_args}}
+                         if self.disc is not None else {})},
             metrics={k: v for k, v in metrics.items() if k in ("val_psnr", "val_ssim",
                                                                "val_images")},
             kind=card_kind(self.loss.weights),  # adversarial → perceptual (GAN), tagged so

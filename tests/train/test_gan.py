@@ -84,6 +84,7 @@ def test_gan_resume_is_bit_exact(image_folder, tmp_path):
     assert all(torch.equal(da[i][k], db[i][k]) for i in da for k in da[i])
     card = json.loads((tmp_path / "full" / "final.json").read_text())
     assert card["kind"] == "perceptual (GAN)" and card["training"]["loss"] == GAN_LOSS
+    assert card["training"]["discriminator"] == {"d_lr": 1e-3}
 
 
 def test_feature_terms_need_the_adversarial_one_and_leave_bn_statistics_alone():
