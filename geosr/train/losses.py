@@ -238,11 +238,11 @@ class Discriminator(nn.Module):
     except on the first layer, LeakyReLU 0.2, then average pooling and a 2-layer head.
 
     ``antialias``: each stride-2 convolution is preceded by a [1, 3, 3, 1] blur (Zhang 2019,
-    "Making convolutional networks shift-invariant again"; StyleGAN2's discriminator). A plain
-    strided discriminator's gradient with respect to its input repeats with the stride's
-    period, and a generator fine-tuned against it learns that period as a faint checkerboard;
-    the blur removes the period from the gradient (tested), the input still reaches every
-    convolution at full resolution first.
+    "Making convolutional networks shift-invariant again"; StyleGAN2's discriminator), so its
+    features hardly change when the input moves by one pixel (tested). A plain strided
+    discriminator tells pixel parities apart, and a ×4 generator fine-tuned against it learnt
+    a faint period-4 checkerboard (docs/perceptual.md); the first convolution of each stage
+    still sees its input at full resolution.
     """
 
     def __init__(self, in_chans: int = 3, nf: int = 32, stages: int = 4,
