@@ -284,50 +284,89 @@ def _bands(img: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
-def radial_power_spectrum(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lattice_mask(h: int, w: int, period: int) -> np.ndarray:
+    """Boolean (h, w) mask of the FFT bins at the ``period``-pixel lattice frequencies (k/period
+    cycles per pixel on each axis, DC excluded), 3x3 bins each for a Hann window's leakage:
+    where a pixel-shuffle ×period upsampler's checkerboard puts its power."""
+    mask = np.zeros((h, w), dtype=bool)
+    for ky in range(period):
+        for kx in range(period):
+            if ky == kx == 0:
+                continue
+            cy, cx = round(ky * h / period), round(kx * w / period)
+            rows = [(cy + d) % h for d in (-1, 0, 1)]
+            cols = [(cx + d) % w for d in (-1, 0, 1)]
+            mask[np.ix_(rows, cols)] = True
+    return mask
+
+
+def _power(img: np.ndarray, name: str) -> np.ndarray:
+    """|FFT|² per pixel of the mean-removed, Hann-windowed bands, averaged over bands."""
+    x = _bands(img, name)
+    h, w = x.shape[-2:]
+    win = np.outer(np.hanning(h), np.hanning(w))
+    x = (x - x.mean(axis=(-2, -1), keepdims=True)) * win
+    return (np.abs(np.fft.fft2(x)) ** 2).mean(axis=0) / (h * w)
+
+
+def lattice_power(img: np.ndarray, *, period: int) -> float:
+    """Total power at the ``period``-pixel lattice frequencies (:func:`lattice_mask`) of the
+    windowed spectrum: a checkerboard measure. A high-frequency ratio made of this is an
+    artefact of the upsampler, not texture."""
+    power = _power(img, "lattice_power")
+    return float(power[lattice_mask(*power.shape, period)].sum())
+
+
+def radial_power_spectrum(img: np.ndarray, *,
+                          exclude_period: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum: (frequencies in cycles per pixel, 0 .. 0.5, and the
     mean |FFT|² per pixel in each one-bin-wide ring), averaged over bands.
 
     Each band has its mean removed and is multiplied by a separable Hann window first, so the
     image's borders do not leak a cross of false high frequencies into the spectrum.
+    ``exclude_period``: leave the bins of :func:`lattice_mask` out of the rings, so that a
+    checkerboard of that period does not count as detail.
     """
-    x = _bands(img, "radial_power_spectrum")
-    h, w = x.shape[-2:]
-    win = np.outer(np.hanning(h), np.hanning(w))
-    x = (x - x.mean(axis=(-2, -1), keepdims=True)) * win
-    power = (np.abs(np.fft.fft2(x)) ** 2).mean(axis=0) / (h * w)
+    power = _power(img, "radial_power_spectrum")
+    h, w = power.shape
     fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
     r = np.sqrt(fy ** 2 + fx ** 2)
     n_bins = min(h, w) // 2
     idx = np.minimum((r / 0.5 * n_bins).astype(int), n_bins)  # beyond 0.5 (corners) → last
-    sums = np.bincount(idx.ravel(), power.ravel(), minlength=n_bins + 1)[:n_bins]
-    counts = np.bincount(idx.ravel(), minlength=n_bins + 1)[:n_bins]
+    keep = (~lattice_mask(h, w, exclude_period) if exclude_period
+            else np.ones((h, w), dtype=bool))
+    sums = np.bincount(idx[keep], power[keep], minlength=n_bins + 1)[:n_bins]
+    counts = np.bincount(idx[keep], minlength=n_bins + 1)[:n_bins]
     freqs = (np.arange(n_bins) + 0.5) * 0.5 / n_bins
     return freqs, sums / np.maximum(counts, 1)
 
 
-def high_frequency_energy(img: np.ndarray, *, cutoff: float = HALF_NYQUIST) -> float:
+def high_frequency_energy(img: np.ndarray, *, cutoff: float = HALF_NYQUIST,
+                          exclude_period: int | None = None) -> float:
     """Mean power of the radially averaged spectrum above ``cutoff`` cycles per pixel (half
-    Nyquist by default): the fine detail an SR output carries."""
+    Nyquist by default): the fine detail an SR output carries (``exclude_period``: without
+    the lattice bins of a checkerboard of that period)."""
     if not 0 < cutoff < 0.5:
         raise ParameterError(f"cutoff must be between 0 and 0.5 cycles per pixel, got {cutoff}")
-    freqs, power = radial_power_spectrum(img)
+    freqs, power = radial_power_spectrum(img, exclude_period=exclude_period)
     return float(power[freqs > cutoff].mean())
 
 
 def high_frequency_ratio(estimate: np.ndarray, reference: np.ndarray, *,
-                         cutoff: float = HALF_NYQUIST) -> float:
+                         cutoff: float = HALF_NYQUIST,
+                         exclude_period: int | None = None) -> float:
     """High-frequency energy of ``estimate`` relative to ``reference`` (the HR image): 1 means
     as much fine detail as the truth, a PSNR-trained model's blur gives well below 1, a GAN's
-    invented texture can exceed it. The images must have one shape (one frequency grid)."""
+    invented texture can exceed it. The images must have one shape (one frequency grid).
+    ``exclude_period`` (e.g. the scale) leaves a checkerboard's lattice bins out of both."""
     e, r = np.shape(estimate), np.shape(reference)
     if e != r:
         raise ParameterError(f"high_frequency_ratio: shapes differ {e} vs {r}; crop both alike")
-    ref = high_frequency_energy(reference, cutoff=cutoff)
+    ref = high_frequency_energy(reference, cutoff=cutoff, exclude_period=exclude_period)
     if ref <= 0:
         raise ParameterError("the reference has no high-frequency energy (a flat image); pick "
                              "another reference image or area")
-    return high_frequency_energy(estimate, cutoff=cutoff) / ref
+    return high_frequency_energy(estimate, cutoff=cutoff, exclude_period=exclude_period) / ref
 
 
 def gradient_stats(img: np.ndarray) -> dict[str, float]:
@@ -375,7 +414,8 @@ def sharpness_index(img: np.ndarray, *, blur: int = 9) -> float:
 __all__ = ["imresize", "resize_matrix", "cubic", "to_dtype", "modcrop", "shave", "rgb_to_y",
            "rgb_to_ycbcr", "ycbcr_to_rgb", "BT601", "BT601_OFFSET",
            "psnr", "ssim", "ssim_map", "gaussian_window", "sam", "ergas",
-           "HALF_NYQUIST", "radial_power_spectrum", "high_frequency_energy",
+           "HALF_NYQUIST", "lattice_mask", "lattice_power", "radial_power_spectrum",
+           "high_frequency_energy",
            "high_frequency_ratio", "gradient_stats", "sharpness_index"]
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from geosr.errors import ParameterError, WeightsError
 from geosr.geo.tags import TAG_KEYS
 from geosr.metrics import (gradient_stats, high_frequency_energy, high_frequency_ratio,
-                           imresize, radial_power_spectrum, sharpness_index)
+                           imresize, lattice_power, radial_power_spectrum, sharpness_index)
 from geosr.models import create_model, load_model
 from geosr.models.card import PERCEPTUAL_KIND, is_perceptual, make_card, read_sidecar
 from geosr.models.checkpoint_io import save_weights
@@ -158,6 +158,21 @@ def test_high_frequency_energy_sees_a_sinusoid_at_its_frequency():
     assert high_frequency_energy(high) > 1000 * high_frequency_energy(low)
     f, p = radial_power_spectrum(high)
     assert abs(f[np.argmax(p)] - 0.4) < 0.01
+
+
+def test_a_checkerboard_is_lattice_power_not_detail_off_the_grid():
+    yy, xx = np.mgrid[:96, :80].astype(np.float64)
+    rng = np.random.default_rng(3)
+    y = 128 + 40 * np.sin(0.1 * xx) + 30 * np.cos(0.07 * yy) + rng.normal(0, 2, yy.shape)
+    grid = y + 3.0 * np.cos(np.pi / 2 * xx) * np.cos(np.pi / 2 * yy)  # period 4 both ways
+    assert lattice_power(grid, period=4) > 20 * lattice_power(y, period=4)
+    # the checkerboard alone makes the image look 'detailed'...
+    assert high_frequency_ratio(grid, y) > 1.5
+    # ...and leaving its lattice bins out shows there is no more detail than before
+    assert high_frequency_ratio(grid, y, exclude_period=4) == pytest.approx(1, abs=0.05)
+    # detail off the lattice still counts
+    noisy = y + rng.normal(0, 4, yy.shape)
+    assert high_frequency_ratio(noisy, y, exclude_period=4) > 2
 
 
 def test_gradient_stats_and_sharpness_drop_with_blur():
