@@ -181,6 +181,11 @@ def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
 #: Factors an arbitrary-scale network is measured at (LIIF's in-range and out-of-range ones;
 #: issue 19's targets run from x1.5 to x8).
 ARBITRARY_SCALES = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
+#: How arbitrary-scale cards are measured (``geosr evaluate --scale S`` at each factor).
+ARBITRARY_EVAL_PROTOCOL = (
+    "geosr.evaluation.evaluate_image at each factor s: HR cropped so that HR/s is whole, "
+    "MATLAB-bicubic LR of exactly HR/s stored as uint8, output quantised, ceil(s)-pixel shave, "
+    "PSNR/SSIM on BT.601 Y; the fp16 file run in fp32 (tools/bundled_weights.py measure)")
 
 
 def measure_any(weights: Path, arch: str, bands: int, root: Path, out: Path, *,
@@ -384,6 +389,8 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
            "hf_ratio = power above half Nyquist relative to HR, gradient mean/p99 relative to "
            "HR, no-reference sharpness index; means over the images" if is_perceptual(card)
            else ""))
+    if is_arbitrary_scale(card["arch"]):
+        card["metrics"]["eval_protocol"] = ARBITRARY_EVAL_PROTOCOL
     if get_spec(card["arch"]).extra.get("reference_based") and card["bands"] == 3:
         card["metrics"]["eval_protocol"] = (
             "geosr.evaluation.evaluate_image (geosr evaluate's protocol, 8-bit RGB on BT.601 Y, "
