@@ -386,8 +386,10 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
         "output quantised, s-pixel shave; 8-bit RGB on BT.601 Y, 8-bit grey on grey, uint16 on "
         "all bands (PSNR peak 65535 for Landsat windows, 2047 for the 11-bit SpaceNet pan)"
         + ("; detail measures (geosr.metrics, tools/perceptual_table.py) on the same shaved Y: "
-           "hf_ratio = power above half Nyquist relative to HR, gradient mean/p99 relative to "
-           "HR, no-reference sharpness index; means over the images" if is_perceptual(card)
+           "hf_ratio = power above half Nyquist relative to HR, hf_ratio_nogrid = the same without "
+           "the period-4 lattice bins, grid_ratio = power at those lattice frequencies relative "
+           "to HR, gradient mean/p99 relative to HR, no-reference sharpness index; means over "
+           "the images" if is_perceptual(card)
            else ""))
     if is_arbitrary_scale(card["arch"]):
         card["metrics"]["eval_protocol"] = ARBITRARY_EVAL_PROTOCOL
