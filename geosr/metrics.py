@@ -288,6 +288,10 @@ def lattice_mask(h: int, w: int, period: int) -> np.ndarray:
     """Boolean (h, w) mask of the FFT bins at the ``period``-pixel lattice frequencies (k/period
     cycles per pixel on each axis, DC excluded), 3x3 bins each for a Hann window's leakage:
     where a pixel-shuffle ×period upsampler's checkerboard puts its power."""
+    if int(period) != period or period < 2:
+        raise ParameterError(f"the lattice period must be a whole number of pixels >= 2 (the "
+                             f"upsampling factor), got {period}")
+    period = int(period)
     mask = np.zeros((h, w), dtype=bool)
     for ky in range(period):
         for kx in range(period):

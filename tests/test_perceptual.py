@@ -173,6 +173,8 @@ def test_a_checkerboard_is_lattice_power_not_detail_off_the_grid():
     # detail off the lattice still counts
     noisy = y + rng.normal(0, 4, yy.shape)
     assert high_frequency_ratio(noisy, y, exclude_period=4) > 2
+    with pytest.raises(ParameterError, match="period"):
+        lattice_power(y, period=1)
 
 
 def test_gradient_stats_and_sharpness_drop_with_blur():
