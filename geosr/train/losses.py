@@ -447,6 +447,6 @@ class CompositeLoss(nn.Module):
         return total, {n: v.detach() for n, v in parts.items()}
 
 
-__all__ = ["charbonnier", "fourier_amplitude_loss", "tv_loss", "gram", "build_vgg19_features", "VGGFeatures",
-           "PerceptualLoss", "GramLoss", "Discriminator", "GANLoss", "MultiOutputLoss",
+__all__ = ["charbonnier", "fourier_amplitude_loss", "tv_loss", "gram", "build_vgg19_features",
+           "VGGFeatures", "PerceptualLoss", "GramLoss", "Discriminator", "GANLoss", "MultiOutputLoss",
            "CompositeLoss", "parse_loss_spec", "split_outputs", "load_vgg19_state", "VGG19_LAYERS"]
