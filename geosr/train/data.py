@@ -55,6 +55,27 @@ class Source:
     geotiffs: list[GeoFile]
 
 
+def _fits(shape: Sequence[int], patch: int) -> bool:
+    return min(shape[-2:]) >= patch
+
+
+def check_patch_fits(sources: Sequence[Source], patch: int) -> int:
+    """Number of images/rasters smaller than ``patch`` (left out of training); a folder with
+    none that fits is an error, since dropping data the user named would go unnoticed."""
+    skipped = 0
+    for src in sources:
+        shapes = [img.data.shape[-2:] for img in src.images]
+        shapes += [(g.height, g.width) for g in src.geotiffs]
+        small = [s for s in shapes if not _fits(s, patch)]
+        if shapes and len(small) == len(shapes):
+            big = max(shapes, key=lambda s: min(s))
+            raise InputError(f"--data {src.root}: none of its {len(shapes)} images/rasters is at "
+                             f"least {patch}x{patch} pixels (largest {big[1]}x{big[0]}); use "
+                             f"--patch {min(big)} or less, or leave the folder out")
+        skipped += len(small)
+    return skipped
+
+
 def _as_rgb(img: HRImage, bands: int) -> np.ndarray:
     a = img.data
     if a.shape[0] == bands:
@@ -168,12 +189,11 @@ class ImagePool:
         self.device = torch.device(device)
         self.groups: list[list[torch.Tensor]] = []
         self.ranges: list[list[float]] = []
-        skipped = 0
+        self.skipped = check_patch_fits(sources, self.patch)
         for src in sources:
             group, rngs = [], []
             for img in src.images:
-                if min(img.data.shape[-2:]) < self.patch:
-                    skipped += 1
+                if not _fits(img.data.shape, self.patch):
                     continue
                 arr = _as_rgb(img, bands)
                 lo, hi = dtype_range(arr.dtype) or (0.0, 1.0)
@@ -185,7 +205,6 @@ class ImagePool:
         if not self.groups:
             raise InputError(f"no training image is at least {self.patch}x{self.patch} pixels; "
                              "use a smaller --patch")
-        self.skipped = skipped
         self.n_images = sum(len(g) for g in self.groups)
 
     def batch(self, step: int, size: int) -> torch.Tensor:
@@ -222,10 +241,11 @@ class WindowDataset(torch.utils.data.Dataset):
         self.value_range = value_range
         self.entries: list[list[tuple[str, Any]]] = []
         self.weights: list[np.ndarray] = []
+        self.skipped = check_patch_fits(sources, self.patch)
         for src in sources:
             entries, w = [], []
             for img in src.images:
-                if min(img.data.shape[-2:]) >= self.patch:
+                if _fits(img.data.shape, self.patch):
                     entries.append(("img", _as_rgb(img, bands)))
                     w.append(1.0)
             for g in src.geotiffs:
@@ -233,7 +253,7 @@ class WindowDataset(torch.utils.data.Dataset):
                 if nb != bands:
                     raise InputError(f"{g.path.name} has {nb} bands but the model trains on "
                                      f"{bands}; select bands with --bands or train per band count")
-                if min(g.height, g.width) >= self.patch:
+                if _fits((g.height, g.width), self.patch):
                     entries.append(("tif", g))
                     w.append(float(g.height * g.width) / self.patch ** 2)
             if entries:

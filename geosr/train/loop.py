@@ -292,12 +292,15 @@ class Trainer:
                                            nodata_max_fraction=cfg.nodata_max_fraction,
                                            augment=cfg.augment)
             n_train = sum(len(e) for e in self.windows.entries)
+        skipped = (self.pool if self.pool is not None else self.windows).skipped
         vfiles: list[Path] = []
         for p in val_paths:
             vfiles += _val_files(p)
         vfiles += held_out
         self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands)
-        self.log(f"data: {n_train} training files/rasters in {len(self.sources)} folder(s), "
+        self.log(f"data: {n_train} training files/rasters in {len(self.sources)} folder(s)"
+                 + (f" ({skipped} smaller than the {data_patch}-pixel patch left out)"
+                    if skipped else "") + ", "
                  f"{len(self.val_images)} validation images, {bands} bands, "
                  f"value range {self.value_range}, workers {workers}")
         return bands

@@ -19,8 +19,24 @@ def test_image_pool_is_a_function_of_the_step(image_folder):
     assert a.shape == (5, 3, 24, 24) and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert 0 <= float(a.min()) and float(a.max()) <= 1
-    with pytest.raises(InputError, match="smaller --patch"):
+    with pytest.raises(InputError, match="use --patch 44 or less"):
         D.ImagePool(src, bands=3, patch=200, seed=0)
+
+
+def test_a_folder_with_nothing_as_large_as_the_patch_is_named_not_dropped(
+        image_folder, make_geotiff, tmp_path):
+    # Why: 128-pixel windows under a 192-pixel patch used to vanish from training unnoticed.
+    small = tmp_path / "small"
+    small.mkdir()
+    make_geotiff("small/w1.tif", bands=3, height=30, width=30, dtype="uint8")
+    make_geotiff("small/w2.tif", bands=3, height=32, width=28, dtype="uint8")
+    src = D.scan_sources([image_folder, small])
+    for make in (D.ImagePool, D.WindowDataset):
+        with pytest.raises(InputError, match=r"--data .*small: none of its 2 .* at least 40x40 "
+                                             r"pixels \(largest 30x30\); use --patch 30 or less"):
+            make(src, bands=3, patch=40, seed=0)
+    ds = D.WindowDataset(src, bands=3, patch=28, seed=0)
+    assert ds.skipped == 1  # tiny.png; both rasters hold a 28-pixel patch
 
 
 def test_augment_codes_are_the_dihedral_group():
