@@ -100,6 +100,10 @@ class TrainConfig:
     #: multi-frame models: frames per synthetic training stack (default: the model's window,
     #: else 5) and how stacks are synthesised (:class:`geosr.train.stacks.StackOptions` fields)
     frames: int | None = None
+    #: recurrent multi-frame models: stack lengths drawn per step (uniformly, from the
+    #: generator of (seed, step)) so one model serves every length; ``frames`` stays the
+    #: length validation scores
+    frame_lengths: list[int] = field(default_factory=list)
     stack: dict[str, Any] = field(default_factory=dict)
     #: reference-guided models: folders of real ms<NAME>.tif / pan<NAME>.tif pairs (or MS
     #: files), and how synthetic references differ from --data's HR patches
@@ -214,13 +218,20 @@ class TrainConfig:
         from .stacks import StackOptions, check_frame_count
 
         if not get_spec(self.model).extra.get("multi_frame"):
-            if self.frames is not None or self.stack:
-                raise ParameterError(f"--frames and stack options train multi-frame models; "
+            if self.frames is not None or self.stack or self.frame_lengths:
+                raise ParameterError(f"--frames, frame_lengths and stack options train "
+                                     f"multi-frame models; "
                                      f"{self.model} is a single-image model (geosr models "
                                      f"lists the multi-frame ones)")
             return
         if self.frames is not None:
             check_frame_count(self.frames)
+        if not isinstance(self.frame_lengths, (list, tuple)) or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in self.frame_lengths):
+            raise ParameterError(f"frame_lengths must be a list of whole numbers of frames, e.g. "
+                                 f"[1, 3, 5, 7]; got {self.frame_lengths!r}")
+        for t in self.frame_lengths:
+            check_frame_count(t)
         if self.degradation != "bicubic":
             raise ParameterError("multi-frame stacks use the bicubic degradation with their own "
                                  "noise (stack noise=...); drop --degradation real")

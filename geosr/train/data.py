@@ -31,7 +31,20 @@ from ..errors import InputError, ParameterError
 from ..images import IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, read_image
 
 
-def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
+#: Salts of the per-step generators, one per kind of draw, so that adding one kind (or an
+#: option that draws more) never changes what another kind draws. One home: a new kind of
+#: draw takes the next free number here.
+SALT_IMAGE_PATCH = 0        # ImagePool: which image, where, which flip
+SALT_WINDOW_PATCH = 1       # WindowDataset: the same for GeoTIFF windows
+SALT_ANY_SCALE = 2          # arbitrary-scale training: the step's factor and crops
+SALT_PAIR = 11              # reference pairs (train/triplets.py)
+SALT_REFERENCE = 12
+SALT_PAIR_VALID = 13
+SALT_PAIR_PLACE = 14
+SALT_STACK_LENGTH = 21      # multi-frame training: the step's stack length
+
+
+def step_rng(seed: int, step: int, salt: int = SALT_IMAGE_PATCH) -> np.random.Generator:
     """The generator of step ``step``; independent of every other step."""
     return np.random.default_rng([int(seed), int(step), int(salt)])
 
@@ -209,7 +222,7 @@ class ImagePool:
 
     def batch(self, step: int, size: int) -> torch.Tensor:
         """(size, C, patch, patch) float32 in [0, 1] on the pool's device."""
-        rng = step_rng(self.seed, step)
+        rng = step_rng(self.seed, step, SALT_IMAGE_PATCH)
         p = self.patch
         out = []
         for _ in range(size):
@@ -297,7 +310,7 @@ class WindowDataset(torch.utils.data.Dataset):
         return a, bad
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        rng = step_rng(self.seed, index, 1)
+        rng = step_rng(self.seed, index, SALT_WINDOW_PATCH)
         for _attempt in range(32):
             gi = int(rng.integers(len(self.entries)))
             kind, item = self.entries[gi][int(rng.choice(len(self.entries[gi]), p=self.weights[gi]))]

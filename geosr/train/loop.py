@@ -436,11 +436,11 @@ class Trainer:
         patches, MATLAB-style bicubic to exactly lr_patch², and ``train_queries`` random pixels
         per image (all of them when the network has no ``train_queries``). Every draw comes
         from the generator of (seed, n)."""
-        from .data import step_rng
+        from .data import SALT_ANY_SCALE, step_rng
         from .degrade import imresize
 
         cfg = self.cfg
-        rng = step_rng(cfg.seed, self.step, 2)
+        rng = step_rng(cfg.seed, self.step, SALT_ANY_SCALE)
         s = float(rng.uniform(cfg.scale_min, cfg.scale_max))
         full = hr.shape[-1]
         side = min(full, max(self.lr_patch, int(round(self.lr_patch * s))))

@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import ParameterError
+from .data import SALT_STACK_LENGTH, step_rng
 from .degrade import imresize
 
 #: HR pixels of real context per LR pixel of border: MATLAB's bicubic kernel, widened by the
@@ -248,12 +249,23 @@ class StackSampler:
     """Training's stacks: step ``n``'s batch of HR patches (with the margin) → (frames, HR);
     stack ``j`` of step ``n`` has index ``n * batch + j``, so it depends only on (seed, n)."""
 
-    def __init__(self, *, frames: int, scale: int, options: StackOptions, seed: int) -> None:
+    def __init__(self, *, frames: int, scale: int, options: StackOptions, seed: int,
+                 lengths: Sequence[int] = ()) -> None:
         self.frames, self.scale, self.options, self.seed = int(frames), int(scale), options, seed
+        self.lengths = tuple(int(t) for t in lengths)
         self.margin = margin(options, scale)
 
+    def length(self, step: int) -> int:
+        """Step ``step``'s stack length: ``frames``, or one of ``lengths`` drawn for the step.
+        Stack j's frames do not depend on the length drawn: a shorter stack is the middle of
+        a longer one (:func:`synthesise`)."""
+        if not self.lengths:
+            return self.frames
+        rng = step_rng(self.seed, step, SALT_STACK_LENGTH)
+        return self.lengths[int(rng.integers(len(self.lengths)))]
+
     def __call__(self, hr: torch.Tensor, *, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        st = synthesise(hr, frames=self.frames, scale=self.scale, options=self.options,
+        st = synthesise(hr, frames=self.length(step), scale=self.scale, options=self.options,
                         seed=self.seed, index=step * hr.shape[0])
         return st.frames, st.hr
 
@@ -261,7 +273,8 @@ class StackSampler:
         """Settle the stack length for ``model`` (its window, or DEFAULT_FRAMES) and check it
         and the HR ``patch`` (its LR side must be a multiple of the model's size_multiple)."""
         self.frames = self.frames or default_frames(model)
-        check_frames(model, self.frames, name=name)
+        for t in {self.frames, *self.lengths}:
+            check_frames(model, t, name=name)
         mult = int(getattr(model, "size_multiple", 1) or 1)
         if (patch // self.scale) % mult:
             good = max(1, round(patch / self.scale / mult)) * mult * self.scale
@@ -272,14 +285,16 @@ class StackSampler:
 
     def card(self) -> dict[str, Any]:
         """What the weights card records of the stacks trained on."""
-        return {"frames": self.frames, "stack": self.options.to_dict()}
+        return {"frames": self.frames, "stack": self.options.to_dict(),
+                **({"frame_lengths": list(self.lengths)} if self.lengths else {})}
 
 
 def training_sampler(cfg: Any) -> StackSampler:
     """The sampler of a training config (``frames`` is fixed by :meth:`StackSampler.fit` once
     the model is built); ``margin`` tells the data how much larger its HR patches must be."""
     return StackSampler(frames=int(cfg.frames or 0), scale=int(cfg.scale),
-                        options=StackOptions.from_dict(cfg.stack), seed=int(cfg.seed))
+                        options=StackOptions.from_dict(cfg.stack), seed=int(cfg.seed),
+                        lengths=cfg.frame_lengths)
 
 
 def check_frame_count(frames: int) -> None:
@@ -296,11 +311,18 @@ def check_frames(model: Any, frames: int, *, name: str) -> None:
     if fixed is not None and frames != fixed:
         raise ParameterError(f"{name} takes a window of exactly {fixed} frames, not {frames}; "
                              f"pass --frames {fixed}")
+    most = getattr(model, "max_frames", None)
+    if most is not None and frames > most:
+        raise ParameterError(f"{name} is built for at most {most} frames, not {frames}; set "
+                             f"\"max_frames\": {frames} in the config's model_args or train on "
+                             f"shorter stacks")
 
 
 def default_frames(model: Any) -> int:
-    """The stack length used when none is given: the model's window, else DEFAULT_FRAMES."""
-    return int(getattr(model, "num_frames", None) or DEFAULT_FRAMES)
+    """The stack length used when none is given: the model's window, else DEFAULT_FRAMES or
+    the most a recurrent model was built for, whichever is fewer."""
+    most = getattr(model, "max_frames", None) or DEFAULT_FRAMES
+    return int(getattr(model, "num_frames", None) or min(DEFAULT_FRAMES, most))
 
 
 __all__ = ["StackOptions", "Stack", "StackSampler", "training_sampler", "synthesise", "synthesise_array", "evaluation_stack",

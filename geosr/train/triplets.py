@@ -35,12 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, ParameterError
-from .data import augment_torch, step_rng
+from .data import (SALT_PAIR, SALT_PAIR_PLACE, SALT_PAIR_VALID, SALT_REFERENCE, augment_torch,
+                   step_rng)
 
-#: Salts of the per-step generators (one home: the image patches use salt 0). The pairs'
-#: reference validity has its own, so ``drop``/``hole_prob`` never change which patches a step
-#: draws.
-_PAIR_SALT, _REF_SALT, _PAIR_VALID_SALT, _PAIR_PLACE_SALT = 11, 12, 13, 14
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ def synthetic_reference(hr: torch.Tensor, *, seed: int, step: int, scale: int, r
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ref, ref_valid)`` (N, ref_chans, H, W) and (N, 1, H, W) for HR patches ``hr``
     (N, C, H, W) on [0, 1]; every draw comes from the generator of ``(seed, step)``."""
-    rng = step_rng(seed, step, _REF_SALT)
+    rng = step_rng(seed, step, SALT_REFERENCE)
     n, c, h, w = hr.shape
     o = options
     refs, valids = [], []
@@ -233,8 +230,8 @@ class PairPool:
 
     def batch(self, step: int, size: int) -> tuple[torch.Tensor, ...]:
         """``(lr, ref, ref_valid, hr)`` of step ``step`` on the pool's device."""
-        rng = step_rng(self.seed, step, _PAIR_SALT)
-        place = step_rng(self.seed, step, _PAIR_PLACE_SALT)  # never moves the patches
+        rng = step_rng(self.seed, step, SALT_PAIR)
+        place = step_rng(self.seed, step, SALT_PAIR_PLACE)  # never moves the patches
         s, p = self.scale, self.patch
         lrs, refs, hrs = [], [], []
         for _ in range(size):
@@ -257,7 +254,7 @@ class PairPool:
     def _validity(self, step: int, size: int) -> torch.Tensor:
         """``ref_valid`` (N, 1, p, p) of step ``step``: whole samples dropped with ``drop``,
         otherwise a nodata rectangle with ``hole_prob``."""
-        rng = step_rng(self.seed, step, _PAIR_VALID_SALT)
+        rng = step_rng(self.seed, step, SALT_PAIR_VALID)
         o, p = self.options, self.patch
         valid = torch.ones(size, 1, p, p)
         for i in range(size):

@@ -201,6 +201,42 @@ def test_resume_is_bit_exact(stack_folder, tmp_path):
                      resume=str(tmp_path / "half" / "last.pt")))
 
 
+def test_mixed_stack_lengths_are_drawn_per_step_and_nest(stack_folder, tmp_path):
+    opts = StackOptions(max_shift=2)
+    batch = torch.stack([_hr(i, 64) for i in range(2)]).float()
+    mixed = StackSampler(frames=5, scale=2, options=opts, seed=1, lengths=[1, 3, 7])
+    drawn = [mixed.length(n) for n in range(60)]
+    assert set(drawn) == {1, 3, 7} and drawn == [mixed.length(n) for n in range(60)]
+    assert StackSampler(frames=5, scale=2, options=opts, seed=1).length(9) == 5
+    # whatever length a step draws, its stacks are the middle of that step's longest stack
+    n = next(i for i, t in enumerate(drawn) if t == 3)
+    fr, tgt = mixed(batch, step=n)
+    full = StackSampler(frames=7, scale=2, options=opts, seed=1)(batch, step=n)
+    assert fr.shape[1] == 3 and torch.equal(fr, full[0][:, 2:5]) and torch.equal(tgt, full[1])
+    # training on them: the card says so, validation keeps --frames
+    with pytest.raises(ParameterError, match="at most 3 frames, not 5"):
+        Trainer(_cfg(stack_folder, tmp_path / "run", max_steps=4, frame_lengths=[1, 3, 5]))
+    tr = Trainer(_cfg(stack_folder, tmp_path / "run", max_steps=4, frame_lengths=[1, 2, 3]))
+    res = tr.run()
+    card = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert card["training"]["frame_lengths"] == [1, 2, 3] and card["training"]["frames"] == 3
+    assert np.isfinite(res.metrics["val_psnr"])
+
+
+@pytest.mark.parametrize("lengths, match", [([0, 3], "frames must be >= 1"),
+                                            ([3, 2.5], "whole numbers"),
+                                            ("35", "whole numbers")])
+def test_bad_frame_lengths_are_refused(stack_folder, tmp_path, lengths, match):
+    with pytest.raises(ParameterError, match=match):
+        _cfg(stack_folder, tmp_path / "x", max_steps=2, frame_lengths=lengths).validate()
+
+
+def test_fixed_window_models_refuse_other_lengths():
+    sampler = StackSampler(frames=0, scale=2, options=StackOptions(), seed=0, lengths=[3, 5])
+    with pytest.raises(ParameterError, match="exactly 3 frames, not 5"):
+        sampler.fit(TargetBicubic(scale=2), name="edvr-like", patch=32)
+
+
 def test_frames_refused_for_single_image_models(stack_folder, tmp_path):
     with pytest.raises(ParameterError, match="single-image model"):
         _cfg(stack_folder, tmp_path / "x", model="espcn", max_steps=2).validate()
