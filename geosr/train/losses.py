@@ -25,7 +25,7 @@ from ..errors import ParameterError, WeightsError
 from .gan import GAN_FEATURE_LOSSES
 
 PIXEL_LOSSES = ("l1", "mse", "charbonnier")
-ALL_LOSSES = PIXEL_LOSSES + ("perceptual", "gram", "fft", "tv", "gan", "ragan",
+ALL_LOSSES = PIXEL_LOSSES + ("perceptual", "gram", "fft", "hf", "tv", "gan", "ragan",
                              "vanilla") + GAN_FEATURE_LOSSES
 
 
@@ -45,6 +45,34 @@ def fourier_amplitude_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Te
     a = torch.fft.rfft2(pred.float(), norm="ortho").abs()
     b = torch.fft.rfft2(target.float(), norm="ortho").abs()
     return F.l1_loss(a, b)
+
+
+def high_frequency_energy_loss(pred: torch.Tensor, target: torch.Tensor, *,
+                               cutoff: float = 0.25, eps: float = 1e-10) -> torch.Tensor:
+    """Mean over images of the squared log-ratio of their high-frequency energies: the power
+    of the mean-removed, Hann-windowed bands at more than ``cutoff`` cycles per pixel (half
+    Nyquist, as :func:`geosr.metrics.high_frequency_energy`; here the plain mean over those
+    bins rather than over rings, a differentiable stand-in).
+
+    It asks for as much fine detail as HR has, not where: too little and too much cost alike
+    (x2 and x0.5 the energy give the same loss), which an adversarial term alone does not
+    balance — it over-textures forest and under-textures photographs (docs/perceptual.md).
+    """
+    h, w = pred.shape[-2:]
+    win = (torch.hann_window(h, periodic=False, dtype=torch.float32, device=pred.device)[:, None]
+           * torch.hann_window(w, periodic=False, dtype=torch.float32, device=pred.device))
+    fy = torch.fft.fftfreq(h, device=pred.device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=pred.device)[None, :]
+    high = (fy ** 2 + fx ** 2).sqrt() > cutoff
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        x = (x - x.mean(dim=(-2, -1), keepdim=True)) * win
+        power = torch.fft.rfft2(x, norm="ortho").abs() ** 2
+        return power[..., high].mean(dim=(-2, -1))  # (N,): bands and bins
+
+    e_pred, e_tgt = energy(pred), energy(target)
+    return ((torch.log(e_pred + eps) - torch.log(e_tgt + eps)) ** 2).mean()
 
 
 def tv_loss(x: torch.Tensor) -> torch.Tensor:
@@ -430,6 +458,8 @@ class CompositeLoss(nn.Module):
                 parts[name] = self.gram(final, target)
             elif name == "fft":
                 parts[name] = fourier_amplitude_loss(final, target)
+            elif name == "hf":
+                parts[name] = high_frequency_energy_loss(final, target)
             elif name == "tv":
                 parts[name] = tv_loss(final)
             elif name in GAN_FEATURE_LOSSES and name not in parts:
@@ -447,6 +477,7 @@ class CompositeLoss(nn.Module):
         return total, {n: v.detach() for n, v in parts.items()}
 
 
-__all__ = ["charbonnier", "fourier_amplitude_loss", "tv_loss", "gram", "build_vgg19_features",
-           "VGGFeatures", "PerceptualLoss", "GramLoss", "Discriminator", "GANLoss", "MultiOutputLoss",
-           "CompositeLoss", "parse_loss_spec", "split_outputs", "load_vgg19_state", "VGG19_LAYERS"]
+__all__ = ["charbonnier", "fourier_amplitude_loss", "high_frequency_energy_loss", "tv_loss",
+           "gram", "build_vgg19_features", "VGGFeatures", "PerceptualLoss", "GramLoss",
+           "Discriminator", "GANLoss", "MultiOutputLoss", "CompositeLoss", "parse_loss_spec",
+           "split_outputs", "load_vgg19_state", "VGG19_LAYERS"]

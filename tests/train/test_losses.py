@@ -66,6 +66,33 @@ def test_fourier_amplitude_loss_sees_spectrum_not_position():
     assert torch.isfinite(p.grad).all() and float(p.grad.abs().sum()) > 0
 
 
+def test_high_frequency_energy_loss_is_the_squared_log_ratio_both_ways():
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32)
+    assert float(L.high_frequency_energy_loss(hr, hr)) == 0.0
+    # the energy is quadratic in the mean-removed image: x2 detail is 4x the energy, and
+    # half as much detail costs exactly what twice as much does
+    mean = hr.mean(dim=(-2, -1), keepdim=True)
+    more, less = mean + 2 * (hr - mean), mean + 0.5 * (hr - mean)
+    assert float(L.high_frequency_energy_loss(more, hr)) == pytest.approx(math.log(4) ** 2,
+                                                                         rel=1e-4)
+    assert float(L.high_frequency_energy_loss(less, hr)) == pytest.approx(math.log(4) ** 2,
+                                                                         rel=1e-4)
+    # a blur only loses high frequencies: the loss rises, and its gradient restores detail
+    blurred = F.avg_pool2d(hr, 3, 1, 1, count_include_pad=False)
+    p = blurred.clone().requires_grad_(True)
+    v = L.high_frequency_energy_loss(p, hr)
+    v.backward()
+    assert float(v.detach()) > 1.0
+    stepped = (blurred - 0.05 * p.grad / p.grad.abs().max()).detach()
+    assert float(L.high_frequency_energy_loss(stepped, hr)) < float(v.detach())
+    # a low-frequency change (a smooth ramp) costs almost nothing; L1 sees it fully
+    ramp = hr + torch.linspace(0, 0.3, 32)[None, None, None, :]
+    assert float(L.high_frequency_energy_loss(ramp, hr)) < 1e-3 < float(F.l1_loss(ramp, hr))
+    _, parts = L.CompositeLoss("l1:1,hf:0.5")(less, hr)
+    assert float(parts["hf"]) == pytest.approx(math.log(4) ** 2, rel=1e-4)
+
+
 def test_gram_known_value():
     g = L.gram(torch.ones(2, 4, 3, 5))
     assert g.shape == (2, 4, 4) and torch.allclose(g, torch.full_like(g, 1 / 4))
