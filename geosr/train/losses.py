@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError, WeightsError
+from ..metrics import HALF_NYQUIST
 from .gan import GAN_FEATURE_LOSSES
 
 PIXEL_LOSSES = ("l1", "mse", "charbonnier")
@@ -48,11 +49,11 @@ def fourier_amplitude_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 def high_frequency_energy_loss(pred: torch.Tensor, target: torch.Tensor, *,
-                               cutoff: float = 0.25, eps: float = 1e-10) -> torch.Tensor:
+                               cutoff: float = HALF_NYQUIST, eps: float = 1e-10) -> torch.Tensor:
     """Mean over images of the squared log-ratio of their high-frequency energies: the power
     of the mean-removed, Hann-windowed bands at more than ``cutoff`` cycles per pixel (half
-    Nyquist, as :func:`geosr.metrics.high_frequency_energy`; here the plain mean over those
-    bins rather than over rings, a differentiable stand-in).
+    Nyquist, as :func:`geosr.metrics.high_frequency_energy`, whose windowing it shares; here
+    the plain mean over those bins rather than over rings, a differentiable stand-in).
 
     It asks for as much fine detail as HR has, not where: too little and too much cost alike
     (x2 and x0.5 the energy give the same loss), which an adversarial term alone does not
