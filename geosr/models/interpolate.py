@@ -111,7 +111,8 @@ def interpolate_weights(psnr: str | os.PathLike[str], gan: str | os.PathLike[str
 
 def find_parent(gan: str | os.PathLike[str]) -> Path:
     """The PSNR weights a GAN file was fine-tuned from: its card's ``provenance.init_weights``
-    (file name and SHA-256, written by ``geosr train --init-weights``), looked up beside it
+    (file name and SHA-256, written by ``geosr train --init-weights``; for a GAN fine-tuned
+    from another GAN, the ``psnr_parent`` recorded there), looked up beside it
     and among the bundled weights, and accepted only when the SHA-256 matches. The content
     decides, not the name: when the parent's name now holds newer weights, the parent is
     found under any other name there (the bundled ``<name>_ganparent`` copy)."""
@@ -121,6 +122,7 @@ def find_parent(gan: str | os.PathLike[str]) -> Path:
     gan = Path(gan)
     _, card = read_checkpoint(gan)
     rec = ((card or {}).get("provenance") or {}).get("init_weights") or {}
+    rec = rec.get("psnr_parent") or rec  # fine-tuned from another GAN: that one's parent
     name, sha = rec.get("file"), rec.get("sha256")
     how = (f"blend explicitly: geosr weights interpolate PSNR.safetensors {gan.name} "
            "OUT.safetensors --alpha A, then --weights OUT.safetensors")

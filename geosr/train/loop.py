@@ -662,11 +662,20 @@ def _init_provenance(path: str) -> dict[str, Any]:
     from ..models.card import weights_sha256
     from ..models.checkpoint_io import read_checkpoint
 
+    from ..models.card import is_perceptual
+
     _, card = read_checkpoint(path)
     rec: dict[str, Any] = {"file": Path(path).name, "sha256": weights_sha256(path)}
     if card:
         rec.update(arch=card.get("arch"), scale=card.get("scale"), bands=card.get("bands"),
                    steps=(card.get("training") or {}).get("steps"))
+        if is_perceptual(card):
+            # a GAN fine-tuned again: its PSNR end for --perceptual-strength stays the first
+            # GAN's parent, carried through any number of GAN stages
+            init = (card.get("provenance") or {}).get("init_weights") or {}
+            parent = init.get("psnr_parent") or init
+            if parent:
+                rec["psnr_parent"] = {k: v for k, v in parent.items() if k != "psnr_parent"}
     return rec
 
 

@@ -66,6 +66,29 @@ def test_discriminator_options_come_from_disc_args(image_folder, tmp_path):
         _cfg(image_folder, tmp_path / "bad", max_steps=1, disc_args={"blur": True}).validate()
 
 
+def test_a_gan_fine_tuned_from_a_gan_keeps_the_first_psnr_parent(image_folder, tmp_path):
+    """--perceptual-strength blends with the PSNR weights at the start of the chain, however
+    many GAN stages followed (the card's init_weights.psnr_parent)."""
+    from geosr.models.interpolate import find_parent
+
+    import shutil
+
+    shelf = tmp_path / "weights"  # where a user keeps them, each under its own name
+    shelf.mkdir()
+    made: dict[str, object] = {}
+    init = None
+    for name, loss in (("psnr", "l1"), ("gan1", GAN_LOSS), ("gan2", GAN_LOSS), ("gan3", GAN_LOSS)):
+        out = Trainer(_cfg(image_folder, tmp_path / name, max_steps=1, loss=loss,
+                           init_weights=init)).run().weights
+        made[name] = init = str(shutil.copy(out, shelf / f"{name}.safetensors"))
+    for name in ("gan1", "gan2", "gan3"):
+        assert str(find_parent(made[name])) == made["psnr"]
+    init = json.loads((tmp_path / "gan3" / "final.json").read_text())["provenance"][
+        "init_weights"]
+    assert init["file"] == "gan2.safetensors" and init["psnr_parent"]["file"] == "psnr.safetensors"
+    assert "psnr_parent" not in init["psnr_parent"]
+
+
 def test_gan_resume_is_bit_exact(image_folder, tmp_path):
     kw = dict(model="rrdbnet", max_steps=4)
     full = Trainer(_cfg(image_folder, tmp_path / "full", **kw))
