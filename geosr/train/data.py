@@ -83,8 +83,10 @@ def check_patch_fits(sources: Sequence[Source], patch: int) -> int:
         if shapes and len(small) == len(shapes):
             big = max(shapes, key=lambda s: min(s))
             raise InputError(f"--data {src.root}: none of its {len(shapes)} images/rasters is at "
-                             f"least {patch}x{patch} pixels (largest {big[1]}x{big[0]}); use "
-                             f"--patch {min(big)} or less, or leave the folder out")
+                             f"least {patch}x{patch} pixels, the training patch (largest "
+                             f"{big[1]}x{big[0]}); make the patch {min(big)} or less (--patch, "
+                             f"which a multi-frame model grows by its stack margin), or leave "
+                             f"the folder out")
         skipped += len(small)
     return skipped
 

@@ -659,10 +659,8 @@ class Trainer:
 
 def _init_provenance(path: str) -> dict[str, Any]:
     """Which weights a fine-tuned run started from: file, hash and their own training steps."""
-    from ..models.card import weights_sha256
+    from ..models.card import is_perceptual, weights_sha256
     from ..models.checkpoint_io import read_checkpoint
-
-    from ..models.card import is_perceptual
 
     _, card = read_checkpoint(path)
     rec: dict[str, Any] = {"file": Path(path).name, "sha256": weights_sha256(path)}

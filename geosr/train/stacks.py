@@ -273,7 +273,7 @@ class StackSampler:
         """Settle the stack length for ``model`` (its window, or DEFAULT_FRAMES) and check it
         and the HR ``patch`` (its LR side must be a multiple of the model's size_multiple)."""
         self.frames = self.frames or default_frames(model)
-        for t in {self.frames, *self.lengths}:
+        for t in sorted({self.frames, *self.lengths}):
             check_frames(model, t, name=name)
         mult = int(getattr(model, "size_multiple", 1) or 1)
         if (patch // self.scale) % mult:
@@ -313,9 +313,9 @@ def check_frames(model: Any, frames: int, *, name: str) -> None:
                              f"pass --frames {fixed}")
     most = getattr(model, "max_frames", None)
     if most is not None and frames > most:
-        raise ParameterError(f"{name} is built for at most {most} frames, not {frames}; set "
-                             f"\"max_frames\": {frames} in the config's model_args or train on "
-                             f"shorter stacks")
+        raise ParameterError(f"{name} is built for at most {most} frames, not {frames}; use "
+                             f"at most {most}, or build it with \"max_frames\": {frames} in "
+                             f"model_args")
 
 
 def default_frames(model: Any) -> int:

@@ -19,7 +19,7 @@ def test_image_pool_is_a_function_of_the_step(image_folder):
     assert a.shape == (5, 3, 24, 24) and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert 0 <= float(a.min()) and float(a.max()) <= 1
-    with pytest.raises(InputError, match="use --patch 44 or less"):
+    with pytest.raises(InputError, match="make the patch 44 or less"):
         D.ImagePool(src, bands=3, patch=200, seed=0)
 
 
@@ -33,7 +33,8 @@ def test_a_folder_with_nothing_as_large_as_the_patch_is_named_not_dropped(
     src = D.scan_sources([image_folder, small])
     for make in (D.ImagePool, D.WindowDataset):
         with pytest.raises(InputError, match=r"--data .*small: none of its 2 .* at least 40x40 "
-                                             r"pixels \(largest 30x30\); use --patch 30 or less"):
+                                             r"pixels, the training patch \(largest 30x30\); "
+                                             r"make the patch 30 or less"):
             make(src, bands=3, patch=40, seed=0)
     ds = D.WindowDataset(src, bands=3, patch=28, seed=0)
     assert ds.skipped == 1  # tiny.png; both rasters hold a 28-pixel patch
