@@ -97,6 +97,9 @@ class BasicVSR(SRModel):
     num_frames = None
     #: IconVSR: the forward branch reads the backward features of every frame.
     _coupled = False
+    #: convolutions whose input is the frame's bands, then features (``geosr.train.init``
+    #: adapts their band kernels when fine-tuning across band counts)
+    band_led_inputs = ("backward_trunk.main.0.weight", "forward_trunk.main.0.weight")
 
     def __init__(self, *, scale: int = 4, in_chans: int = 3, out_chans: int | None = None,
                  num_feat: int = 64, num_block: int = 30, up_feat: int = 64,

@@ -4,7 +4,9 @@ Tensors are matched by name. A tensor of the same shape is copied. A tensor that
 in its band axis is *adapted* so that the network starts out computing the same thing on
 grey-level input: the first convolution sums its input-band kernels (1 band from 3: what the
 RGB network computes when R = G = B) and the last one averages its output bands (also a
-sub-pixel layer's ``bands x scale**2`` outputs); going from
+sub-pixel layer's ``bands x scale**2`` outputs); a convolution that reads the image's bands
+followed by features (a network's ``band_led_inputs``, e.g. BasicVSR's propagation trunks on
+``cat([frame, features])``) has its band kernels summed and its feature kernels copied; going from
 fewer bands to more spreads them evenly. Everything else keeps the new network's
 initialisation (e.g. the second pixel-shuffle stage of a x4 network started from x2 weights),
 and the report says so. A network built around another one's body (LIIF and Meta-SR around
@@ -107,6 +109,7 @@ def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = 
     src_in, src_out = _bands(card, "in_chans"), _bands(card, "out_chans")
     dst_in = int(getattr(model, "in_chans", 0) or 0)
     dst_out = int(getattr(model, "out_chans", 0) or dst_in)
+    led = set(getattr(model, "band_led_inputs", ()))
     report = InitReport()
     new_state = {}
     for name, cur in model.state_dict().items():
@@ -123,6 +126,12 @@ def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = 
         if (len(diff) == 1 and diff[0] == 1 and cur.dim() == 4 and src_in and dst_in
                 and src.shape[1] == src_in and cur.shape[1] == dst_in):
             new_state[name] = _adapt(src.float(), cur.shape, 1, reduce="sum").to(cur.dtype)
+            report.adapted.append(name)
+        elif (name in led and diff == [1] and cur.dim() == 4 and src_in and dst_in
+              and src.shape[1] - src_in == cur.shape[1] - dst_in > 0):
+            bands = _adapt(src[:, :src_in].float(), torch.Size((cur.shape[0], dst_in,
+                                                                *cur.shape[2:])), 1, reduce="sum")
+            new_state[name] = torch.cat([bands, src[:, src_in:].float()], 1).to(cur.dtype)
             report.adapted.append(name)
         elif (len(diff) == 1 and diff[0] == 0 and src_out and dst_out
               and src.shape[0] % src_out == 0 and cur.shape[0] % dst_out == 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geosr.errors import WeightsError
-from geosr.models import create_model
+from geosr.models import create_model, get_spec
 from geosr.models.card import make_card
 from geosr.models.checkpoint_io import save_weights
 from geosr.train.config import TrainConfig
@@ -67,6 +67,24 @@ def test_one_band_from_rgb_computes_the_grey_response(tmp_path):
         out = back(x.expand(1, 3, 9, 9))
         ref = one(x)
     assert torch.allclose(out, ref.expand_as(out), atol=1e-6)
+
+
+def test_one_band_basicvsr_from_rgb_keeps_its_propagation_trunks(tmp_path):
+    """BasicVSR's trunks read cat([frame, features]): their band kernels are summed and their
+    feature kernels copied, so the 1-band network computes the RGB one's grey response."""
+    tiny = dict(get_spec("basicvsr").extra["tiny"])
+    torch.manual_seed(2)
+    rgb = create_model("basicvsr", scale=4, **tiny)
+    src = _save(rgb, tmp_path / "rgb.safetensors", "basicvsr", **tiny)
+    one = create_model("basicvsr", scale=4, in_chans=1, **tiny)
+    rep = init_from_weights(one, src, arch="basicvsr")
+    assert {"backward_trunk.main.0.weight", "forward_trunk.main.0.weight"} <= set(rep.adapted)
+    assert not rep.kept
+    g = torch.rand(1, 3, 1, 16, 16)
+    with torch.no_grad():
+        want = rgb(g.expand(1, 3, 3, 16, 16)).mean(dim=1, keepdim=True)
+        got = one(g)
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_other_architectures_are_refused(tmp_path):
