@@ -141,10 +141,10 @@ def _score(weights: Path | None, arch: str, scale: float, files: list[Path], *,
             "ssim": round(float(np.mean([r["ssim"] for r in rows])), 4), "n_images": len(rows)}
 
 
-def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
-            out: Path, *, only: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Set5/Set14 (paper protocol), the held-out NEON tiles and, for 1-band weights, the
-    Landsat validation windows and the SpaceNet panchromatic rasters; bicubic alongside."""
+def eval_sets(bands: int, root: Path, out: Path) -> dict[str, tuple[list[Path], dict]]:
+    """The sets bundled weights are measured on, with their value-range options: Set5/Set14
+    (paper protocol), the held-out NEON tiles and, for 1-band weights, the Landsat validation
+    windows and the SpaceNet panchromatic rasters."""
     sets: dict[str, tuple[list[Path], dict]] = {
         "set5": (sorted((root / "bench/set5").glob("*.png")), {}),
         "set14": (sorted((root / "bench/set14").glob("*.png")), {}),
@@ -157,6 +157,13 @@ def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
                                     {"value_range": (0.0, 65535.0)})
         sets["spacenet_pan_uint16"] = (sorted((root / "pairs").glob("pan*.tif")),
                                        {"data_range": 2047.0})
+    return sets
+
+
+def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
+            out: Path, *, only: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """:func:`eval_sets` scored by ``arch`` (``weights``), bicubic alongside."""
+    sets = eval_sets(bands, root, out)
     res = {}
     from geosr.models.bundled import bundled_weights
     from geosr.models._registry import is_arbitrary_scale
@@ -200,19 +207,23 @@ def measure_any(weights: Path, arch: str, bands: int, root: Path, out: Path, *,
 STACK_FRAMES = 5
 
 
-def measure_stack(weights: Path, arch: str, scale: int, root: Path, out: Path, *,
+#: :func:`eval_sets` left out of stack measurements: two rasters, a third of one zero fill
+STACK_SKIPS = ("spacenet_pan_uint16",)
+
+
+def measure_stack(weights: Path, arch: str, scale: int, bands: int, root: Path, out: Path, *,
                   frames: int = STACK_FRAMES,
                   only: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """A multi-frame network on ``geosr evaluate --frames`` stacks of Set5, Set14 and the NEON
-    holdout, with bicubic and the bundled EDSR-baseline on the same target frames."""
+    """A multi-frame network on ``geosr evaluate --frames`` stacks of :func:`eval_sets`, with
+    bicubic and the bundled EDSR-baseline of the same band count on the same target frames
+    (the uint16 Landsat windows at their dtype's range, as the single-image weights)."""
     from geosr.evaluation import evaluate
     from geosr.models.bundled import bundled_weights
 
-    sets = {"set5": root / "bench/set5", "set14": root / "bench/set14",
-            "neon_val16": out / "neon_val"}
-    edsr = bundled_weights("edsr-baseline", scale=scale, bands=3)
+    sets = {k: v for k, v in eval_sets(bands, root, out).items() if k not in STACK_SKIPS}
+    edsr = bundled_weights("edsr-baseline", scale=scale, bands=bands)
     res = {}
-    for key, folder in sets.items():
+    for key, (files, _) in sets.items():
         if only and key not in only:
             continue
         t0 = time.perf_counter()
@@ -221,10 +232,10 @@ def measure_stack(weights: Path, arch: str, scale: int, root: Path, out: Path, *
         if edsr is not None:
             runs.append(("edsr_baseline_", "edsr-baseline", edsr))
         for prefix, name, w in runs:
-            r = evaluate(folder, model=name, scale=scale, weights=w, frames=frames)
+            r = evaluate(files, model=name, scale=scale, weights=w, frames=frames)
             row[f"{prefix}psnr"] = round(float(r["psnr"]), 4)
             row[f"{prefix}ssim"] = round(float(r["ssim"]), 4)
-        row.update(n_images=len(sorted(folder.glob("*.png"))), frames=frames,
+        row.update(n_images=len(files), frames=frames,
                    seconds=round(time.perf_counter() - t0, 1))
         res[key] = row
         print(f"x{scale}", key, row, flush=True)
@@ -364,8 +375,8 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
         card["metrics"]["eval"] = measure_perceptual(dst, root, out, only=only)
         card["metrics"]["eval_parent"] = find_parent(dst).name
     elif get_spec(card["arch"]).extra.get("multi_frame"):
-        card["metrics"]["eval"] = measure_stack(dst, card["arch"], card["scale"], root, out,
-                                                only=only)
+        card["metrics"]["eval"] = measure_stack(dst, card["arch"], card["scale"], card["bands"],
+                                                root, out, only=only)
     elif get_spec(card["arch"]).extra.get("reference_based") and card["bands"] == 3:
         from ttsr_measure import measure_synthetic  # tools/, next to this script
 
@@ -458,8 +469,8 @@ def main() -> None:
         from geosr.models._registry import get_spec
 
         if get_spec(card["arch"]).extra.get("multi_frame"):
-            res = measure_stack(args.weights, card["arch"], card["scale"], args.root, args.out,
-                                only=only)
+            res = measure_stack(args.weights, card["arch"], card["scale"], card["bands"],
+                                args.root, args.out, only=only)
         elif is_arbitrary_scale(card["arch"]):
             res = measure_any(args.weights, card["arch"], card["bands"], args.root, args.out,
                               scales=scales or ARBITRARY_SCALES, only=only)
