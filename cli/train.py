@@ -15,8 +15,8 @@ import click
               help="Arbitrary-scale networks (liif, metasr): smallest factor drawn (default 1).")
 @click.option("--scale-max", type=click.FloatRange(min=1), default=None,
               help="Arbitrary-scale networks (liif, metasr): largest factor drawn (default 4).")
-@click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of HR images or GeoTIFFs (repeat to mix folders).")
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True),
+              help="Folder of HR images or GeoTIFFs, or one such file (repeat to mix).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Output folder: final.safetensors (+ .json card) and last.pt.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps.")

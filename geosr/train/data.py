@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -104,18 +104,29 @@ def _as_rgb(img: HRImage, bands: int) -> np.ndarray:
                      "convert the image or choose --in-chans to match")
 
 
+def _source_files(root: Path) -> list[Path]:
+    """A ``--data`` entry's files: a folder's, or the one image/GeoTIFF named (one scene)."""
+    if root.is_file():
+        if root.suffix.lower() not in IMAGE_SUFFIXES + TIFF_SUFFIXES:
+            raise InputError(f"--data {root}: not an image or GeoTIFF; give a folder or a file "
+                             f"ending in {', '.join(IMAGE_SUFFIXES + TIFF_SUFFIXES)}")
+        return [root]
+    if not root.is_dir():
+        raise InputError(f"training data {str(root)!r} does not exist; pass --data with a "
+                         "folder of images or GeoTIFFs, or one such file")
+    return sorted(p for p in root.iterdir() if p.is_file())
+
+
 def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozenset()) -> list[Source]:
-    """List each folder's images (decoded) and GeoTIFFs (metadata only). rasterio is imported
-    only when a GeoTIFF is met: image-only training runs where no GDAL is installed."""
+    """List each ``--data`` entry's images (decoded) and GeoTIFFs (metadata only): a folder's,
+    or the one file named. rasterio is imported only when a GeoTIFF is met: image-only
+    training runs where no GDAL is installed."""
     sources = []
     for folder in folders:
         root = Path(folder)
-        if not root.is_dir():
-            raise InputError(f"training folder {str(root)!r} does not exist; pass --data DIR "
-                             "with images or GeoTIFFs")
         images, geos = [], []
-        for p in sorted(root.iterdir()):
-            if p in exclude or not p.is_file():
+        for p in _source_files(root):
+            if p in exclude:
                 continue
             suf = p.suffix.lower()
             if suf in IMAGE_SUFFIXES:
@@ -140,7 +151,7 @@ def split_validation(folders: Sequence[str | Path], *, fraction: float, max_imag
                      seed: int) -> list[Path]:
     """Hold out a reproducible ``fraction`` of the image files (at least 1, at most
     ``max_images``) spread over the folders; GeoTIFFs are held out only from folders that
-    have two or more of them."""
+    have two or more of them; a file named by itself is never held out."""
     files = []
     for folder in folders:
         root = Path(folder)
@@ -155,25 +166,51 @@ def split_validation(folders: Sequence[str | Path], *, fraction: float, max_imag
     return sorted(files[i] for i in rng.choice(len(files), size=n, replace=False))
 
 
+def _read_window(path: Path, *, crop: int, bands: list[int] | None, top: int | None = None,
+                 name: str | None = None) -> HRImage:
+    """A GeoTIFF's ``crop`` x ``crop`` window, centred (rows from ``top`` when given)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(path) as ds:
+        h, w = min(crop, ds.height), min(crop, ds.width)
+        row = (ds.height - h) // 2 if top is None else top
+        data = ds.read(bands, window=Window((ds.width - w) // 2, row, w, h))
+        nod = ds.nodata
+    valid = None
+    if nod is not None:
+        valid = ~np.any(data == nod, axis=0)
+        valid = None if valid.all() else valid
+    return HRImage(name or path.name, data, valid, True)
+
+
+def hold_out_strip(sources: list[Source], *, crop: int, patch: int,
+                   bands: list[int] | None = None) -> list[HRImage]:
+    """Validation when nothing else gives any: the bottom ``crop`` rows of the tallest GeoTIFF
+    (a centred ``crop``-wide window of them), which that raster's training windows then never
+    reach — a spatially disjoint holdout, since random patches of one scene would share pixels
+    with training. ``[]`` when no raster is ``crop + patch`` rows tall. Changes ``sources``."""
+    best: tuple[Source, int, GeoFile] | None = None
+    for src in sources:
+        for j, g in enumerate(src.geotiffs):
+            if g.height >= crop + patch and (best is None or g.height > best[2].height):
+                best = (src, j, g)
+    if best is None:
+        return []
+    src, j, g = best
+    top = g.height - crop
+    src.geotiffs[j] = replace(g, height=top)
+    return [_read_window(g.path, crop=crop, bands=bands, top=top,
+                         name=f"{g.path.name} rows {top}-{g.height - 1}")]
+
+
 def load_validation(paths: Sequence[Path], *, crop: int, bands: list[int] | None = None) -> list[HRImage]:
     """Validation images: image files whole (centre-cropped to ``crop``), GeoTIFFs as their
     centre ``crop`` window (never the whole raster)."""
     out = []
     for p in paths:
         if p.suffix.lower() in TIFF_SUFFIXES:
-            import rasterio
-            from rasterio.windows import Window
-
-            with rasterio.open(p) as ds:
-                h, w = min(crop, ds.height), min(crop, ds.width)
-                win = Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
-                data = ds.read(bands, window=win)
-                nod = ds.nodata
-            valid = None
-            if nod is not None:
-                valid = ~np.any(data == nod, axis=0)
-                valid = None if valid.all() else valid
-            out.append(HRImage(p.name, data, valid, True))
+            out.append(_read_window(p, crop=crop, bands=bands))
         else:
             img = read_image(p)
             h, w = img.data.shape[-2:]
@@ -408,5 +445,6 @@ def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | N
 
 
 __all__ = ["ImagePool", "WindowDataset", "WindowLoader", "scan_sources", "split_validation",
+           "hold_out_strip",
            "load_validation", "infer_bands", "data_value_range", "data_dtype", "step_rng", "augment_np",
            "augment_torch", "Source", "GeoFile"]

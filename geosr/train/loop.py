@@ -273,6 +273,10 @@ class Trainer:
 
             self.stacks = training_sampler(cfg)
             data_patch = cfg.patch + 2 * self.stacks.margin
+        strip = []
+        if not val_paths and not held_out and cfg.val_fraction > 0:
+            strip = D.hold_out_strip(self.sources, crop=cfg.val_crop, patch=data_patch,
+                                     bands=cfg.bands)
         only_images = all(not s.geotiffs for s in self.sources)
         workers = cfg.workers
         if workers is None:
@@ -297,8 +301,12 @@ class Trainer:
         for p in val_paths:
             vfiles += _val_files(p)
         vfiles += held_out
-        self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands)
-        self.log(f"data: {n_train} training files/rasters in {len(self.sources)} folder(s)"
+        self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands) + strip
+        if strip:
+            self.log(f"validation: {strip[0].name} of the training data (no --val-data given, "
+                     f"no other file to hold out); training windows stay above it")
+        self.log(f"data: {n_train} training files/rasters from {len(self.sources)} --data "
+                 f"{'entry' if len(self.sources) == 1 else 'entries'}"
                  + (f" ({skipped} smaller than the {data_patch}-pixel patch left out)"
                     if skipped else "") + ", "
                  f"{len(self.val_images)} validation images, {bands} bands, "

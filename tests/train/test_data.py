@@ -106,6 +106,32 @@ def test_validation_split(image_folder):
     assert all(v.data.shape[-2:] == (16, 16) for v in val)
 
 
+def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
+    """A single GeoTIFF named by --data: validation is its bottom strip, which no training
+    window ever reaches (a random patch of the same scene would share pixels)."""
+    data = np.full((2, 120, 50), 7, np.uint16)
+    data[:, 80:] = 60000  # the strip that must stay unseen
+    path = make_geotiff("scene.tif", data=data)
+    src = D.scan_sources([path])
+    assert len(src) == 1 and src[0].geotiffs[0].path == path
+    val = D.hold_out_strip(src, crop=40, patch=16)
+    assert [v.name for v in val] == ["scene.tif rows 80-119"]
+    assert val[0].data.shape == (2, 40, 40) and int(val[0].data.min()) == 60000
+    assert src[0].geotiffs[0].height == 80
+    ds = D.WindowDataset(src, bands=2, patch=16, seed=0)
+    assert max(float(ds[i].max()) for i in range(200)) == pytest.approx(7 / 65535)
+    # no raster tall enough for both: nothing is held out and nothing shrinks
+    src = D.scan_sources([path])
+    assert D.hold_out_strip(src, crop=110, patch=16) == [] and src[0].geotiffs[0].height == 120
+
+
+def test_data_file_that_is_no_image_is_refused(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(InputError, match="not an image or GeoTIFF"):
+        D.scan_sources([notes])
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         D.scan_sources([tmp_path / "nope"])
