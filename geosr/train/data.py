@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError, ParameterError
+from ..errors import GeosrError, InputError, ParameterError
 from ..images import IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, read_image
 
 
@@ -52,11 +52,12 @@ def step_rng(seed: int, step: int, salt: int = SALT_IMAGE_PATCH) -> np.random.Ge
 @dataclass
 class GeoFile:
     path: Path
-    height: int
+    height: int  # rows training windows may use, from ``row0``
     width: int
     count: int
     dtype: str
     nodata: float | None
+    row0: int = 0
 
 
 @dataclass
@@ -184,12 +185,18 @@ def _read_window(path: Path, *, crop: int, bands: list[int] | None, top: int | N
     return HRImage(name or path.name, data, valid, True)
 
 
+#: Share of valid (not nodata) pixels a held-out strip needs to be worth validating on.
+STRIP_MIN_VALID = 0.5
+
+
 def hold_out_strip(sources: list[Source], *, crop: int, patch: int,
                    bands: list[int] | None = None) -> list[HRImage]:
     """Validation when nothing else gives any: the bottom ``crop`` rows of the tallest GeoTIFF
-    (a centred ``crop``-wide window of them), which that raster's training windows then never
-    reach — a spatially disjoint holdout, since random patches of one scene would share pixels
-    with training. ``[]`` when no raster is ``crop + patch`` rows tall. Changes ``sources``."""
+    (a centred ``crop``-wide window of them), or its top rows where the bottom ones are mostly
+    nodata, which that raster's training windows then never reach — a spatially disjoint
+    holdout, since random patches of one scene would share pixels with training. ``[]`` when
+    no raster is ``crop + patch`` rows tall or both strips are mostly nodata. Changes
+    ``sources``."""
     best: tuple[Source, int, GeoFile] | None = None
     for src in sources:
         for j, g in enumerate(src.geotiffs):
@@ -198,10 +205,13 @@ def hold_out_strip(sources: list[Source], *, crop: int, patch: int,
     if best is None:
         return []
     src, j, g = best
-    top = g.height - crop
-    src.geotiffs[j] = replace(g, height=top)
-    return [_read_window(g.path, crop=crop, bands=bands, top=top,
-                         name=f"{g.path.name} rows {top}-{g.height - 1}")]
+    for top in (g.height - crop, 0):
+        img = _read_window(g.path, crop=crop, bands=bands, top=top,
+                           name=f"{g.path.name} rows {top}-{top + crop - 1}")
+        if img.valid is None or img.valid.mean() >= STRIP_MIN_VALID:
+            src.geotiffs[j] = replace(g, height=g.height - crop, row0=crop if top == 0 else 0)
+            return [img]
+    return []
 
 
 def load_validation(paths: Sequence[Path], *, crop: int, bands: list[int] | None = None) -> list[HRImage]:
@@ -339,7 +349,8 @@ class WindowDataset(torch.utils.data.Dataset):
         if ds is None:
             ds = self._handles[g.path] = rasterio.open(g.path)
         p = self.patch
-        t, l = int(rng.integers(g.height - p + 1)), int(rng.integers(g.width - p + 1))
+        t = g.row0 + int(rng.integers(g.height - p + 1))
+        l = int(rng.integers(g.width - p + 1))
         a = ds.read(self.band_index, window=Window(l, t, p, p))
         bad = np.zeros(a.shape[1:], dtype=bool)
         if g.nodata is not None and not math.isnan(g.nodata):
@@ -404,7 +415,14 @@ class WindowLoader:
         self._it = iter(self.loader)
 
     def next(self) -> torch.Tensor:
-        return next(self._it).to(self.device, non_blocking=True)
+        try:
+            return next(self._it).to(self.device, non_blocking=True)
+        except GeosrError as e:
+            # a worker's error arrives wrapped in the worker's traceback: keep its one line
+            text, mark = str(e), f"{type(e).__module__}.{type(e).__name__}: "
+            if "Original Traceback" in text and mark in text:
+                raise type(e)(text.rsplit(mark, 1)[1].strip()) from None
+            raise
 
 
 def infer_bands(sources: Sequence[Source], band_index: list[int] | None) -> int:

@@ -302,6 +302,12 @@ class Trainer:
             vfiles += _val_files(p)
         vfiles += held_out
         self.val_images = D.load_validation(vfiles, crop=cfg.val_crop, bands=cfg.bands) + strip
+        void = [v.name for v in self.val_images if v.valid is not None and not v.valid.any()]
+        if void:
+            # Why: a window without one valid pixel scores NaN and hides every other image
+            self.val_images = [v for v in self.val_images if v.name not in void]
+            self.log(f"validation: {', '.join(void)} left out (no valid pixel in the "
+                     f"{cfg.val_crop}-pixel window scored)")
         if strip:
             self.log(f"validation: {strip[0].name} of the training data (no --val-data given, "
                      f"no other file to hold out); training windows stay above it")
@@ -651,8 +657,9 @@ class Trainer:
                       **(self.stacks.card() if self.stacks is not None else {}),
                       **({"discriminator": {"d_lr": cfg.d_lr or cfg.lr, **cfg.disc_args}}
                          if self.disc is not None else {})},
-            metrics={k: v for k, v in metrics.items() if k in ("val_psnr", "val_ssim",
-                                                               "val_images")},
+            # a diverged run's NaN is recorded as null: the weights are still written
+            metrics={k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                     for k, v in metrics.items() if k in ("val_psnr", "val_ssim", "val_images")},
             kind=card_kind(self.loss.weights),  # adversarial → perceptual (GAN), tagged so
         )
         # the engine applies value_range only to rasters of this dtype (others: robust range)

@@ -77,6 +77,12 @@ def test_all_nodata_raster_fails_clearly(make_geotiff, tmp_path):
     ds = D.WindowDataset(D.scan_sources([tmp_path]), bands=1, patch=16, seed=0)
     with pytest.raises(InputError, match="nodata"):
         ds[0]
+    # read by a worker process, the error is still its one line, not the worker's traceback
+    loader = D.WindowLoader(ds, batch=2, start_step=0, stop_step=1, workers=1,
+                            device=torch.device("cpu"))
+    with pytest.raises(InputError) as err:
+        loader.next()
+    assert str(err.value).startswith("32 random windows") and "Traceback" not in str(err.value)
 
 
 def test_mixed_folders_and_workers_are_deterministic(image_folder, make_geotiff, tmp_path):
@@ -119,6 +125,17 @@ def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
     assert val[0].data.shape == (2, 40, 40) and int(val[0].data.min()) == 60000
     assert src[0].geotiffs[0].height == 80
     ds = D.WindowDataset(src, bands=2, patch=16, seed=0)
+    assert max(float(ds[i].max()) for i in range(200)) == pytest.approx(7 / 65535)
+    # bottom rows mostly nodata: the top rows are held out and training windows stay below
+    data[:, :40] = 50000
+    data[:, 80:] = 0
+    path = make_geotiff("filled.tif", data=data, nodata=0)
+    src = D.scan_sources([path])
+    val = D.hold_out_strip(src, crop=40, patch=16)
+    assert [v.name for v in val] == ["filled.tif rows 0-39"] and int(val[0].data.min()) == 50000
+    g = src[0].geotiffs[0]
+    assert (g.row0, g.height) == (40, 80)
+    ds = D.WindowDataset(src, bands=2, patch=16, seed=0, nodata_max_fraction=0.0)
     assert max(float(ds[i].max()) for i in range(200)) == pytest.approx(7 / 65535)
     # no raster tall enough for both: nothing is held out and nothing shrinks
     src = D.scan_sources([path])

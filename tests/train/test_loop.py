@@ -100,6 +100,22 @@ def test_time_budget_stops_cleanly_and_saves(image_folder, tmp_path):
     assert res.metrics == {}
 
 
+def test_a_validation_window_without_valid_pixels_is_left_out(make_geotiff, tmp_path):
+    for sub in ("train", "val"):
+        (tmp_path / sub).mkdir()
+    make_geotiff("train/a.tif", bands=1, height=48, width=48, dtype="uint16")
+    make_geotiff("val/good.tif", bands=1, height=40, width=40, dtype="uint16", seed=3)
+    make_geotiff("val/void.tif", data=np.zeros((1, 40, 40), np.uint16), nodata=0)
+    lines: list[str] = []
+    train(model="espcn", scale=2, data=[str(tmp_path / "train")],
+          val_data=[str(tmp_path / "val")], out=str(tmp_path / "run"), max_steps=1, batch=2,
+          patch=16, model_args=TINY, workers=0, val_crop=32, device="cpu", log=lines.append)
+    card = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert card["metrics"]["val_images"] == ["good.tif"]
+    assert np.isfinite(card["metrics"]["val_psnr"])
+    assert any("void.tif left out (no valid pixel" in line for line in lines)
+
+
 def test_geotiff_training_records_bands_and_range(make_geotiff, tmp_path):
     for i in range(2):
         make_geotiff(f"s{i}.tif", bands=4, height=48, width=48, dtype="uint16", seed=i)
