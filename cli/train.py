@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import bundled_by_name
+
 
 @click.command("train")
 @click.option("--model", "-m", default=None, help="Registered network name (geosr models).")
@@ -58,9 +60,11 @@ import click
               help="LO HI mapping GeoTIFF values to [0, 1] (default: dtype range).")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Resume from a checkpoint (OUT/last.pt).")
-@click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--init-weights", type=click.Path(dir_okay=False), default=None,
+              callback=bundled_by_name,
               help="Start from these weights where they fit (fine-tune, e.g. x4 from x2, "
-                   "1 band from RGB).")
+                   "1 band from RGB): a file or the name of bundled weights, e.g. "
+                   "edsr-baseline_x4_1b to fine-tune them on your imagery.")
 @click.option("--device", default=None,
               help="Compute device: auto (first GPU if any, else CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),

@@ -74,3 +74,19 @@ def _tiny_espcn(tmp_path):
     cfg.write_text('[train]\nthreads = 1\nworkers = 0\nval_crop = 32\n'
                    'model_args = { n1 = 8, n2 = 4 }\n')
     return cfg
+
+
+def test_init_weights_takes_the_name_of_bundled_weights(make_geotiff, tmp_path):
+    scene = make_geotiff("pan.tif", bands=1, height=40, width=40, dtype="uint16")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
+                                   str(scene), "--out", str(out), "--max-steps", "1",
+                                   "--batch", "1", "--patch", "16", "--init-weights",
+                                   "espcn_x2_1b", "--torch-threads", "1"])
+    assert res.exit_code == 0, res.output
+    card = json.loads((out / "final.json").read_text())
+    assert card["provenance"]["init_weights"]["file"] == "espcn_x2_1b.safetensors"
+    res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
+                                   str(scene), "--out", str(tmp_path / "r2"), "--max-steps", "1",
+                                   "--init-weights", "espcn_x9_1b"])
+    assert res.exit_code == 1 and "'espcn_x9_1b' does not exist" in res.output
