@@ -299,6 +299,9 @@ class WindowDataset(torch.utils.data.Dataset):
                  nodata_max_fraction: float = 0.1, augment: bool = True, length: int = 2 ** 62) -> None:
         self.patch, self.seed, self.augment, self.length = int(patch), int(seed), augment, length
         self.bands, self.band_index = bands, band_index
+        #: a 1-band network learns from every band of multi-band rasters, one band per sample,
+        #: as the engine runs 1-band weights band by band
+        self.per_band = bands == 1 and not band_index
         self.nodata_max = float(nodata_max_fraction)
         self.value_range = value_range
         self.entries: list[list[tuple[str, Any]]] = []
@@ -312,7 +315,7 @@ class WindowDataset(torch.utils.data.Dataset):
                     w.append(1.0)
             for g in src.geotiffs:
                 nb = len(band_index) if band_index else g.count
-                if nb != bands:
+                if nb != bands and not self.per_band:
                     raise InputError(f"{g.path.name} has {nb} bands but the model trains on "
                                      f"{bands}; select bands with --bands or train per band count")
                 if _fits((g.height, g.width), self.patch):
@@ -351,7 +354,10 @@ class WindowDataset(torch.utils.data.Dataset):
         p = self.patch
         t = g.row0 + int(rng.integers(g.height - p + 1))
         l = int(rng.integers(g.width - p + 1))
-        a = ds.read(self.band_index, window=Window(l, t, p, p))
+        index = self.band_index
+        if self.per_band and g.count > 1:
+            index = [int(rng.integers(g.count)) + 1]
+        a = ds.read(index, window=Window(l, t, p, p))
         bad = np.zeros(a.shape[1:], dtype=bool)
         if g.nodata is not None and not math.isnan(g.nodata):
             bad |= np.any(a == g.nodata, axis=0)

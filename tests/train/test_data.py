@@ -72,6 +72,18 @@ def test_geotiff_windows_any_dtype_and_nodata(make_geotiff, tmp_path):
         D.WindowDataset(src, bands=3, patch=16, seed=0)
 
 
+def test_one_band_networks_learn_from_every_band_of_a_multiband_raster(make_geotiff, tmp_path):
+    data = np.stack([np.full((40, 40), v, np.uint16) for v in (1000, 2000, 3000)])
+    make_geotiff("ms.tif", data=data)
+    ds = D.WindowDataset(D.scan_sources([tmp_path]), bands=1, patch=16, seed=0)
+    seen = {round(float(ds[i][0, 0, 0]) * 65535) for i in range(40)}
+    assert ds[0].shape == (1, 16, 16) and seen == {1000, 2000, 3000}
+    assert torch.equal(ds[5], ds[5])
+    # selected bands still have to match the network
+    with pytest.raises(InputError, match="bands"):
+        D.WindowDataset(D.scan_sources([tmp_path]), bands=1, patch=16, seed=0, band_index=[1, 2])
+
+
 def test_all_nodata_raster_fails_clearly(make_geotiff, tmp_path):
     make_geotiff("void.tif", data=np.zeros((1, 40, 40), np.uint8), nodata=0)
     ds = D.WindowDataset(D.scan_sources([tmp_path]), bands=1, patch=16, seed=0)
