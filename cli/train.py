@@ -5,8 +5,6 @@ import json
 
 import click
 
-from .options import bundled_by_name
-
 
 @click.command("train")
 @click.option("--model", "-m", default=None, help="Registered network name (geosr models).")
@@ -61,10 +59,10 @@ from .options import bundled_by_name
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Resume from a checkpoint (OUT/last.pt).")
 @click.option("--init-weights", type=click.Path(dir_okay=False), default=None,
-              callback=bundled_by_name,
               help="Start from these weights where they fit (fine-tune, e.g. x4 from x2, "
                    "1 band from RGB): a file or the name of bundled weights, e.g. "
-                   "edsr-baseline_x4_1b to fine-tune them on your imagery.")
+                   "edsr-baseline_x4_1b to fine-tune them on your imagery (1-band weights "
+                   "train a 1-band network on every band unless --in-chans says otherwise).")
 @click.option("--device", default=None,
               help="Compute device: auto (first GPU if any, else CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
@@ -99,6 +97,7 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
     Example: geosr train --model espcn --scale 2 --data t91/ --out runs/espcn --time-budget 600
     """
     from geosr.train.config import TrainConfig
+    from geosr.train.loop import plain_metrics
     from geosr.train.run import train as run
 
     cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
@@ -123,5 +122,5 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
         click.echo(json.dumps({
             "weights": str(result.weights), "checkpoint": str(result.checkpoint),
             "steps": result.steps, "seconds": result.seconds, "steps_per_s": result.steps_per_s,
-            "stopped_by": result.stopped_by, **{k: v for k, v in result.metrics.items()},
+            "stopped_by": result.stopped_by, **plain_metrics(result.metrics),
         }, indent=2))

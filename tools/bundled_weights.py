@@ -160,6 +160,13 @@ def eval_sets(bands: int, root: Path, out: Path) -> dict[str, tuple[list[Path], 
     return sets
 
 
+def _need(key: str, files: list[Path]) -> None:
+    """An empty set would be scored as NaN: say how to make it instead."""
+    if not files:
+        raise SystemExit(f"{key}: no images found; run `python tools/bundled_weights.py splits` "
+                         f"(and `prep-1b` for the 1-band sets) or check --root/--out")
+
+
 def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
             out: Path, *, only: list[str] | None = None) -> dict[str, dict[str, float]]:
     """:func:`eval_sets` scored by ``arch`` (``weights``), bicubic alongside."""
@@ -173,6 +180,7 @@ def measure(weights: Path, arch: str, scale: float, bands: int, root: Path,
     for key, (files, kw) in sets.items():
         if only and key not in only:
             continue
+        _need(key, files)
         t0 = time.perf_counter()
         m = _score(weights, arch, scale, files, **kw)
         b = _score(None, "bicubic", scale, files, **kw)
@@ -226,6 +234,7 @@ def measure_stack(weights: Path, arch: str, scale: int, bands: int, root: Path, 
     for key, (files, _) in sets.items():
         if only and key not in only:
             continue
+        _need(key, files)
         t0 = time.perf_counter()
         row = {}
         runs = [("", arch, weights), ("bicubic_", "bicubic", None)]

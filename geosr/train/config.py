@@ -176,6 +176,15 @@ class TrainConfig:
             raise ParameterError(f"ema decay must be in (0, 1), e.g. 0.999; got {self.ema}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ParameterError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.init_weights and not Path(self.init_weights).is_file():
+            from ..models.bundled import bundled_by_name
+
+            found = bundled_by_name(str(self.init_weights))
+            if found is None:
+                raise ParameterError(f"--init-weights {self.init_weights!r} is neither a weights "
+                                     f"file nor the name of bundled weights (docs/models.md "
+                                     f"lists them, e.g. edsr-baseline_x4_1b)")
+            self.init_weights = str(found)
         if self.value_range is not None and (len(self.value_range) != 2
                                              or self.value_range[1] <= self.value_range[0]):
             raise ParameterError(f"value_range must be [lo, hi] with hi > lo, got {self.value_range}")

@@ -127,7 +127,7 @@ def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozense
         root = Path(folder)
         images, geos = [], []
         for p in _source_files(root):
-            if p in exclude:
+            if p in exclude and not root.is_file():  # a file named by itself always trains
                 continue
             suf = p.suffix.lower()
             if suf in IMAGE_SUFFIXES:
@@ -178,11 +178,12 @@ def _read_window(path: Path, *, crop: int, bands: list[int] | None, top: int | N
         row = (ds.height - h) // 2 if top is None else top
         data = ds.read(bands, window=Window((ds.width - w) // 2, row, w, h))
         nod = ds.nodata
-    valid = None
-    if nod is not None:
-        valid = ~np.any(data == nod, axis=0)
-        valid = None if valid.all() else valid
-    return HRImage(name or path.name, data, valid, True)
+    valid = np.ones(data.shape[1:], dtype=bool)
+    if nod is not None and not math.isnan(nod):
+        valid &= ~np.any(data == nod, axis=0)
+    if data.dtype.kind == "f":  # NaN nodata, and non-finite values whatever is declared
+        valid &= np.all(np.isfinite(data), axis=0)
+    return HRImage(name or path.name, data, None if valid.all() else valid, True)
 
 
 #: Share of valid (not nodata) pixels a held-out strip needs to be worth validating on.

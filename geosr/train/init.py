@@ -78,6 +78,13 @@ def init_model_args(path: str | Path, arch: str) -> dict[str, Any]:
     return {k: v for k, v in card["args"].items() if k not in RUN_ARGS}
 
 
+def init_bands(path: str | Path) -> int | None:
+    """The input band count the card of weights ``path`` gives (``None`` without one)."""
+    from ..models.checkpoint_io import read_checkpoint
+
+    return _bands(read_checkpoint(path)[1], "in_chans")
+
+
 def init_arch(path: str | Path) -> str | None:
     """The architecture the card of weights ``path`` names (``None`` without one)."""
     from ..models.checkpoint_io import read_checkpoint

@@ -115,6 +115,13 @@ def _atomic_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
+def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` for JSON (cards, ``--json``): a diverged run's NaN becomes null, so its
+    weights and summary are still written."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in metrics.items()}
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint (tensors and plain containers only)."""
     p = Path(path)
@@ -137,6 +144,8 @@ class Trainer:
     #: the stack sampler of multi-frame networks (set by :meth:`_setup_data`; None otherwise,
     #: also in trainers that replace the data setup)
     stacks: Any = None
+    #: the validation image held out of a training raster's rows (data.hold_out_strip), if any
+    val_strip: str | None = None
 
     def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg.validate()
@@ -147,6 +156,8 @@ class Trainer:
         from .degrade import Degrader
         from .losses import CompositeLoss, Discriminator
 
+        #: the checkpoint a resumed run continues (read once: configuration, data, state)
+        self._resumed = load_checkpoint(cfg.resume) if cfg.resume else None
         self._prev_threads = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))  # restored when run() returns
@@ -160,7 +171,7 @@ class Trainer:
             from .init import init_model_args
 
             source = cfg.resume or cfg.init_weights
-            adopted = (dict(load_checkpoint(cfg.resume).get("config", {}).get("model_args") or {})
+            adopted = (dict(self._resumed.get("config", {}).get("model_args") or {})
                        if cfg.resume else init_model_args(cfg.init_weights, self.spec.name))
             if adopted:
                 cfg = self.cfg = dataclasses.replace(cfg, model_args=adopted)
@@ -181,6 +192,19 @@ class Trainer:
         # losses first: a missing VGG file should fail before minutes of data loading
         self.loss = CompositeLoss(cfg.loss, vgg_weights=cfg.vgg_weights, gan_type=cfg.gan_type,
                                   alpha=cfg.multi_output_alpha).to(self.device)
+
+        if not cfg.in_chans:
+            # a run that names no band count continues its checkpoint's; fine-tuning 1-band
+            # weights stays 1-band (trained and run band by band)
+            from .init import init_bands
+
+            kept = (self._resumed.get("config", {}).get("in_chans") if self._resumed is not None
+                    else 1 if cfg.init_weights and init_bands(cfg.init_weights) == 1 else None)
+            if kept:
+                cfg = self.cfg = dataclasses.replace(cfg, in_chans=int(kept))
+                if self._resumed is None:
+                    self.log(f"{Path(cfg.init_weights).name} is 1-band: training a 1-band network "
+                             f"(every band of the data, one at a time); --in-chans N to change")
 
         # data (reference-guided networks: train/reference.py overrides this)
         bands = self._setup_data(cfg, D)
@@ -250,8 +274,9 @@ class Trainer:
         self.elapsed = 0.0  # training seconds accumulated over resumed runs
         self._run_elapsed = 0.0  # training seconds of this invocation
         self.history: list[dict[str, float]] = []
-        if cfg.resume:
-            self._restore(load_checkpoint(cfg.resume))
+        if self._resumed is not None:
+            self._restore(self._resumed)
+            self._resumed = None
 
     def _setup_data(self, cfg: TrainConfig, D: Any) -> int:
         """Training sources, pool or windows and validation images; the band count."""
@@ -274,9 +299,16 @@ class Trainer:
             self.stacks = training_sampler(cfg)
             data_patch = cfg.patch + 2 * self.stacks.margin
         strip = []
-        if not val_paths and not held_out and cfg.val_fraction > 0:
+        # a resumed run keeps its data: a checkpoint written before strips existed had none
+        resumed_without = self._resumed is not None and not self._resumed.get("val_strip")
+        if not val_paths and not held_out and cfg.val_fraction > 0 and not resumed_without:
             strip = D.hold_out_strip(self.sources, crop=cfg.val_crop, patch=data_patch,
                                      bands=cfg.bands)
+            if not strip:
+                self.log(f"validation: none (no other file to hold out, and no GeoTIFF has "
+                         f"{cfg.val_crop} mostly valid rows to spare at its top or bottom); "
+                         f"give --val-data or a smaller val_crop")
+        self.val_strip = strip[0].name if strip else None
         only_images = all(not s.geotiffs for s in self.sources)
         workers = cfg.workers
         if workers is None:
@@ -305,7 +337,7 @@ class Trainer:
         void = [v.name for v in self.val_images if v.valid is not None and not v.valid.any()]
         if void:
             # Why: a window without one valid pixel scores NaN and hides every other image
-            self.val_images = [v for v in self.val_images if v.name not in void]
+            self.val_images = [v for v in self.val_images if v.valid is None or v.valid.any()]
             self.log(f"validation: {', '.join(void)} left out (no valid pixel in the "
                      f"{cfg.val_crop}-pixel window scored)")
         if strip:
@@ -328,6 +360,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
             "init_provenance": self.init_provenance,
+            "val_strip": self.val_strip,
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -657,9 +690,8 @@ class Trainer:
                       **(self.stacks.card() if self.stacks is not None else {}),
                       **({"discriminator": {"d_lr": cfg.d_lr or cfg.lr, **cfg.disc_args}}
                          if self.disc is not None else {})},
-            # a diverged run's NaN is recorded as null: the weights are still written
-            metrics={k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                     for k, v in metrics.items() if k in ("val_psnr", "val_ssim", "val_images")},
+            metrics={k: v for k, v in plain_metrics(metrics).items()
+                     if k in ("val_psnr", "val_ssim", "val_images")},
             kind=card_kind(self.loss.weights),  # adversarial → perceptual (GAN), tagged so
         )
         # the engine applies value_range only to rasters of this dtype (others: robust range)

@@ -77,7 +77,7 @@ def _tiny_espcn(tmp_path):
 
 
 def test_init_weights_takes_the_name_of_bundled_weights(make_geotiff, tmp_path):
-    scene = make_geotiff("pan.tif", bands=1, height=40, width=40, dtype="uint16")
+    scene = make_geotiff("ms.tif", bands=3, height=40, width=40, dtype="uint16")
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
                                    str(scene), "--out", str(out), "--max-steps", "1",
@@ -86,7 +86,9 @@ def test_init_weights_takes_the_name_of_bundled_weights(make_geotiff, tmp_path):
     assert res.exit_code == 0, res.output
     card = json.loads((out / "final.json").read_text())
     assert card["provenance"]["init_weights"]["file"] == "espcn_x2_1b.safetensors"
+    assert card["bands"] == 1  # 1-band weights fine-tune as a 1-band network, band by band
     res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
                                    str(scene), "--out", str(tmp_path / "r2"), "--max-steps", "1",
                                    "--init-weights", "espcn_x9_1b"])
-    assert res.exit_code == 1 and "'espcn_x9_1b' does not exist" in res.output
+    assert res.exit_code == 1 and ("'espcn_x9_1b' is neither a weights file nor the name of "
+                                   "bundled weights") in res.output

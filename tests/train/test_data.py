@@ -149,6 +149,11 @@ def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
     assert (g.row0, g.height) == (40, 80)
     ds = D.WindowDataset(src, bands=2, patch=16, seed=0, nodata_max_fraction=0.0)
     assert max(float(ds[i].max()) for i in range(200)) == pytest.approx(7 / 65535)
+    # float rasters: NaN is nodata whatever is declared
+    nan = np.full((1, 120, 50), 0.5, np.float32)
+    nan[:, 80:] = np.nan
+    src = D.scan_sources([make_geotiff("nan.tif", data=nan, nodata=float("nan"))])
+    assert [v.name for v in D.hold_out_strip(src, crop=40, patch=16)] == ["nan.tif rows 0-39"]
     # no raster tall enough for both: nothing is held out and nothing shrinks
     src = D.scan_sources([path])
     assert D.hold_out_strip(src, crop=110, patch=16) == [] and src[0].geotiffs[0].height == 120

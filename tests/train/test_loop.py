@@ -100,6 +100,32 @@ def test_time_budget_stops_cleanly_and_saves(image_folder, tmp_path):
     assert res.metrics == {}
 
 
+def test_one_scene_run_resumes_exactly_with_its_held_out_strip(make_geotiff, tmp_path):
+    scene = make_geotiff("scene.tif", bands=1, height=72, width=40, dtype="uint16")
+
+    def cfg(out, **kw):
+        opts = dict(max_steps=4, batch=2, patch=16, lr=1e-3, model_args=TINY, val_crop=32,
+                    workers=0, device="cpu", seed=3)
+        return TrainConfig(model="espcn", scale=2, data=[str(scene)], out=str(tmp_path / out),
+                           **{**opts, **kw})
+
+    full = Trainer(cfg("full"))
+    assert [v.name for v in full.val_images] == ["scene.tif rows 40-71"]
+    full.run()
+    half = Trainer(cfg("half"))
+    half.run(steps=2)
+    rest = Trainer(cfg("half", resume=str(tmp_path / "half" / "last.pt")))
+    assert [v.name for v in rest.val_images] == ["scene.tif rows 40-71"]
+    rest.run()
+    _assert_same(full.model.state_dict(), rest.model.state_dict())
+    # a checkpoint from before held-out strips trained on every row: resuming it still does
+    ck = load_checkpoint(tmp_path / "half" / "last.pt")
+    del ck["val_strip"]
+    torch.save(ck, tmp_path / "old.pt")
+    old = Trainer(cfg("old", resume=str(tmp_path / "old.pt"), max_steps=5))
+    assert old.val_images == [] and old.windows.entries[0][0][1].height == 72
+
+
 def test_a_validation_window_without_valid_pixels_is_left_out(make_geotiff, tmp_path):
     for sub in ("train", "val"):
         (tmp_path / sub).mkdir()
