@@ -601,6 +601,15 @@ class Trainer:
 
             loader = WindowLoader(self.windows, batch=cfg.batch, start_step=self.step,
                                   stop_step=stop_step, workers=self.workers, device=self.device)
+        if (self.step == 0 and self.init_provenance is not None and self.val_images
+                and "val_psnr" not in self.init_provenance):
+            # what a fine-tune has to beat, on the same images: in the log and the card
+            m = self.validate()
+            self.init_provenance = {**self.init_provenance,
+                                    **plain_metrics({k: round(m[k], 4)
+                                                     for k in ("val_psnr", "val_ssim")})}
+            self.log(f"step 0 ({self.init_provenance['file']}): validation PSNR "
+                     f"{m['val_psnr']:.3f} dB SSIM {m['val_ssim']:.4f}")
         t0 = time.perf_counter()
         start_elapsed = self.elapsed
         start_step = self.step
@@ -652,8 +661,10 @@ class Trainer:
                                stopped_by=stopped_by, history=self.history)
         metrics = self.validate()
         if metrics:
+            before = (self.init_provenance or {}).get("val_psnr")  # None: none, or NaN
             self.log(f"final validation PSNR {metrics['val_psnr']:.3f} dB SSIM "
-                     f"{metrics['val_ssim']:.4f} on {len(metrics['val_images'])} images")
+                     f"{metrics['val_ssim']:.4f} on {len(metrics['val_images'])} images"
+                     + (f" (the init weights: {before:.3f} dB)" if before is not None else ""))
         weights = self.save_final(metrics, steps_per_s=sps)
         self.log(f"stopped by {stopped_by} at step {self.step} after {self.elapsed:.1f} s "
                  f"({sps:.2f} steps/s); weights {weights}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,26 @@ def test_training_from_init_weights_records_them(image_folder, tmp_path):
     resumed.run()
     card = json.loads((tmp_path / "o" / "final.json").read_text())
     assert card["provenance"]["init_weights"] == init and card["training"]["steps"] == 2
+
+
+def test_a_fine_tune_is_scored_before_its_first_step(image_folder, tmp_path):
+    """The init weights' validation PSNR (what fine-tuning must beat) is logged and carded."""
+    from geosr.evaluation import evaluate_image
+    from geosr.models.loading import load_model
+
+    torch.manual_seed(3)
+    x2 = create_model("espcn", scale=2, **ESPCN_TINY)
+    src = _save(x2, tmp_path / "x2.safetensors", "espcn", **ESPCN_TINY)
+    cfg = TrainConfig(model="espcn", scale=2, data=[str(image_folder)], out=str(tmp_path / "o"),
+                      batch=2, patch=16, model_args=ESPCN_TINY, val_fraction=0.2, val_crop=24,
+                      max_steps=2, device="cpu", init_weights=str(src))
+    logs: list[str] = []
+    tr = Trainer(cfg, log=logs.append)
+    want = np.mean([evaluate_image(load_model("espcn", scale=2, weights=src), img, scale=2,
+                                   in_chans=3, value_range=(0.0, 255.0))["psnr"]
+                    for img in tr.val_images])
+    tr.run()
+    init = json.loads((tmp_path / "o" / "final.json").read_text())["provenance"]["init_weights"]
+    assert init["val_psnr"] == pytest.approx(want, abs=1e-3)
+    assert any(m.startswith("step 0 (x2.safetensors): validation PSNR") for m in logs)
+    assert any("(the init weights: " in m for m in logs if m.startswith("final validation"))
