@@ -16,7 +16,8 @@ import click
 @click.option("--scale-max", type=click.FloatRange(min=1), default=None,
               help="Arbitrary-scale networks (liif, metasr): largest factor drawn (default 4).")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True),
-              help="Folder of HR images or GeoTIFFs, or one such file (repeat to mix).")
+              help="Folder of HR images or GeoTIFFs, or one image or raster file (any format "
+                   "GDAL reads; repeat to mix).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Output folder: final.safetensors (+ .json card) and last.pt.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps.")

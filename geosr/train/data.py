@@ -106,16 +106,27 @@ def _as_rgb(img: HRImage, bands: int) -> np.ndarray:
 
 
 def _source_files(root: Path) -> list[Path]:
-    """A ``--data`` entry's files: a folder's, or the one image/GeoTIFF named (one scene)."""
+    """A ``--data`` entry's files: a folder's, or the one file named (one image or scene)."""
     if root.is_file():
-        if root.suffix.lower() not in IMAGE_SUFFIXES + TIFF_SUFFIXES:
-            raise InputError(f"--data {root}: not an image or GeoTIFF; give a folder or a file "
-                             f"ending in {', '.join(IMAGE_SUFFIXES + TIFF_SUFFIXES)}")
         return [root]
     if not root.is_dir():
         raise InputError(f"training data {str(root)!r} does not exist; pass --data with a "
                          "folder of images or GeoTIFFs, or one such file")
     return sorted(p for p in root.iterdir() if p.is_file())
+
+
+def _geo_file(p: Path) -> GeoFile:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as ds:
+                return GeoFile(p, ds.height, ds.width, ds.count, ds.dtypes[0], ds.nodata)
+    except RasterioIOError as err:
+        raise InputError(f"--data {p}: not an image or a raster GDAL can read ({err}); give a "
+                         f"folder of images/GeoTIFFs or one raster file") from None
 
 
 def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozenset()) -> list[Source]:
@@ -132,15 +143,9 @@ def scan_sources(folders: Sequence[str | Path], *, exclude: set[Path] = frozense
             suf = p.suffix.lower()
             if suf in IMAGE_SUFFIXES:
                 images.append(read_image(p))
-            elif suf in TIFF_SUFFIXES:
-                import rasterio
-                from rasterio.errors import NotGeoreferencedWarning
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    with rasterio.open(p) as ds:
-                        geos.append(GeoFile(p, ds.height, ds.width, ds.count, ds.dtypes[0],
-                                            ds.nodata))
+            elif suf in TIFF_SUFFIXES or root.is_file():
+                # a file named by itself may be any raster GDAL reads (JPEG 2000, VRT, ...)
+                geos.append(_geo_file(p))
         if not images and not geos:
             raise InputError(f"no images or GeoTIFFs in {str(root)!r}; expected "
                              f"{', '.join(IMAGE_SUFFIXES + TIFF_SUFFIXES)} files")

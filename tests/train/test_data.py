@@ -132,6 +132,12 @@ def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
     path = make_geotiff("scene.tif", data=data)
     src = D.scan_sources([path])
     assert len(src) == 1 and src[0].geotiffs[0].path == path
+    # a file named by itself may be any raster GDAL reads (a VRT mosaic, JPEG 2000, ...)
+    import rasterio.shutil
+
+    rasterio.shutil.copy(path, tmp_path / "scene.vrt", driver="VRT")
+    vrt = D.scan_sources([tmp_path / "scene.vrt"])[0].geotiffs[0]
+    assert (vrt.height, vrt.width, vrt.count) == (120, 50, 2)
     val = D.hold_out_strip(src, crop=40, patch=16)
     assert [v.name for v in val] == ["scene.tif rows 80-119"]
     assert val[0].data.shape == (2, 40, 40) and int(val[0].data.min()) == 60000
@@ -162,7 +168,7 @@ def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
 def test_data_file_that_is_no_image_is_refused(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("x")
-    with pytest.raises(InputError, match="not an image or GeoTIFF"):
+    with pytest.raises(InputError, match="not an image or a raster GDAL can read"):
         D.scan_sources([notes])
 
 
