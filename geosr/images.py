@@ -47,10 +47,25 @@ def list_images(dataset: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
+def mask_nodata(data: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(data, valid)`` of a (C, H, W) raster read: a pixel is invalid where any band equals
+    ``nodata`` (NaN: is NaN) or, for floats, is not finite — those values become 0 so that no
+    NaN reaches a network; ``valid`` is ``None`` when every pixel is valid."""
+    if nodata is None and data.dtype.kind != "f":
+        return data, None
+    bad = np.zeros(data.shape[1:], dtype=bool)
+    if nodata is not None:
+        bad |= np.any(data == nodata if not math.isnan(nodata) else np.isnan(data), axis=0)
+    if data.dtype.kind == "f":
+        bad |= np.any(~np.isfinite(data), axis=0)
+        data = np.where(np.isfinite(data), data, 0).astype(data.dtype)
+    return data, (~bad if bad.any() else None)
+
+
 def read_image(path: str | Path) -> HRImage:
     """Read an image as (C, H, W) in its own dtype; GeoTIFF nodata becomes a validity mask."""
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:  # GeoTIFF, or any raster GDAL reads
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
@@ -63,16 +78,8 @@ def read_image(path: str | Path) -> HRImage:
                     geo = ds.crs is not None
         except RasterioIOError as err:
             raise RasterReadError(f"cannot read {str(path)!r}: {err}; check that it is a valid "
-                                  "GeoTIFF (gdalinfo)") from None
-        valid = None
-        if nodata is not None or data.dtype.kind == "f":
-            bad = np.zeros(data.shape[1:], dtype=bool)
-            if nodata is not None:
-                bad |= np.any(data == nodata if not math.isnan(nodata) else np.isnan(data), axis=0)
-            if data.dtype.kind == "f":
-                bad |= np.any(~np.isfinite(data), axis=0)
-                data = np.where(np.isfinite(data), data, 0).astype(data.dtype)
-            valid = ~bad if bad.any() else None
+                                  "raster (gdalinfo) or an image (PNG, JPEG, BMP)") from None
+        data, valid = mask_nodata(data, nodata)
         return HRImage(path.name, data, valid, geo)
     from PIL import Image, UnidentifiedImageError
 

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from ..errors import GeosrError, InputError, ParameterError
-from ..images import IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, read_image
+from ..images import (IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, mask_nodata,
+                      read_image)
 
 
 #: Salts of the per-step generators, one per kind of draw, so that adding one kind (or an
@@ -183,12 +184,8 @@ def _read_window(path: Path, *, crop: int, bands: list[int] | None, top: int | N
         row = (ds.height - h) // 2 if top is None else top
         data = ds.read(bands, window=Window((ds.width - w) // 2, row, w, h))
         nod = ds.nodata
-    valid = np.ones(data.shape[1:], dtype=bool)
-    if nod is not None and not math.isnan(nod):
-        valid &= ~np.any(data == nod, axis=0)
-    if data.dtype.kind == "f":  # NaN nodata, and non-finite values whatever is declared
-        valid &= np.all(np.isfinite(data), axis=0)
-    return HRImage(name or path.name, data, None if valid.all() else valid, True)
+    data, valid = mask_nodata(data, nod)
+    return HRImage(name or path.name, data, valid, True)
 
 
 #: Share of valid (not nodata) pixels a held-out strip needs to be worth validating on.
@@ -225,7 +222,7 @@ def load_validation(paths: Sequence[Path], *, crop: int, bands: list[int] | None
     centre ``crop`` window (never the whole raster)."""
     out = []
     for p in paths:
-        if p.suffix.lower() in TIFF_SUFFIXES:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:  # any raster: its window, not all of it
             out.append(_read_window(p, crop=crop, bands=bands))
         else:
             img = read_image(p)
