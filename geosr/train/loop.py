@@ -146,6 +146,7 @@ class Trainer:
     stacks: Any = None
     #: the validation image held out of a training raster's rows (data.hold_out_strip), if any
     val_strip: str | None = None
+    _bicubic: dict[str, float] | None = None
 
     def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg.validate()
@@ -538,13 +539,24 @@ class Trainer:
         return parts
 
     # -- validation -----------------------------------------------------------------------------
-    def validate(self) -> dict[str, Any]:
-        """PSNR/SSIM of the (EMA) model on the validation images, by ``geosr evaluate``'s code."""
+    def bicubic_metrics(self) -> dict[str, Any]:
+        """Bicubic's PSNR/SSIM on the validation images (what training must beat), once."""
+        if self._bicubic is None and self.val_images:
+            from ..models.loading import load_model
+
+            m = self.validate(load_model("bicubic", scale=self.cfg.scale))
+            self._bicubic = {"val_bicubic_psnr": m["val_psnr"], "val_bicubic_ssim": m["val_ssim"]}
+        return self._bicubic or {}
+
+    def validate(self, net: Any = None) -> dict[str, Any]:
+        """PSNR/SSIM of the (EMA) model, or ``net``, on the validation images, by ``geosr
+        evaluate``'s code."""
         if not self.val_images:
             return {}
         from ..evaluation import evaluate_image
 
-        net = self.ema.model if self.ema is not None else self.model
+        if net is None:
+            net = self.ema.model if self.ema is not None else self.model
         rows = []
         for i, img in enumerate(self.val_images):
             vr = tuple(self.value_range) if img.data.dtype != np.uint8 else (0.0, 255.0)
@@ -601,6 +613,9 @@ class Trainer:
 
             loader = WindowLoader(self.windows, batch=cfg.batch, start_step=self.step,
                                   stop_step=stop_step, workers=self.workers, device=self.device)
+        if self.step == 0 and (b := self.bicubic_metrics()):
+            self.log(f"step 0 (bicubic): validation PSNR {b['val_bicubic_psnr']:.3f} dB SSIM "
+                     f"{b['val_bicubic_ssim']:.4f}")
         if (self.step == 0 and self.init_provenance is not None and self.val_images
                 and "val_psnr" not in self.init_provenance):
             # what a fine-tune has to beat, on the same images: in the log and the card
@@ -661,10 +676,16 @@ class Trainer:
                                stopped_by=stopped_by, history=self.history)
         metrics = self.validate()
         if metrics:
+            metrics.update(self.bicubic_metrics())
+            against = []
+            if "val_bicubic_psnr" in metrics:
+                against.append(f"bicubic {metrics['val_bicubic_psnr']:.3f} dB")
             before = (self.init_provenance or {}).get("val_psnr")  # None: none, or NaN
+            if before is not None:
+                against.append(f"the init weights {before:.3f} dB")
             self.log(f"final validation PSNR {metrics['val_psnr']:.3f} dB SSIM "
                      f"{metrics['val_ssim']:.4f} on {len(metrics['val_images'])} images"
-                     + (f" (the init weights: {before:.3f} dB)" if before is not None else ""))
+                     + (f" ({', '.join(against)})" if against else ""))
         weights = self.save_final(metrics, steps_per_s=sps)
         self.log(f"stopped by {stopped_by} at step {self.step} after {self.elapsed:.1f} s "
                  f"({sps:.2f} steps/s); weights {weights}")
@@ -702,7 +723,8 @@ class Trainer:
                       **({"discriminator": {"d_lr": cfg.d_lr or cfg.lr, **cfg.disc_args}}
                          if self.disc is not None else {})},
             metrics={k: v for k, v in plain_metrics(metrics).items()
-                     if k in ("val_psnr", "val_ssim", "val_images")},
+                     if k in ("val_psnr", "val_ssim", "val_images", "val_bicubic_psnr",
+                              "val_bicubic_ssim")},
             kind=card_kind(self.loss.weights),  # adversarial → perceptual (GAN), tagged so
         )
         # the engine applies value_range only to rasters of this dtype (others: robust range)

@@ -73,6 +73,10 @@ class ReferenceTrainer(Trainer):
             ref = valid = None
         return self._optimise(lambda: self.step_model(lr, ref, ref_valid=valid), hr)
 
+    def bicubic_metrics(self) -> dict[str, Any]:
+        """None here: references change the protocol (docs/reference.md compares bicubic)."""
+        return {}
+
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
         """PSNR (on [0, 1], whole crops) with real references (pairs) or synthetic ones."""

@@ -127,7 +127,8 @@ def test_training_from_init_weights_records_them(image_folder, tmp_path):
 
 
 def test_a_fine_tune_is_scored_before_its_first_step(image_folder, tmp_path):
-    """The init weights' validation PSNR (what fine-tuning must beat) is logged and carded."""
+    """The init weights' and bicubic's validation PSNR (what training must beat) are logged
+    and carded."""
     from geosr.evaluation import evaluate_image
     from geosr.models.loading import load_model
 
@@ -142,8 +143,14 @@ def test_a_fine_tune_is_scored_before_its_first_step(image_folder, tmp_path):
     want = np.mean([evaluate_image(load_model("espcn", scale=2, weights=src), img, scale=2,
                                    in_chans=3, value_range=(0.0, 255.0))["psnr"]
                     for img in tr.val_images])
+    bicubic = np.mean([evaluate_image(load_model("bicubic", scale=2), img, scale=2, in_chans=3,
+                                      value_range=(0.0, 255.0))["psnr"] for img in tr.val_images])
     tr.run()
-    init = json.loads((tmp_path / "o" / "final.json").read_text())["provenance"]["init_weights"]
+    card = json.loads((tmp_path / "o" / "final.json").read_text())
+    init = card["provenance"]["init_weights"]
     assert init["val_psnr"] == pytest.approx(want, abs=1e-3)
+    # and bicubic on the same images, the other thing a run must beat
+    assert card["metrics"]["val_bicubic_psnr"] == pytest.approx(bicubic, abs=1e-6)
+    assert any(m.startswith("step 0 (bicubic): validation PSNR") for m in logs)
     assert any(m.startswith("step 0 (x2.safetensors): validation PSNR") for m in logs)
-    assert any("(the init weights: " in m for m in logs if m.startswith("final validation"))
+    assert any(", the init weights " in m for m in logs if m.startswith("final validation"))
