@@ -69,7 +69,8 @@ import click
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON or TOML file of options; command-line options win.")
 @click.option("--val-data", multiple=True, type=click.Path(exists=True),
-              help="Validation folder (default: a held-out part of --data).")
+              help="Validation folder or file (default: a held-out part of --data: 5 % of "
+                   "its files, or the bottom rows of a single scene).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--loader-workers", "workers", type=click.IntRange(min=0), default=None,
               help="DataLoader worker processes reading GeoTIFF windows (default: cores - 1, "
