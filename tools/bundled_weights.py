@@ -318,6 +318,33 @@ def merge_measured(files: list[Path], weights: Path) -> dict:
     return merged
 
 
+def carry_effective_halo(dst: Path, old: dict | None, root: Path, out: Path) -> None:
+    """A measured effective halo belongs to the weights it was measured on: when the file
+    ``dst`` replaces had one (``old``: its card), the new weights are measured the same way —
+    Set5 at 192² LR crops and the NEON holdout at 128² (grey for 1-band weights), the larger
+    halo — and carded, so the engine's default halo does not fall back to the whole receptive
+    field (session 13's x2 did until this)."""
+    if not old or "effective_halo" not in old:
+        return
+    from geosr.halo import degraded_crops, measure_effective_halo, record_effective_halo
+    from geosr.models import load_model
+
+    prev = old["effective_halo"]
+    net = load_model(old["arch"], scale=int(old["scale"]), weights=dst, device="cpu")
+    neon = out / ("neon_val" if net.in_chans == 3 else "gray_val")
+    rows = []
+    for folder, crop, n in ((root / "bench/set5", 192, 8), (neon, 128, 16)):
+        imgs = degraded_crops(str(folder), scale=int(old["scale"]), in_chans=net.in_chans,
+                              crop=crop, max_images=n)
+        r = measure_effective_halo(net, imgs, tile=prev.get("tile", 64),
+                                   threshold=prev.get("threshold_grey", 0.5),
+                                   blend=prev.get("blend", "hann") == "hann")
+        rows.append({**r, "images": len(imgs)})
+        print(f"{dst.name}: effective halo {r['effective_halo']} px on {folder.name}")
+    best = max(rows, key=lambda r: r["effective_halo"])
+    record_effective_halo(net, {**best, "images": sum(r["images"] for r in rows)})
+
+
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
          scales: tuple[float, ...] | None = None, only: list[str] | None = None,
          dest: Path | None = None, shares_body: str | None = None,
@@ -364,6 +391,10 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
         raise SystemExit(f"{', '.join(heads)} share the body of {dst.name}; replacing it would "
                          f"break them: train them on the new body and ship all together "
                          f"(delete {', '.join(h + '.*' for h in heads)} first)")
+    from geosr.models.bundled import bundled_by_name
+
+    replaced = bundled_by_name(name)
+    replaced_card = read_checkpoint(replaced)[1] if replaced is not None else None
     save_weights({k: v for k, v in sd.items() if k in keep}, dst, card=card, half=True)
     # measure what users get: the fp16 file, run in fp32 after loading
     from geosr.models._registry import is_arbitrary_scale
@@ -428,6 +459,7 @@ def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,
             "misleading reference = pair 1's PAN (tools/ttsr_measure.py)")
     sd16, _ = read_checkpoint(dst)
     save_weights({k: v for k, v in sd16.items() if k in keep}, dst, card=card, half=True)
+    carry_effective_halo(dst, replaced_card, root, out)
     print(f"wrote {dst} ({dst.stat().st_size} bytes)")
 
 
