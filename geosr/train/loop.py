@@ -343,7 +343,7 @@ class Trainer:
                      f"{cfg.val_crop}-pixel window scored)")
         if strip:
             self.log(f"validation: {strip[0].name} of the training data (no --val-data given, "
-                     f"no other file to hold out); training windows stay above it")
+                     f"no other file to hold out); training windows stay clear of it")
         self.log(f"data: {n_train} training files/rasters from {len(self.sources)} --data "
                  f"{'entry' if len(self.sources) == 1 else 'entries'}"
                  + (f" ({skipped} smaller than the {data_patch}-pixel patch left out)"
