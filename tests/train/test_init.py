@@ -98,15 +98,21 @@ def test_other_architectures_are_refused(tmp_path):
         init_from_weights(create_model("edsr-baseline", scale=2, **EDSR_TINY), src)
 
 
-def test_training_from_init_weights_records_them(image_folder, tmp_path):
-    torch.manual_seed(2)
+def _fine_tune(image_folder, tmp_path, *, seed, **options):
+    """A tiny ESPCN x2 saved as ``x2.safetensors`` and a trainer started from it."""
+    torch.manual_seed(seed)
     x2 = create_model("espcn", scale=2, **ESPCN_TINY)
     src = _save(x2, tmp_path / "x2.safetensors", "espcn", **ESPCN_TINY)
-    cfg = TrainConfig(model="espcn", scale=4, data=[str(image_folder)], out=str(tmp_path / "o"),
-                      batch=2, patch=16, model_args=ESPCN_TINY, val_fraction=0, max_steps=1,
-                      checkpoint_every=0, device="cpu", init_weights=str(src))
+    cfg = TrainConfig(model="espcn", data=[str(image_folder)], out=str(tmp_path / "o"),
+                      batch=2, patch=16, model_args=ESPCN_TINY, device="cpu",
+                      init_weights=str(src), **options)
     logs: list[str] = []
-    tr = Trainer(cfg, log=logs.append)
+    return x2, src, cfg, Trainer(cfg, log=logs.append), logs
+
+
+def test_training_from_init_weights_records_them(image_folder, tmp_path):
+    x2, src, cfg, tr, logs = _fine_tune(image_folder, tmp_path, seed=2, scale=4,
+                                        val_fraction=0, max_steps=1, checkpoint_every=0)
     assert torch.equal(tr.model.state_dict()["first_part.0.weight"],
                        x2.state_dict()["first_part.0.weight"])
     assert any("initialised from" in m for m in logs)
@@ -132,19 +138,15 @@ def test_a_fine_tune_is_scored_before_its_first_step(image_folder, tmp_path):
     from geosr.evaluation import evaluate_image
     from geosr.models.loading import load_model
 
-    torch.manual_seed(3)
-    x2 = create_model("espcn", scale=2, **ESPCN_TINY)
-    src = _save(x2, tmp_path / "x2.safetensors", "espcn", **ESPCN_TINY)
-    cfg = TrainConfig(model="espcn", scale=2, data=[str(image_folder)], out=str(tmp_path / "o"),
-                      batch=2, patch=16, model_args=ESPCN_TINY, val_fraction=0.2, val_crop=24,
-                      max_steps=2, device="cpu", init_weights=str(src))
-    logs: list[str] = []
-    tr = Trainer(cfg, log=logs.append)
-    want = np.mean([evaluate_image(load_model("espcn", scale=2, weights=src), img, scale=2,
-                                   in_chans=3, value_range=(0.0, 255.0))["psnr"]
-                    for img in tr.val_images])
-    bicubic = np.mean([evaluate_image(load_model("bicubic", scale=2), img, scale=2, in_chans=3,
-                                      value_range=(0.0, 255.0))["psnr"] for img in tr.val_images])
+    _, src, _, tr, logs = _fine_tune(image_folder, tmp_path, seed=3, scale=2, val_fraction=0.2,
+                                     val_crop=24, max_steps=2)
+
+    def mean_psnr(net):  # geosr evaluate's scoring, independently of the trainer
+        return np.mean([evaluate_image(net, img, scale=2, in_chans=3,
+                                       value_range=(0.0, 255.0))["psnr"] for img in tr.val_images])
+
+    want = mean_psnr(load_model("espcn", scale=2, weights=src))
+    bicubic = mean_psnr(load_model("bicubic", scale=2))
     tr.run()
     card = json.loads((tmp_path / "o" / "final.json").read_text())
     init = card["provenance"]["init_weights"]
