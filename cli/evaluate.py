@@ -29,7 +29,9 @@ def _fmt(v: float) -> str:
                    "architecture and scale are used unless --model/--scale are given.")
 @click.option("--self-ensemble", is_flag=True, help="Average over the 8 flips/rotations (x8).")
 @click.option("--data-range", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Value range of non-8-bit data (default: the dtype's range).")
+              help="Value range of non-8-bit data: the PSNR/SSIM peak (default: the dtype's "
+                   "range) and, as in upscale, what networks normalise from (default: the "
+                   "card's range, else the data's robust range, as upscale).")
 @click.option("--channels", type=click.Choice(["auto", "y", "all"]), default="auto",
               show_default=True, help="Score Y (8-bit RGB), grey, or all bands.")
 @click.option("--allow-random-weights", is_flag=True,

@@ -181,6 +181,26 @@ def shave_border(scale: float) -> int:
     return int(math.ceil(float(scale) - 1e-9))
 
 
+def input_range(model: Any, lr: np.ndarray, *, data_range: float | None = None
+                ) -> tuple[float, float]:
+    """What ``geosr upscale`` maps this LR image to [0, 1] by, so that evaluation scores what
+    upscale writes (:func:`geosr.pixels.normalisation` on the image's statistics sample):
+    ``data_range`` (0..R), the card's range for the image's dtype, [0, 255] for uint8, else
+    one robust range of its finite pixels common to all bands. Linear models, which any range
+    leaves unchanged, get the dtype's range (or the sample's)."""
+    from .pixels import array_sample, normalisation, sample_stats
+
+    dt = lr.dtype
+    if dt == np.uint8 or data_range:
+        lo, hi = np.zeros(lr.shape[0]), np.ones(lr.shape[0])  # not read for these
+    else:
+        _, lo, hi = sample_stats(array_sample(lr), None)
+    norm = normalisation(model, str(dt), lo, hi, data_range)
+    if norm is None:
+        return dtype_range(dt) or (float(np.min(lo)), float(max(np.max(hi), np.min(lo) + 1)))
+    return norm[0][0], norm[1][0]
+
+
 def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: int | None,
                    value_range: tuple[float, float] | None, data_range: float | None = None,
                    self_ensemble: bool = False, channels: str = "auto",
@@ -210,12 +230,11 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     border = shave_border(scale)
     dt = hr.dtype
     lr = M.imresize(hr, 1.0 / scale, out_dtype=dt)
-    vr = value_range
-    if vr is None:
-        vr = (0.0, float(data_range)) if data_range else dtype_range(dt)
-    if vr is None:
-        raise ParameterError(f"{img.name}: {dt} data has no natural value range; pass "
-                             "--data-range R (values are scaled by 1/R for the model)")
+    if value_range is None and not data_range and dtype_range(dt) is None:
+        raise ParameterError(f"{img.name}: {dt} data has no natural value range to score "
+                             "against; pass --data-range R (the PSNR/SSIM peak)")
+    vr = value_range if value_range is not None else input_range(model, lr,
+                                                                   data_range=data_range)
     net_lr = lr
     if frames is not None:
         from .train.stacks import evaluation_stack, target_index
@@ -353,9 +372,11 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     self_ensemble
         Average the x8 flips/rotations (geometric self-ensemble).
     data_range
-        Value range for non-8-bit data: inputs are scaled by ``1/data_range`` unless the weights
-        card gives a ``value_range`` for the data's dtype (a card's ``dtype``, default uint8 for
-        ``[0, 255]``), and PSNR/SSIM use it as peak (default: the dtype's range).
+        Value range for non-8-bit data, as ``geosr upscale --data-range``: inputs are scaled
+        by ``1/data_range``, and PSNR/SSIM use it as peak (default: the dtype's range). Without
+        it inputs are scaled as ``geosr upscale`` scales them (:func:`input_range`: the weights
+        card's ``value_range`` for the data's dtype, [0, 255] for uint8, else the robust range
+        of the LR image), so the score is the score of what upscale writes.
     channels
         ``auto`` (Y for 8-bit RGB, grey for 8-bit single band, all bands otherwise), ``y``, ``all``.
     consistency, consistency_iterations
@@ -456,18 +477,19 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     cases = [(f, img, None, None) for f, img in zip(files, images)]
     cases += [(p.path, p.image, p.reference, p.peak) for p in pairs]
     for i, (f, img, ref, peak) in enumerate(cases):
-        vr = _card_value_range(card, img.data.dtype)
-        if vr is None and img.data.dtype == np.uint8:
-            vr = (0.0, 255.0)
+        vr = None  # evaluate_image: what geosr upscale maps the LR image by (input_range)
+        card_vr = _card_value_range(card, img.data.dtype)
+        if card_vr is None and img.data.dtype == np.uint8:
+            card_vr = (0.0, 255.0)
         rng = data_range
         if peak is not None and data_range is None:  # Wald's protocol: the MS's maximum
             rng = peak
-            vr = vr or (0.0, peak)
+            vr = card_vr or (0.0, peak)
         if guided and ref is None:  # an image of DATASET: its synthetic reference
             from .eval_triplets import synthetic_case
 
             hr = crop_to_scale(img.data, scale)
-            span = vr or ((0.0, float(data_range)) if data_range else dtype_range(hr.dtype))
+            span = card_vr or ((0.0, float(data_range)) if data_range else dtype_range(hr.dtype))
             if span is None:
                 raise ParameterError(f"{img.name}: {hr.dtype} data has no natural value range; "
                                      "pass --data-range R")

@@ -56,6 +56,42 @@ def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
     return valid
 
 
+#: Pixels per axis up to which the whole axis is sampled.
+SAMPLE_EDGE = 512
+#: Above it: this many windows of ``SAMPLE_WINDOW`` pixels spread along the axis, each starting
+#: on a multiple of its size so that it lies inside one block of a file tiled in 128, 256 or
+#: 512 pixels (16 windows read at most 16 blocks or chunks, however large the raster).
+SAMPLE_COUNT = 4
+SAMPLE_WINDOW = 128
+
+
+def _axis_segments(n: int) -> list[tuple[int, int]]:
+    if n <= SAMPLE_EDGE:
+        return [(0, n)]
+    step = (n - SAMPLE_WINDOW) / (SAMPLE_COUNT - 1)
+    starts = [int(i * step) // SAMPLE_WINDOW * SAMPLE_WINDOW for i in range(SAMPLE_COUNT)]
+    return [(a, a + SAMPLE_WINDOW) for a in starts]
+
+
+def sample_windows(height: int, width: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The (rows, cols) windows of the statistics sample of a ``height`` x ``width`` raster:
+    the whole raster up to 512 x 512 pixels, else a 4 x 4 grid of 128-pixel windows spread over
+    it (262 144 pixels at most): the same pixels whether they come from a file or an array."""
+    return [(r, c) for r in _axis_segments(height) for c in _axis_segments(width)]
+
+
+def join_sample(parts: list[np.ndarray]) -> np.ndarray:
+    """Sample windows (bands, h, w) as one (bands, pixels) array, masked if any part is."""
+    cat = np.ma.concatenate if any(np.ma.isMaskedArray(p) for p in parts) else np.concatenate
+    return cat([p.reshape(p.shape[0], -1) for p in parts], axis=1)
+
+
+def array_sample(arr: np.ndarray) -> np.ndarray:
+    """The statistics sample of an in-memory (bands, h, w) array: the pixels
+    :func:`sample_windows` picks, as from a file (:func:`geosr.io.read.read_sample`)."""
+    return join_sample([arr[:, r[0]:r[1], c[0]:c[1]] for r, c in sample_windows(*arr.shape[-2:])])
+
+
 def sample_stats(sample: np.ndarray, nodata: float | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-band mean and robust (0.1, 99.9 percentile) range of the valid pixels of a sample
@@ -191,4 +227,5 @@ def upsample_nearest(a: np.ndarray, scale: "int | Nearest") -> np.ndarray:
 
 __all__ = ["valid_mask", "nodata_in_dtype", "check_overflow", "sample_stats", "normalisation", "working_dtype",
            "fill_invalid", "cast_output",
-           "carry_nonfinite", "upsample_nearest", "ROBUST_PERCENTILES"]
+           "carry_nonfinite", "upsample_nearest", "ROBUST_PERCENTILES",
+           "sample_windows", "join_sample", "array_sample"]

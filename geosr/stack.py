@@ -274,7 +274,7 @@ def plan_stack(stack: Stack, *, model: str | None, scale: Any = None, target_gsd
     ``target_gsd``, ``consistency`` with the target frame's LR, and ``aoi``'s window of the
     target's grid as the image), the model, the frames it sees and the target's position
     among them."""
-    from .io.read import _join, sample_windows
+    from .pixels import join_sample, sample_windows
 
     tf = stack.target_frame
     full = tf.meta
@@ -292,10 +292,10 @@ def plan_stack(stack: Stack, *, model: str | None, scale: Any = None, target_gsd
     def sampler(sel):  # the statistics sample of the target, its masks applied
         handles: dict = {}  # closed after: a file replaced later is read afresh
         try:
-            return _join([read_frame(tf, full, sel, (r0 + r[0], r0 + r[1]),
-                                     (c0 + c[0], c0 + c[1]), stack.resampling,
-                                     datasets=handles)
-                          for r, c in sample_windows(meta.height, meta.width)])
+            return join_sample([read_frame(tf, full, sel, (r0 + r[0], r0 + r[1]),
+                                           (c0 + c[0], c0 + c[1]), stack.resampling,
+                                           datasets=handles)
+                                for r, c in sample_windows(meta.height, meta.width)])
         finally:
             for ds in handles.values():
                 ds.close()

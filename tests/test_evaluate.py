@@ -114,6 +114,32 @@ def test_float_rasters_need_a_data_range(make_geotiff):
     assert r["images"][0]["data_range"] == 100.0 and "sam" not in r
 
 
+def test_a_16_bit_raster_is_scored_as_upscale_writes_it(make_geotiff, tmp_path):
+    """Bundled 1-band weights on uint16 data: evaluate's PSNR is the PSNR of the file
+    ``geosr upscale`` writes from the same LR (the same input range: the LR's robust range,
+    not the dtype's, which would feed the network inputs 20 times dimmer)."""
+    import rasterio
+
+    from geosr import metrics as M
+    from geosr import upscale_file
+    from geosr.evaluation import input_range
+    from geosr.models.bundled import bundled_weights
+    from geosr.models.loading import load_model
+
+    weights = str(bundled_weights("espcn", scale=2, bands=1))
+    hr = (smooth_image(1, 64, 64, seed=6, dtype="uint16") >> 4).astype(np.uint16) + 300
+    r = evaluate(make_geotiff("hr.tif", data=hr), model="espcn", scale=2, weights=weights)
+    lr = M.imresize(hr, 0.5, out_dtype=np.uint16)
+    upscale_file(make_geotiff("lr.tif", data=lr), tmp_path / "sr.tif", model="espcn", scale=2,
+                 weights=weights)
+    with rasterio.open(tmp_path / "sr.tif") as ds:
+        sr = ds.read()
+    want = M.psnr(M.shave(hr, 2), M.shave(sr, 2), data_range=65535)
+    assert r["psnr"] == pytest.approx(want, abs=0.01)
+    lo, hi = input_range(load_model("espcn", scale=2, weights=weights), lr)
+    assert 300 <= lo < hi <= 4095 + 300
+
+
 def test_errors(tmp_path, png_folder):
     with pytest.raises(InputError, match="does not exist"):
         evaluate(tmp_path / "nope", model="bicubic", scale=2)

@@ -129,12 +129,13 @@ def _score(weights: Path | None, arch: str, scale: float, files: list[Path], *,
     rows = []
     for f in files:
         img = read_image(f)
-        vr = value_range or ((0.0, 255.0) if img.data.dtype == np.uint8 else None)
-        if vr is None:  # raw sensor data: the range geosr upscale itself would use
-            from geosr.pixels import sample_stats
+        vr = value_range
+        if vr is None and data_range:  # a peak for the scores, inputs as upscale maps them
+            from geosr.evaluation import crop_to_scale, input_range
+            from geosr.metrics import imresize
 
-            _, lo, hi = sample_stats(img.data, None)
-            vr = (float(np.min(lo)), float(np.max(hi)))
+            hr = crop_to_scale(img.data, scale)
+            vr = input_range(net, imresize(hr, 1.0 / scale, out_dtype=hr.dtype))
         rows.append(evaluate_image(net, img, scale=scale, in_chans=getattr(net, "in_chans", None),
                                    value_range=vr, data_range=data_range))
     return {"psnr": round(float(np.mean([r["psnr"] for r in rows])), 4),

@@ -21,6 +21,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 
 from ..errors import InputError, RasterReadError
 from ..geo.grid import apply, has_geotransform, pixel_size, window_transform
+from ..pixels import join_sample, sample_windows
 from .handles import ThreadHandles
 from .remote import is_remote, remote_env, remote_error, resolve_source, retry_delays
 
@@ -466,35 +467,6 @@ def read_window(path: str, bands: tuple[int, ...], rows: tuple[int, int],
     raise _corrupt(path, rows, cols, failure) from None
 
 
-#: Pixels per axis up to which the whole axis is sampled.
-SAMPLE_EDGE = 512
-#: Above it: this many windows of ``SAMPLE_WINDOW`` pixels spread along the axis, each starting
-#: on a multiple of its size so that it lies inside one block of a file tiled in 128, 256 or
-#: 512 pixels (16 windows read at most 16 blocks or chunks, however large the raster).
-SAMPLE_COUNT = 4
-SAMPLE_WINDOW = 128
-
-
-def _axis_segments(n: int) -> list[tuple[int, int]]:
-    if n <= SAMPLE_EDGE:
-        return [(0, n)]
-    step = (n - SAMPLE_WINDOW) / (SAMPLE_COUNT - 1)
-    starts = [int(i * step) // SAMPLE_WINDOW * SAMPLE_WINDOW for i in range(SAMPLE_COUNT)]
-    return [(a, a + SAMPLE_WINDOW) for a in starts]
-
-
-def sample_windows(height: int, width: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """The (rows, cols) windows of the statistics sample of a ``height`` x ``width`` raster:
-    the whole raster up to 512 x 512 pixels, else a 4 x 4 grid of 128-pixel windows spread over
-    it (262 144 pixels at most): the same pixels whether they come from a file or an array."""
-    return [(r, c) for r in _axis_segments(height) for c in _axis_segments(width)]
-
-
-def _join(parts: list[np.ndarray]) -> np.ndarray:
-    cat = np.ma.concatenate if any(np.ma.isMaskedArray(p) for p in parts) else np.concatenate
-    return cat([p.reshape(p.shape[0], -1) for p in parts], axis=1)
-
-
 def read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta, *,
                 offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The statistics sample of a raster file, (bands, pixels); ``meta`` and ``offset``
@@ -503,7 +475,7 @@ def read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta, *,
     r0, c0 = offset
     handles: dict = {}  # its own handle, closed after: a file replaced later is read afresh
     try:
-        return _join([read_window(path, bands, (r0 + r[0], r0 + r[1]), (c0 + c[0], c0 + c[1]),
+        return join_sample([read_window(path, bands, (r0 + r[0], r0 + r[1]), (c0 + c[0], c0 + c[1]),
                                   datasets=handles)
                       for r, c in sample_windows(meta.height, meta.width)])
     finally:
@@ -518,4 +490,4 @@ def sample_array(arr) -> np.ndarray:
 
     _, h, w = arr.shape
     parts = [arr[:, r[0]:r[1], c[0]:c[1]] for r, c in sample_windows(h, w)]
-    return _join([np.asarray(p) for p in dask.compute(*parts)])
+    return join_sample([np.asarray(p) for p in dask.compute(*parts)])
