@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..errors import GeosrError, InputError, ParameterError
+from ..errors import GeosrError, InputError
 from ..images import (IMAGE_SUFFIXES, TIFF_SUFFIXES, HRImage, dtype_range, mask_nodata,
                       read_image)
 
@@ -298,8 +298,10 @@ class WindowDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, sources: Sequence[Source], *, bands: int, patch: int, seed: int,
-                 value_range: Sequence[float] | None = None, band_index: list[int] | None = None,
-                 nodata_max_fraction: float = 0.1, augment: bool = True, length: int = 2 ** 62) -> None:
+                 value_range: Sequence[float] | None = None,
+                 resolved_range: Sequence[float] | None = None,
+                 band_index: list[int] | None = None, nodata_max_fraction: float = 0.1,
+                 augment: bool = True, length: int = 2 ** 62) -> None:
         self.patch, self.seed, self.augment, self.length = int(patch), int(seed), augment, length
         self.bands, self.band_index = bands, band_index
         #: a 1-band network learns from every band of multi-band rasters, one band per sample,
@@ -307,6 +309,8 @@ class WindowDataset(torch.utils.data.Dataset):
         self.per_band = bands == 1 and not band_index
         self.nodata_max = float(nodata_max_fraction)
         self.value_range = value_range
+        self.resolved_range = (resolved_range if resolved_range is not None else
+                               data_value_range(sources, value_range, band_index=band_index))
         self.entries: list[list[tuple[str, Any]]] = []
         self.weights: list[np.ndarray] = []
         self.skipped = check_patch_fits(sources, self.patch)
@@ -339,13 +343,7 @@ class WindowDataset(torch.utils.data.Dataset):
         return self.length
 
     def _range(self, dtype: np.dtype) -> tuple[float, float]:
-        if self.value_range is not None:
-            return float(self.value_range[0]), float(self.value_range[1])
-        r = dtype_range(dtype)
-        if r is None:
-            raise ParameterError(f"{dtype} rasters have no natural value range; set value_range "
-                                 "[lo, hi] in the config (or --value-range LO HI)")
-        return r if np.dtype(dtype) != np.uint8 else (0.0, 255.0)
+        return value_range_for(dtype, explicit=self.value_range, resolved=self.resolved_range)
 
     def _read(self, g: GeoFile, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         import rasterio
@@ -456,22 +454,60 @@ def data_dtype(sources: Sequence[Source]) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | None) -> list[float]:
-    """The [lo, hi] recorded in the weights card: explicit, else the first GeoTIFF's dtype
-    range (uint8: 0..255), else 0..255 for images."""
+def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | None, *,
+                     band_index: list[int] | None = None) -> list[float]:
+    """The [lo, hi] rasters other than uint8 are mapped to [0, 1] by, recorded in the card and
+    used again at inference: explicit, else :func:`robust_range` of those rasters; [0, 255]
+    when every raster is uint8 (and for image folders)."""
     if value_range is not None:
         return [float(value_range[0]), float(value_range[1])]
-    for s in sources:
-        for g in s.geotiffs:
-            r = dtype_range(np.dtype(g.dtype))
-            if r is None:
-                raise ParameterError(f"{g.path.name} is {g.dtype}: set value_range [lo, hi] in the "
-                                     "config (or --value-range LO HI)")
-            return [float(r[0]), float(r[1])]
+    if any(np.dtype(g.dtype) != np.uint8 for s in sources for g in s.geotiffs):
+        return robust_range(sources, band_index=band_index)
     return [0.0, 255.0]
+
+
+def robust_range(sources: Sequence[Source], *, band_index: list[int] | None = None
+                 ) -> list[float]:
+    """The range ``geosr upscale`` gives a network whose card has none for a raster's dtype
+    (:func:`geosr.pixels.normalisation` on the raster's statistics sample: one robust
+    0.1-99.9 % range common to all bands), for each training raster other than uint8; the
+    widest of them. So a network trains on values scaled as the engine scales them: bundled
+    weights fine-tuned on a 16-bit scene start from the input they were made for, and a 12-bit
+    sensor in a 16-bit file spans [0, 1] rather than its bottom 6 %."""
+    from ..io.read import read_meta, read_sample
+    from ..pixels import normalisation, sample_stats, valid_mask
+
+    los, his = [], []
+    for g in (g for s in sources for g in s.geotiffs if np.dtype(g.dtype) != np.uint8):
+        bands = tuple(b - 1 for b in band_index) if band_index else tuple(range(g.count))
+        sample = read_sample(str(g.path), bands, read_meta(g.path))
+        if not valid_mask(sample, g.nodata).any():
+            continue
+        _, slo, shi = sample_stats(sample, g.nodata)
+        (lo, *_), (hi, *_) = normalisation(None, g.dtype, slo, shi, None)
+        los.append(lo)
+        his.append(hi)
+    if not los:
+        raise InputError("the training rasters have no valid pixel in their statistics "
+                         "samples; check their nodata value or give --value-range LO HI")
+    return [float(min(los)), float(max(his))]
+
+
+def value_range_for(dtype: Any, *, explicit: Sequence[float] | None,
+                    resolved: Sequence[float]) -> tuple[float, float]:
+    """What maps a training or validation window of ``dtype`` to [0, 1]: the explicit
+    ``--value-range``, else [0, 255] for uint8, else the run's ``resolved`` range
+    (:func:`data_value_range`). One rule for the windows a run trains on and the ones it
+    scores."""
+    if explicit is not None:
+        return float(explicit[0]), float(explicit[1])
+    if np.dtype(dtype) == np.uint8:
+        return 0.0, 255.0
+    return float(resolved[0]), float(resolved[1])
 
 
 __all__ = ["ImagePool", "WindowDataset", "WindowLoader", "scan_sources", "split_validation",
            "hold_out_strip",
-           "load_validation", "infer_bands", "data_value_range", "data_dtype", "step_rng", "augment_np",
-           "augment_torch", "Source", "GeoFile"]
+           "load_validation", "infer_bands", "data_value_range", "robust_range",
+           "value_range_for", "data_dtype", "step_rng", "augment_np", "augment_torch", "Source",
+           "GeoFile"]

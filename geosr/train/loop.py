@@ -289,7 +289,7 @@ class Trainer:
         self.sources = D.scan_sources(cfg.data, exclude=set(held_out))
         bands = cfg.in_chans or D.infer_bands(self.sources, cfg.bands)
         self.bands = bands
-        self.value_range = D.data_value_range(self.sources, cfg.value_range)
+        self.value_range = D.data_value_range(self.sources, cfg.value_range, band_index=cfg.bands)
         #: multi-frame networks train on synthetic stacks (train/stacks.py); their HR patches
         #: carry the margin the shifts and the degradation's context use
         self.stacks = None
@@ -325,6 +325,7 @@ class Trainer:
             self.pool = None
             self.windows = D.WindowDataset(self.sources, bands=bands, patch=data_patch,
                                            seed=cfg.seed, value_range=cfg.value_range,
+                                           resolved_range=self.value_range,
                                            band_index=cfg.bands,
                                            nodata_max_fraction=cfg.nodata_max_fraction,
                                            augment=cfg.augment)
@@ -559,7 +560,10 @@ class Trainer:
             net = self.ema.model if self.ema is not None else self.model
         rows = []
         for i, img in enumerate(self.val_images):
-            vr = tuple(self.value_range) if img.data.dtype != np.uint8 else (0.0, 255.0)
+            from .data import value_range_for
+
+            vr = value_range_for(img.data.dtype, explicit=self.cfg.value_range,
+                                 resolved=self.value_range)
             stack = ({} if self.stacks is None else  # the stacks geosr evaluate --frames makes
                      {"frames": self.stacks.frames, "stack": self.stacks.options, "index": i})
             rows.append(evaluate_image(net, img, scale=self.cfg.scale, in_chans=self.bands,
@@ -731,6 +735,10 @@ class Trainer:
         from .data import data_dtype
 
         card["dtype"] = data_dtype(self.sources)
+        card["training"]["value_range_from"] = (
+            "--value-range" if cfg.value_range is not None else
+            "uint8" if card["value_range"] == [0.0, 255.0] and card["dtype"] == "uint8" else
+            "the robust 0.1-99.9 % range of the training rasters' statistics samples")
         path = self.out / "final.safetensors"
         sd = {k: v.contiguous() for k, v in net.state_dict().items()}
         save_weights(sd, path, card=card)

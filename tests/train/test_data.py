@@ -56,16 +56,19 @@ def test_geotiff_windows_any_dtype_and_nodata(make_geotiff, tmp_path):
     make_geotiff("ms.tif", data=data, nodata=0)
     src = D.scan_sources([tmp_path])
     assert D.infer_bands(src, None) == 4
-    assert D.data_value_range(src, None) == [0.0, 65535.0]
+    # the engine's range for this raster: robust percentiles of the valid pixels, common
+    lo = min(np.percentile(b[b != 0], 0.1) for b in data.astype(float))
+    hi = max(np.percentile(b[b != 0], 99.9) for b in data.astype(float))
+    assert D.data_value_range(src, None) == pytest.approx([lo, hi])
     ds = D.WindowDataset(src, bands=4, patch=16, seed=0, nodata_max_fraction=0.0)
     for i in range(20):
         x = ds[i]
         assert x.shape == (4, 16, 16)
-        assert float(x.min()) > 0  # no nodata pixel survives
+        assert float(x.min()) > -0.01  # no nodata pixel survives (0 would be far below)
     assert torch.equal(ds[7], ds[7])
     ds_range = D.WindowDataset(src, bands=4, patch=16, seed=0, value_range=[0, 10000],
                                nodata_max_fraction=0.0)
-    assert torch.allclose(ds_range[3] * 10000, ds[3] * 65535, atol=1e-2)
+    assert torch.allclose(ds_range[3] * 10000, ds[3] * (hi - lo) + lo, atol=1e-2)
     two = D.WindowDataset(src, bands=2, patch=16, seed=0, band_index=[1, 4])
     assert two[0].shape == (2, 16, 16)
     with pytest.raises(InputError, match="bands"):
@@ -76,7 +79,8 @@ def test_one_band_networks_learn_from_every_band_of_a_multiband_raster(make_geot
     data = np.stack([np.full((40, 40), v, np.uint16) for v in (1000, 2000, 3000)])
     make_geotiff("ms.tif", data=data)
     ds = D.WindowDataset(D.scan_sources([tmp_path]), bands=1, patch=16, seed=0)
-    seen = {round(float(ds[i][0, 0, 0]) * 65535) for i in range(40)}
+    assert ds.resolved_range == [1000.0, 3000.0]  # common to the bands, as the engine's
+    seen = {round(float(ds[i][0, 0, 0]) * 2000 + 1000) for i in range(40)}
     assert ds[0].shape == (1, 16, 16) and seen == {1000, 2000, 3000}
     assert torch.equal(ds[5], ds[5])
     # selected bands still have to match the network
@@ -95,6 +99,21 @@ def test_all_nodata_raster_fails_clearly(make_geotiff, tmp_path):
     with pytest.raises(InputError) as err:
         loader.next()
     assert str(err.value).startswith("32 random windows") and "Traceback" not in str(err.value)
+
+
+def test_float_reflectances_train_without_a_value_range(make_geotiff, tmp_path):
+    """Float rasters have no dtype range; they get the engine's robust range like any other
+    non-8-bit raster, and a raster with no valid pixel to take it from is refused clearly."""
+    refl = (smooth_image(2, 48, 48, seed=1, dtype="uint16") / 65535 * 0.6).astype(np.float32)
+    make_geotiff("refl.tif", data=refl)
+    lo, hi = D.data_value_range(D.scan_sources([tmp_path]), None)
+    assert 0 <= lo < hi <= 0.6
+    x = D.WindowDataset(D.scan_sources([tmp_path]), bands=2, patch=16, seed=0)[0]
+    assert -0.01 < float(x.min()) and float(x.max()) < 1.01
+    (tmp_path / "void").mkdir()
+    make_geotiff("void/v.tif", data=np.full((1, 40, 40), -1, np.int16), nodata=-1)
+    with pytest.raises(InputError, match="no valid pixel"):
+        D.data_value_range(D.scan_sources([tmp_path / "void"]), None)
 
 
 def test_mixed_folders_and_workers_are_deterministic(image_folder, make_geotiff, tmp_path):
@@ -142,7 +161,7 @@ def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
     assert [v.name for v in val] == ["scene.tif rows 80-119"]
     assert val[0].data.shape == (2, 40, 40) and int(val[0].data.min()) == 60000
     assert src[0].geotiffs[0].height == 80
-    ds = D.WindowDataset(src, bands=2, patch=16, seed=0)
+    ds = D.WindowDataset(src, bands=2, patch=16, seed=0, value_range=[0, 65535])
     assert max(float(ds[i].max()) for i in range(200)) == pytest.approx(7 / 65535)
     # bottom rows mostly nodata: the top rows are held out and training windows stay below
     data[:, :40] = 50000
@@ -153,7 +172,8 @@ def test_one_scene_as_data_holds_out_its_bottom_rows(make_geotiff, tmp_path):
     assert [v.name for v in val] == ["filled.tif rows 0-39"] and int(val[0].data.min()) == 50000
     g = src[0].geotiffs[0]
     assert (g.row0, g.height) == (40, 80)
-    ds = D.WindowDataset(src, bands=2, patch=16, seed=0, nodata_max_fraction=0.0)
+    ds = D.WindowDataset(src, bands=2, patch=16, seed=0, nodata_max_fraction=0.0,
+                         value_range=[0, 65535])
     assert max(float(ds[i].max()) for i in range(200)) == pytest.approx(7 / 65535)
     # float rasters: NaN is nodata whatever is declared
     nan = np.full((1, 120, 50), 0.5, np.float32)

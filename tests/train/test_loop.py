@@ -9,6 +9,7 @@ import torch
 
 from conftest import smooth_image
 from geosr.errors import ParameterError, WeightsError
+from geosr.train import data as D
 from geosr.train.config import TrainConfig
 from geosr.train.loop import Trainer, load_checkpoint
 from geosr.train.run import train
@@ -149,9 +150,31 @@ def test_geotiff_training_records_bands_and_range(make_geotiff, tmp_path):
                 max_steps=2, batch=2, patch=16, model_args=TINY, workers=0, val_crop=32,
                 device="cpu", log_every=1)
     card = json.loads((tmp_path / "run" / "final.json").read_text())
-    assert card["bands"] == 4 and card["value_range"] == [0.0, 65535.0]
-    assert card["metrics"]["val_images"] == ["s0.tif"] or card["metrics"]["val_images"] == ["s1.tif"]
+    assert card["metrics"]["val_images"] in (["s0.tif"], ["s1.tif"])
+    held_out = {tmp_path / v for v in card["metrics"]["val_images"]}  # not trained on
+    want = D.data_value_range(D.scan_sources([tmp_path], exclude=held_out), None)
+    assert card["bands"] == 4 and card["value_range"] == want and card["dtype"] == "uint16"
+    assert card["training"]["value_range_from"].startswith("the robust")
     assert res.steps == 2
+
+
+def test_a_12_bit_sensor_in_uint16_trains_on_its_own_range(make_geotiff, tmp_path):
+    """12-bit values in a 16-bit file span [0, 1], not [0, 0.0625], and the weights take them
+    at inference exactly as they were trained (the card's range for uint16 rasters)."""
+    from geosr.models.loading import load_model
+    from geosr.pixels import normalisation
+
+    data = (smooth_image(1, 64, 64, seed=2, dtype="uint16") >> 4).astype(np.uint16)
+    assert data.max() <= 4095
+    make_geotiff("pan.tif", data=data)
+    train(model="espcn", scale=2, data=[str(tmp_path / "pan.tif")], out=str(tmp_path / "run"),
+          max_steps=1, batch=2, patch=16, model_args=TINY, workers=0, val_crop=16,
+          device="cpu")
+    card = json.loads((tmp_path / "run" / "final.json").read_text())
+    lo, hi = card["value_range"]
+    assert 0 <= lo < np.percentile(data, 1) and np.percentile(data, 99) < hi <= 4095
+    net = load_model("espcn", scale=2, weights=str(tmp_path / "run" / "final.safetensors"))
+    assert normalisation(net, "uint16", [0.0], [1.0], None) == ((lo,), (hi,))
 
 
 @pytest.mark.parametrize("name", ["drcn", "lapsrn"])
