@@ -56,7 +56,8 @@ import click
 @click.option("--in-chans", type=click.IntRange(min=1), default=None,
               help="Model bands (default: from the data).")
 @click.option("--value-range", nargs=2, type=float, default=None,
-              help="LO HI mapping GeoTIFF values to [0, 1] (default: dtype range).")
+              help="LO HI mapping GeoTIFF values to [0, 1] (default: 0..255 for 8-bit, else "
+                   "the robust range geosr upscale would use for the rasters).")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Resume from a checkpoint (OUT/last.pt).")
 @click.option("--init-weights", type=click.Path(dir_okay=False), default=None,

@@ -38,7 +38,8 @@ class TrainConfig:
     in_chans: int | None = None
     #: 1-based GeoTIFF band indices to train on (default: all bands).
     bands: list[int] | None = None
-    #: (lo, hi) mapping GeoTIFF values to [0, 1]; default: 0..255 for uint8, dtype range otherwise.
+    #: (lo, hi) mapping GeoTIFF values to [0, 1]; default: 0..255 for uint8, else the range
+    #: geosr upscale would give the rasters (train.data.robust_range)
     value_range: list[float] | None = None
     # budget
     max_steps: int | None = None
