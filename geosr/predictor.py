@@ -132,7 +132,10 @@ class Predictor:
         self.device = resolve_device(device)
         self.linear = bool(getattr(model, "linear", False))
         self.dtype = resolve_precision(precision, self.device, linear=self.linear)
-        self.scale = model.scale  # int, or the nominal float of an arbitrary-scale model
+        # int for whole factors, also for an arbitrary-scale model (LIIF keeps 2.0) whose
+        # whole-factor tiles run without queries and are cut to h * scale; else the nominal float
+        s = model.scale
+        self.scale = int(s) if float(s).is_integer() else s
         self.in_chans = getattr(model, "in_chans", None)
         self.out_chans = getattr(model, "out_chans", None)
         self.y_channel = (bool(getattr(model, "y_channel", False)) and self.in_chans == 1

@@ -11,7 +11,7 @@ from geosr.engine import upscale, upscale_file
 from geosr.errors import GeoreferencingWarning, OutputError, ParameterError
 from geosr.io import open_raster
 from geosr.models import create_model
-from conftest import compose, xy
+from conftest import compose, smooth_image, xy
 
 
 def whole_image(model_name, data, scale, *, norm=None, **kw):
@@ -757,3 +757,20 @@ def test_upscale_reads_only_the_sample_at_call_time():
     up = upscale(da, model="bicubic", scale=2)
     assert src.reads <= 16
     assert up.shape == (1, 6144, 6144) and up.chunks is not None
+
+
+def test_an_arbitrary_scale_model_runs_four_bands_at_a_whole_factor(make_geotiff, tmp_path):
+    """LIIF's scale is a float even at x2: RGBN data (RGB through the RGB network, the fourth
+    band as a grey triplet) once crashed on the float; band 4 is what LIIF makes of it alone."""
+    from rasterio.enums import ColorInterp
+
+    data = smooth_image(4, 40, 36, seed=8)
+    rgbn = make_geotiff("rgbn.tif", data=data)
+    with rasterio.open(rgbn, "r+") as ds:  # GDAL makes a fourth 8-bit band alpha by default
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                          ColorInterp.undefined]
+    upscale_file(rgbn, tmp_path / "x2.tif", model="liif", scale=2)
+    upscale_file(make_geotiff("n.tif", data=data[3:]), tmp_path / "n2.tif", model="liif", scale=2)
+    with rasterio.open(tmp_path / "x2.tif") as a, rasterio.open(tmp_path / "n2.tif") as b:
+        assert a.count == 4 and (a.height, a.width) == (80, 72)
+        assert np.array_equal(a.read(4), b.read(1))

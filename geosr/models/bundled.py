@@ -207,9 +207,13 @@ def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "ui
     arbitrary-scale one (:data:`DEFAULT_PREFERENCE`, :data:`ARBITRARY_PREFERENCE`); else
     bicubic.
 
-    For data that is not 8-bit the per-band (1-band) variant is what fits (see
-    :func:`bundled_in_chans`), so a model that has it wins over a better one that has only
-    RGB weights.
+    Candidates are compared like with like, in the variant that fits the raster best (see
+    :func:`bundled_in_chans`): for data that is not 8-bit the per-band (1-band) one; for 8-bit
+    data weights for its exact band count, else (grey, RGBN, ...) the per-band ones. A model
+    that has that variant wins over a better one that has only RGB weights, and a 1-band card,
+    scored on grey images, is never weighed against an RGB card on the sets they share by
+    name (which once made LIIF the ×2 default for 4-band 8-bit rasters, though the per-band
+    EDSR-baseline beat it on every set).
     """
     # integer scales: a fixed-scale network first, then (x6, x8...) an arbitrary-scale one; a
     # float is a factor whole-factor networks cannot serve (plan.nominal_scale: non-integer, or
@@ -220,8 +224,10 @@ def default_model_name(scale: int | float, *, n_bands: int = 3, dtype: str = "ui
             if (v := bundled_in_chans(name, scale, n_bands, dtype)) is not None]
     if not fits:
         return FALLBACK_MODEL
-    if dtype != "uint8" and any(v == 1 for _, v in fits):
-        fits = [(name, v) for name, v in fits if v == 1]
+    for want in ((1,) if dtype != "uint8" else (n_bands, 1)):
+        if any(v == want for _, v in fits):
+            fits = [(name, v) for name, v in fits if v == want]
+            break
     return _best_measured(fits, scale)
 
 

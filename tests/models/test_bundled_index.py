@@ -77,6 +77,11 @@ def test_default_model_rule(weights_dir):
     assert default_model_name(3) == "bicubic"
     assert default_models() == {2: "edsr-baseline", 4: "edsr-baseline"}
     assert default_models(n_bands=1, dtype="uint16") == {2: "espcn", 4: "edsr-baseline"}
+    # 8-bit grey or RGBN: per-band weights too, not RGB weights weighed against them
+    weights_dir("rdn", 2, 3)
+    assert default_model_name(2) == "rdn"  # unmeasured: the preference order
+    assert default_model_name(2, n_bands=4) == "espcn"
+    assert default_model_name(2, n_bands=1) == "espcn"
 
 
 def _card(tmp_path, arch: str, scale: int, eval_psnr: dict[str, float] | None) -> None:
