@@ -77,6 +77,24 @@ def test_scale_grid_keeps_bounds_like_gdal_translate_outsize(scene, tmp_path, sc
         assert o.bounds == pytest.approx(i.bounds, rel=0, abs=1e-6)
 
 
+@needs_gdal
+def test_centimetre_target_gsd_with_nodata_matches_gdalwarp_nearest(tmp_path):
+    """A 1.8 cm drone mosaic on a 1 cm grid: the ratio of the two float pixel sizes has ~2^57
+    terms, whose int64 products once overflowed into negative indices (an IndexError on any
+    raster with nodata). Nodata lands where gdalwarp's nearest neighbour puts it."""
+    data = np.full((1, 9, 601), 100, np.uint8)  # past output column 800 int64 overflowed
+    data[0, 3:5, 11:20] = 0  # nodata
+    data[0, :, -7:] = 0
+    src = _write(tmp_path / "drone.tif", data, nodata=0,
+                 transform=Affine(0.018, 0, 278966.322, 0, -0.018, 8597744.154))
+    out = upscale_file(src, tmp_path / "cm.tif", model="bicubic", target_gsd=0.01)
+    subprocess.run(["gdalwarp", "-q", "-tr", "0.01", "0.01", "-r", "near", str(src),
+                    str(tmp_path / "w.tif")], check=True)
+    with rasterio.open(out) as o, rasterio.open(tmp_path / "w.tif") as w:
+        assert (o.width, o.height) == (w.width, w.height) == (1082, 16)
+        assert np.array_equal(o.read(1) == 0, w.read(1) == 0)
+
+
 def test_landsat_30m_to_10m_target_has_identical_bounds(tmp_path):
     """The issue's example: a 30 m scene with --target-gsd 10 is a 10 m grid on the same
     bounds (a whole factor, so a whole-factor network serves it)."""

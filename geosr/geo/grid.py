@@ -162,10 +162,11 @@ class Axis:
         import numpy as np
 
         r = self.ratio
-        j = np.arange(start, stop, dtype=np.int64)
-        # floor((2j + 1) q / (2p)) in integers, clipped to the raster (a -tr grid may end past it)
-        idx = ((2 * j + 1) * r.denominator) // (2 * r.numerator)
-        return np.minimum(idx, self.n_in - 1) - origin
+        # floor((2j + 1) q / (2p)) in Python integers: a --target-gsd ratio of two float pixel
+        # sizes has ~2^57 terms, which int64 products overflow; clipped to the raster (a -tr
+        # grid may end past it)
+        idx = [((2 * j + 1) * r.denominator) // (2 * r.numerator) for j in range(start, stop)]
+        return np.minimum(np.asarray(idx, dtype=np.int64), self.n_in - 1) - origin
 
 
 def _count(x: Fraction) -> int:
