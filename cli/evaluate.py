@@ -18,7 +18,9 @@ def _fmt(v: float) -> str:
 @click.command("evaluate")
 @click.argument("dataset", type=click.Path(exists=True), required=False)
 @click.option("--model", "-m", "model", default=None,
-              help="Registered model name (geosr models); default: the one --weights is for.")
+              help="Registered model name (geosr models); default: the one --weights is for, "
+                   "else the one geosr upscale runs on such data (with the same bundled "
+                   "weights, e.g. 1-band weights for 16-bit data).")
 @click.option("--scale", "-s", type=float, default=None,
               help="Upscaling factor (non-integer, e.g. 2.5, for arbitrary-scale models); "
                    "default: the one --weights is for, when the file fixes it.")

@@ -417,11 +417,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
 
         found = resolve_weights(weights, model=model, scale=scale)
         model, scale = found.arch, found.scale if scale is None else scale
-    if model is None:
-        raise ParameterError("no model: pass --model NAME (model=), or --weights FILE whose "
-                             "architecture geosr can read")
     if scale is None:
-        raise ParameterError(f"no scale for {model}: pass --scale N (scale=)")
+        raise ParameterError(f"no scale for {model or 'the default model'}: pass --scale N "
+                             "(scale=)")
     from .scales import validate_scale  # the one scale rule (2.0 -> 2, "2.5" -> 2.5)
 
     scale = 1 if scale in (1, "1") else validate_scale(scale)
@@ -445,6 +443,20 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     from .device import resolve_device
 
     dev = resolve_device(device)
+    kind = _data_kind(images + [p.image for p in pairs])
+    if model is None:  # what geosr upscale runs on such a raster without --model
+        from .models.bundled import default_model_name
+
+        model = default_model_name(scale, **kind) if kind else None
+        if model is None:
+            raise ParameterError("no model: pass --model NAME (model=), or --weights FILE "
+                                 "whose architecture geosr can read")
+    if isinstance(model, str) and weights is None and in_chans is None and kind:
+        # the bundled variant upscale picks for such a raster (1-band weights for 16-bit data)
+        from .models import get_spec
+        from .models.bundled import bundled_in_chans
+
+        in_chans = bundled_in_chans(get_spec(model).name, scale, **kind)
     if isinstance(model, str):
         from .models import get_spec
 
@@ -505,7 +517,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     result: dict[str, Any] = {
         "model": name,
         "scale": scale,
-        "weights": str(weights) if weights else None,
+        "weights": str(weights) if weights else getattr(net, "weights_path", None),
         "self_ensemble": bool(self_ensemble),
         "n_images": len(rows),
         "psnr": float(np.mean([r["psnr"] for r in rows])),
@@ -530,6 +542,15 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     result["seconds"] = time.perf_counter() - t0
     result["device"] = str(dev)
     return result
+
+
+def _data_kind(images: Sequence[HRImage]) -> dict[str, Any] | None:
+    """``{n_bands, dtype}`` of the first image: what the bundled defaults are chosen by, as
+    ``geosr upscale`` chooses them for a raster of that kind."""
+    if not images:
+        return None
+    data = images[0].data
+    return {"n_bands": int(data.shape[0]), "dtype": str(data.dtype)}
 
 
 def _load(name: str, *, scale: int | float, weights: Any, allow_random: bool, device: str,

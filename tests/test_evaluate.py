@@ -140,6 +140,26 @@ def test_a_16_bit_raster_is_scored_as_upscale_writes_it(make_geotiff, tmp_path):
     assert 300 <= lo < hi <= 4095 + 300
 
 
+def test_without_a_model_the_default_upscale_would_run_is_scored(make_geotiff, tmp_path):
+    """No --model: the network and bundled variant geosr upscale picks for such a raster
+    (16-bit: the 1-band weights), and the score is that of the file it writes."""
+    import rasterio
+
+    from geosr import metrics as M
+    from geosr import upscale_file
+
+    hr = (smooth_image(2, 48, 48, seed=9, dtype="uint16") >> 3).astype(np.uint16)
+    r = evaluate(make_geotiff("hr.tif", data=hr), scale=2)
+    upscale_file(make_geotiff("lr.tif", data=M.imresize(hr, 0.5, out_dtype=np.uint16)),
+                 tmp_path / "sr.tif", scale=2)
+    with rasterio.open(tmp_path / "sr.tif") as ds:
+        sr, tags = ds.read(), ds.tags()
+    assert (r["model"], r["weights"]) == (tags["GEOSR_MODEL"], tags["GEOSR_WEIGHTS"])
+    assert r["weights"].endswith("_1b.safetensors")
+    assert r["psnr"] == pytest.approx(M.psnr(M.shave(hr, 2), M.shave(sr, 2), data_range=65535),
+                                      abs=0.01)
+
+
 def test_errors(tmp_path, png_folder):
     with pytest.raises(InputError, match="does not exist"):
         evaluate(tmp_path / "nope", model="bicubic", scale=2)
