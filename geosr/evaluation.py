@@ -444,10 +444,11 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
 
     dev = resolve_device(device)
     kind = _data_kind(images + [p.image for p in pairs])
-    if model is None:  # what geosr upscale runs on such a raster without --model
-        from .models.bundled import default_model_name
+    if model is None:  # what geosr upscale(-stack) runs on such a raster without --model
+        from .models.bundled import default_model_name, default_stack_model_name
 
-        model = default_model_name(scale, **kind) if kind else None
+        pick = default_model_name if frames is None else default_stack_model_name
+        model = pick(scale, **kind) if kind else None
         if model is None:
             raise ParameterError("no model: pass --model NAME (model=), or --weights FILE "
                                  "whose architecture geosr can read")
