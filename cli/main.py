@@ -63,6 +63,7 @@ class LazyGroup(click.Group):
             os.environ.setdefault("GEOSR_QUIET_LIBTIFF", "1")
         old_show = warnings.showwarning
         if not debug:
+            _SHOWN.clear()  # once per command, also when one process runs several
             warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
@@ -128,7 +129,20 @@ def _one_line(err: BaseException | str) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"geosr: warning: {_one_line(message)}", err=True)
+    """Each distinct warning once, on one line. rasterio's NotGeoreferencedWarning ("Dataset
+    has no geotransform, ... identity matrix") is left out: it fires on every open of such a
+    file, and geosr says what it means for the output itself (GeoreferencingWarning)."""
+    if category.__name__ == "NotGeoreferencedWarning":
+        return
+    text = _one_line(message)
+    if text in _SHOWN:
+        return
+    _SHOWN.add(text)
+    click.echo(f"geosr: warning: {text}", err=True)
+
+
+#: Warnings already shown by this process (:func:`_show_warning`).
+_SHOWN: set[str] = set()
 
 
 def _exit_soon(code: int, *, grace: float = 2.0, watch: float = 10.0) -> None:

@@ -419,7 +419,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
         model, scale = found.arch, found.scale if scale is None else scale
     if scale is None:
         raise ParameterError(f"no scale for {model or 'the default model'}: pass --scale N "
-                             "(scale=)")
+                             "(scale=), or --weights FILE whose file fixes it (--model NAME "
+                             "is optional: default, what geosr upscale runs)")
     from .scales import validate_scale  # the one scale rule (2.0 -> 2, "2.5" -> 2.5)
 
     scale = 1 if scale in (1, "1") else validate_scale(scale)

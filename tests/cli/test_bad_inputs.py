@@ -547,3 +547,17 @@ def test_dtype_and_value_extremes_are_exact_or_refused(tmp_path_factory, case):
         finite_in = np.isfinite(up)
         if not nd_hit.any():  # valid finite input → finite output
             assert np.isfinite(y[finite_in]).all()
+
+
+def test_an_image_without_georeferencing_gets_one_warning_in_geosr_words(tmp_path):
+    """rasterio warns at every open of a PNG ("no geotransform ... identity matrix"); the
+    user gets geosr's one line about what it means for the output, once."""
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    res = invoke("upscale", tmp_path / "photo.png", tmp_path / "out.tif", "--model", "bicubic",
+                 "--scale", "2")
+    assert res.exit_code == 0, res.stderr
+    warned = [ln for ln in res.stderr.splitlines() if ln.startswith("geosr: warning:")]
+    assert warned == ["geosr: warning: input has no CRS or geotransform; the output keeps the "
+                      "pixel grid only"]

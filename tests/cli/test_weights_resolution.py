@@ -114,4 +114,7 @@ def test_evaluate_takes_model_and_scale_from_the_file(tmp_path, edsr_x3):
     a, b = json.loads(auto.output), json.loads(explicit.output)
     assert (a["model"], a["scale"]) == ("edsr-baseline", 3) and a["psnr"] == b["psnr"]
     none = CliRunner().invoke(cli, ["evaluate", str(folder)])
-    assert none.exit_code != 0 and "--model" in none.output
+    assert none.exit_code != 0 and "--scale N" in none.output and "--weights" in none.output
+    # with a scale, no --model is what geosr upscale runs on such data
+    default = CliRunner().invoke(cli, ["evaluate", str(folder), "-s", "2", "--json"])
+    assert json.loads(default.output)["model"] == "edsr-baseline"
