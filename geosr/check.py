@@ -144,10 +144,12 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
 
 
 def grid_axes(lr_m: Any, sr_m: Any) -> tuple[Axis, Axis]:
-    """The (y, x) axes of SR's grid on LR's (``geo.grid``): LR's bounds in SR's pixel counts,
-    each axis enlarged (ratio n_out / n_in > 1); refused unless SR's geotransform is the one
-    ``geo.grid.output_grid`` gives for them (rasters without one are matched by size)."""
-    from .geo.grid import apply, bounds_of, output_grid, pixel_size, scaled_axis
+    """The (y, x) axes of SR's grid on LR's (``geo.grid``): LR's bounds in SR's pixel counts
+    (``--scale``: ratio n_out / n_in), or LR's top-left corner and SR's pixel size
+    (``--target-gsd``: ratio of the pixel sizes), each axis enlarged; refused unless SR's
+    geotransform is the one ``geo.grid.output_grid`` gives for them (rasters without one are
+    matched by size)."""
+    from .geo.grid import apply, bounds_of, output_grid, pixel_size, scaled_axis, target_axis
 
     lr_px, sr_px = f"{lr_m.width}x{lr_m.height}", f"{sr_m.width}x{sr_m.height}"
     if sr_m.width <= lr_m.width or sr_m.height <= lr_m.height:
@@ -164,20 +166,28 @@ def grid_axes(lr_m: Any, sr_m: Any) -> tuple[Axis, Axis]:
     if lr_m.crs is not None and sr_m.crs is not None and lr_m.crs != sr_m.crs:
         raise InputError(f"LR is in {lr_m.crs} and SR in {sr_m.crs}; give the SR that geosr "
                          "upscale made from this LR (it keeps the CRS)")
-    want = output_grid(lr_m.transform, lr_m.width, lr_m.height, x=ax, y=ay).transform
     got = sr_m.transform
-    tol = 1e-3 * min(v for v in pixel_size(want) if v > 0)
     corners = ((0, 0), (sr_m.width, 0), (0, sr_m.height))  # three fix an affine grid
-    if any(math.dist(apply(want, c, r), apply(got, c, r)) > tol for c, r in corners):
-        left, bottom, right, top = bounds_of(lr_m.transform, lr_m.width, lr_m.height)
-        raise InputError(
-            f"SR's grid ({sr_px}, transform {tuple(got)[:6]}) is not an exact refinement of "
-            f"LR's bounds ({lr_px} pixels; expected transform {tuple(want)[:6]}); check the SR "
-            f"that geosr upscale --scale made from this LR (--aoi and --target-gsd outputs "
-            f"have other bounds), or resample SR onto LR's bounds: "
-            f"gdalwarp -te {left!r} {bottom!r} {right!r} {top!r} "
-            f"-ts {sr_m.width} {sr_m.height} SR.tif SR_on_LR.tif")
-    return ay, ax
+    # --scale keeps LR's bounds; --target-gsd keeps its top-left corner, with SR's pixel size
+    # exactly (its extent rounded out to whole pixels, as gdalwarp -tr)
+    (lx, ly), (sx, sy) = pixel_size(lr_m.transform), pixel_size(got)
+    tx, ty = target_axis(lr_m.width, lx, sx), target_axis(lr_m.height, ly, sy)
+    for cy, cx in ((ay, ax), (ty, tx)):
+        if (cx.n_out, cy.n_out) != (sr_m.width, sr_m.height):
+            continue
+        want = output_grid(lr_m.transform, lr_m.width, lr_m.height, x=cx, y=cy).transform
+        tol = 1e-3 * min(v for v in pixel_size(want) if v > 0)
+        if all(math.dist(apply(want, c, r), apply(got, c, r)) <= tol for c, r in corners):
+            return cy, cx
+    want = output_grid(lr_m.transform, lr_m.width, lr_m.height, x=ax, y=ay).transform
+    left, bottom, right, top = bounds_of(lr_m.transform, lr_m.width, lr_m.height)
+    raise InputError(
+        f"SR's grid ({sr_px}, transform {tuple(got)[:6]}) is neither an exact refinement of "
+        f"LR's bounds ({lr_px} pixels; expected transform {tuple(want)[:6]}) nor a finer grid "
+        f"from LR's top-left corner; check the SR that geosr upscale --scale or --target-gsd "
+        f"made from this LR (an --aoi output covers another area), or resample SR onto LR's "
+        f"bounds: gdalwarp -te {left!r} {bottom!r} {right!r} {top!r} "
+        f"-ts {sr_m.width} {sr_m.height} SR.tif SR_on_LR.tif")
 
 
 def _scale(ay: Axis, ax: Axis) -> int | float | list[int | float]:

@@ -106,8 +106,10 @@ def match_grids(src: Any, out: Any) -> GridMatch:
     same = all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6 * px)
                for a, b in zip(tuple(expect)[:6], tuple(to)[:6]))
     tol = 1e-3
-    inside = (col0 > -tol and row0 > -tol and col0 + w < src.width + tol
-              and row0 + h < src.height + tol)
+    # a --target-gsd grid's extent is rounded to whole output pixels: it may end up to half an
+    # output pixel past IN's right and bottom edges (as gdalwarp -tr makes it)
+    inside = (col0 > -tol and row0 > -tol and col0 + w < src.width + tol + 0.5 / sx
+              and row0 + h < src.height + tol + 0.5 / sy)
     if not same or not inside or math.sqrt(sx * sy) <= 1 + 1e-6:
         raise InputError(
             f"OUT's grid ({out.width}x{out.height}, transform {tuple(to)[:6]}) is not a part of "

@@ -204,6 +204,21 @@ def test_card_of_bundled_weights_and_consistency(tmp_path, make_geotiff):
     assert "geosr check IN OUT" in text
 
 
+def test_a_target_gsd_output_gets_its_report_and_check_figures(tmp_path, make_geotiff):
+    """--target-gsd rounds the extent out to whole output pixels (2 m -> 0.8 m: 108 x 93
+    pixels, 0.4 m past IN's right and bottom edges, as gdalwarp -tr): still IN's grid."""
+    from geosr.check import check
+    from geosr.engine import upscale_file
+    from geosr.report import render_report
+
+    src = make_geotiff("in.tif", bands=3, height=37, width=43, seed=4)
+    out = tmp_path / "sr.tif"
+    upscale_file(src, out, model="bicubic", target_gsd=0.8)
+    data = json.loads(parse(render_report(src, out)).text["geosr-report-data"])
+    assert data["check"] == json.loads(json.dumps(check(src, out)))
+    assert data["check"]["scale"] == 2.5
+
+
 def test_part_of_the_input_and_bounded_previews(tmp_path, make_geotiff):
     """An output of a window of IN (an AOI) is placed on IN's grid; the previews respect their
     bounds, and the detail crop is full resolution."""

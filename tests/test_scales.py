@@ -78,6 +78,20 @@ def test_scale_grid_keeps_bounds_like_gdal_translate_outsize(scene, tmp_path, sc
 
 
 @needs_gdal
+def test_target_gsd_counts_a_half_pixel_tie_as_gdalwarp_does(tmp_path):
+    """43 x 2 m at 0.8 m is 107.5 pixels: 107.4999... in exact rationals of the two floats
+    (0.8 is stored a little above 0.8), 107.5 in the doubles gdalwarp computes in, which
+    rounds it up to 108."""
+    src = _write(tmp_path / "in.tif", np.full((1, 37, 43), 7, np.uint8),
+                 transform=Affine(2.0, 0, 500000.0, 0, -2.0, 4100000.0))
+    out = upscale_file(src, tmp_path / "out.tif", model="bicubic", target_gsd=0.8)
+    subprocess.run(["gdalwarp", "-q", "-tr", "0.8", "0.8", str(src), str(tmp_path / "w.tif")],
+                   check=True)
+    assert _grid(out) == _grid(tmp_path / "w.tif")
+    assert _grid(out)[:2] == (108, 93)
+
+
+@needs_gdal
 def test_centimetre_target_gsd_with_nodata_matches_gdalwarp_nearest(tmp_path):
     """A 1.8 cm drone mosaic on a 1 cm grid: the ratio of the two float pixel sizes has ~2^57
     terms, whose int64 products once overflowed into negative indices (an IndexError on any

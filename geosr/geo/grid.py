@@ -185,7 +185,11 @@ def target_axis(n_in: int, pixel: float, target: float) -> Axis:
     """``--target-gsd g``: exactly ``g`` per pixel (``pixel`` is the input's, same units),
     anchored at the top-left corner, round(extent / g) pixels as ``gdalwarp -tr`` counts them."""
     ratio = Fraction(pixel) / Fraction(target)
-    return Axis(n_in, _count(n_in * ratio), ratio)
+    # counted in doubles exactly as gdalwarp does ((extent + res / 2) / res, truncated): in a
+    # tie the exact rationals of the two floats fall either side of it (43 x 2 m at 0.8 m:
+    # 107.4999... exactly, 107.5 in doubles, and GDAL makes 108 pixels)
+    extent = n_in * float(pixel)
+    return Axis(n_in, max(1, int((extent + float(target) / 2.0) / float(target))), ratio)
 
 
 @dataclass(frozen=True)

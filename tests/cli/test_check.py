@@ -187,7 +187,8 @@ def test_lr_nodata_masks_sr_pixels_without_nodata_of_their_own(make_geotiff, tmp
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the GCP file
 def test_non_refinement_is_refused_in_one_line(make_geotiff, tmp_path):
-    """Right size, wrong bounds (a --target-gsd-like pixel, a shifted origin): one line naming
+    """Right size, wrong bounds (a --target-gsd-like pixel with one row too few, a shifted
+    origin): one line naming
     the expected grid and the gdalwarp command that makes it."""
     from affine import Affine
 
@@ -201,7 +202,7 @@ def test_non_refinement_is_refused_in_one_line(make_geotiff, tmp_path):
         assert res.exit_code == 1, name
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("geosr: error: SR's grid")
-        assert "not an exact refinement of LR's bounds" in lines[0]
+        assert "neither an exact refinement of LR's bounds" in lines[0]
         assert "gdalwarp -te 500000.0 4099926.0 500086.0 4100000.0 -ts 108 92" in lines[0]
     from rasterio.control import GroundControlPoint
 
@@ -213,3 +214,16 @@ def test_non_refinement_is_refused_in_one_line(make_geotiff, tmp_path):
     ok = make_geotiff("ok.tif", bands=1, height=92, width=108, dtype="uint16",
                       transform=Affine(86 / 108, 0, 500000.0, 0, -74 / 92, 4100000.0))
     assert check(lr, ok)["scale"] == [108 / 43, 92 / 37]
+
+
+def test_a_target_gsd_output_is_checked_on_its_own_grid(make_geotiff, tmp_path):
+    """--target-gsd keeps LR's top-left corner and gives SR's pixel size exactly, the extent
+    rounded out (2 m -> 0.8 m: 43 x 37 -> 108 x 93 pixels); check takes that grid as it is."""
+    data = smooth_image(2, 37, 43, seed=2, dtype="uint16") + 100
+    lr = make_geotiff("lr.tif", data=data)
+    sr = tmp_path / "sr.tif"
+    upscale_file(lr, sr, model="bicubic", target_gsd=0.8, consistency="hard")
+    with rasterio.open(sr) as ds:
+        assert (ds.width, ds.height) == (108, 93)
+    r = check(lr, sr)
+    assert r["scale"] == 2.5 and r["consistency"]["max_abs"] <= 0.5
