@@ -171,6 +171,20 @@ def infer_scale(src, out) -> int:
     return s
 
 
+def _fractional_axes(src_path, out_path, src, out):
+    """None when OUT is a whole-factor enlargement of IN (:func:`infer_scale`'s case), else
+    the (y, x) axes of OUT's grid on IN's, as ``geosr check`` finds them (``--scale 2.5``,
+    ``--target-gsd``; :func:`geosr.check.grid_axes` refuses other grids in one line)."""
+    rx, ry = out.width / src.width, out.height / src.height
+    if (round(rx) >= 2 and math.isclose(rx, round(rx), rel_tol=1e-6)
+            and math.isclose(ry, round(rx), rel_tol=1e-6)):
+        return None
+    from .check import grid_axes
+    from .io import read_meta
+
+    return grid_axes(read_meta(str(src_path)), read_meta(str(out_path)))
+
+
 def check_same_grid(src, out, s: int) -> None:
     t = src.transform
     expect = scale_transform(t, s)
@@ -265,20 +279,33 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         src = stack.enter_context(rasterio.open(src_path))
         outs = [stack.enter_context(rasterio.open(p)) for p in paths]
         ref = stack.enter_context(rasterio.open(hr)) if hr is not None else None
-        s = int(scale) if scale is not None else infer_scale(src, outs[0])
-        if s < 2:
+        # whole factors: s; other factors (--scale 2.5, --target-gsd): the grids' exact axes
+        axes = None if scale is not None else _fractional_axes(src_path, paths[0], src, outs[0])
+        s = int(scale) if scale is not None else (
+            infer_scale(src, outs[0]) if axes is None else 0)
+        if axes is None and s < 2:
             raise ParameterError(f"scale must be at least 2 to compare, got {s}")
-        for other in outs:
-            if scale is None and infer_scale(src, other) != s:
+        for p_, other in zip(paths, outs):
+            if axes is not None:
+                if _fractional_axes(src_path, p_, src, other) != axes:
+                    raise InputError(f"{p_.name} is not on {paths[0].name}'s grid; compare "
+                                     "outputs of one scale")
+            elif scale is None and infer_scale(src, other) != s:
                 raise InputError(f"{Path(other.name).name} is not a {s}x enlargement of IN "
                                  f"like {paths[0].name}; compare outputs of one scale")
-            check_same_grid(src, other, s)
+            else:
+                check_same_grid(src, other, s)
         if ref is not None:
             if (ref.width, ref.height) != (outs[0].width, outs[0].height):
                 raise InputError(f"the HR raster ({ref.width}x{ref.height}) is not on OUT's grid "
                                  f"({outs[0].width}x{outs[0].height}); give the high-resolution "
                                  "image IN was reduced from, with OUT's bounds")
-            check_same_grid(src, ref, s)
+            if axes is not None:
+                if _fractional_axes(src_path, hr, src, ref) != axes:
+                    raise InputError("the HR raster is not on OUT's grid; give the "
+                                     "high-resolution image IN was reduced from")
+            else:
+                check_same_grid(src, ref, s)
         if bands is None:
             bands = [1, 2, 3] if src.count >= 3 else [1]
         bands = [int(b) for b in bands]
@@ -301,21 +328,36 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
                 f"col_off,row_off,width,height in source pixels")
         c0, r0, w, h = window.col_off, window.row_off, window.width, window.height
 
-        bic = create_model("bicubic", scale=s)
+        bic = create_model("bicubic", scale=s if axes is None else
+                           float(max(axes[0].ratio, axes[1].ratio)))
         # Interpolate a window padded by the kernel reach (clipped at the image edge), so the
         # bicubic panel matches bicubic run over the whole image.
         pad = int(bic.halo)
         pc0, pr0 = max(c0 - pad, 0), max(r0 - pad, 0)
         pc1, pr1 = min(c0 + w + pad, src.width), min(r0 + h + pad, src.height)
         padded = _read_float(src, bands, RioWindow(pc0, pr0, pc1 - pc0, pr1 - pr0))
-        with torch.no_grad():
-            up = bic(torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None])[0].numpy()
-        bicubic = up[:, (r0 - pr0) * s:(r0 - pr0 + h) * s, (c0 - pc0) * s:(c0 - pc0 + w) * s]
+        x = torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None]
         orig = _read_float(src, bands, RioWindow(c0, r0, w, h))
-        nearest = orig.repeat(s, axis=1).repeat(s, axis=2)
+        if axes is None:
+            with torch.no_grad():
+                up = bic(x)[0].numpy()
+            bicubic = up[:, (r0 - pr0) * s:(r0 - pr0 + h) * s,
+                         (c0 - pc0) * s:(c0 - pc0 + w) * s]
+            nearest = orig.repeat(s, axis=1).repeat(s, axis=2)
+            hr_win = RioWindow(c0 * s, r0 * s, w * s, h * s)
+        else:  # the OUT pixels whose centres lie in the window, as geosr check reads them
+            ay, ax_ = axes
+            o_r, o_c = (ay.out_start(r0), ay.out_start(r0 + h)), (ax_.out_start(c0),
+                                                                   ax_.out_start(c0 + w))
+            with torch.no_grad():
+                bicubic = bic.query(x, torch.from_numpy(ay.centres(*o_r, pr0)),
+                                    torch.from_numpy(ax_.centres(*o_c, pc0)))[0].numpy()
+            from .pixels import upsample_nearest
+
+            nearest = upsample_nearest(orig, (ay.nearest(*o_r, r0), ax_.nearest(*o_c, c0)))
+            hr_win = RioWindow(o_c[0], o_r[0], o_c[1] - o_c[0], o_r[1] - o_r[0])
         nodata_mask = np.isnan(nearest).any(axis=0)
         bicubic = np.where(nodata_mask[None], np.nan, bicubic)
-        hr_win = RioWindow(c0 * s, r0 * s, w * s, h * s)
         srs = [_read_float(o, bands, hr_win) for o in outs]
         first = _read_float(ref, bands, hr_win) if ref is not None else nearest
         dtype = src.dtypes[bands[0] - 1]
@@ -337,20 +379,25 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         shown = [np.nan_to_num(np.clip(a / 255.0, 0, 1), nan=0.0) for a in arrays]
     rgb = [to_rgb(a) for a in shown]
 
-    def gsd_txt(div: int) -> str:
+    # the factor per axis (x, y) and as captions write it
+    fx, fy = (s, s) if axes is None else (float(axes[1].ratio), float(axes[0].ratio))
+    fs = f"{s}" if axes is None else (f"{fx:.4g}" if math.isclose(fx, fy, rel_tol=1e-9)
+                                      else f"{fx:.4g},{fy:.4g}")
+
+    def gsd_txt(dx: float, dy: float) -> str:
         if src_gsd is None:
             return "pixel size unknown (no CRS)"
-        gx, gy = src_gsd[0] / div, src_gsd[1] / div
+        gx, gy = src_gsd[0] / dx, src_gsd[1] / dy
         if math.isclose(gx, gy, rel_tol=1e-3):
             return _fmt_len(gx)
         return f"{_fmt_len(gx)} x {_fmt_len(gy)}"
 
-    src_txt = gsd_txt(1)
+    src_txt, out_txt = gsd_txt(1, 1), gsd_txt(fx, fy)
     titles = (
-        (f"HR reference\npixel {gsd_txt(s)}" if ref is not None else
-         f"original, GSD {src_txt}\n(nearest-neighbour enlarged {s}x)"),
-        f"bicubic {s}x\npixel {gsd_txt(s)} (nominal)",
-        *(f"{lab} {s}x\npixel {gsd_txt(s)} (nominal; GSD {src_txt})" for lab in out_labels),
+        (f"HR reference\npixel {out_txt}" if ref is not None else
+         f"original, GSD {src_txt}\n(nearest-neighbour enlarged {fs}x)"),
+        f"bicubic {fs}x\npixel {out_txt} (nominal)",
+        *(f"{lab} {fs}x\npixel {out_txt} (nominal; GSD {src_txt})" for lab in out_labels),
     )
     ph, pw = rgb[0].shape[:2]
     fig_w = len(titles) * panel_inches + 0.6
@@ -370,7 +417,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         ax.set_yticks([])
         if src_gsd is not None:
             bar_m = _draw_scale_bar(ax, panel_w_px=pw, panel_h_px=ph,
-                                    metres_per_px=src_gsd[0] / s)
+                                    metres_per_px=src_gsd[0] / fx)
             if north:
                 _draw_north_arrow(ax, panel_w_px=pw, panel_h_px=ph)
     fig.canvas.draw()

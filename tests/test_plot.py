@@ -267,6 +267,26 @@ def test_compare_hr_and_several_outputs(make_geotiff, tmp_path):
     assert np.abs(p[2] - p[3]).mean() > 0.5 and np.abs(p[0] - p[1]).mean() > 0.5
 
 
+@pytest.mark.parametrize("kw", [dict(scale=2.5), dict(target_gsd=0.18)],
+                         ids=["scale-2.5", "target-gsd"])
+def test_compare_at_a_non_integer_factor(make_geotiff, tmp_path, kw):
+    """--scale 2.5 and --target-gsd outputs: the panels cover OUT's pixels whose centres lie in
+    the window (geosr check's grid), and on a bicubic output the SR panel is the bicubic one."""
+    from geosr.engine import upscale_file
+
+    src = make_geotiff("in.tif", height=40, width=48,
+                       transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0))
+    out = upscale_file(src, tmp_path / "up.tif", model="bicubic", **kw)
+    fig = compare_figure(src, out, png=tmp_path / "c.png", window=Window(5, 7, 30, 20))
+    near, bic, sr = (fig.panels[t] for t in fig.titles)
+    assert near.shape == bic.shape == sr.shape
+    assert np.abs(bic - sr).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(near - sr).mean() > 1e-3
+    f = 2.5 if "scale" in kw else 0.5 / 0.18
+    assert abs(near.shape[0] - 20 * f) <= 1 and abs(near.shape[1] - 30 * f) <= 1
+    assert f"bicubic {f:.4g}x" in fig.titles[1]
+
+
 def test_compare_several_outputs_errors_and_cli(make_geotiff, tmp_path):
     src = make_geotiff("in.tif", height=32, width=32)
     a = upscale_with("lanczos", src, tmp_path / "a.tif", scale=2)
