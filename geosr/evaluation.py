@@ -453,16 +453,15 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
         if model is None:
             raise ParameterError("no model: pass --model NAME (model=), or --weights FILE "
                                  "whose architecture geosr can read")
-    if isinstance(model, str) and weights is None and in_chans is None and kind:
-        # the bundled variant upscale picks for such a raster (1-band weights for 16-bit data)
-        from .models import get_spec
-        from .models.bundled import bundled_in_chans
-
-        in_chans = bundled_in_chans(get_spec(model).name, scale, **kind)
     if isinstance(model, str):
         from .models import get_spec
 
         name = get_spec(model).name
+        if weights is None and in_chans is None and kind:
+            # the bundled variant upscale picks for such data (1-band weights for 16-bit)
+            from .models.bundled import bundled_in_chans
+
+            in_chans = bundled_in_chans(name, scale, **kind)
         net, card = _load(name, scale=scale, weights=weights, allow_random=allow_random_weights,
                           device=str(dev), in_chans=in_chans,
                           images=images + [p.image for p in pairs])
