@@ -167,27 +167,40 @@ def _data_uri(rgb: np.ndarray, *, fmt: str = "PNG") -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def _bicubic(src, bands: Sequence[int], window, scale: int) -> np.ndarray:
-    """geosr's own ``bicubic`` model over ``window`` of IN, padded by its kernel reach (clipped at
-    the image edge) so it equals bicubic over the whole image, as ``geosr plot`` does."""
+def _bicubic(src, bands: Sequence[int], window, match: GridMatch, out_window) -> np.ndarray:
+    """geosr's own ``bicubic`` model on ``out_window`` of OUT from ``window`` of IN, padded by its
+    kernel reach (clipped at the image edge) so it equals bicubic over the whole image, as
+    ``geosr plot`` does; at a non-integer scale queried at the OUT pixels' centres."""
     import torch
     from rasterio.windows import Window
 
     from .models import create_model
 
-    bic = create_model("bicubic", scale=scale)
+    s = match.integer_scale
+    bic = create_model("bicubic", scale=s or max(match.sx, match.sy))
     pad = int(bic.halo)
     c0, r0 = int(window.col_off), int(window.row_off)
     w, h = int(window.width), int(window.height)
     pc0, pr0 = max(c0 - pad, 0), max(r0 - pad, 0)
     pc1, pr1 = min(c0 + w + pad, src.width), min(r0 + h + pad, src.height)
     padded = _read(src, bands, window=Window(pc0, pr0, pc1 - pc0, pr1 - pr0))
-    nodata = np.isnan(padded)
+    nodata = np.isnan(padded).any(axis=0)
+    x = torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None]
+    oc, orow, ow, oh = (int(v) for v in out_window)
+    if s is not None:
+        with torch.no_grad():
+            up = bic(x)[0].numpy()
+        up = up[:, (r0 - pr0) * s:(r0 - pr0 + h) * s, (c0 - pc0) * s:(c0 - pc0 + w) * s]
+        hole = nodata[r0 - pr0:r0 - pr0 + h, c0 - pc0:c0 - pc0 + w].repeat(s, 0).repeat(s, 1)
+        return np.where(hole[None], np.nan, up)[:, :oh, :ow]
+    # OUT pixel j's centre lies at IN position col0 + (j + 1/2) / sx
+    rows = match.row0 + (np.arange(orow, orow + oh) + 0.5) / match.sy - pr0
+    cols = match.col0 + (np.arange(oc, oc + ow) + 0.5) / match.sx - pc0
     with torch.no_grad():
-        up = bic(torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None])[0].numpy()
-    up = up[:, (r0 - pr0) * scale:(r0 - pr0 + h) * scale, (c0 - pc0) * scale:(c0 - pc0 + w) * scale]
-    hole = nodata[:, r0 - pr0:r0 - pr0 + h, c0 - pc0:c0 - pc0 + w].any(axis=0)
-    return np.where(hole.repeat(scale, 0).repeat(scale, 1)[None], np.nan, up)
+        up = bic.query(x, torch.from_numpy(rows), torch.from_numpy(cols))[0].numpy()
+    under = np.ix_(np.clip(np.floor(rows).astype(int), 0, nodata.shape[0] - 1),
+                   np.clip(np.floor(cols).astype(int), 0, nodata.shape[1] - 1))
+    return np.where(nodata[under][None], np.nan, up)
 
 
 @dataclass(frozen=True)
@@ -221,17 +234,11 @@ def _views(src, out, match: GridMatch, bands_in: Sequence[int], bands_out: Seque
     oh_d = min(out.height - orow, int(round(hi * match.sy)))
     in_crop = _read(src, bands_in, window=Window(ci, ri, wi, hi))
     out_crop = _read(out, bands_out, window=Window(oc, orow, ow_d, oh_d))
-    s = match.integer_scale
     bic = None
-    if s is None:
-        notes.append(f"no bicubic comparison at a non-integer scale ({match.sx:.4g} x "
-                     f"{match.sy:.4g}): the report aligns its crops to whole input and output "
-                     f"pixels, which only integer scales share everywhere")
-    else:
-        try:
-            bic = _bicubic(src, bands_in, Window(ci, ri, wi, hi), s)[:, :oh_d, :ow_d]
-        except GeosrError as err:
-            notes.append(f"no bicubic comparison: {err}")
+    try:
+        bic = _bicubic(src, bands_in, Window(ci, ri, wi, hi), match, (oc, orow, ow_d, oh_d))
+    except GeosrError as err:
+        notes.append(f"no bicubic comparison: {err}")
 
     # one stretch for every image, from the input (the rule of geosr plot: none for 8-bit data,
     # else the 2-98 percentiles of the original)

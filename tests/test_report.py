@@ -214,9 +214,14 @@ def test_a_target_gsd_output_gets_its_report_and_check_figures(tmp_path, make_ge
     src = make_geotiff("in.tif", bands=3, height=37, width=43, seed=4)
     out = tmp_path / "sr.tif"
     upscale_file(src, out, model="bicubic", target_gsd=0.8)
-    data = json.loads(parse(render_report(src, out)).text["geosr-report-data"])
+    page = parse(render_report(src, out))
+    data = json.loads(page.text["geosr-report-data"])
     assert data["check"] == json.loads(json.dumps(check(src, out)))
     assert data["check"]["scale"] == 2.5
+    # the bicubic "before" is geosr's bicubic at the output pixels' centres: here the output
+    after = np.asarray(decode_image(page.images["output"]).convert("RGB")).astype(int)
+    bic = np.asarray(decode_image(page.images["input, bicubic"]).convert("RGB")).astype(int)
+    assert bic.shape == after.shape and np.abs(bic - after).max() <= 1
 
 
 def test_part_of_the_input_and_bounded_previews(tmp_path, make_geotiff):
