@@ -158,6 +158,51 @@ def _read_float(ds, bands: list[int], window) -> np.ndarray:
     return np.ma.filled(arr, np.nan)
 
 
+def bicubic_window(src, bands: Sequence[int], window, *, scale: int | None = None,
+                   rows: np.ndarray | None = None, cols: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """geosr's own ``bicubic`` over ``window`` (col_off, row_off, width, height) of IN, read
+    padded by its kernel reach (clipped at the image edge) so it equals bicubic over the whole
+    image: the window enlarged by a whole ``scale``, else the values at output pixel centres
+    ``rows`` x ``cols`` (IN pixel coordinates). NaN where the IN pixel under it is nodata. One
+    rule for ``geosr plot compare`` and ``geosr report``."""
+    import torch
+    from rasterio.windows import Window as RioWindow
+
+    from .models import create_model
+
+    c0, r0, w, h = (int(v) for v in (window.col_off, window.row_off, window.width,
+                                     window.height))
+    bic = create_model("bicubic", scale=scale if scale is not None else float(
+        max(_step(rows), _step(cols))))
+    pad = int(bic.halo)
+    pc0, pr0 = max(c0 - pad, 0), max(r0 - pad, 0)
+    pc1, pr1 = min(c0 + w + pad, src.width), min(r0 + h + pad, src.height)
+    padded = _read_float(src, bands, RioWindow(pc0, pr0, pc1 - pc0, pr1 - pr0))
+    nodata = np.isnan(padded).any(axis=0)
+    x = torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None]
+    if scale is not None:
+        s = int(scale)
+        with torch.no_grad():
+            up = bic(x)[0].numpy()
+        up = up[:, (r0 - pr0) * s:(r0 - pr0 + h) * s, (c0 - pc0) * s:(c0 - pc0 + w) * s]
+        hole = nodata[r0 - pr0:r0 - pr0 + h, c0 - pc0:c0 - pc0 + w].repeat(s, 0).repeat(s, 1)
+        return np.where(hole[None], np.nan, up)
+    pr, pc = np.asarray(rows, np.float64) - pr0, np.asarray(cols, np.float64) - pc0
+    with torch.no_grad():
+        up = bic.query(x, torch.from_numpy(pr), torch.from_numpy(pc))[0].numpy()
+    under = np.ix_(np.clip(np.floor(pr).astype(int), 0, nodata.shape[0] - 1),
+                   np.clip(np.floor(pc).astype(int), 0, nodata.shape[1] - 1))
+    return np.where(nodata[under][None], np.nan, up)
+
+
+def _step(pos: np.ndarray | None) -> float:
+    """Output pixels per input pixel along positions ``pos`` (for the model's nominal scale)."""
+    if pos is None or len(pos) < 2:
+        return 2.0
+    return float(1.0 / np.median(np.diff(np.asarray(pos, np.float64))))
+
+
 def infer_scale(src, out) -> int:
     # from the sizes, not GEOSR_SCALE_FACTOR: after several passes that tag holds the total
     # factor from the sensor's grid, not the factor between these two files
@@ -257,13 +302,11 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         Resolution and width of each panel in the PNG.
     """
     import rasterio
-    import torch
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
     from rasterio.windows import Window as RioWindow
 
     from .geo.gsd import describe_gsd
-    from .models import create_model
 
     if isinstance(window, str):
         window = Window.parse(window)
@@ -328,36 +371,21 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
                 f"col_off,row_off,width,height in source pixels")
         c0, r0, w, h = window.col_off, window.row_off, window.width, window.height
 
-        bic = create_model("bicubic", scale=s if axes is None else
-                           float(max(axes[0].ratio, axes[1].ratio)))
-        # Interpolate a window padded by the kernel reach (clipped at the image edge), so the
-        # bicubic panel matches bicubic run over the whole image.
-        pad = int(bic.halo)
-        pc0, pr0 = max(c0 - pad, 0), max(r0 - pad, 0)
-        pc1, pr1 = min(c0 + w + pad, src.width), min(r0 + h + pad, src.height)
-        padded = _read_float(src, bands, RioWindow(pc0, pr0, pc1 - pc0, pr1 - pr0))
-        x = torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None]
         orig = _read_float(src, bands, RioWindow(c0, r0, w, h))
         if axes is None:
-            with torch.no_grad():
-                up = bic(x)[0].numpy()
-            bicubic = up[:, (r0 - pr0) * s:(r0 - pr0 + h) * s,
-                         (c0 - pc0) * s:(c0 - pc0 + w) * s]
+            bicubic = bicubic_window(src, bands, window, scale=s)
             nearest = orig.repeat(s, axis=1).repeat(s, axis=2)
             hr_win = RioWindow(c0 * s, r0 * s, w * s, h * s)
         else:  # the OUT pixels whose centres lie in the window, as geosr check reads them
             ay, ax_ = axes
             o_r, o_c = (ay.out_start(r0), ay.out_start(r0 + h)), (ax_.out_start(c0),
                                                                    ax_.out_start(c0 + w))
-            with torch.no_grad():
-                bicubic = bic.query(x, torch.from_numpy(ay.centres(*o_r, pr0)),
-                                    torch.from_numpy(ax_.centres(*o_c, pc0)))[0].numpy()
+            bicubic = bicubic_window(src, bands, window, rows=ay.centres(*o_r),
+                                     cols=ax_.centres(*o_c))
             from .pixels import upsample_nearest
 
             nearest = upsample_nearest(orig, (ay.nearest(*o_r, r0), ax_.nearest(*o_c, c0)))
             hr_win = RioWindow(o_c[0], o_r[0], o_c[1] - o_c[0], o_r[1] - o_r[0])
-        nodata_mask = np.isnan(nearest).any(axis=0)
-        bicubic = np.where(nodata_mask[None], np.nan, bicubic)
         srs = [_read_float(o, bands, hr_win) for o in outs]
         first = _read_float(ref, bands, hr_win) if ref is not None else nearest
         dtype = src.dtypes[bands[0] - 1]
@@ -530,4 +558,5 @@ def metrics_figure(evaluation: Any, *, png: str | Path, dpi: int = 100) -> Figur
 
 
 __all__ = ["Window", "Figure", "compare_figure", "metrics_figure", "nice_length",
-           "percentile_stretch", "to_rgb", "infer_scale", "check_same_grid"]
+           "percentile_stretch", "to_rgb", "infer_scale", "check_same_grid",
+           "bicubic_window"]

@@ -167,42 +167,6 @@ def _data_uri(rgb: np.ndarray, *, fmt: str = "PNG") -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def _bicubic(src, bands: Sequence[int], window, match: GridMatch, out_window) -> np.ndarray:
-    """geosr's own ``bicubic`` model on ``out_window`` of OUT from ``window`` of IN, padded by its
-    kernel reach (clipped at the image edge) so it equals bicubic over the whole image, as
-    ``geosr plot`` does; at a non-integer scale queried at the OUT pixels' centres."""
-    import torch
-    from rasterio.windows import Window
-
-    from .models import create_model
-
-    s = match.integer_scale
-    bic = create_model("bicubic", scale=s or max(match.sx, match.sy))
-    pad = int(bic.halo)
-    c0, r0 = int(window.col_off), int(window.row_off)
-    w, h = int(window.width), int(window.height)
-    pc0, pr0 = max(c0 - pad, 0), max(r0 - pad, 0)
-    pc1, pr1 = min(c0 + w + pad, src.width), min(r0 + h + pad, src.height)
-    padded = _read(src, bands, window=Window(pc0, pr0, pc1 - pc0, pr1 - pr0))
-    nodata = np.isnan(padded).any(axis=0)
-    x = torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None]
-    oc, orow, ow, oh = (int(v) for v in out_window)
-    if s is not None:
-        with torch.no_grad():
-            up = bic(x)[0].numpy()
-        up = up[:, (r0 - pr0) * s:(r0 - pr0 + h) * s, (c0 - pc0) * s:(c0 - pc0 + w) * s]
-        hole = nodata[r0 - pr0:r0 - pr0 + h, c0 - pc0:c0 - pc0 + w].repeat(s, 0).repeat(s, 1)
-        return np.where(hole[None], np.nan, up)[:, :oh, :ow]
-    # OUT pixel j's centre lies at IN position col0 + (j + 1/2) / sx
-    rows = match.row0 + (np.arange(orow, orow + oh) + 0.5) / match.sy - pr0
-    cols = match.col0 + (np.arange(oc, oc + ow) + 0.5) / match.sx - pc0
-    with torch.no_grad():
-        up = bic.query(x, torch.from_numpy(rows), torch.from_numpy(cols))[0].numpy()
-    under = np.ix_(np.clip(np.floor(rows).astype(int), 0, nodata.shape[0] - 1),
-                   np.clip(np.floor(cols).astype(int), 0, nodata.shape[1] - 1))
-    return np.where(nodata[under][None], np.nan, up)
-
-
 @dataclass(frozen=True)
 class _Views:
     detail: dict[str, Any]
@@ -214,7 +178,7 @@ def _views(src, out, match: GridMatch, bands_in: Sequence[int], bands_out: Seque
            detail_size: int, overview_size: int) -> _Views:
     from rasterio.windows import Window
 
-    from .plot import percentile_stretch
+    from .plot import bicubic_window, percentile_stretch
 
     notes: list[str] = []
     # whole raster: OUT decimated, and IN's matching window decimated to the same size
@@ -236,7 +200,14 @@ def _views(src, out, match: GridMatch, bands_in: Sequence[int], bands_out: Seque
     out_crop = _read(out, bands_out, window=Window(oc, orow, ow_d, oh_d))
     bic = None
     try:
-        bic = _bicubic(src, bands_in, Window(ci, ri, wi, hi), match, (oc, orow, ow_d, oh_d))
+        s = match.integer_scale
+        if s is not None:
+            bic = bicubic_window(src, bands_in, Window(ci, ri, wi, hi), scale=s)[:, :oh_d, :ow_d]
+        else:  # OUT pixel j's centre lies at IN position col0 + (j + 1/2) / sx
+            bic = bicubic_window(
+                src, bands_in, Window(ci, ri, wi, hi),
+                rows=match.row0 + (np.arange(orow, orow + oh_d) + 0.5) / match.sy,
+                cols=match.col0 + (np.arange(oc, oc + ow_d) + 0.5) / match.sx)
     except GeosrError as err:
         notes.append(f"no bicubic comparison: {err}")
 
