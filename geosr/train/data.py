@@ -466,6 +466,16 @@ def data_value_range(sources: Sequence[Source], value_range: Sequence[float] | N
     return [0.0, 255.0]
 
 
+def dtype_value_range(sources: Sequence[Source]) -> list[float]:
+    """The range runs before session 14 used: the first GeoTIFF's dtype range, else [0, 255]
+    (what a run resumed from one of their checkpoints keeps)."""
+    for g in (g for s in sources for g in s.geotiffs):
+        r = dtype_range(np.dtype(g.dtype))
+        if r is not None:
+            return [float(r[0]), float(r[1])]
+    return [0.0, 255.0]
+
+
 def robust_range(sources: Sequence[Source], *, band_index: list[int] | None = None
                  ) -> list[float]:
     """The range ``geosr upscale`` gives a network whose card has none for a raster's dtype
@@ -508,6 +518,6 @@ def value_range_for(dtype: Any, *, explicit: Sequence[float] | None,
 
 __all__ = ["ImagePool", "WindowDataset", "WindowLoader", "scan_sources", "split_validation",
            "hold_out_strip",
-           "load_validation", "infer_bands", "data_value_range", "robust_range",
-           "value_range_for", "data_dtype", "step_rng", "augment_np", "augment_torch", "Source",
+           "load_validation", "infer_bands", "data_value_range", "dtype_value_range",
+           "robust_range", "value_range_for", "data_dtype", "step_rng", "augment_np", "augment_torch", "Source",
            "GeoFile"]

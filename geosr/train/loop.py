@@ -289,7 +289,13 @@ class Trainer:
         self.sources = D.scan_sources(cfg.data, exclude=set(held_out))
         bands = cfg.in_chans or D.infer_bands(self.sources, cfg.bands)
         self.bands = bands
-        self.value_range = D.data_value_range(self.sources, cfg.value_range, band_index=cfg.bands)
+        kept = None if self._resumed is None or cfg.value_range is not None else (
+            # a resumed run keeps the range it trained with; checkpoints written before
+            # session 14 hold none, and their runs used the dtype's
+            self._resumed.get("value_range") or D.dtype_value_range(self.sources))
+        self.value_range = (list(kept) if kept is not None else
+                            D.data_value_range(self.sources, cfg.value_range,
+                                               band_index=cfg.bands))
         #: multi-frame networks train on synthetic stacks (train/stacks.py); their HR patches
         #: carry the margin the shifts and the degradation's context use
         self.stacks = None
@@ -363,6 +369,7 @@ class Trainer:
             "history": self.history,
             "init_provenance": self.init_provenance,
             "val_strip": self.val_strip,
+            "value_range": self.value_range,
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()

@@ -177,6 +177,26 @@ def test_a_12_bit_sensor_in_uint16_trains_on_its_own_range(make_geotiff, tmp_pat
     assert normalisation(net, "uint16", [0.0], [1.0], None) == ((lo,), (hi,))
 
 
+def test_a_resumed_run_keeps_its_value_range(make_geotiff, tmp_path):
+    """The range is the run's: a resume takes it from the checkpoint, and a checkpoint from
+    before robust ranges (none recorded) keeps the dtype range that run trained with."""
+    make_geotiff("pan.tif", bands=1, height=64, width=64, dtype="uint16")
+    kw = dict(model="espcn", scale=2, data=[str(tmp_path / "pan.tif")], batch=2, patch=16,
+              model_args=TINY, workers=0, val_crop=16, device="cpu", checkpoint_every=1)
+    train(out=str(tmp_path / "run"), max_steps=1, **kw)
+    first = json.loads((tmp_path / "run" / "final.json").read_text())["value_range"]
+    assert first != [0.0, 65535.0]
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["value_range"] == first
+    train(out=str(tmp_path / "run"), max_steps=2, resume=str(tmp_path / "run" / "last.pt"), **kw)
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["value_range"] == first
+    del ck["value_range"]  # as written before session 14
+    torch.save(ck, tmp_path / "old.pt")
+    train(out=str(tmp_path / "old"), max_steps=2, resume=str(tmp_path / "old.pt"), **kw)
+    assert json.loads((tmp_path / "old" / "final.json").read_text())["value_range"] == [
+        0.0, 65535.0]
+
+
 @pytest.mark.parametrize("name", ["drcn", "lapsrn"])
 def test_multi_output_models_train(image_folder, tmp_path, name):
     from geosr.models import get_spec
