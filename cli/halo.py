@@ -9,7 +9,10 @@ from .options import bundled_by_name, device_option, echo_json, reference_option
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True))
 @click.option("--model", "-m", required=True, help="Registered network name.")
-@click.option("--scale", "-s", type=int, required=True)
+@click.option("--scale", "-s", type=int, required=True,
+              help="Whole factor the halo is measured at (an arbitrary-scale model: measure it "
+                   "at the whole factor nearest the one you run; tiles of any factor overlap "
+                   "by the same LR halo).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               callback=bundled_by_name,
               help="Weights file or the name of bundled weights (default: the bundled weights "
