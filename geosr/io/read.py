@@ -475,9 +475,9 @@ def read_sample(path: str, bands: tuple[int, ...], meta: RasterMeta, *,
     r0, c0 = offset
     handles: dict = {}  # its own handle, closed after: a file replaced later is read afresh
     try:
-        return join_sample([read_window(path, bands, (r0 + r[0], r0 + r[1]), (c0 + c[0], c0 + c[1]),
-                                  datasets=handles)
-                      for r, c in sample_windows(meta.height, meta.width)])
+        return join_sample([read_window(path, bands, (r0 + r[0], r0 + r[1]),
+                                        (c0 + c[0], c0 + c[1]), datasets=handles)
+                            for r, c in sample_windows(meta.height, meta.width)])
     finally:
         for ds in handles.values():
             ds.close()
