@@ -158,14 +158,14 @@ def _read_float(ds, bands: list[int], window) -> np.ndarray:
     return np.ma.filled(arr, np.nan)
 
 
-def bicubic_window(src, bands: Sequence[int], window, *, scale: int | None = None,
+def bicubic_window(src, bands: Sequence[int], window, *, scale: float,
                    rows: np.ndarray | None = None, cols: np.ndarray | None = None
                    ) -> np.ndarray:
     """geosr's own ``bicubic`` over ``window`` (col_off, row_off, width, height) of IN, read
     padded by its kernel reach (clipped at the image edge) so it equals bicubic over the whole
-    image: the window enlarged by a whole ``scale``, else the values at output pixel centres
-    ``rows`` x ``cols`` (IN pixel coordinates). NaN where the IN pixel under it is nodata. One
-    rule for ``geosr plot compare`` and ``geosr report``."""
+    image: the window enlarged by a whole ``scale``, or, given ``rows`` x ``cols`` (output pixel
+    centres in IN pixel coordinates; ``scale`` the nominal factor), the values there. NaN where
+    the IN pixel under it is nodata. One rule for ``geosr plot compare`` and ``geosr report``."""
     import torch
     from rasterio.windows import Window as RioWindow
 
@@ -173,15 +173,14 @@ def bicubic_window(src, bands: Sequence[int], window, *, scale: int | None = Non
 
     c0, r0, w, h = (int(v) for v in (window.col_off, window.row_off, window.width,
                                      window.height))
-    bic = create_model("bicubic", scale=scale if scale is not None else float(
-        max(_step(rows), _step(cols))))
+    bic = create_model("bicubic", scale=scale)
     pad = int(bic.halo)
     pc0, pr0 = max(c0 - pad, 0), max(r0 - pad, 0)
     pc1, pr1 = min(c0 + w + pad, src.width), min(r0 + h + pad, src.height)
     padded = _read_float(src, bands, RioWindow(pc0, pr0, pc1 - pc0, pr1 - pr0))
     nodata = np.isnan(padded).any(axis=0)
     x = torch.from_numpy(np.nan_to_num(padded, nan=0.0))[None]
-    if scale is not None:
+    if rows is None or cols is None:
         s = int(scale)
         with torch.no_grad():
             up = bic(x)[0].numpy()
@@ -194,13 +193,6 @@ def bicubic_window(src, bands: Sequence[int], window, *, scale: int | None = Non
     under = np.ix_(np.clip(np.floor(pr).astype(int), 0, nodata.shape[0] - 1),
                    np.clip(np.floor(pc).astype(int), 0, nodata.shape[1] - 1))
     return np.where(nodata[under][None], np.nan, up)
-
-
-def _step(pos: np.ndarray | None) -> float:
-    """Output pixels per input pixel along positions ``pos`` (for the model's nominal scale)."""
-    if pos is None or len(pos) < 2:
-        return 2.0
-    return float(1.0 / np.median(np.diff(np.asarray(pos, np.float64))))
 
 
 def infer_scale(src, out) -> int:
@@ -380,8 +372,9 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
             ay, ax_ = axes
             o_r, o_c = (ay.out_start(r0), ay.out_start(r0 + h)), (ax_.out_start(c0),
                                                                    ax_.out_start(c0 + w))
-            bicubic = bicubic_window(src, bands, window, rows=ay.centres(*o_r),
-                                     cols=ax_.centres(*o_c))
+            bicubic = bicubic_window(src, bands, window,
+                                     scale=float(max(ay.ratio, ax_.ratio)),
+                                     rows=ay.centres(*o_r), cols=ax_.centres(*o_c))
             from .pixels import upsample_nearest
 
             nearest = upsample_nearest(orig, (ay.nearest(*o_r, r0), ax_.nearest(*o_c, c0)))

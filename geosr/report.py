@@ -205,7 +205,7 @@ def _views(src, out, match: GridMatch, bands_in: Sequence[int], bands_out: Seque
             bic = bicubic_window(src, bands_in, Window(ci, ri, wi, hi), scale=s)[:, :oh_d, :ow_d]
         else:  # OUT pixel j's centre lies at IN position col0 + (j + 1/2) / sx
             bic = bicubic_window(
-                src, bands_in, Window(ci, ri, wi, hi),
+                src, bands_in, Window(ci, ri, wi, hi), scale=max(match.sx, match.sy),
                 rows=match.row0 + (np.arange(orow, orow + oh_d) + 0.5) / match.sy,
                 cols=match.col0 + (np.arange(oc, oc + ow_d) + 0.5) / match.sx)
     except GeosrError as err:
