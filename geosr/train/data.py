@@ -482,8 +482,8 @@ def robust_range(sources: Sequence[Source], *, band_index: list[int] | None = No
     (:func:`geosr.pixels.normalisation` on the raster's statistics sample: one robust
     0.1-99.9 % range common to all bands), for each training raster other than uint8; the
     widest of them. So a network trains on values scaled as the engine scales them: bundled
-    weights fine-tuned on a 16-bit scene start from the input they were made for, and a 12-bit
-    sensor in a 16-bit file spans [0, 1] rather than its bottom 6 %."""
+    weights fine-tuned on a 16-bit scene see the inputs upscale gives them, and a 12-bit
+    sensor in a 16-bit file spans [0, 1] rather than its bottom 6 % (docs/training.md)."""
     from ..io.read import read_meta, read_sample
     from ..pixels import normalisation, sample_stats, valid_mask
 
