@@ -284,24 +284,12 @@ def resolve_halo(net: Any, halo: int | None, *, name: str) -> int:
 
 def check_any_scale(model: str, axes: tuple[Axis, Axis], asked: str = "") -> None:
     """A factor that is not one whole number on both axes needs an arbitrary-scale model."""
-    from .models import get_spec, list_models
+    from .models._registry import check_scale
 
-    spec = get_spec(model)
-    if spec.extra.get("arbitrary_scale"):
-        return
     y, x = axes
     what = (f"x{float(x.ratio):.4g}" if x.ratio == y.ratio else
             f"x{float(x.ratio):.4g} by x{float(y.ratio):.4g}")
-    what += f" ({asked})" if asked else ""
-    # a reference-guided (multi-frame) model is pointed at the models of its kind that can
-    kind = tuple(bool(spec.extra.get(k)) for k in ("reference_based", "multi_frame"))
-    can = [n for n in list_models() if get_spec(n).extra.get("arbitrary_scale")
-           and tuple(bool(get_spec(n).extra.get(k))
-                     for k in ("reference_based", "multi_frame")) == kind]
-    raise ParameterError(f"model {model!r} enlarges by whole factors only "
-                         f"({', '.join(map(str, get_spec(model).scales))}), not {what}; use an "
-                         f"arbitrary-scale model: {', '.join(can)} (--model NAME), or a whole "
-                         "--scale")
+    check_scale(model, float(max(x.ratio, y.ratio)), what=what + (f" ({asked})" if asked else ""))
 
 
 def check_multi_frame(model: str, *, stack: bool) -> None:

@@ -160,6 +160,12 @@ def test_without_a_model_the_default_upscale_would_run_is_scored(make_geotiff, t
                                       abs=0.01)
 
 
+def test_a_whole_factor_model_at_2_5_names_the_models_that_can(png_folder):
+    """One rule (models._registry.check_scale) for evaluate, upscale and loading."""
+    with pytest.raises(ParameterError, match=r"whole factors only .*: .*liif.* \(--model NAME\)"):
+        evaluate(png_folder, model="edsr-baseline", scale=2.5)
+
+
 def test_errors(tmp_path, png_folder):
     with pytest.raises(InputError, match="does not exist"):
         evaluate(tmp_path / "nope", model="bicubic", scale=2)

@@ -140,11 +140,8 @@ def create_model(
     if spec.extra.get("arbitrary_scale"):
         # one network serves every factor > 1; ``scales`` only lists the advertised integers
         scale = _arbitrary_scale(spec, scale)
-    elif scale not in spec.scales:
-        raise ParameterError(
-            f"model {spec.name!r} supports scales {list(spec.scales)}, not {scale}; "
-            f"pick one of those or another model"
-        )
+    else:
+        check_scale(spec.name, scale)
     if in_chans is None:
         in_chans = spec.default_in_chans
     args: dict[str, Any] = {"scale": scale, **kwargs}
@@ -153,6 +150,33 @@ def create_model(
     if out_chans is not None:
         args["out_chans"] = out_chans
     return spec.builder(**args)
+
+
+def check_scale(name: str, scale: Any, *, what: str | None = None) -> None:
+    """The one rule for a factor a whole-factor model cannot serve: a non-integer one (``what``
+    describes it, e.g. ``x2.5 by x2.4 (--scale 2.5,2.4)``) names the arbitrary-scale models of
+    the same kind; a whole one not among its scales names those."""
+    spec = get_spec(name)
+    if spec.extra.get("arbitrary_scale"):
+        return
+    try:
+        whole = what is None and float(scale).is_integer()
+    except (TypeError, ValueError):
+        whole = False
+    if whole:
+        if int(float(scale)) not in spec.scales:
+            raise ParameterError(f"model {spec.name!r} supports scales {list(spec.scales)}, "
+                                 f"not {scale}; pick one of those or another model")
+        return
+    # a reference-guided (multi-frame) model is pointed at the models of its kind that can
+    kinds = ("reference_based", "multi_frame")
+    kind = tuple(bool(spec.extra.get(k)) for k in kinds)
+    can = [n for n in list_models() if get_spec(n).extra.get("arbitrary_scale")
+           and tuple(bool(get_spec(n).extra.get(k)) for k in kinds) == kind]
+    raise ParameterError(f"model {spec.name!r} enlarges by whole factors only "
+                         f"({', '.join(map(str, spec.scales))}), not {what or f'x{scale}'}; use an "
+                         f"arbitrary-scale model: {', '.join(can)} (--model NAME), or a whole "
+                         "--scale")
 
 
 def is_arbitrary_scale(name: str) -> bool:

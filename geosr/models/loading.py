@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..device import resolve_device
 from ..errors import ParameterError, WeightsError
 from ._base import SRModel
-from ._registry import ModelSpec, create_model, get_spec, list_models
+from ._registry import ModelSpec, check_scale, create_model, get_spec, list_models
 # WEIGHTS_DIR, bundled_weights, list_bundled and weights_sha256 are re-exported from their
 # homes for one release (their import from here is deprecated).
 from .bundled import WEIGHTS_DIR, bundled_weights, list_bundled, list_variants
@@ -216,9 +216,7 @@ def load_model(name: str, *, scale: int, in_chans: int | None = None,
                                f"drop --weights or pick a network")
         return _finish(_build(spec, scale=scale, in_chans=in_chans), card=None,
                        path=None, device=device)
-    if scale not in spec.scales and not spec.extra.get("arbitrary_scale"):
-        raise ParameterError(f"model {spec.name!r} supports scales {list(spec.scales)}, not "
-                             f"{scale}; pick one of those or another model")
+    check_scale(spec.name, scale)
     path: Path | None
     if weights is None:
         bands = in_chans if in_chans is not None else (spec.default_in_chans or 3)
