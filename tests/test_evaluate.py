@@ -117,7 +117,7 @@ def test_float_rasters_need_a_data_range(make_geotiff):
 def test_a_16_bit_raster_is_scored_as_upscale_writes_it(make_geotiff, tmp_path):
     """Bundled 1-band weights on uint16 data: evaluate's PSNR is the PSNR of the file
     ``geosr upscale`` writes from the same LR (the same input range: the LR's robust range,
-    not the dtype's, which would feed the network inputs 20 times dimmer)."""
+    not the dtype's, which would feed the network inputs some 16 times dimmer)."""
     import rasterio
 
     from geosr import metrics as M
