@@ -181,20 +181,25 @@ def shave_border(scale: float) -> int:
     return int(math.ceil(float(scale) - 1e-9))
 
 
-def input_range(model: Any, lr: np.ndarray, *, data_range: float | None = None
-                ) -> tuple[float, float]:
+def input_range(model: Any, lr: np.ndarray, *, data_range: float | None = None,
+                valid: np.ndarray | None = None) -> tuple[float, float]:
     """What ``geosr upscale`` maps this LR image to [0, 1] by, so that evaluation scores what
     upscale writes (:func:`geosr.pixels.normalisation` on the image's statistics sample):
     ``data_range`` (0..R), the card's range for the image's dtype, [0, 255] for uint8, else
-    one robust range of its finite pixels common to all bands. Linear models, which any range
-    leaves unchanged, get the dtype's range (or the sample's)."""
+    one robust range of its finite pixels common to all bands — of the ``valid`` ones (h, w)
+    where nodata is known, as the engine leaves nodata out of its sample. Linear models, which
+    any range leaves unchanged, get the dtype's range (or the sample's)."""
     from .pixels import array_sample, normalisation, sample_stats
 
     dt = lr.dtype
     if dt == np.uint8 or data_range:
         lo, hi = np.zeros(lr.shape[0]), np.ones(lr.shape[0])  # not read for these
     else:
-        _, lo, hi = sample_stats(array_sample(lr), None)
+        sample = array_sample(lr)
+        if valid is not None:
+            keep = array_sample(np.asarray(valid, bool)[None])
+            sample = np.ma.MaskedArray(sample, mask=np.broadcast_to(~keep, sample.shape))
+        _, lo, hi = sample_stats(sample, None)
     norm = normalisation(model, str(dt), lo, hi, data_range)
     if norm is None:
         return dtype_range(dt) or (float(np.min(lo)), float(max(np.max(hi), np.min(lo) + 1)))
@@ -233,8 +238,12 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     if value_range is None and not data_range and dtype_range(dt) is None:
         raise ParameterError(f"{img.name}: {dt} data has no natural value range to score "
                              "against; pass --data-range R (the PSNR/SSIM peak)")
-    vr = value_range if value_range is not None else input_range(model, lr,
-                                                                   data_range=data_range)
+    if value_range is not None:
+        vr = value_range
+    else:  # LR pixels that saw only valid HR pixels stand for the LR file's valid ones
+        lr_valid = None if valid is None else (
+            M.imresize(valid.astype(np.float64)[None], 1.0 / scale)[0] > 1 - 1e-6)
+        vr = input_range(model, lr, data_range=data_range, valid=lr_valid)
     net_lr = lr
     if frames is not None:
         from .train.stacks import evaluation_stack, target_index

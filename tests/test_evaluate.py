@@ -140,6 +140,32 @@ def test_a_16_bit_raster_is_scored_as_upscale_writes_it(make_geotiff, tmp_path):
     assert 300 <= lo < hi <= 4095 + 300
 
 
+def test_nodata_stays_out_of_the_input_range_as_in_the_engine(make_geotiff):
+    """A 16-bit image with a nodata border: its LR is mapped by the range the engine takes
+    from an LR file whose nodata covers the pixels that saw it (not from 0 up)."""
+    from geosr import metrics as M
+    from geosr.evaluation import evaluate_image, input_range
+    from geosr.images import read_image
+    from geosr.io import read_meta, read_sample
+    from geosr.models.bundled import bundled_weights
+    from geosr.models.loading import load_model
+    from geosr.pixels import normalisation, sample_stats
+
+    hr = (smooth_image(1, 64, 64, seed=6, dtype="uint16") >> 4).astype(np.uint16) + 300
+    hr[:, :, :20] = 0
+    lr = M.imresize(hr, 0.5, out_dtype=np.uint16)
+    lr_valid = M.imresize((hr != 0).astype(np.float64), 0.5)[0] > 1 - 1e-6
+    lr_file = make_geotiff("lr.tif", data=np.where(lr_valid, lr, 0).astype(np.uint16), nodata=0)
+    _, lo, hi = sample_stats(read_sample(str(lr_file), (0,), read_meta(lr_file)), 0)
+    (elo,), (ehi,) = normalisation(None, "uint16", lo, hi, None)
+    assert input_range(None, lr, valid=lr_valid) == (elo, ehi) and elo > 300
+    net = load_model("espcn", scale=2, weights=str(bundled_weights("espcn", scale=2, bands=1)))
+    img = read_image(make_geotiff("hr.tif", data=hr, nodata=0))
+    scored = evaluate_image(net, img, scale=2, in_chans=1, value_range=None)
+    assert scored["psnr"] == evaluate_image(net, img, scale=2, in_chans=1,
+                                            value_range=(elo, ehi))["psnr"]
+
+
 def test_without_a_model_the_default_upscale_would_run_is_scored(make_geotiff, tmp_path):
     """No --model: the network and bundled variant geosr upscale picks for such a raster
     (16-bit: the 1-band weights), and the score is that of the file it writes."""
