@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -132,8 +133,10 @@ class Page:
         # The page is one this test suite wrote. Without the sandbox Chromium also runs as root
         # and in containers without user namespaces; a small /dev/shm would crash renderers.
         args += ["--no-sandbox", "--disable-dev-shm-usage"]
+        # its own process group: Debian's chromium-headless-shell is a shell script that runs
+        # the browser as a child, which terminating the script alone left running
         self.proc = subprocess.Popen(args + ["about:blank"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, start_new_session=True)
         try:
             self.ws = WebSocket(self._browser_url(), timeout=self.timeout)
             target = self.call("Target.createTarget", url="about:blank")["targetId"]
@@ -154,13 +157,20 @@ class Page:
         ws = getattr(self, "ws", None)
         if ws is not None:
             ws.close()
-        self.proc.terminate()
+        self._signal(signal.SIGTERM)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._signal(signal.SIGKILL)
             self.proc.wait()
+        self._signal(signal.SIGKILL)  # whatever of the group outlived the wrapper
         shutil.rmtree(self._profile, ignore_errors=True)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _browser_url(self) -> str:
         # Chromium writes "<port>\n<path>" here once DevTools listens (port 0: any free port)
