@@ -162,11 +162,16 @@ class Axis:
         import numpy as np
 
         r = self.ratio
-        # floor((2j + 1) q / (2p)) in Python integers: a --target-gsd ratio of two float pixel
-        # sizes has ~2^57 terms, which int64 products overflow; clipped to the raster (a -tr
-        # grid may end past it)
-        idx = [((2 * j + 1) * r.denominator) // (2 * r.numerator) for j in range(start, stop)]
-        return np.minimum(np.asarray(idx, dtype=np.int64), self.n_in - 1) - origin
+        # floor((2j + 1) q / (2p)), clipped to the raster (a -tr grid may end past it); in
+        # int64 while the products fit (every --scale), else in Python integers: a
+        # --target-gsd ratio of two float pixel sizes has ~2^57 terms
+        if (2 * stop + 1) * r.denominator < 2 ** 62:
+            j = np.arange(start, stop, dtype=np.int64)
+            idx = ((2 * j + 1) * r.denominator) // (2 * r.numerator)
+        else:
+            idx = np.asarray([((2 * j + 1) * r.denominator) // (2 * r.numerator)
+                              for j in range(start, stop)], dtype=np.int64)
+        return np.minimum(idx, self.n_in - 1) - origin
 
 
 def _count(x: Fraction) -> int:
