@@ -60,6 +60,31 @@ class RDNBody(nn.Module):
         return rdn_body_trace(r, self.D, self.C, self.k)
 
 
+def read_input_as(w: Tensor, b: Tensor, arch: str,
+                  input_map: tuple[float, float | Sequence[float]]) -> tuple[Tensor, Tensor]:
+    """The first convolution (``w``, ``b``) of ``arch``'s network rescaled to read ``a·x + b0``
+    (``input_map``) for an image ``x`` in [0, 1] and compute the same features (exact away from
+    the zero-padded border, where the constant part of the input is missing). geosr's
+    EDSR-baseline reads ``x - mean`` (its MeanShift), every other network ``x``."""
+    w64 = w.double()
+    c = w64.shape[1]
+    if arch == "edsr-baseline":
+        from ._common import band_means
+
+        mean = torch.tensor(band_means(c), dtype=torch.float64)
+    else:
+        mean = torch.zeros(c, dtype=torch.float64)
+    a, b0 = input_map
+    b0 = torch.as_tensor(b0, dtype=torch.float64).expand(c)
+    # the source reads x - mean = (u - b0) / a - mean for the new input u = a x + b0
+    shift = -b0 / a - mean
+    # at least float32: rescaled fp16 weights (the bundled files) would round again, and tiny
+    # ones fall into fp16's subnormal range
+    wt = torch.promote_types(w.dtype, torch.float32)
+    bt = torch.promote_types(b.dtype, torch.float32)
+    return ((w64 / a).to(wt), (b.double() + (w64.sum((2, 3)) * shift).sum(1)).to(bt))
+
+
 def encoder_init_state(encoder: nn.Module, encoder_arch: str, sd: Mapping[str, Tensor],
                        arch: str, *, input_map: tuple[float, float | Sequence[float]],
                        prefix: str = "encoder.") -> dict[str, Tensor] | None:
@@ -79,24 +104,8 @@ def encoder_init_state(encoder: nn.Module, encoder_arch: str, sd: Mapping[str, T
     first = "head.0" if encoder_arch == "edsr-baseline" else "SFENet1"
     w, b = sd.get(f"{first}.weight"), sd.get(f"{first}.bias")
     if w is not None and b is not None:
-        w = w.double()
-        c = w.shape[1]
-        if encoder_arch == "edsr-baseline":
-            from ._common import band_means
-
-            mean = torch.tensor(band_means(c), dtype=torch.float64)
-        else:
-            mean = torch.zeros(c, dtype=torch.float64)
-        a, b0 = input_map
-        b0 = torch.as_tensor(b0, dtype=torch.float64).expand(c)
-        # the source reads x - mean = (u - b0) / a - mean for the encoder's input u = a x + b0
-        shift = -b0 / a - mean
-        # at least float32: rescaled fp16 weights (the bundled files) would round again, and
-        # tiny ones fall into fp16's subnormal range
-        wt = torch.promote_types(sd[f"{first}.weight"].dtype, torch.float32)
-        bt = torch.promote_types(sd[f"{first}.bias"].dtype, torch.float32)
-        out[prefix + f"{first}.weight"] = (w / a).to(wt)
-        out[prefix + f"{first}.bias"] = (b.double() + (w.sum((2, 3)) * shift).sum(1)).to(bt)
+        w, b = read_input_as(w, b, encoder_arch, input_map)
+        out[prefix + f"{first}.weight"], out[prefix + f"{first}.bias"] = w, b
     return out
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..errors import ParameterError, WeightsError
 from ._base import SRModel
 from ._common import default_conv
+from ._encoders import read_input_as
 from ._registry import register_model
 from .layouts import (GEOSR_OWN, RGB_01, StateDict, first_last_chans, key_indices,
                       pixelshuffle_evidence, pixelshuffle_scale, register_layout, tensor_shape)
@@ -150,6 +151,36 @@ class MSRResNet(SRModel):
         out = self.conv_last(self.lrelu(self.conv_hr(out)))
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return out + base
+
+    def init_state_from(self, sd: Mapping[str, Tensor], arch: str) -> StateDict | None:
+        """A warm start from EDSR-baseline weights (``geosr train --init-weights``), whose
+        head, residual blocks and sub-pixel stages have this network's shapes; ``None`` for
+        other architectures. Not the same function: EDSR-baseline has no LeakyReLUs, a
+        body convolution with a global skip (dropped here) and no bilinear skip. So
+        ``conv_hr`` starts as the identity and ``conv_last`` at zero: the warm-started
+        network computes the bilinear image and learns its residual from EDSR-baseline's
+        features."""
+        if arch != "edsr-baseline":
+            return None
+        out: dict[str, Tensor] = {}
+        if "head.0.weight" in sd and "head.0.bias" in sd:
+            out["conv_first.weight"], out["conv_first.bias"] = read_input_as(
+                sd["head.0.weight"], sd["head.0.bias"], arch, (1.0, 0.0))
+        for i in key_indices(set(sd), r"body\.(\d+)\.body\.0\.weight"):
+            for j, name in ((0, "conv1"), (2, "conv2")):
+                for p in ("weight", "bias"):
+                    if f"body.{i}.body.{j}.{p}" in sd:
+                        out[f"body.{i}.{name}.{p}"] = sd[f"body.{i}.body.{j}.{p}"]
+        for stage, name in ((0, "upconv1"), (2, "upconv2")):
+            for p in ("weight", "bias"):
+                if f"tail.0.{stage}.{p}" in sd:
+                    out[f"{name}.{p}"] = sd[f"tail.0.{stage}.{p}"]
+        hr = self.conv_hr.weight
+        out["conv_hr.weight"] = nn.init.dirac_(torch.empty_like(hr))
+        out["conv_hr.bias"] = torch.zeros_like(self.conv_hr.bias)
+        out["conv_last.weight"] = torch.zeros_like(self.conv_last.weight)
+        out["conv_last.bias"] = torch.zeros_like(self.conv_last.bias)
+        return out
 
 
 @register_model(scales=(2, 3, 4), family="srresnet", paper="Ledig et al. 2017, SRGAN (CVPR)",

@@ -10,7 +10,8 @@ followed by features (a network's ``band_led_inputs``, e.g. BasicVSR's propagati
 fewer bands to more spreads them evenly. Everything else keeps the new network's
 initialisation (e.g. the second pixel-shuffle stage of a x4 network started from x2 weights),
 and the report says so. A network built around another one's body (LIIF and Meta-SR around
-EDSR-baseline or RDN) starts from that network's weights through its ``init_state_from``.
+EDSR-baseline or RDN), or sharing its blocks (MSRResNet, BasicSR's SRGAN generator, with
+EDSR-baseline), starts from that network's weights through its ``init_state_from``.
 """
 from __future__ import annotations
 

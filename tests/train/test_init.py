@@ -98,6 +98,28 @@ def test_other_architectures_are_refused(tmp_path):
         init_from_weights(create_model("edsr-baseline", scale=2, **EDSR_TINY), src)
 
 
+def test_msrresnet_warm_starts_from_edsr_baseline(tmp_path):
+    """BasicSR's SRGAN generator (MSRResNet) from EDSR-baseline weights: the head reads the image as
+    EDSR's reads it after its mean shift, the residual blocks and sub-pixel stages are EDSR's,
+    and the network starts out as its bilinear skip (conv_last zero, conv_hr the identity)."""
+    torch.manual_seed(3)
+    edsr = create_model("edsr-baseline", scale=4, **EDSR_TINY)
+    src = _save(edsr, tmp_path / "e.safetensors", "edsr-baseline", **EDSR_TINY)
+    msr = create_model("msrresnet", scale=4, num_feat=8, num_block=2)
+    rep = init_from_weights(msr, src, arch="msrresnet")
+    assert not rep.kept and not rep.adapted
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        head = edsr.head(edsr.sub_mean(x))
+        first = msr.conv_first(x)
+        assert torch.allclose(first[..., 1:-1, 1:-1], head[..., 1:-1, 1:-1], atol=1e-5)
+        assert torch.equal(msr.body[1].conv2.weight, edsr.body[1].body[2].weight)
+        assert torch.equal(msr.upconv2.weight, edsr.tail[0][2].weight)
+        bilinear = torch.nn.functional.interpolate(x, scale_factor=4, mode="bilinear",
+                                                   align_corners=False)
+        assert torch.equal(msr(x), bilinear)
+
+
 def _fine_tune(image_folder, tmp_path, *, seed, **options):
     """A tiny ESPCN x2 saved as ``x2.safetensors`` and a trainer started from it."""
     torch.manual_seed(seed)
