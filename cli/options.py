@@ -119,8 +119,10 @@ halo_option = click.option(
          "card, else the model's receptive field, which is exact). Below the receptive field, "
          "tile overlaps are Hann-blended.")
 
-#: one meaning wherever blocks stream through local threads (upscale, benchmark)
+#: one meaning wherever blocks stream through local threads (upscale, upscale-stack,
+#: pansharpen, benchmark)
 threads_option = click.option(
-    "--threads", type=int, default=DEFAULT_THREADS, show_default=True,
-    help="Local threads that read and super-resolve blocks (without a cluster); capped at the "
-         "CPU cores and what fits in memory, with a warning.")
+    "--threads", type=int, default=None,
+    help=f"Local threads that read and super-resolve blocks (without a cluster; default "
+         f"{DEFAULT_THREADS}). Capped at the CPU cores and what fits in memory: quietly for the "
+         f"default, with a warning for a count you give.")

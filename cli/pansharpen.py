@@ -6,6 +6,8 @@ import click
 
 from geosr.pansharpen import DEFAULT_MODEL, METHODS
 
+from .options import threads_option
+
 
 @click.command("pansharpen")
 @click.argument("ms", type=click.Path(dir_okay=False))
@@ -17,10 +19,9 @@ from geosr.pansharpen import DEFAULT_MODEL, METHODS
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True,
               help="Registered model name (see `geosr models`) that enlarges MS onto the PAN "
                    "grid before the PAN's detail is injected.")
-@click.option("--threads", type=int, default=2, show_default=True,
-              help="Local threads for enlarging MS.")
+@threads_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-def pansharpen(ms: str, pan: str, out: str, method: str, model: str, threads: int,
+def pansharpen(ms: str, pan: str, out: str, method: str, model: str, threads: int | None,
                overwrite: bool) -> None:
     """Pan-sharpen MS with PAN into OUT (GeoTIFF on PAN's grid, MS's dtype and nodata).
 

@@ -22,7 +22,6 @@ from typing import Callable, Iterable, Sequence
 
 from .errors import (AOIMissError, BatchError, GeosrError, InputError, Interrupted,
                      OptionConflictError, OutputError)
-from .runners import DEFAULT_THREADS
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -196,7 +195,7 @@ def _reason(err: BaseException) -> str:
 def upscale_many(sources, out_dir: str | os.PathLike, *,
                  scale: int | float | tuple | None = None,
                  target_gsd: float | tuple | None = None, client=None,
-                 jobs: int | None = None, threads: int = DEFAULT_THREADS,
+                 jobs: int | None = None, threads: int | None = None,
                  overwrite: bool = False, resume: bool = False, progress: Callable[[int, int], None] | None = None,
                  on_file: Callable[[FileResult], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, **options) -> BatchResult:
@@ -300,7 +299,7 @@ def upscale_many(sources, out_dir: str | os.PathLike, *,
     if own_pool:  # the same cap as one file (geosr.runners); memory is checked per file
         from .runners import effective_threads
 
-        threads, why = effective_threads(int(threads), per_block=1)
+        threads, why = effective_threads(threads, per_block=1)
         if why:
             import warnings
 
@@ -378,7 +377,7 @@ def resolve_factor(scale: int | float | str | tuple | None,
 def upscale_paths(src: str, dst: str, *, scale: int | float | str | tuple | None = None,
                   target_gsd: float | str | tuple | None = None, scheduler: str | None = None,
                   workers: int | None = None, devices: str | None = None,
-                  jobs: int | None = None, threads: int = DEFAULT_THREADS,
+                  jobs: int | None = None, threads: int | None = None,
                   overwrite: bool = False, resume: bool = False, progress: Callable[[int, int], None] | None = None,
                   on_file: Callable[[FileResult], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, aoi=None, bbox: str | None = None,

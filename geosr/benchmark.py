@@ -157,7 +157,7 @@ def _child_e2e(args: dict) -> dict:
         upscale_file(args["src"], args["dst"], model=args["model"], scale=args["scale"],
                      device=args["device"], weights=args.get("weights"), tile=args.get("tile"),
                      halo=args.get("halo"), allow_random_weights=True, overwrite=True,
-                     threads=args.get("threads", DEFAULT_THREADS),
+                     threads=args.get("threads"),
                      batch_size=args.get("batch"), compile=args.get("compile", False),
                      **args.get("reference", {}))
     dt = time.perf_counter() - t0
@@ -175,7 +175,7 @@ def _child_e2e(args: dict) -> dict:
 
 def end_to_end(src: Path, dst: Path, *, model: str, scale: int, device: str,
                weights: str | None, tile: int | None, batch: int | None,
-               halo: int | None = None, threads: int = DEFAULT_THREADS, compile: bool = False,
+               halo: int | None = None, threads: int | None = None, compile: bool = False,
                reference: dict | None = None) -> dict:
     """``upscale_file`` in a child process: useful LR MP/s and the child's peak RSS;
     ``reference`` (``upscale_file``'s reference keywords): the reference planned, warped and
@@ -231,7 +231,7 @@ def bench_tile(src: Path, *, scale: int, halo: int, device: str) -> int:
 
 def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | None = None,
                   weights: str | None = None, tile: int | None = None, batch: int | None = None,
-                  halo: int | None = None, threads: int = DEFAULT_THREADS, seconds: float = 5.0,
+                  halo: int | None = None, threads: int | None = None, seconds: float = 5.0,
                   compile: bool = False, baseline: bool = True,
                   workdir: str | None = None, reference: str | None = None,
                   reference_bands: Any = None,
@@ -293,7 +293,8 @@ def run_benchmark(*, model: str, scale: int, device: str = "auto", size: int | N
         dev_name = f"cpu ({len(os.sched_getaffinity(0))} cores)"
     return {
         "model": model, "scale": scale, "device": dev_name, "size": size, "tile": t,
-        "halo": halo, "batch": b, "threads": threads, "kept": kept_fraction(t, halo),
+        "halo": halo, "batch": b, "threads": threads or DEFAULT_THREADS,
+        "kept": kept_fraction(t, halo),
         "model_only_mps": mo["model_only_mps"],
         "model_only_useful_mps": mo["model_only_useful_mps"],
         "end_to_end_mps": e2e["end_to_end_mps"],

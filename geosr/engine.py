@@ -28,7 +28,7 @@ from .io import (GeoTIFFWriter, Journal, check_disk, check_output, journal_key,
 from .io.read import META_KEY, RasterMeta
 from .plan import DEFAULT_TILE, Job, block_bytes, plan_job
 from .predictor import predictor_for
-from .runners import (DEFAULT_THREADS, check_threads, effective_threads, run_blocks,
+from .runners import (check_threads, effective_threads, run_blocks,
                       runs_in_this_process)
 from .tiling import Block
 
@@ -210,7 +210,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                  compress: str = "deflate", overwrite: bool = False, resume: bool = False,
                  allow_random_weights: bool = False, data_range=None,
                  batch_size: int | None = None, compile: bool = False,
-                 threads: int = DEFAULT_THREADS, client=None, progress: ProgressFn | None = None,
+                 threads: int | None = None, client=None, progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  workers: int | None = None, consistency: str = DEFAULT_MODE,
                  consistency_iterations: int | None = None, aoi=None,
@@ -266,7 +266,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
         job = replace(job, area=area, meta_out=output_mask(job.meta_out, area.crop))
     if client is None:  # local threads: one cap by cores and memory (geosr.runners)
         threads, why = effective_threads(
-            int(threads), per_block=block_bytes(
+            threads, per_block=block_bytes(
                 job.meta_in, scale=job.scale, tile=job.tile, halo=job.halo, block=job.block,
                 reference=job.reference.load if job.reference is not None else None))
         if why:

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, ParameterError
-from .runners import DEFAULT_THREADS
 
 #: The component-substitution methods, the first the default.
 METHODS = ("gsa", "brovey")
@@ -162,7 +161,7 @@ def _read_all(path: str, meta) -> np.ndarray:
 
 def pansharpen_file(ms: str | os.PathLike, pan: str | os.PathLike, dst: str | os.PathLike, *,
                     method: str = METHODS[0], model: str | None = None,
-                    overwrite: bool = False, threads: int = DEFAULT_THREADS) -> Path:
+                    overwrite: bool = False, threads: int | None = None) -> Path:
     """Pan-sharpen the MS raster file ``ms`` with the PAN raster file ``pan`` into GeoTIFF
     ``dst`` on the PAN grid (atomically, MS dtype, nodata, band metadata and tags kept;
     ``GEOSR_PANSHARPENING`` says how it was made). ``model`` enlarges the MS (default
@@ -224,7 +223,7 @@ def _write_plain(path: Path, data: np.ndarray, meta, transform) -> None:
 
 def wald_protocol(ms: str | os.PathLike, pan: str | os.PathLike, *,
                   methods: tuple[str, ...] = METHODS, model: str | None = None,
-                  threads: int = DEFAULT_THREADS) -> dict:
+                  threads: int | None = None) -> dict:
     """Reduced-resolution assessment (Wald, Ranchin & Mangolini, PE&RS 63(6), 1997): MS and PAN
     are degraded by the ratio with MATLAB bicubic (:func:`geosr.metrics.imresize`, stored in
     their dtypes), pan-sharpened by the file path (:func:`pansharpen_file`) and compared with

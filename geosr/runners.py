@@ -55,30 +55,34 @@ def _cores() -> int:
 DEFAULT_THREADS = 2
 
 
-def check_threads(threads: Any) -> int:
-    """``threads`` as a count of local threads, >= 1."""
+def check_threads(threads: Any) -> int | None:
+    """``threads`` as a count of local threads, >= 1 (``None``: the default, see
+    :func:`effective_threads`)."""
     from .errors import ParameterError
 
+    if threads is None:
+        return None
     if isinstance(threads, bool) or int(threads) < 1:
         raise ParameterError(f"threads must be >= 1, got {threads}; use --threads 1 or more")
     return int(threads)
 
 
-def effective_threads(threads: int, *, per_block: int) -> tuple[int, str]:
+def effective_threads(threads: int | None, *, per_block: int) -> tuple[int, str]:
     """The one thread cap for local runs: at most one thread per core (more only add
     contention: 1000 threads measured 2.4x slower than 2 and took 1.67 GB) and at most as many
     blocks in flight (threads + 1) as fit in 60 % of the available memory at ``per_block``
-    bytes each. Returns the number and, when it is lower than asked, why (else "")."""
+    bytes each. ``None``: :data:`DEFAULT_THREADS`, capped without a word (nobody asked for
+    them). Returns the number and, when it is lower than a count asked for, why (else "")."""
     import psutil
 
     cores = _cores()
     fit = max(1, int(0.6 * psutil.virtual_memory().available // max(1, per_block)) - 1)
-    n = max(1, min(int(threads), cores, fit))
-    if n >= threads:
-        return int(threads), ""
-    why = (f"{cores} CPU core(s)" if n == cores else
-           f"the available memory ({n + 1} blocks in flight fit)")
-    return n, f"--threads {threads} is more than this machine can use; capped to {n} ({why})"
+    n = max(1, min(int(threads or DEFAULT_THREADS), cores, fit))
+    if threads is None or n >= threads:
+        return n if threads is None else int(threads), ""
+    why = (f"it has {cores} CPU core(s)" if n == cores else
+           f"{n + 1} blocks in flight fit in the available memory")
+    return n, f"--threads {threads} is more than this machine can use; capped to {n}: {why}"
 
 
 def runs_in_this_process(client) -> bool:

@@ -43,7 +43,6 @@ from .consistency import DEFAULT_MODE
 from .errors import GeosrWarning
 from .frames import DEFAULT_RESAMPLING, Stack, read_frame, resolve_stack
 from .plan import Job, block_bytes, plan_job
-from .runners import DEFAULT_THREADS
 from .tiling import Block
 
 ProgressFn = Callable[[int, int], None]
@@ -351,7 +350,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   precision: str = "auto", bands=None, cog: bool = False,
                   compress: str = "deflate", overwrite: bool = False, resume: bool = False,
                   allow_random_weights: bool = False, data_range=None,
-                  batch_size: int | None = None, threads: int = DEFAULT_THREADS, aoi=None,
+                  batch_size: int | None = None, threads: int | None = None, aoi=None,
                   bbox: str | None = None, aoi_crop: str = "polygon", client=None,
                   scheduler: str | None = None, workers: int | None = None,
                   devices: str | None = None, consistency: str = DEFAULT_MODE,
@@ -446,7 +445,7 @@ def _env():
                            else {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}))
 
 
-def _threads(job: Job, frames: int, outputs: int, threads: int, client) -> int:
+def _threads(job: Job, frames: int, outputs: int, threads: int | None, client) -> int:
     """Local threads: the one cap by cores and memory, counting ``frames`` input windows and
     ``outputs`` outputs per block."""
     from .runners import effective_threads
@@ -456,7 +455,7 @@ def _threads(job: Job, frames: int, outputs: int, threads: int, client) -> int:
     m = job.meta_in
     per = block_bytes(replace(m, count=m.count * max(frames, outputs)), scale=job.scale,
                       tile=job.tile, halo=job.halo, block=job.block)
-    threads, why = effective_threads(int(threads), per_block=per)
+    threads, why = effective_threads(threads, per_block=per)
     if why:
         warnings.warn(why, GeosrWarning, stacklevel=4)
     return threads
@@ -487,7 +486,7 @@ def _journal_key(job: Job, stack: Stack, window) -> tuple:
 
 
 def _upscale_one(stack: Stack, dst: Path, options: dict, *, client, cog: bool, compress: str,
-                 overwrite: bool, resume: bool, threads: int, progress, should_stop) -> Path:
+                 overwrite: bool, resume: bool, threads: int | None, progress, should_stop) -> Path:
     from .engine import check_run, stream_job
     from .io import GeoTIFFWriter, Journal, check_disk, journal_key
     from .predictor import predictor_for
@@ -548,7 +547,7 @@ class _Writers:
 
 
 def _upscale_all(stack: Stack, dsts: dict[int, Path], options: dict, *, client, cog: bool,
-                 compress: str, overwrite: bool, resume: bool, threads: int, progress,
+                 compress: str, overwrite: bool, resume: bool, threads: int | None, progress,
                  should_stop) -> list[Path]:
     """``--all-frames`` for the frames of ``dsts``: in one pass where :func:`one_pass` allows,
     else one run per frame."""

@@ -43,6 +43,23 @@ def test_threads_within_the_cores_are_kept_silently(make_geotiff, tmp_path):
         upscale_file(src, tmp_path / "o.tif", model="bicubic", scale=2, threads=1)
 
 
+def test_the_default_thread_count_is_capped_without_a_warning(monkeypatch, make_geotiff,
+                                                              tmp_path):
+    """Nobody asked for the default 2 threads: on one core it runs 1 and says nothing about a
+    --threads the user never gave; a count the user gives is capped with a warning."""
+    from geosr import runners
+    from geosr.engine import upscale_file
+
+    monkeypatch.setattr(runners, "_cores", lambda: 1)
+    assert effective_threads(None, per_block=1) == (1, "")
+    n, why = effective_threads(2, per_block=1)
+    assert n == 1 and why.startswith("--threads 2 is more than") and "1 CPU core" in why
+    src = make_geotiff("in.tif", bands=1, height=16, width=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeosrWarning)
+        upscale_file(src, tmp_path / "o.tif", model="bicubic", scale=2)
+
+
 def test_threads_are_capped_by_memory(monkeypatch):
     import psutil
 
