@@ -77,14 +77,15 @@ def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_ban
 
     def on_stack(stack) -> None:
         said.update(frames=[{"path": f.path, "date": f.date.isoformat() if f.date else None,
-                             "resampled": f.warped} for f in stack.frames],
+                             "resampled": f.warped and not f.shifted,
+                             "shifted": f.shifted} for f in stack.frames],
                     order=stack.ordered_by, target=None if all_frames else stack.target)
         if mode == "bar":
             click.echo(f"frames in time order ({stack.ordered_by}):", err=True)
             for i, f in enumerate(stack.frames):
                 mark = " <- target" if i == stack.target and all_frames is None else ""
                 when = f.date.isoformat(sep=" ") if f.date else "no date"
-                warp = f", resampled ({stack.resampling})" if f.warped else ""
+                warp = f", {f.alignment(stack.resampling)}" if f.warped else ""
                 click.echo(f"  {i}: {f.path} ({when}{warp}){mark}", err=True)
 
     try:

@@ -73,6 +73,13 @@ class Frame:
     mask: str | None = None          # external mask raster (nonzero = invalid)
     mask_band: int | None = None     # 1-based band of ``mask``, or of the frame without one
     warped: bool = False             # not on the target frame's grid: read through the warper
+    shifted: bool = False            # warped from another extent of that grid: whole pixels
+
+    def alignment(self, resampling: str) -> str:
+        """How the frame reaches the target's grid, for messages and tags ("" when on it)."""
+        if self.shifted:
+            return "placed pixel for pixel (another extent of the target's grid)"
+        return f"resampled ({resampling})" if self.warped else ""
 
 
 @dataclass(frozen=True)
@@ -152,10 +159,16 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
                     else int(mask_band or 1))
               for p, m, mp in zip(paths, metas, mpaths)]
     frames, idx, ordered = order_frames(frames, target=target, target_date=target_date)
-    moved = [os.path.basename(f.path) for f in frames if f.warped]
+    shifted = [os.path.basename(f.path) for f in frames if f.shifted]
+    moved = [os.path.basename(f.path) for f in frames if f.warped and not f.shifted]
     if moved:
         warnings.warn(f"{len(moved)} frame(s) are not on the target frame's grid and are "
                       f"resampled onto it ({resampling}, GDAL's warper): {', '.join(moved)}",
+                      GeosrWarning, stacklevel=2)
+    if shifted:
+        warnings.warn(f"{len(shifted)} frame(s) cover another extent of the target frame's "
+                      f"pixel grid and are placed on it pixel for pixel (not resampled; outside "
+                      f"them, pixels count as missing): {', '.join(shifted)}",
                       GeosrWarning, stacklevel=2)
     for f in frames:
         _check_mask(f)
@@ -216,6 +229,21 @@ def _same_grid(a: RasterMeta, b: RasterMeta) -> bool:
     return all(math.isclose(x, y, rel_tol=0, abs_tol=tol) for x, y in zip(ta[:6], tb[:6]))
 
 
+def _same_lattice(a: RasterMeta, b: RasterMeta) -> bool:
+    """``a``'s pixels are ``b``'s pixel grid shifted by whole pixels (another extent of the
+    same grid: e.g. two dates of one Landsat path/row)."""
+    if not (a.has_transform and b.has_transform):
+        return False
+    ta, tb = a.transform, b.transform
+    tol = 1e-9 * max(abs(tb.a), abs(tb.e), 1e-300) * max(a.width, a.height, b.width, b.height)
+    if not all(math.isclose(ta[k], tb[k], rel_tol=0, abs_tol=tol) for k in (0, 1, 3, 4)):
+        return False
+    if ta.b != 0 or ta.d != 0:
+        return False
+    cols, rows = (ta.c - tb.c) / tb.a, (ta.f - tb.f) / tb.e
+    return all(abs(v - round(v)) <= 1e-6 for v in (cols, rows))
+
+
 def _aligned(frames: list[Frame], idx: int) -> list[Frame]:
     """The CRS and band checks, and which frames the warper brings onto frame ``idx``'s grid
     (``Frame.warped``)."""
@@ -234,14 +262,15 @@ def _aligned(frames: list[Frame], idx: int) -> list[Frame]:
                              f"reproject it first, e.g. gdalwarp -t_srs {to} "
                              f"{f.path} reprojected.tif")
         if _same_grid(m, tm):
-            out.append(replace(f, warped=False))
+            out.append(replace(f, warped=False, shifted=False))
             continue
         if not (m.has_transform and tm.has_transform and m.crs is not None):
             raise InputError(f"frame {f.path!r} is {m.width}x{m.height} pixels and the target "
                              f"frame {tpath!r} {tm.width}x{tm.height}, and without a CRS and "
                              "geotransform on both they cannot be aligned; give frames of one "
                              "grid (gdalwarp -te/-ts onto the target frame)")
-        out.append(replace(f, warped=True))
+        # the warper samples a shifted frame's pixel centres exactly: nothing is resampled
+        out.append(replace(f, warped=True, shifted=_same_lattice(m, tm)))
     return out
 
 

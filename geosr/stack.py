@@ -322,9 +322,9 @@ def stack_job(stack: Stack, job: Job, net: Any) -> tuple[Job, tuple[int, ...], i
 
     tf = stack.target_frame
     window, pos = model_frames(stack, net)
-    warped = [os.path.basename(f.path) for f in stack.frames if f.warped]
-    aligned = (f"{', '.join(warped)} resampled onto the target grid ({stack.resampling})"
-               if warped else "all frames on the target grid")
+    moved = [f"{os.path.basename(f.path)} {f.alignment(stack.resampling)}"
+             for f in stack.frames if f.warped]
+    aligned = "; ".join(moved) if moved else "all frames on the target grid"
     tags = stack_tags([f.path for f in stack.frames],
                       [f.date.isoformat() if f.date else None for f in stack.frames],
                       target=stack.target,

@@ -121,8 +121,33 @@ def test_frames_on_another_grid_are_warped_as_gdalwarp_does(make_geotiff, tmp_pa
     ref = upscale_stack([p0, pre[0], pre[1], p2], tmp_path / "r.tif", scale=2, target=0)
     a, b = _read(out)[0], _read(ref)[0]
     assert np.array_equal(a, b, equal_nan=True)
-    assert "b.tif, d.tif resampled onto the target grid (bilinear)" in \
+    assert "b.tif resampled (bilinear); d.tif resampled (bilinear)" in \
         _read(out)[3]["GEOSR_FRAME_ORDER"]
+
+
+def test_frames_on_another_extent_of_the_grid_are_placed_pixel_for_pixel(make_geotiff,
+                                                                         tmp_path):
+    """Two dates of one Landsat path/row: the same pixel grid, other extents. Nothing is
+    resampled (and the message says so): the output equals that of the frame cut onto the
+    target's extent by gdal_translate beforehand, missing where it does not reach."""
+    data = smooth_image(2, 30, 28, seed=6, dtype="float32")
+    p0 = make_geotiff("a.tif", data=data, nodata=-9999.0)
+    p2 = make_geotiff("c.tif", data=data + 1, nodata=-9999.0)
+    # 3 pixels right and 5 down of the target's corner, and larger to the bottom right
+    moved = Affine(2.0, 0, 500000.0 + 6, 0, -2.0, 4100000.0 - 10)
+    p1 = make_geotiff("b.tif", data=smooth_image(2, 40, 36, seed=7, dtype="float32"),
+                      transform=moved, nodata=-9999.0)
+    with pytest.warns(UserWarning, match=r"1 frame\(s\) cover another extent .* pixel for "
+                                         r"pixel \(not resampled.*: b.tif") as caught:
+        out = upscale_stack([p0, p1, p2], tmp_path / "o.tif", scale=2, target=0)
+    assert not any("resampled onto it" in str(w.message) for w in caught)
+    cut = tmp_path / "cut_b.tif"
+    subprocess.run(["gdal_translate", "-q", "-projwin", "500000", "4100000", "500056",
+                    "4099940", "-a_nodata", "-9999", str(p1), str(cut)], check=True)
+    ref = upscale_stack([p0, cut, p2], tmp_path / "r.tif", scale=2, target=0)
+    a, b = _read(out)[0], _read(ref)[0]
+    assert np.array_equal(a, b, equal_nan=True)
+    assert "b.tif placed pixel for pixel" in _read(out)[3]["GEOSR_FRAME_ORDER"]
 
 
 def test_frames_in_another_crs_are_refused_with_the_fix(make_geotiff):
