@@ -138,6 +138,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ck
 
 
+def below_note(psnr: float, bicubic: float | None, init: float | None, *,
+               adversarial: bool) -> str:
+    """The line that says a run's weights are worse than what the user already has: bicubic,
+    or the weights it started from ("" when neither). A GAN trades PSNR for detail: its PSNR
+    says nothing of the kind."""
+    if adversarial or not math.isfinite(psnr):
+        return ""
+    if bicubic is not None and math.isfinite(bicubic) and psnr < bicubic:
+        return (f"note: these weights are {bicubic - psnr:.2f} dB below bicubic on the "
+                f"validation images; train longer (a larger --time-budget) before using them")
+    if init is not None and math.isfinite(init) and psnr < init:
+        return (f"note: these weights are {init - psnr:.2f} dB below the --init-weights they "
+                f"started from on the validation images; keep those, or fine-tune with a lower "
+                f"--lr or for longer")
+    return ""
+
+
 class Trainer:
     """One training run; :meth:`run` returns a :class:`TrainResult`."""
 
@@ -697,6 +714,12 @@ class Trainer:
             self.log(f"final validation PSNR {metrics['val_psnr']:.3f} dB SSIM "
                      f"{metrics['val_ssim']:.4f} on {len(metrics['val_images'])} images"
                      + (f" ({', '.join(against)})" if against else ""))
+            from .gan import is_adversarial
+
+            note = below_note(metrics["val_psnr"], metrics.get("val_bicubic_psnr"), before,
+                              adversarial=is_adversarial(self.loss.weights))
+            if note:
+                self.log(note)
         weights = self.save_final(metrics, steps_per_s=sps)
         self.log(f"stopped by {stopped_by} at step {self.step} after {self.elapsed:.1f} s "
                  f"({sps:.2f} steps/s); weights {weights}")

@@ -178,3 +178,18 @@ def test_a_fine_tune_is_scored_before_its_first_step(image_folder, tmp_path):
     assert any(m.startswith("step 0 (bicubic): validation PSNR") for m in logs)
     assert any(m.startswith("step 0 (x2.safetensors): validation PSNR") for m in logs)
     assert any(", the init weights " in m for m in logs if m.startswith("final validation"))
+    # two steps from random weights: far below bicubic, and the run says so
+    assert card["metrics"]["val_psnr"] < bicubic
+    assert any(m.startswith("note: these weights are") and "below bicubic" in m for m in logs)
+
+
+def test_weights_worse_than_what_the_user_has_are_called_out():
+    from geosr.train.loop import below_note
+
+    assert "1.50 dB below bicubic" in below_note(30.0, 31.5, None, adversarial=False)
+    assert "0.25 dB below the --init-weights" in below_note(32.0, 31.0, 32.25,
+                                                           adversarial=False)
+    assert below_note(32.5, 31.0, 32.25, adversarial=False) == ""
+    assert below_note(float("nan"), 31.0, 32.25, adversarial=False) == ""
+    # a GAN trades PSNR for detail: no verdict from PSNR
+    assert below_note(29.0, 31.0, 32.25, adversarial=True) == ""
