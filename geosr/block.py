@@ -136,11 +136,17 @@ def query_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
     """Non-integer factors: each tile's window is asked for exactly the output pixels whose
     centres lie in the tile's interior (``Job.out_window``), at their exact positions in the
     window; with a halo of at least the model's receptive field each equals the whole-image
-    value, so placing them side by side is the stitch. ``x`` is (bands, fh, fw), or
-    (T, bands, fh, fw) frames of which ``target`` is enlarged (multi-frame models)."""
+    value, so placing them side by side is the stitch. A shorter halo (``Job.blend``) asks
+    each window for all its output pixels and Hann-blends the overlaps by the continuous
+    position of each pixel centre in the window (:func:`geosr.stitch.hann_weights`, the ramps
+    of the whole-factor stitch). ``x`` is (bands, fh, fw), or (T, bands, fh, fw) frames of
+    which ``target`` is enlarged (multi-frame models)."""
+    from .stitch import hann_weights
+
     ya, xa = job.grid_axes
     (b_r0, b_r1), (b_c0, b_c1) = job.out_window(blk.rows, blk.cols)
     fr, fc = blk.fetch_rows.start, blk.fetch_cols.start
+    height, width = job.meta_in.height, job.meta_in.width
     ref = None
     if job.reference is not None:  # arbitrary-scale reference models (hpf): read once a block
         from .reference import reference_window
@@ -148,7 +154,7 @@ def query_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
         (f_r0, f_r1), (f_c0, f_c1) = job.out_window(blk.fetch_rows, blk.fetch_cols)
         ref, ref_ok = reference_window(job, (f_r0, f_r1), (f_c0, f_c1))
         gain = None if job.reference.gain is None else np.asarray(job.reference.gain)
-    out = None
+    out = wsum = None
     for t in plan_tiles(blk, tile=tile, halo=job.halo):
         (r0, r1), (c0, c1) = job.out_window(t.rows, t.cols)
         if r0 == r1 or c0 == c1:
@@ -156,26 +162,48 @@ def query_tiles(job: Job, x: np.ndarray, blk: Block, pred, norm, tile: int, *,
         win = x[None, ..., t.win_rows.start - fr:t.win_rows.stop - fr,
                 t.win_cols.start - fc:t.win_cols.stop - fc]
         # --consistency: the whole window's output is asked for and projected (the
-        # projection's reach is in the halo), then the interior's pixels are kept
-        (q0, q1), (p0, p1) = (job.out_window(t.win_rows, t.win_cols)
-                              if job.consistency != "off" else ((r0, r1), (c0, c1)))
+        # projection's reach is in the halo); a blend weighs all of it; otherwise, and then,
+        # the pixels this block owns are kept (the interior's, unless blending)
+        all_of_window = job.consistency != "off" or job.blend
+        (q0, q1), (p0, p1) = (job.out_window(t.win_rows, t.win_cols) if all_of_window
+                              else ((r0, r1), (c0, c1)))
         kw = {} if target is None else {"target": target}
         if ref is not None:  # the window's output pixels; the queried ones start at the offset
             (w_r0, w_r1), (w_c0, w_c1) = job.out_window(t.win_rows, t.win_cols)
             sl = (slice(None), slice(w_r0 - f_r0, w_r1 - f_r0), slice(w_c0 - f_c0, w_c1 - f_c0))
             kw["reference"] = (ref[sl][None], ref_ok[sl][None], gain, (q0 - w_r0, p0 - w_c0))
-        y = pred(win, norm, query=(ya.centres(q0, q1, origin=t.win_rows.start),
-                                   xa.centres(p0, p1, origin=t.win_cols.start)), **kw)
+        dy = ya.centres(q0, q1, origin=t.win_rows.start)
+        dx = xa.centres(p0, p1, origin=t.win_cols.start)
+        y = pred(win, norm, query=(dy, dx), **kw)
         if job.consistency != "off":
             axes = (window_axis(ya, (t.win_rows.start, t.win_rows.stop), (q0, q1)),
                     window_axis(xa, (t.win_cols.start, t.win_cols.stop), (p0, p1)))
             lr = win if target is None else win[:, target]
-            y = enforce(job, lr, y, axes=axes)[..., r0 - q0:r1 - q0, c0 - p0:c1 - p0]
+            y = enforce(job, lr, y, axes=axes)
         if out is None:
-            out = np.empty((x.shape[-3], b_r1 - b_r0, b_c1 - b_c0), y.dtype)
-        out[:, r0 - b_r0:r1 - b_r0, c0 - b_c0:c1 - b_c0] = y[0]
+            dt = np.result_type(y.dtype, np.float32) if job.blend else y.dtype
+            out = np.zeros((x.shape[-3], b_r1 - b_r0, b_c1 - b_c0), dt)
+            wsum = np.zeros(out.shape[1:], dt) if job.blend else None
+        if job.blend:
+            # the part of the window's output this block owns
+            k0, k1, m0, m1 = max(q0, b_r0), min(q1, b_r1), max(p0, b_c0), min(p1, b_c1)
+            wr = hann_weights(dy[k0 - q0:k1 - q0], t.win_rows.size, job.halo,
+                              taper_start=t.win_rows.start > 0,
+                              taper_end=t.win_rows.stop < height)
+            wc = hann_weights(dx[m0 - p0:m1 - p0], t.win_cols.size, job.halo,
+                              taper_start=t.win_cols.start > 0,
+                              taper_end=t.win_cols.stop < width)
+            w = wr[:, None] * wc[None, :]
+            out[:, k0 - b_r0:k1 - b_r0, m0 - b_c0:m1 - b_c0] += \
+                y[0, :, k0 - q0:k1 - q0, m0 - p0:m1 - p0] * w
+            wsum[k0 - b_r0:k1 - b_r0, m0 - b_c0:m1 - b_c0] += w
+        else:
+            out[:, r0 - b_r0:r1 - b_r0, c0 - b_c0:c1 - b_c0] = \
+                y[0, :, r0 - q0:r1 - q0, c0 - p0:c1 - p0]
     if out is None:  # a block that owns no output pixel (a sliver at a -tr grid's edge)
-        out = np.empty((x.shape[-3], b_r1 - b_r0, b_c1 - b_c0), x.dtype)
+        return np.empty((x.shape[-3], b_r1 - b_r0, b_c1 - b_c0), x.dtype)
+    if job.blend:
+        out /= wsum
     return out
 
 

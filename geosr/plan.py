@@ -263,7 +263,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
               meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
               hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),
-              src=src, blend=blend and not isinstance(scale, float),
+              src=src, blend=blend,
               digest=model_digest(net), axes=axes, consistency=cmode,
               consistency_iterations=csteps)
     return job, net

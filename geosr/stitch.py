@@ -9,7 +9,9 @@ crop line, inside the ``2 * halo`` pixels where neighbouring windows overlap; th
 ``halo / 2`` pixels of a window, the least exact, get no weight. Two adjacent ramps are ``sin²``
 and ``cos²`` of the same angle, so the weights sum to one and a seam becomes a smooth
 transition; sides at the image edge are not tapered (there is no neighbour to blend with).
-The blend costs no extra inference: the windows are computed anyway.
+The blend costs no extra inference: the windows are computed anyway. At non-integer factors
+:func:`geosr.block.query_tiles` weighs output pixels by the same ramps at their continuous
+positions (:func:`hann_weights`).
 """
 from __future__ import annotations
 
@@ -28,18 +30,26 @@ def hann_ramp(n: int, halo: int, *, taper_start: bool, taper_end: bool) -> np.nd
     Mirrored ramps of two neighbours sum to one; pixels of a tile's own interior (at least
     ``halo`` from its sides) keep a weight of at least 1/2.
     """
-    w = np.ones(n, np.float32)
+    d = np.arange(n, dtype=np.float64) + 0.5  # distance of pixel centres from the start
+    return hann_weights(d, n, halo, taper_start=taper_start, taper_end=taper_end)
+
+
+def hann_weights(d: np.ndarray, length: float, halo: float, *, taper_start: bool,
+                 taper_end: bool) -> np.ndarray:
+    """:func:`hann_ramp` at any positions: the weights of output pixels whose centres lie
+    ``d`` from the start of a window ``length`` long, in the units of ``halo`` (LR pixels at a
+    non-integer factor, where output pixel centres fall anywhere inside LR pixels)."""
+    w = np.ones(np.shape(d), np.float32)
     if halo <= 0:
         return w
-    d = np.arange(n, dtype=np.float64) + 0.5  # distance of pixel centres from the start
 
     def rise(dist: np.ndarray) -> np.ndarray:
         t = np.clip((dist - halo / 2) / halo, 0.0, 1.0)
         return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
     if taper_start:
-        w *= rise(d)
+        w *= rise(np.asarray(d, np.float64))
     if taper_end:
-        w *= rise(n - d)
+        w *= rise(length - np.asarray(d, np.float64))
     return w
 
 
