@@ -368,6 +368,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = step_rng(self.seed, index, SALT_WINDOW_PATCH)
+        least = 1.0  # the smallest nodata fraction of the windows tried
         for _attempt in range(32):
             gi = int(rng.integers(len(self.entries)))
             kind, item = self.entries[gi][int(rng.choice(len(self.entries[gi]), p=self.weights[gi]))]
@@ -378,6 +379,7 @@ class WindowDataset(torch.utils.data.Dataset):
                 lo, hi = dtype_range(a.dtype) or (0.0, 1.0)
                 break
             a, bad = self._read(item, rng)
+            least = min(least, float(bad.mean()))
             if bad.mean() <= self.nodata_max:
                 lo, hi = self._range(a.dtype)
                 if bad.any():  # fill the few nodata pixels with the window mean of valid ones
@@ -385,8 +387,14 @@ class WindowDataset(torch.utils.data.Dataset):
                     a[:, bad] = a[:, ~bad].mean(axis=1)[:, None]
                 break
         else:
-            raise InputError("32 random windows in a row were mostly nodata; raise "
-                             "nodata_max_fraction or crop the rasters to their data")
+            seen = (f"32 random {self.patch}-pixel windows in a row had more nodata than "
+                    f"nodata_max_fraction {self.nodata_max:g} allows (the best {least:.0%})")
+            if least > 0.8:  # training on what is left of such windows would learn the fill
+                raise InputError(f"{seen}; crop the rasters to their data or give others")
+            raise InputError(
+                f"{seen}; crop the rasters to their data, or allow more with a --config file "
+                f'holding {{"nodata_max_fraction": {round(least + 0.1, 1):g}}} (nodata pixels '
+                f"are filled with the window's mean)")
         code = int(rng.integers(8)) if self.augment else 0
         a = augment_np(a, code)
         x = (np.asarray(a, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)

@@ -98,7 +98,26 @@ def test_all_nodata_raster_fails_clearly(make_geotiff, tmp_path):
                             device=torch.device("cpu"))
     with pytest.raises(InputError) as err:
         loader.next()
-    assert str(err.value).startswith("32 random windows") and "Traceback" not in str(err.value)
+    assert str(err.value).startswith("32 random 16-pixel windows") and "Traceback" not in \
+        str(err.value)
+    assert str(err.value).endswith("(the best 100%); crop the rasters to their data or give "
+                                   "others")
+
+
+def test_striped_nodata_names_the_setting_that_would_train_on_it(make_geotiff, tmp_path):
+    """Landsat 7 SLC-off: gaps in every window. The refusal names the smallest fraction seen and
+    the config value that accepts it, and that value does."""
+    data = np.full((1, 60, 60), 100, np.uint16)
+    data[:, :, ::3] = 0  # a third of every window is a gap
+    make_geotiff("slc_off.tif", data=data, nodata=0)
+    src = D.scan_sources([tmp_path])
+    ds = D.WindowDataset(src, bands=1, patch=12, seed=0)
+    with pytest.raises(InputError, match=r'the best 33%\).*\{"nodata_max_fraction": 0.4\}'):
+        ds[0]
+    ok = D.WindowDataset(src, bands=1, patch=12, seed=0, nodata_max_fraction=0.4,
+                         value_range=[0, 65535])
+    # gaps filled with the window's mean
+    assert float(ok[0].min()) == float(ok[0].max()) == pytest.approx(100 / 65535)
 
 
 def test_float_reflectances_train_without_a_value_range(make_geotiff, tmp_path):
