@@ -77,8 +77,8 @@ def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_ban
 
     def on_stack(stack) -> None:
         said.update(frames=[{"path": f.path, "date": f.date.isoformat() if f.date else None,
-                             "resampled": f.warped and not f.shifted,
-                             "shifted": f.shifted} for f in stack.frames],
+                             "resampled": f.resampled, "shifted": f.shifted}
+                            for f in stack.frames],
                     order=stack.ordered_by, target=None if all_frames else stack.target)
         if mode == "bar":
             click.echo(f"frames in time order ({stack.ordered_by}):", err=True)

@@ -75,11 +75,20 @@ class Frame:
     warped: bool = False             # not on the target frame's grid: read through the warper
     shifted: bool = False            # warped from another extent of that grid: whole pixels
 
+    @property
+    def resampled(self) -> bool:
+        """Brought onto the target's grid by resampling (not merely shifted by whole pixels)."""
+        return self.warped and not self.shifted
+
     def alignment(self, resampling: str) -> str:
-        """How the frame reaches the target's grid, for messages and tags ("" when on it)."""
+        """How the frame reaches the target's grid: the one text of the warning, the CLI's
+        frame list and ``GEOSR_FRAME_ORDER`` ("" when it is on that grid)."""
         if self.shifted:
-            return "placed pixel for pixel (another extent of the target's grid)"
-        return f"resampled ({resampling})" if self.warped else ""
+            # the warper samples its pixel centres exactly: nothing is resampled (tested)
+            return ("placed on the target frame's grid pixel for pixel (another extent of it, "
+                    "not resampled; outside the frame its pixels count as missing)")
+        return (f"resampled onto the target frame's grid ({resampling}, GDAL's warper)"
+                if self.warped else "")
 
 
 @dataclass(frozen=True)
@@ -159,17 +168,12 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
                     else int(mask_band or 1))
               for p, m, mp in zip(paths, metas, mpaths)]
     frames, idx, ordered = order_frames(frames, target=target, target_date=target_date)
-    shifted = [os.path.basename(f.path) for f in frames if f.shifted]
-    moved = [os.path.basename(f.path) for f in frames if f.warped and not f.shifted]
-    if moved:
-        warnings.warn(f"{len(moved)} frame(s) are not on the target frame's grid and are "
-                      f"resampled onto it ({resampling}, GDAL's warper): {', '.join(moved)}",
-                      GeosrWarning, stacklevel=2)
-    if shifted:
-        warnings.warn(f"{len(shifted)} frame(s) cover another extent of the target frame's "
-                      f"pixel grid and are placed on it pixel for pixel (not resampled; outside "
-                      f"them, pixels count as missing): {', '.join(shifted)}",
-                      GeosrWarning, stacklevel=2)
+    for resampled in (True, False):
+        group = [f for f in frames if f.warped and f.resampled == resampled]
+        if group:
+            warnings.warn(f"{len(group)} frame(s) {group[0].alignment(resampling)}: "
+                          f"{', '.join(os.path.basename(f.path) for f in group)}",
+                          GeosrWarning, stacklevel=2)
     for f in frames:
         _check_mask(f)
     return Stack(tuple(frames), idx, ordered, resampling)
@@ -235,13 +239,15 @@ def _same_lattice(a: RasterMeta, b: RasterMeta) -> bool:
     if not (a.has_transform and b.has_transform):
         return False
     ta, tb = a.transform, b.transform
-    tol = 1e-9 * max(abs(tb.a), abs(tb.e), 1e-300) * max(a.width, a.height, b.width, b.height)
-    if not all(math.isclose(ta[k], tb[k], rel_tol=0, abs_tol=tol) for k in (0, 1, 3, 4)):
-        return False
-    if ta.b != 0 or ta.d != 0:
+    if ta.b or ta.d or tb.b or tb.d or not (tb.a and tb.e):
+        return False  # rotated grids go through the warper as "resampled" (conservative)
+    # whole pixels to well below GDAL's own threshold, and pixel sizes equal to within 1e-8 px
+    # of drift across the frame
+    n = max(a.width, a.height, b.width, b.height)
+    if any(abs(ta[k] - tb[k]) * n > 1e-8 * abs(tb[k]) for k in (0, 4)):
         return False
     cols, rows = (ta.c - tb.c) / tb.a, (ta.f - tb.f) / tb.e
-    return all(abs(v - round(v)) <= 1e-6 for v in (cols, rows))
+    return all(abs(v - round(v)) <= 1e-8 for v in (cols, rows))
 
 
 def _aligned(frames: list[Frame], idx: int) -> list[Frame]:

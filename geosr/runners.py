@@ -75,14 +75,15 @@ def effective_threads(threads: int | None, *, per_block: int) -> tuple[int, str]
     them). Returns the number and, when it is lower than a count asked for, why (else "")."""
     import psutil
 
+    asked = check_threads(threads)
     cores = _cores()
     fit = max(1, int(0.6 * psutil.virtual_memory().available // max(1, per_block)) - 1)
-    n = max(1, min(int(threads or DEFAULT_THREADS), cores, fit))
-    if threads is None or n >= threads:
-        return n if threads is None else int(threads), ""
+    n = max(1, min(asked or DEFAULT_THREADS, cores, fit))
+    if asked is None or n >= asked:
+        return n if asked is None else asked, ""
     why = (f"it has {cores} CPU core(s)" if n == cores else
            f"{n + 1} blocks in flight fit in the available memory")
-    return n, f"--threads {threads} is more than this machine can use; capped to {n}: {why}"
+    return n, f"--threads {asked} is more than this machine can use; capped to {n}: {why}"
 
 
 def runs_in_this_process(client) -> bool:

@@ -323,7 +323,7 @@ def stack_job(stack: Stack, job: Job, net: Any) -> tuple[Job, tuple[int, ...], i
     tf = stack.target_frame
     window, pos = model_frames(stack, net)
     moved = [f"{os.path.basename(f.path)} {f.alignment(stack.resampling)}"
-             for f in stack.frames if f.warped]
+             for f in stack.frames if f.warped]  # one text with the warning and the CLI
     aligned = "; ".join(moved) if moved else "all frames on the target grid"
     tags = stack_tags([f.path for f in stack.frames],
                       [f.date.isoformat() if f.date else None for f in stack.frames],
@@ -445,7 +445,8 @@ def _env():
                            else {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}))
 
 
-def _threads(job: Job, frames: int, outputs: int, threads: int | None, client) -> int:
+def _threads(job: Job, frames: int, outputs: int, threads: int | None,
+             client) -> int | None:
     """Local threads: the one cap by cores and memory, counting ``frames`` input windows and
     ``outputs`` outputs per block."""
     from .runners import effective_threads

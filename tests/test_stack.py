@@ -107,7 +107,8 @@ def test_frames_on_another_grid_are_warped_as_gdalwarp_does(make_geotiff, tmp_pa
                       transform=shifted)
     coarse = make_geotiff("d.tif", data=smooth_image(2, 25, 20, seed=5, dtype="float32"),
                           transform=Affine(4.0, 0, 500000.0, 0, -4.0, 4100000.0))
-    with pytest.warns(UserWarning, match=r"2 frame\(s\).*resampled onto it \(bilinear"):
+    with pytest.warns(UserWarning, match=r"2 frame\(s\) resampled onto the target frame's "
+                                         r"grid \(bilinear, GDAL's warper\): b.tif, d.tif"):
         out = upscale_stack([p0, p1, coarse, p2], tmp_path / "o.tif", scale=2, target=0)
     # the same frames warped beforehand by gdalwarp (exact transformer, as geo/warp.py) give
     # the same output
@@ -121,8 +122,8 @@ def test_frames_on_another_grid_are_warped_as_gdalwarp_does(make_geotiff, tmp_pa
     ref = upscale_stack([p0, pre[0], pre[1], p2], tmp_path / "r.tif", scale=2, target=0)
     a, b = _read(out)[0], _read(ref)[0]
     assert np.array_equal(a, b, equal_nan=True)
-    assert "b.tif resampled (bilinear); d.tif resampled (bilinear)" in \
-        _read(out)[3]["GEOSR_FRAME_ORDER"]
+    assert ("b.tif resampled onto the target frame's grid (bilinear, GDAL's warper); d.tif "
+            "resampled") in _read(out)[3]["GEOSR_FRAME_ORDER"]
 
 
 def test_frames_on_another_extent_of_the_grid_are_placed_pixel_for_pixel(make_geotiff,
@@ -137,17 +138,30 @@ def test_frames_on_another_extent_of_the_grid_are_placed_pixel_for_pixel(make_ge
     moved = Affine(2.0, 0, 500000.0 + 6, 0, -2.0, 4100000.0 - 10)
     p1 = make_geotiff("b.tif", data=smooth_image(2, 40, 36, seed=7, dtype="float32"),
                       transform=moved, nodata=-9999.0)
-    with pytest.warns(UserWarning, match=r"1 frame\(s\) cover another extent .* pixel for "
-                                         r"pixel \(not resampled.*: b.tif") as caught:
+    with pytest.warns(UserWarning, match=r"1 frame\(s\) placed on the target frame's grid "
+                                         r"pixel for pixel \(another extent of it, not "
+                                         r"resampled.*: b.tif") as caught:
         out = upscale_stack([p0, p1, p2], tmp_path / "o.tif", scale=2, target=0)
-    assert not any("resampled onto it" in str(w.message) for w in caught)
+    assert not any("resampled onto" in str(w.message) for w in caught)
     cut = tmp_path / "cut_b.tif"
     subprocess.run(["gdal_translate", "-q", "-projwin", "500000", "4100000", "500056",
                     "4099940", "-a_nodata", "-9999", str(p1), str(cut)], check=True)
     ref = upscale_stack([p0, cut, p2], tmp_path / "r.tif", scale=2, target=0)
     a, b = _read(out)[0], _read(ref)[0]
     assert np.array_equal(a, b, equal_nan=True)
-    assert "b.tif placed pixel for pixel" in _read(out)[3]["GEOSR_FRAME_ORDER"]
+    assert "b.tif placed on the target frame's grid pixel for pixel" in \
+        _read(out)[3]["GEOSR_FRAME_ORDER"]
+    # a millionth of a pixel off the lattice is resampled, as GDAL's warper would
+    from geosr.frames import _same_lattice
+    from geosr.io.read import read_meta
+
+    near = make_geotiff("n.tif", data=data, transform=Affine(2.0, 0, 500000.0 + 2e-6, 0, -2.0,
+                                                             4100000.0))
+    bigger = make_geotiff("p.tif", data=data, transform=Affine(2.0 + 1e-9, 0, 500000.0, 0,
+                                                               -2.0, 4100000.0))
+    assert _same_lattice(read_meta(p1), read_meta(p0))
+    assert not _same_lattice(read_meta(near), read_meta(p0))
+    assert not _same_lattice(read_meta(bigger), read_meta(p0))
 
 
 def test_frames_in_another_crs_are_refused_with_the_fix(make_geotiff):

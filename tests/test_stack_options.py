@@ -316,11 +316,11 @@ def test_all_frames_on_different_grids_each_on_its_own_grid(make_geotiff, tmp_pa
                                                                4100003.0),
                          tags={"TIFFTAG_DATETIME": "2021:09:15 10:30:00"})
     frames = [*paths, other]
-    with pytest.warns(UserWarning, match="resampled onto it"):
+    with pytest.warns(UserWarning, match="resampled onto the target frame's grid"):
         outs = upscale_stack(frames, all_frames=tmp_path / "v", model="temporal-median",
                              scale=2)
     for i, (f, out) in enumerate(zip(frames, outs)):
-        with pytest.warns(UserWarning, match="resampled onto it"):
+        with pytest.warns(UserWarning, match="resampled onto the target frame's grid"):
             one = upscale_stack(frames, tmp_path / f"one{i}.tif", model="temporal-median",
                                 scale=2, target=i)
         with rasterio.open(f) as src, rasterio.open(out) as o:

@@ -61,17 +61,19 @@ class RDNBody(nn.Module):
 
 
 def read_input_as(w: Tensor, b: Tensor, arch: str,
-                  input_map: tuple[float, float | Sequence[float]]) -> tuple[Tensor, Tensor]:
+                  input_map: tuple[float, float | Sequence[float]], *,
+                  args: Mapping[str, object] | None = None) -> tuple[Tensor, Tensor]:
     """The first convolution (``w``, ``b``) of ``arch``'s network rescaled to read ``a·x + b0``
     (``input_map``) for an image ``x`` in [0, 1] and compute the same features (exact away from
     the zero-padded border, where the constant part of the input is missing). geosr's
-    EDSR-baseline reads ``x - mean`` (its MeanShift), every other network ``x``."""
+    EDSR-baseline reads ``x - mean`` (its MeanShift: the ``band_mean`` of its card's ``args``,
+    else the default means), every other network ``x``."""
     w64 = w.double()
     c = w64.shape[1]
     if arch == "edsr-baseline":
         from ._common import band_means
 
-        mean = torch.tensor(band_means(c), dtype=torch.float64)
+        mean = torch.tensor(band_means(c, (args or {}).get("band_mean")), dtype=torch.float64)
     else:
         mean = torch.zeros(c, dtype=torch.float64)
     a, b0 = input_map
@@ -87,7 +89,8 @@ def read_input_as(w: Tensor, b: Tensor, arch: str,
 
 def encoder_init_state(encoder: nn.Module, encoder_arch: str, sd: Mapping[str, Tensor],
                        arch: str, *, input_map: tuple[float, float | Sequence[float]],
-                       prefix: str = "encoder.") -> dict[str, Tensor] | None:
+                       prefix: str = "encoder.", args: Mapping[str, object] | None = None
+                       ) -> dict[str, Tensor] | None:
     """``sd`` of the fixed-scale network ``arch`` (geosr names) as ``prefix`` + encoder tensors,
     or ``None`` when ``arch`` is not the encoder's network.
 
@@ -104,7 +107,7 @@ def encoder_init_state(encoder: nn.Module, encoder_arch: str, sd: Mapping[str, T
     first = "head.0" if encoder_arch == "edsr-baseline" else "SFENet1"
     w, b = sd.get(f"{first}.weight"), sd.get(f"{first}.bias")
     if w is not None and b is not None:
-        w, b = read_input_as(w, b, encoder_arch, input_map)
+        w, b = read_input_as(w, b, encoder_arch, input_map, args=args)
         out[prefix + f"{first}.weight"], out[prefix + f"{first}.bias"] = w, b
     return out
 

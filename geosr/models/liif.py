@@ -126,13 +126,15 @@ class LIIF(SRModel):
         self.receptive_field = max(receptive_radius(lambda r: enc.trace(r).conv(k)) + (
             1 if self.local_ensemble else 0), 2 if skip else 0)
 
-    def init_state_from(self, sd: Mapping[str, Tensor], arch: str) -> StateDict | None:
+    def init_state_from(self, sd: Mapping[str, Tensor], arch: str, *,
+                        args: Mapping[str, Any] | None = None) -> StateDict | None:
         """The encoder's tensors from weights of the fixed-scale network it is the body of
-        (``geosr train --init-weights``); ``None`` for other architectures. EDSR-baseline's
-        head reads ``x - mean`` where LIIF's encoder reads ``2x - 1``: the head is rescaled
-        to compute the same features (exactly, away from the zero-padded border)."""
+        (``geosr train --init-weights``; ``args``: the source card's); ``None`` for other
+        architectures. EDSR-baseline's head reads ``x - mean`` where LIIF's encoder reads
+        ``2x - 1``: the head is rescaled to compute the same features (exactly, away from the
+        zero-padded border)."""
         return encoder_init_state(self.encoder, self.encoder_arch, sd, arch,
-                                  input_map=(2.0, -1.0))
+                                  input_map=(2.0, -1.0), args=args)
 
     # -- the parts --------------------------------------------------------------------------
     def features(self, x: Tensor) -> Tensor:

@@ -107,12 +107,14 @@ class MetaSR(SRModel):
         enc = self.encoder
         self.receptive_field = receptive_radius(lambda r: enc.trace(r).conv(3)) + 1
 
-    def init_state_from(self, sd: Mapping[str, Tensor], arch: str) -> StateDict | None:
+    def init_state_from(self, sd: Mapping[str, Tensor], arch: str, *,
+                        args: Mapping[str, Any] | None = None) -> StateDict | None:
         """The extractor's tensors from weights of the fixed-scale network it is the body of
-        (``geosr train --init-weights``; both subtract the band means)."""
+        (``geosr train --init-weights``; both subtract band means; ``args``: the source
+        card's)."""
         means = -self.sub_mean.mean.flatten().double()
         return encoder_init_state(self.encoder, self.encoder_arch, sd, arch,
-                                  input_map=(1.0, (-means).tolist()))
+                                  input_map=(1.0, (-means).tolist()), args=args)
 
     def query(self, x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         """(N, out, H, W) at the outer product of ``rows`` and ``cols`` (LR pixel centres)."""

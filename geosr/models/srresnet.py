@@ -152,20 +152,21 @@ class MSRResNet(SRModel):
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return out + base
 
-    def init_state_from(self, sd: Mapping[str, Tensor], arch: str) -> StateDict | None:
+    def init_state_from(self, sd: Mapping[str, Tensor], arch: str, *,
+                        args: Mapping[str, Any] | None = None) -> StateDict | None:
         """A warm start from EDSR-baseline weights (``geosr train --init-weights``), whose
         head, residual blocks and sub-pixel stages have this network's shapes; ``None`` for
         other architectures. Not the same function: EDSR-baseline has no LeakyReLUs, a
         body convolution with a global skip (dropped here) and no bilinear skip. So
         ``conv_hr`` starts as the identity and ``conv_last`` at zero: the warm-started
         network computes the bilinear image and learns its residual from EDSR-baseline's
-        features."""
+        features. ``args``: the source card's (its band means)."""
         if arch != "edsr-baseline":
             return None
         out: dict[str, Tensor] = {}
         if "head.0.weight" in sd and "head.0.bias" in sd:
             out["conv_first.weight"], out["conv_first.bias"] = read_input_as(
-                sd["head.0.weight"], sd["head.0.bias"], arch, (1.0, 0.0))
+                sd["head.0.weight"], sd["head.0.bias"], arch, (1.0, 0.0), args=args)
         for i in key_indices(set(sd), r"body\.(\d+)\.body\.0\.weight"):
             for j, name in ((0, "conv1"), (2, "conv2")):
                 for p in ("weight", "bias"):

@@ -108,7 +108,7 @@ def init_from_weights(model: nn.Module, path: str | Path, *, arch: str | None = 
     if arch and card and card.get("arch") and card["arch"] != arch and callable(adopt):
         # a network built around another one's body (LIIF's EDSR-baseline encoder) maps that
         # network's tensors onto its own names; None: not a network it can start from
-        mapped = adopt(state, card["arch"])
+        mapped = adopt(state, card["arch"], args=card.get("args") or {})
         if mapped is not None:
             state, arch = mapped, None
     if arch and card and card.get("arch") and card["arch"] != arch:

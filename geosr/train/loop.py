@@ -139,16 +139,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def below_note(psnr: float, bicubic: float | None, init: float | None, *,
-               adversarial: bool) -> str:
+               pixel_only: bool, same_network: bool = True) -> str:
     """The line that says a run's weights are worse than what the user already has: bicubic,
-    or the weights it started from ("" when neither). A GAN trades PSNR for detail: its PSNR
-    says nothing of the kind."""
-    if adversarial or not math.isfinite(psnr):
+    or (``same_network``: weights of this very network) the weights it started from; "" when
+    neither. Only pixel-loss runs get a verdict: perceptual, texture and adversarial terms
+    trade PSNR for detail."""
+    if not pixel_only or not math.isfinite(psnr):
         return ""
     if bicubic is not None and math.isfinite(bicubic) and psnr < bicubic:
         return (f"note: these weights are {bicubic - psnr:.2f} dB below bicubic on the "
-                f"validation images; train longer (a larger --time-budget) before using them")
-    if init is not None and math.isfinite(init) and psnr < init:
+                f"validation images; train longer (a larger --time-budget or --max-steps) "
+                f"before using them")
+    if same_network and init is not None and math.isfinite(init) and psnr < init:
         return (f"note: these weights are {init - psnr:.2f} dB below the --init-weights they "
                 f"started from on the validation images; keep those, or fine-tune with a lower "
                 f"--lr or for longer")
@@ -714,10 +716,13 @@ class Trainer:
             self.log(f"final validation PSNR {metrics['val_psnr']:.3f} dB SSIM "
                      f"{metrics['val_ssim']:.4f} on {len(metrics['val_images'])} images"
                      + (f" ({', '.join(against)})" if against else ""))
-            from .gan import is_adversarial
+            from .losses import PIXEL_LOSSES
 
+            init_arch = (self.init_provenance or {}).get("arch")
             note = below_note(metrics["val_psnr"], metrics.get("val_bicubic_psnr"), before,
-                              adversarial=is_adversarial(self.loss.weights))
+                              pixel_only=all(n in PIXEL_LOSSES for n, w in
+                                             self.loss.weights.items() if w),
+                              same_network=init_arch in (None, self.spec.name))
             if note:
                 self.log(note)
         weights = self.save_final(metrics, steps_per_s=sps)
