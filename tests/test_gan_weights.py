@@ -1,6 +1,7 @@
-"""The shipped perceptual (GAN) weights (#23): a bundled *variant* of EDSR-baseline x4 that runs
-only when named, carries a perceptual card whose PSNR parent is bundled, and whose outputs are
-tagged, announced and shown as synthesised; plus the measuring tool's protocol."""
+"""The shipped perceptual (GAN) weights (#23): bundled *variants* (of EDSR-baseline x4, and of
+MSRResNet x4, the SRGAN generator) that run only when named, carry a perceptual card whose PSNR
+parent is bundled, and whose outputs are tagged, announced and shown as synthesised; plus the
+measuring tool's protocol."""
 from __future__ import annotations
 
 import importlib.util
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 GAN_NAME = "edsr-baseline_x4_3b_gan"
 GAN = WEIGHTS_DIR / f"{GAN_NAME}.safetensors"
+#: every shipped GAN and its generator: EDSR-baseline (session 11), MSRResNet, the SRGAN
+#: generator (session 15)
+SHIPPED_GANS = [(GAN_NAME, "edsr-baseline"), ("msrresnet_x4_3b_gan", "msrresnet")]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,16 +58,18 @@ def test_variant_names_are_outside_the_index(monkeypatch, tmp_path):
 # ------------------------------------------------------------------------- the shipped file
 
 
-def test_shipped_gan_card():
-    assert GAN.is_file(), f"{GAN.name} is not shipped (tools/bundled_weights.py ship)"
-    assert validate_card(read_checkpoint(GAN)[1])["kind"] == PERCEPTUAL_KIND  # embedded
-    card = validate_card(json.loads(GAN.with_suffix(".json").read_text()))  # as written
+@pytest.mark.parametrize("name,arch", SHIPPED_GANS)
+def test_shipped_gan_card(name, arch):
+    gan = WEIGHTS_DIR / f"{name}.safetensors"
+    assert gan.is_file(), f"{gan.name} is not shipped (tools/bundled_weights.py ship)"
+    assert validate_card(read_checkpoint(gan)[1])["kind"] == PERCEPTUAL_KIND  # embedded
+    card = validate_card(json.loads(gan.with_suffix(".json").read_text()))  # as written
     assert card["kind"] == PERCEPTUAL_KIND
-    assert (card["arch"], card["scale"], card["bands"]) == ("edsr-baseline", 4, 3)
-    assert card["sha256"] == weights_sha256(GAN) and card["weights_file"] == GAN.name
-    sd, _ = read_checkpoint(GAN)
+    assert (card["arch"], card["scale"], card["bands"]) == (arch, 4, 3)
+    assert card["sha256"] == weights_sha256(gan) and card["weights_file"] == gan.name
+    sd, _ = read_checkpoint(gan)
     assert all(t.dtype == torch.float16 for t in sd.values() if t.is_floating_point())
-    assert GAN.stat().st_size < 4 * 2 ** 20
+    assert gan.stat().st_size < 4 * 2 ** 20
     tr = card["training"]
     assert tr["steps"] >= 1 and tr["wall_time_s"] > 0 and "ragan" in tr["loss"]
     ev = card["metrics"]["eval"]
@@ -74,10 +80,10 @@ def test_shipped_gan_card():
     # the x4 it was fine-tuned from ships on as a variant once a better x4 replaces it
     from geosr.models.interpolate import find_parent
 
-    parent = find_parent(GAN)
+    parent = find_parent(gan)
     init = card["provenance"]["init_weights"]
     assert weights_sha256(parent) == (init.get("psnr_parent") or init)["sha256"]
-    assert parent.parent == GAN.parent and parent != GAN
+    assert parent.parent == gan.parent and parent != gan
 
 
 def test_the_gan_parent_is_found_by_content_not_name(tmp_path, monkeypatch):
@@ -99,15 +105,17 @@ def test_the_gan_parent_is_found_by_content_not_name(tmp_path, monkeypatch):
     assert find_parent(gan) == tmp_path / "kept.safetensors"
 
 
+@pytest.mark.parametrize("name", [n for n, _ in SHIPPED_GANS])
 def test_shipped_gan_is_tagged_announced_and_never_the_default(tmp_path, make_geotiff,
-                                                                 monkeypatch):
+                                                                 monkeypatch, name):
+    gan = WEIGHTS_DIR / f"{name}.safetensors"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert default_model_name(4) != GAN_NAME
+    assert default_model_name(4) != name
     src = make_geotiff("in.tif", height=16, width=20)
     runner = CliRunner()
     outs = {}
-    for key, extra in (("default", []), ("gan", ["--weights", GAN_NAME]),
-                       ("half", ["--weights", GAN_NAME, "--perceptual-strength", "0.5"])):
+    for key, extra in (("default", []), ("gan", ["--weights", name]),
+                       ("half", ["--weights", name, "--perceptual-strength", "0.5"])):
         out = tmp_path / f"{key}.tif"
         res = runner.invoke(cli, ["upscale", str(src), str(out), "--scale", "4", "--device",
                                   "cpu", *extra])
@@ -115,7 +123,7 @@ def test_shipped_gan_is_tagged_announced_and_never_the_default(tmp_path, make_ge
         outs[key] = (out, res.stderr)
     with rasterio.open(outs["default"][0]) as ds:
         assert TAG_KEYS["synthesised_detail"] not in ds.tags()
-        assert Path(ds.tags()[TAG_KEYS["weights"]]).name != GAN.name
+        assert Path(ds.tags()[TAG_KEYS["weights"]]).name != gan.name
         default_px = ds.read()
     assert "synthesised" not in outs["default"][1]
     for key in ("gan", "half"):
@@ -128,7 +136,7 @@ def test_shipped_gan_is_tagged_announced_and_never_the_default(tmp_path, make_ge
         info = runner.invoke(cli, ["info", str(out)])
         assert info.exit_code == 0 and "SYNTHESISED" in info.output
     with rasterio.open(outs["gan"][0]) as ds:
-        assert Path(ds.tags()[TAG_KEYS["weights"]]).name == GAN.name
+        assert Path(ds.tags()[TAG_KEYS["weights"]]).name == gan.name
 
 
 def test_every_command_takes_the_bundled_name_for_weights(tmp_path):
