@@ -286,9 +286,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
                                            if job.consistency != DEFAULT_MODE else []),
                                          *([area.key()] if area is not None else []),
                                          *([job.reference.key()] if job.reference else []),
-                                         # tiles at non-integer factors were cropped before
-                                         # they were blended: old journals must not mix in
-                                         *(["blend"] if job.blend and not job.whole else [])))
+                                         *(["blend"] if job.blends_queries else [])))
     stop = should_stop or (lambda: False)
     return stream_job(job, writer, journal, resume=resume, progress=progress,
                       run=lambda blocks: run_blocks(job, blocks, workers=threads, client=client,

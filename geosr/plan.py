@@ -90,6 +90,12 @@ class Job:
         y, x = self.grid_axes
         return x.whole is not None and x.whole == y.whole
 
+    @property
+    def blends_queries(self) -> bool:
+        """Tiles at a non-integer factor are Hann-blended (they were cropped before blending
+        existed: journals of resumable runs record it)."""
+        return self.blend and not self.whole
+
     def blocks(self) -> list[Block]:
         return plan_blocks(self.meta_in.height, self.meta_in.width, block=self.block, halo=self.halo)
 

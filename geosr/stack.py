@@ -484,7 +484,7 @@ def _journal_key(job: Job, stack: Stack, window) -> tuple:
             job.area.key() if job.area is not None else None,
             job.consistency, job.consistency_iterations,
             [os.stat(p).st_mtime_ns for p in _paths(stack) if os.path.exists(p)],
-            *(["blend"] if job.blend and not job.whole else []))  # as engine.upscale_file's
+            *(["blend"] if job.blends_queries else []))
 
 
 def _upscale_one(stack: Stack, dst: Path, options: dict, *, client, cog: bool, compress: str,

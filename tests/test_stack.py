@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import numpy as np
@@ -17,6 +18,9 @@ from geosr.errors import InputError, Interrupted
 from geosr.stack import upscale_stack
 
 T0 = Affine(2.0, 0, 500000.0, 0, -2.0, 4100000.0)
+needs_gdal = pytest.mark.skipif(shutil.which("gdalwarp") is None or
+                                shutil.which("gdal_translate") is None,
+                                reason="GDAL command-line tools (gdal-bin) not installed")
 
 
 def _frames(make_geotiff, n=4, *, height=53, width=47, dtype="uint16", bands=2, dates=True,
@@ -85,6 +89,7 @@ def test_tiny_multi_frame_network_tiled_equals_untiled(make_geotiff, tmp_path, n
     assert f"model frames {seen};" in outs[0][3]["GEOSR_FRAME_ORDER"]
 
 
+@needs_gdal
 def test_output_grid_is_the_target_frames_upscaled_grid(make_geotiff, tmp_path):
     t = Affine(0.7, 0, 300123.25, 0, -0.9, 5000321.5)
     paths = _frames(make_geotiff, 3, height=31, width=29, transform=t)
@@ -98,6 +103,7 @@ def test_output_grid_is_the_target_frames_upscaled_grid(make_geotiff, tmp_path):
         assert a.transform.almost_equals(b.transform, precision=1e-9)
 
 
+@needs_gdal
 def test_frames_on_another_grid_are_warped_as_gdalwarp_does(make_geotiff, tmp_path):
     data = smooth_image(2, 50, 40, seed=3, dtype="float32")
     p0 = make_geotiff("a.tif", data=data)
@@ -126,6 +132,7 @@ def test_frames_on_another_grid_are_warped_as_gdalwarp_does(make_geotiff, tmp_pa
             "resampled") in _read(out)[3]["GEOSR_FRAME_ORDER"]
 
 
+@needs_gdal
 def test_frames_on_another_extent_of_the_grid_are_placed_pixel_for_pixel(make_geotiff,
                                                                          tmp_path):
     """Two dates of one Landsat path/row: the same pixel grid, other extents. Nothing is
@@ -151,17 +158,27 @@ def test_frames_on_another_extent_of_the_grid_are_placed_pixel_for_pixel(make_ge
     assert np.array_equal(a, b, equal_nan=True)
     assert "b.tif placed on the target frame's grid pixel for pixel" in \
         _read(out)[3]["GEOSR_FRAME_ORDER"]
-    # a millionth of a pixel off the lattice is resampled, as GDAL's warper would
+
+
+def test_only_whole_pixel_shifts_of_the_same_grid_count_as_placed(make_geotiff):
+    """A millionth of a pixel off the lattice, or a pixel size that drifts 1.5e-8 px across the
+    frame, is resampled, as GDAL's warper would; rotated grids always are."""
     from geosr.frames import _same_lattice
     from geosr.io.read import read_meta
 
-    near = make_geotiff("n.tif", data=data, transform=Affine(2.0, 0, 500000.0 + 2e-6, 0, -2.0,
-                                                             4100000.0))
-    bigger = make_geotiff("p.tif", data=data, transform=Affine(2.0 + 1e-9, 0, 500000.0, 0,
-                                                               -2.0, 4100000.0))
-    assert _same_lattice(read_meta(p1), read_meta(p0))
-    assert not _same_lattice(read_meta(near), read_meta(p0))
-    assert not _same_lattice(read_meta(bigger), read_meta(p0))
+    data = smooth_image(1, 30, 28, seed=6, dtype="float32")
+
+    def meta(name, t):
+        return read_meta(make_geotiff(name, data=data, transform=t))
+
+    target = meta("t.tif", T0)
+    assert _same_lattice(meta("s.tif", Affine(2.0, 0, 500000.0 + 6, 0, -2.0, 4099990.0)), target)
+    assert not _same_lattice(meta("n.tif", Affine(2.0, 0, 500000.0 + 2e-6, 0, -2.0, 4100000.0)),
+                             target)
+    assert not _same_lattice(meta("p.tif", Affine(2.0 + 1e-9, 0, 500000.0, 0, -2.0, 4100000.0)),
+                             target)
+    assert not _same_lattice(meta("r.tif", Affine(2.0, 0.1, 500000.0, 0.1, -2.0, 4100000.0)),
+                             target)
 
 
 def test_frames_in_another_crs_are_refused_with_the_fix(make_geotiff):
