@@ -275,6 +275,11 @@ def shared_path(src: str) -> str:
 
 def check_reachable(client, path: str) -> None:
     """Raise when some worker cannot see ``path`` (inputs must be on shared storage)."""
+    if path.startswith("/vsimem/"):
+        raise DistributedError(
+            f"input {path!r} is in this process's memory (/vsimem/), which cluster workers "
+            "cannot see; write it to a file on storage every worker mounts, or run without "
+            "a cluster")
     if path.startswith("/vsi") or "://" in path:
         return
     seen = client.run(os.path.exists, path)

@@ -25,7 +25,7 @@ from .consistency import DEFAULT_MODE
 from .errors import GeosrWarning, Interrupted, OutputError, ParameterError
 from .io import (GeoTIFFWriter, Journal, check_disk, check_output, journal_key,
                  meta_from_dataarray, read_meta, read_sample, sample_array)
-from .io.read import META_KEY, RasterMeta
+from .io.read import BANDS_KEY, META_KEY, RasterMeta, require_dataarray
 from .plan import DEFAULT_TILE, Job, block_bytes, plan_job
 from .predictor import predictor_for
 from .runners import (check_threads, effective_threads, run_blocks,
@@ -97,6 +97,7 @@ def dataarray_input(da: Any) -> tuple[Any, RasterMeta, Any]:
     data as a dask array."""
     import dask.array as dsa
 
+    require_dataarray(da)
     if da.ndim == 2:
         da = da.expand_dims("band")
     if da.ndim != 3:
@@ -128,9 +129,12 @@ def _wrap_output(da, data, job: Job):
     import xarray as xr
 
     m = job.meta_out
-    out = xr.DataArray(data, dims=("band", "y", "x"),
-                       coords={"band": np.asarray(da["band"].values)[list(job.bands)]
-                               if "band" in da.coords else np.arange(1, len(job.bands) + 1)})
+    bands = (np.asarray(da["band"].values)[list(job.bands)] if "band" in da.coords
+             else np.arange(1, len(job.bands) + 1))
+    out = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": bands})
+    # the input's name, not the dask task's that xarray takes when given none (rioxarray
+    # writes a name as every band's description)
+    out.name = da.name
     if m.gcps:
         # where rioxarray keeps GCPs (and writes them from, in to_raster)
         out = out.rio.write_gcps(list(m.gcps), m.gcps_crs)
@@ -151,6 +155,7 @@ def _wrap_output(da, data, job: Job):
         out = out.rio.write_nodata(m.nodata)
     _describe(out, m)
     out.encoding[META_KEY] = m  # not attrs: rioxarray writes every attr as a tag
+    out.encoding[BANDS_KEY] = tuple(bands.tolist())  # what a later da.sel(band=...) names
     return out
 
 
@@ -239,7 +244,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str |
 
     src_s = resolve_source(src)
     if workers is not None:  # the old name of ``threads``, kept for one release
-        threads = workers
+        threads = check_threads(workers, name="workers")
     dst_p = check_run(dst, sources=[src], threads=threads, overwrite=overwrite, resume=resume)
     meta = read_meta(src_s)
     area = None
@@ -315,6 +320,9 @@ def stream_job(job: Job, writer: GeoTIFFWriter, journal: Journal, *, resume: boo
     the writer, run the blocks not yet journaled with ``run(blocks)`` (an iterator of
     ``(block, array)`` in completion order), write them as they come, publish; on an error or
     interrupt remove the temporary file, or keep it with its journal for ``--resume``."""
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be a function progress(done_pixels, total_pixels) "
+                             f"or None, got {type(progress).__name__}")
     # Everything from here on runs under the cleanup guard below: the temporary file exists
     # from writer.open() on, and an interrupt anywhere after it (opening, planning the blocks,
     # the journal) must remove it exactly as one in the middle of the run.

@@ -215,7 +215,11 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     rf = int(getattr(net, "receptive_field", 0) or 0)
     m = int(getattr(net, "size_multiple", 1) or 1)
     h = resolve_halo(net, halo, name=name)
-    t = int(tile) if tile is not None else DEFAULT_TILE
+    try:
+        t = int(tile) if tile is not None else DEFAULT_TILE
+    except (TypeError, ValueError):
+        raise ParameterError(f"tile must be a whole number of pixels, got {tile!r}; use e.g. "
+                             f"--tile {max(4 * h, 64)} (default {DEFAULT_TILE})") from None
     gpu = wants_gpu(device)
     if t < 1:
         raise ParameterError(f"tile must be a positive number of pixels, got {t}; use e.g. "
@@ -265,7 +269,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
                        gcps=tuple(scale_gcps(meta.gcps, *factors)) if meta.gcps else (),
                        tags=tags,
                        rpcs=scale_rpcs(meta.rpcs, *factors) if meta.rpcs is not None else None,
-                       path=None)
+                       path=None).without_statistics()
     job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
               meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
               hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),

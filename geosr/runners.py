@@ -55,16 +55,22 @@ def _cores() -> int:
 DEFAULT_THREADS = 2
 
 
-def check_threads(threads: Any) -> int | None:
+def check_threads(threads: Any, *, name: str = "threads") -> int | None:
     """``threads`` as a count of local threads, >= 1 (``None``: the default, see
-    :func:`effective_threads`)."""
+    :func:`effective_threads`); ``name`` is the option the caller was given it as."""
     from .errors import ParameterError
 
     if threads is None:
         return None
-    if isinstance(threads, bool) or int(threads) < 1:
-        raise ParameterError(f"threads must be >= 1, got {threads}; use --threads 1 or more")
-    return int(threads)
+    try:
+        n = int(threads)
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(threads, bool) or n < 1 or n != threads:
+        fix = "--threads 1" if name == "threads" else f"{name}=1"
+        raise ParameterError(f"{name} must be a whole number >= 1, got {threads!r}; use {fix} "
+                             "or more")
+    return n
 
 
 def effective_threads(threads: int | None, *, per_block: int) -> tuple[int, str]:

@@ -55,6 +55,12 @@ def _label(da, i: int) -> str:
     return os.path.basename(str(src)) if src else str(da.name) if da.name else f"frame {i}"
 
 
+def _without_source(da):
+    out = da.copy(deep=False)
+    out.encoding = {k: v for k, v in da.encoding.items() if k != "source"}
+    return out
+
+
 def upscale_stack_arrays(frames: Sequence[Any] | Any, *, model: str | None = None,
                          scale: int | float | tuple | str | None = None,
                          target_gsd: float | tuple | str | None = None,
@@ -82,7 +88,9 @@ def upscale_stack_arrays(frames: Sequence[Any] | Any, *, model: str | None = Non
         if frames.ndim != 4:
             raise ParameterError(f"one DataArray of frames must be (time, band, y, x), got dims "
                                  f"{frames.dims}; or give a list of (band, y, x) DataArrays")
-        frames = [frames[i] for i in range(frames.shape[0])]
+        # its slices name the first frame's file (xarray.concat keeps the first encoding):
+        # a cube's frames have no file of their own
+        frames = [_without_source(frames[i]) for i in range(frames.shape[0])]
     if not frames:
         raise ParameterError("no frames; give a list of (band, y, x) DataArrays")
     inputs = [dataarray_input(da) for da in frames]

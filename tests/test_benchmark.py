@@ -35,7 +35,7 @@ def test_benchmark_refuses_a_negative_halo_as_upscale_does(tmp_path):
 def test_benchmark_checks_threads_first_and_passes_on_the_cap(tmp_path):
     from geosr.errors import GeosrWarning
 
-    with pytest.raises(ParameterError, match="threads must be >= 1"):
+    with pytest.raises(ParameterError, match="threads must be a whole number >= 1"):
         run_benchmark(model="espcn", scale=2, device="cpu", size=64, threads=0,
                       workdir=str(tmp_path))
     with pytest.warns(GeosrWarning, match="capped"):  # the end-to-end child's warning

@@ -89,6 +89,26 @@ def test_lazy_upscale_graph_computes_on_a_local_cluster(cluster, make_geotiff, t
     assert np.array_equal(got, read(ref))
 
 
+@pytest.mark.timeout(60)
+def test_an_input_in_this_process_memory_is_refused_before_the_cluster_runs(cluster,
+                                                                              make_geotiff,
+                                                                              tmp_path):
+    """/vsimem/ is private to the process: workers can never read it, so it is refused with
+    the fix, not retried until a misleading "damaged file" error."""
+    import rasterio.shutil
+
+    from geosr.errors import DistributedError
+
+    mem = "/vsimem/geosr-test-in.tif"
+    rasterio.shutil.copy(make_geotiff("m.tif", bands=1, height=20, width=20), mem)
+    try:
+        with pytest.raises(DistributedError, match=r"in this process's memory \(/vsimem/\)"):
+            upscale_file(mem, tmp_path / "o.tif", model="bicubic", scale=2, client=cluster)
+    finally:
+        rasterio.shutil.delete(mem)
+    assert not list(tmp_path.glob("*o.tif*"))
+
+
 @pytest.mark.timeout(180)
 def test_local_cluster_bicubic_identical(cluster, make_geotiff, tmp_path):
     src = make_geotiff("u16.tif", bands=2, height=90, width=70, dtype="uint16", nodata=0)

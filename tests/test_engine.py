@@ -774,3 +774,82 @@ def test_an_arbitrary_scale_model_runs_four_bands_at_a_whole_factor(make_geotiff
     with rasterio.open(tmp_path / "x2.tif") as a, rasterio.open(tmp_path / "n2.tif") as b:
         assert a.count == 4 and (a.height, a.width) == (80, 72)
         assert np.array_equal(a.read(4), b.read(1))
+
+
+def _described(make_geotiff):
+    """A 3-band uint16 raster with everything a band can carry besides its pixels."""
+    from rasterio.enums import ColorInterp
+
+    src = make_geotiff("described.tif", bands=3, dtype="uint16", height=24, width=20)
+    with rasterio.open(src, "r+") as ds:
+        ds.descriptions = ("red", "green", "nir")
+        ds.scales, ds.offsets = (0.01, 0.01, 0.02), (0.5, 0.5, 0.1)
+        ds.units = ("DN", "DN", "W")
+        ds.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.undefined)
+        ds.update_tags(3, WAVELENGTH="842")
+    return src
+
+
+def _band_metadata(path):
+    with rasterio.open(path) as ds:
+        return (ds.descriptions, ds.scales, ds.offsets, ds.units,
+                tuple(c.name for c in ds.colorinterp), [ds.tags(i) for i in ds.indexes])
+
+
+@pytest.mark.parametrize("how", ["rioxarray", "sel", "sel_after_bands"])
+def test_lazy_api_keeps_the_band_metadata_of_the_bands_it_got(make_geotiff, tmp_path, how):
+    """A rioxarray array (whose attrs hold no units or colour interpretation) and a band
+    selection made in xarray keep what the file path keeps for the same bands."""
+    import rioxarray
+
+    from geosr.io import write_raster
+
+    src = _described(make_geotiff)
+    if how == "rioxarray":
+        da, bands = rioxarray.open_rasterio(src, chunks={"x": 16, "y": 16}), None
+        up = upscale(da, model="bicubic", scale=2)
+    elif how == "sel":
+        da, bands = open_raster(src).sel(band=[2, 3]), [2, 3]
+        up = upscale(da, model="bicubic", scale=2)
+    else:
+        up = upscale(open_raster(src), model="bicubic", scale=2, bands=[2, 3]).sel(band=[3])
+        bands = [3]
+    lazy = write_raster(up, tmp_path / "lazy.tif")
+    ref = upscale_file(src, tmp_path / "file.tif", model="bicubic", scale=2, bands=bands)
+    want = _band_metadata(ref)
+    assert _band_metadata(lazy) == want
+    assert want[1][-1] == 0.02 and want[3][-1] == "W" and want[5][-1] == {"WAVELENGTH": "842"}
+
+
+def test_lazy_output_written_by_rioxarray_has_no_made_up_band_names(make_geotiff, tmp_path):
+    src = make_geotiff("plain.tif", bands=2)
+    up = upscale(open_raster(src), model="bicubic", scale=2)
+    assert up.name is None  # not the dask task's name, which rioxarray writes as descriptions
+    up.rio.to_raster(tmp_path / "rio.tif")
+    with rasterio.open(tmp_path / "rio.tif") as ds:
+        assert ds.descriptions == (None, None)
+
+
+def test_api_refuses_wrong_argument_types_with_one_clear_error(make_geotiff, tmp_path):
+    from geosr.errors import InputError
+    from geosr.geo.gsd import gsd
+    from geosr.io import write_raster
+
+    src = make_geotiff("in.tif", bands=1, height=16, width=16)
+    for arr in (np.zeros((3, 10, 10)), np.zeros((10, 10))):
+        with pytest.raises(ParameterError, match=r"expected an xarray DataArray, got ndarray"):
+            upscale(arr, model="bicubic", scale=2)
+    with pytest.raises(ParameterError, match=r"expected an xarray DataArray"):
+        write_raster(np.zeros((1, 4, 4)), tmp_path / "j.tif")
+    with pytest.raises(ParameterError, match=r"tile must be a whole number of pixels, got 'big'"):
+        upscale(open_raster(src), model="bicubic", scale=2, tile="big")
+    with pytest.raises(ParameterError, match=r"chunks must be a whole number"):
+        open_raster(src, chunks=0)
+    with pytest.raises(ParameterError, match=r"progress must be a function"):
+        upscale_file(src, tmp_path / "p.tif", model="bicubic", scale=2, progress=3)
+    with pytest.raises(ParameterError, match=r"workers must be a whole number >= 1, got 0; "
+                                             r"use workers=1"):
+        upscale_file(src, tmp_path / "w.tif", model="bicubic", scale=2, workers=0)
+    with pytest.raises(InputError, match=r"missing\.tif"):  # read_meta's one line
+        gsd(tmp_path / "missing.tif")
+    assert not list(tmp_path.glob("[pwj]*.tif"))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +243,54 @@ def test_metadata_domains_are_kept_per_dataset_and_per_band(make_geotiff, tmp_pa
     upscale_file(src, one, model="nearest", scale=2, bands=[2])
     with rasterio.open(one) as b:
         assert b.tags(1, ns="ACME") == {"GAIN": "1.5"}
+
+
+def test_cog_keeps_band_tags_and_says_when_gdal_cannot_keep_them_with_domains(make_geotiff,
+                                                                             tmp_path):
+    """Band tags survive --cog; where this GDAL's COG copy of every domain loses them, the
+    writer keeps the domains and says so (checked against what GDAL wrote)."""
+    from geosr.errors import GeosrWarning
+    from geosr.io.write import cog_mdd_keeps_band_tags
+
+    plain = make_geotiff("plain.tif", bands=2)
+    with rasterio.open(plain, "r+") as ds:
+        ds.update_tags(1, WAVELENGTH="650")
+    out = upscale_file(plain, tmp_path / "plain_cog.tif", model="nearest", scale=2, cog=True)
+    with rasterio.open(out) as b:
+        assert b.tags(1) == {"WAVELENGTH": "650"}
+    both = make_geotiff("both.tif", bands=2)
+    with rasterio.open(both, "r+") as ds:
+        ds.update_tags(1, WAVELENGTH="650")
+        ds.update_tags(ns="IMAGERY", CLOUDCOVER="3")
+    out = tmp_path / "both_cog.tif"
+    if cog_mdd_keeps_band_tags():
+        upscale_file(both, out, model="nearest", scale=2, cog=True)
+    else:
+        with pytest.warns(GeosrWarning, match=r"cannot keep both the metadata domains IMAGERY "
+                                              r"and the band tags.*without --cog"):
+            upscale_file(both, out, model="nearest", scale=2, cog=True)
+    with rasterio.open(out) as b:
+        assert b.tags(ns="IMAGERY") == {"CLOUDCOVER": "3"}
+        assert (b.tags(1) == {"WAVELENGTH": "650"}) == cog_mdd_keeps_band_tags()
+
+
+def test_cached_statistics_of_the_input_are_not_copied(make_geotiff, tmp_path):
+    """STATISTICS_* (a .aux.xml's or QGIS's) describe the input's pixels: the output, whose
+    pixels differ, does not claim them (as gdal_translate -outsize)."""
+    src = make_geotiff("stats.tif", bands=2)
+    with rasterio.open(src, "r+") as ds:
+        ds.update_tags(1, STATISTICS_MAXIMUM="200", STATISTICS_MEAN="99", WAVELENGTH="650")
+    assert read_meta(src).band_tags[0]["STATISTICS_MAXIMUM"] == "200"  # read as they are
+    out = upscale_file(src, tmp_path / "o.tif", model="bicubic", scale=2)
+    with rasterio.open(out) as b:
+        assert b.tags(1) == {"WAVELENGTH": "650"}
+    gdal_translate = shutil.which("gdal_translate")
+    if gdal_translate:  # GDAL's own resampling copy drops them too
+        ref = tmp_path / "gdal.tif"
+        subprocess.run([gdal_translate, "-q", "-outsize", "200%", "200%", str(src), str(ref)],
+                       check=True)
+        with rasterio.open(ref) as r:
+            assert not any(k.startswith("STATISTICS_") for k in r.tags(1))
 
 
 @pytest.mark.parametrize("opts", [{}, {"resume": True}, {"cog": True}], ids=["plain", "resume",

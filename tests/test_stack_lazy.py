@@ -98,3 +98,23 @@ def test_validation_is_the_file_paths(make_geotiff, tmp_path):
     ref = geosr.upscale_stack([d.assign_attrs(TIFFTAG_DATETIME="") for d in das],
                               model="temporal-median", scale=2, target=0)
     assert np.array_equal(cube.values, ref.values)
+
+
+def test_rioxarray_frames_dated_in_the_imagery_domain_are_put_in_time_order(make_geotiff,
+                                                                              tmp_path):
+    """rioxarray reads only the default metadata domain; the acquisition dates of the
+    IMAGERY domain come from the files the arrays were read from, as on the file path."""
+    paths = []
+    for i, p in enumerate(_frames(make_geotiff, n=3)):
+        with rasterio.open(p, "r+") as ds:
+            ds.update_tags(TIFFTAG_DATETIME="")  # the default-domain date gone
+            ds.update_tags(ns="IMAGERY", ACQUISITIONDATETIME=f"2021-0{3 - i}-15T10:30:00Z")
+        paths.append(p)
+    opts = dict(model="temporal-median", scale=2, target=-1, tile=9, block=18)
+    out = geosr.upscale_stack(paths, tmp_path / "f.tif", **opts)
+    lazy = geosr.upscale_stack(_open(paths), **opts)
+    data, _, _, tags = _file(out)
+    assert tags["GEOSR_FRAME_ORDER"].startswith("time order")
+    for key in ("GEOSR_TARGET_FRAME", "GEOSR_FRAMES", "GEOSR_FRAME_ORDER", "GEOSR_FRAME_DATES"):
+        assert lazy.attrs[key] == tags[key], key
+    assert np.array_equal(lazy.values, data)

@@ -299,10 +299,10 @@ def gsd(source: Any) -> tuple[float, float]:
     """GSD in metres (x, y) of a raster given as a path, an open rasterio dataset or a
     rioxarray DataArray."""
     if isinstance(source, (str, Path)):
-        import rasterio
+        from ..io.read import read_meta  # its one clear error for a missing or bad file
 
-        with rasterio.open(source) as ds:
-            return gsd_m(ds.crs, ds.transform, width=ds.width, height=ds.height)
+        m = read_meta(source)
+        return gsd_m(m.crs, m.transform, width=m.width, height=m.height)
     if hasattr(source, "rio"):
         rio = source.rio
         return gsd_m(rio.crs, rio.transform(recalc=False), width=rio.width, height=rio.height)

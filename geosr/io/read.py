@@ -19,7 +19,7 @@ import rasterio.windows
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags
 
-from ..errors import InputError, RasterReadError
+from ..errors import InputError, ParameterError, RasterReadError
 from ..geo.grid import apply, has_geotransform, pixel_size, window_transform
 from ..pixels import join_sample, sample_windows
 from .handles import ThreadHandles
@@ -87,6 +87,18 @@ class RasterMeta:
         if len(self.band_nodata) == self.count:
             return tuple(self.band_nodata)
         return (self.nodata,) * self.count
+
+    def without_statistics(self) -> "RasterMeta":
+        """This metadata without GDAL's cached statistics (``STATISTICS_*`` tags, from a file's
+        ``.aux.xml`` or from QGIS): they describe the pixels they were computed on, not an
+        output made from them, and GDAL and QGIS trust them for stretches and histograms
+        (``gdal_translate -outsize`` drops them as well)."""
+
+        def keep(tags: dict) -> dict:
+            return {k: v for k, v in tags.items() if not k.startswith("STATISTICS_")}
+
+        return replace(self, tags=keep(self.tags),
+                       band_tags=tuple(keep(t) for t in self.band_tags))
 
     def select_bands(self, bands: list[int]) -> "RasterMeta":
         """Metadata of a band subset (0-based indices)."""
@@ -297,6 +309,10 @@ def open_raster(path: str | os.PathLike, *, chunks: int | None = None):
     """
     import rioxarray
 
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int)
+                               or chunks < 1):
+        raise ParameterError(f"chunks must be a whole number of pixels >= 1 (or None: whole "
+                             f"multiples of the file's blocks), got {chunks!r}")
     meta = read_meta(path)
     bh, bw = meta.block_shape
     if chunks is None:
@@ -320,11 +336,16 @@ def meta_from_dataarray(da) -> RasterMeta:
     """:class:`RasterMeta` for a DataArray (from :func:`open_raster`, :func:`geosr.upscale` or
     built by the user): the grid as ``.rio`` holds it now (GCPs included, a rotated grid after
     ``isel`` located from its 2-D coordinates), the rest from the RasterMeta it carries."""
+    require_dataarray(da)
     meta = da.encoding.get(META_KEY, da.attrs.get(META_KEY))  # attrs: arrays of older geosr
+    if not isinstance(meta, RasterMeta):
+        meta = _source_meta(da)
     if da.ndim == 2:
         da = da.expand_dims("band")
     count, height, width = (int(n) for n in da.shape)
     transform, crs, gcps, gcps_crs = _grid_of(da)
+    if isinstance(meta, RasterMeta):
+        meta = _selected_bands(meta, da)
     if isinstance(meta, RasterMeta) and meta.count == count:
         if (meta.height, meta.width) == (height, width):
             if _same_grid(meta, transform, crs, gcps):
@@ -352,6 +373,72 @@ def meta_from_dataarray(da) -> RasterMeta:
                       transform=transform, crs=crs, gcps=gcps, gcps_crs=gcps_crs, nodata=nodata,
                       descriptions=tuple(names) if len(names) == count else (),
                       tags=tags, area_or_point=str(da.attrs.get("AREA_OR_POINT", "Area")))
+
+
+def require_dataarray(da: Any) -> None:
+    """Refuse anything but an xarray DataArray where the lazy API needs one."""
+    if not all(hasattr(da, a) for a in ("dims", "encoding", "attrs", "expand_dims")):
+        raise ParameterError(
+            f"expected an xarray DataArray, got {type(da).__name__}; open the raster with "
+            "geosr.open_raster(path) (or rioxarray.open_rasterio), or give the file to "
+            "geosr.upscale_file")
+
+
+#: The ``encoding`` key under which a DataArray carries the ``band`` coordinate values its
+#: RasterMeta's bands had (rioxarray numbers a file's bands 1..N; geosr's outputs keep the
+#: numbers of the input bands they were made from).
+BANDS_KEY = "geosr_bands"
+
+
+def _selected_bands(meta: RasterMeta, da) -> RasterMeta | None:
+    """``meta`` following a band selection made in xarray (``da.sel(band=[2, 3])``): its bands
+    picked by the array's ``band`` coordinate. None when the coordinate does not name them."""
+    labels = list(da.encoding.get(BANDS_KEY, range(1, meta.count + 1)))
+    if "band" not in da.coords or len(labels) != meta.count:
+        return meta if int(da.shape[0]) == meta.count else None
+    values = np.atleast_1d(np.asarray(da["band"].values)).tolist()
+    if values == labels:
+        return meta
+    pos = {v: i for i, v in enumerate(labels)}
+    if not values or any(v not in pos for v in values):
+        return None
+    return meta.select_bands([pos[v] for v in values])
+
+
+def _source_meta(da) -> RasterMeta | None:
+    """The metadata of the file a rioxarray DataArray was read from (``encoding["source"]``):
+    band descriptions, colour interpretation, scales/offsets, units, band tags and metadata
+    domains (acquisition dates) that rioxarray's ``attrs`` do not carry. None for arrays that
+    no longer hold the file's values as stored: decoded by ``mask_and_scale``, another dtype."""
+    source = da.encoding.get("source")
+    if not isinstance(source, str) or not source:
+        return None
+    if any(k in da.encoding for k in ("scale_factor", "add_offset", "_FillValue")):
+        return None  # values decoded by rioxarray (mask_and_scale=True): not the file's
+    try:
+        meta = read_meta(source)
+    except Exception:  # moved, deleted, not a raster any more: the attrs are all there is
+        return None
+    if meta.dtype != str(da.dtype) or da.encoding.get("rasterio_dtype", meta.dtype) != meta.dtype:
+        return None
+    # the file's tags as rioxarray put them in attrs: an array whose attrs were dropped
+    # (arithmetic) or changed no longer speaks for the file
+    if not all(k in da.attrs and _same_value(da.attrs[k], v) for k, v in meta.tags.items()):
+        return None
+    names = da.attrs.get("long_name")
+    if isinstance(names, (tuple, list)) and len(names) == meta.count:
+        meta = replace(meta, descriptions=tuple(str(n) for n in names))  # the user's renames
+    return meta
+
+
+def _same_value(attr: Any, tag: str) -> bool:
+    """Whether an attribute rioxarray read (numbers parsed) is the tag's text."""
+    if str(attr) == tag:
+        return True
+    try:
+        return float(attr) == float(tag)
+    except (TypeError, ValueError):
+        return False
 
 
 def _grid_of(da) -> tuple[Affine, Any, tuple, Any]:

@@ -3,6 +3,7 @@ file beside the target, verified, converted to COG if asked, and published by an
 (or a hard link, so a file another process created meanwhile is never replaced)."""
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import rasterio.windows
+from affine import Affine
 
 from ..errors import OutputError
 from .read import RasterMeta, first_line, meta_from_dataarray
@@ -296,15 +298,8 @@ class GeoTIFFWriter:
         self.ds = None
         self.resumed = False
         self.opts = creation_options(meta.dtype, compress=compress, blocksize=blocksize)
-        if cog and not COG_KEEPS_DOMAINS and (meta.domains or any(meta.band_domains)):
-            import warnings
-
-            from ..errors import GeosrWarning
-
-            warnings.warn(f"GDAL {rasterio.__gdal_version__}'s COG driver drops metadata domains "
-                          f"other than the default ({', '.join(sorted(meta.domains)) or 'band '}"
-                          "domains); write without --cog, or use GDAL >= 3.8 (rasterio >= 1.4)",
-                          GeosrWarning, stacklevel=3)
+        if cog:
+            _warn_cog_metadata(meta)
 
     def _partial_fits(self) -> bool:
         """Whether the kept partial file is complete (every block inside the file) and has this
@@ -403,9 +398,7 @@ class GeoTIFFWriter:
                     rasterio.shutil.copy(
                         src, cog_tmp, driver="COG", BLOCKSIZE=self.blocksize, BIGTIFF="IF_SAFER",
                         COMPRESS=("NONE" if self.compress == "none" else self.compress.upper()),
-                        OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
-                        # all metadata domains, not only the default one (GDAL >= 3.8)
-                        COPY_SRC_MDD="YES")
+                        OVERVIEWS="AUTO", RESAMPLING="AVERAGE", **cog_metadata_options(self.meta))
                 except BaseException:
                     cog_tmp.unlink(missing_ok=True)
                     raise
@@ -530,6 +523,64 @@ def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compre
 #: GDAL's COG driver copies metadata domains besides the default one from GDAL 3.8 on
 #: (COPY_SRC_MDD); older GDALs drop them, and the writer says so.
 COG_KEEPS_DOMAINS = tuple(int(v) for v in rasterio.__gdal_version__.split(".")[:2]) >= (3, 8)
+
+
+def _has_domains(meta: RasterMeta) -> bool:
+    return bool(meta.domains) or any(meta.band_domains)
+
+
+def cog_metadata_options(meta: RasterMeta) -> dict[str, str]:
+    """The COG copy's metadata option: every domain (COPY_SRC_MDD) only where the output has
+    domains besides the default one, because with it some GDALs (3.10) leave the bands'
+    default-domain tags out (:func:`cog_mdd_keeps_band_tags`)."""
+    return {"COPY_SRC_MDD": "YES"} if COG_KEEPS_DOMAINS and _has_domains(meta) else {}
+
+
+@functools.lru_cache(maxsize=1)
+def cog_mdd_keeps_band_tags() -> bool:
+    """Whether this GDAL's COG driver keeps band tags when copying every metadata domain: a
+    16x16 file in memory with one band tag and one extra domain, copied and read back."""
+    tag = uuid.uuid4().hex
+    src, dst = f"/vsimem/geosr-mdd-{tag}.tif", f"/vsimem/geosr-mdd-{tag}.cog.tif"
+    try:
+        with rasterio.open(src, "w", driver="GTiff", width=16, height=16, count=1,
+                           dtype="uint8", crs="EPSG:4326",
+                           transform=Affine(1, 0, 0, 0, -1, 16)) as ds:
+            ds.write(np.zeros((1, 16, 16), np.uint8))
+            ds.update_tags(1, GEOSR_PROBE="1")
+            ds.update_tags(ns="GEOSR_PROBE", PROBE="1")
+        rasterio.shutil.copy(src, dst, driver="COG", COPY_SRC_MDD="YES")
+        with rasterio.open(dst) as ds:
+            return ds.tags(1).get("GEOSR_PROBE") == "1"
+    except (rasterio.errors.RasterioError, _CPLE_BaseError):
+        return False
+    finally:
+        for p in (src, dst):
+            try:
+                rasterio.shutil.delete(p)
+            except (rasterio.errors.RasterioError, _CPLE_BaseError):
+                pass
+
+
+def _warn_cog_metadata(meta: RasterMeta) -> None:
+    """Say what a COG of ``meta`` cannot carry with this GDAL, before any work."""
+    import warnings
+
+    from ..errors import GeosrWarning
+
+    if not _has_domains(meta):
+        return
+    domains = ", ".join(sorted(set(meta.domains) | {d for b in meta.band_domains for d in b}))
+    if not COG_KEEPS_DOMAINS:
+        why = f"drops the metadata domains {domains} (GDAL >= 3.8 keeps them)"
+    elif any(meta.band_tags) and not cog_mdd_keeps_band_tags():
+        why = (f"cannot keep both the metadata domains {domains} and the band tags; it keeps "
+               "the domains")
+    else:
+        return
+    warnings.warn(f"GDAL {rasterio.__gdal_version__}'s COG driver {why}; write without --cog "
+                  "to keep all of them",
+                  GeosrWarning, stacklevel=4)
 
 
 def check_disk(dst: Path, meta: RasterMeta, *, compress: str = "deflate") -> None:

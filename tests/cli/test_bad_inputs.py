@@ -190,7 +190,7 @@ def test_bad_input_files(env, make_geotiff, kind, match):
     (["--halo", "100000"], 1, r"halo 100000 is too large; use at most 2048"),
     (["--block", "-5"], 1, r"block must be a positive number"),
     (["--batch-size", "-1"], 1, r"batch size must be >= 1"),
-    (["--threads", "0"], 1, r"threads must be >= 1"),
+    (["--threads", "0"], 1, r"threads must be a whole number >= 1"),
     (["-m", "no-such-model"], 1, r"unknown model 'no-such-model'; known models: .*bicubic.*"
                                  r"edsr.*lanczos"),
     (["--bands", "0"], 1, r"band\(s\) \[0\] out of range: the raster has 3 band"),

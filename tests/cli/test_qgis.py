@@ -216,6 +216,10 @@ def test_parse_stderr_line():
     assert runner.model_names([{"name": "edsr"}, "bicubic", {"name": "edsr"}]) == \
         ["edsr", "bicubic"]
     assert runner.model_names({"models": [{"name": "rdn", "scales": [2]}]}) == ["rdn"]
+    # what geosr:upscale cannot run is not offered: stacks and reference-guided models
+    assert runner.model_names([{"name": "basicvsr", "multi_frame": True},
+                               {"name": "hpf", "reference_based": True},
+                               {"name": "espcn", "multi_frame": False}]) == ["espcn"]
 
 
 def test_runner_with_real_cli_progress_and_errors(make_geotiff, tmp_path):
@@ -446,6 +450,9 @@ def test_qgis_upscale_reports_cli_errors(qgis_env, make_geotiff, tmp_path):
     assert res.returncode != 0
     text = res.stdout + res.stderr
     assert "geosr upscale failed (exit code" in text and "tpu9" in text
+    # QGIS reports the raised exception itself (qgis_process echoes it in plain lines too):
+    # one error, not one more from the algorithm's own reportError
+    assert text.count("ERROR:\tgeosr upscale failed (exit code") == 1, text
     assert not (tmp_path / "o.tif").exists()
 
 

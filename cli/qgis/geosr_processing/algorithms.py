@@ -31,9 +31,8 @@ HELP_URL = "https://github.com/geosr/geosr/blob/main/docs/qgis.md"
 
 
 def _fail(feedback, message: str) -> QgsProcessingException:
-    """Report ``message`` in the algorithm log (red) and return the exception to raise."""
-    if feedback is not None:
-        feedback.reportError(message, True)
+    """The exception to raise for ``message``: QGIS reports it in the algorithm log (red)
+    itself, so it is not reported here as well (that printed every error several times)."""
     return QgsProcessingException(message)
 
 

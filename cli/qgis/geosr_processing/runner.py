@@ -253,11 +253,15 @@ def run_json(executable: str, args: list, *, timeout_s: float = 120.0,
 
 
 def model_names(payload) -> list:
-    """Model names from ``geosr models --json`` (a list of names or of objects with "name")."""
+    """Model names from ``geosr models --json`` (a list of names or of objects with "name")
+    that the upscale algorithm can run: multi-frame (``upscale-stack``) and reference-guided
+    models (which need a reference raster) are left out."""
     if isinstance(payload, dict):
         payload = payload.get("models", list(payload))
     names = []
     for item in payload or []:
+        if isinstance(item, dict) and (item.get("multi_frame") or item.get("reference_based")):
+            continue
         name = item.get("name") if isinstance(item, dict) else item
         if isinstance(name, str) and name and name not in names:
             names.append(name)
