@@ -52,6 +52,7 @@ def _fmt(v: float) -> str:
 @click.option("--sam-maps", type=click.Path(file_okay=False), default=None,
               help="Write each multi-band image's per-pixel spectral angle (HR vs SR, "
                    "degrees) to DIR/<stem>_sam.tif on the image's grid.")
+@click.option("--overwrite", is_flag=True, help="Replace existing --sam-maps files.")
 @click.option("--frames", type=click.IntRange(min=1), default=None,
               help="Evaluate on synthetic stacks of T LR frames made from each HR image "
                    "(docs/multitemporal.md): multi-frame models get the stack, single-image "
@@ -68,7 +69,7 @@ def evaluate(dataset: str | None, model: str | None, scale: float | None, weight
              self_ensemble: bool,
              data_range: float | None, channels: str, allow_random_weights: bool, device: str,
              limit: int | None, consistency: str, consistency_iterations: int | None,
-             metrics: str | None, sam_maps: str | None, frames: int | None,
+             metrics: str | None, sam_maps: str | None, overwrite: bool, frames: int | None,
              reference_data: tuple[str, ...], as_json: bool) -> None:
     """Super-resolve the bicubic-degraded images of DATASET and score them.
 
@@ -84,7 +85,8 @@ def evaluate(dataset: str | None, model: str | None, scale: float | None, weight
                  data_range=data_range, allow_random_weights=allow_random_weights,
                  device=device, channels=channels, limit=limit, consistency=consistency,
                  consistency_iterations=consistency_iterations, metrics=metrics,
-                 sam_maps=sam_maps, frames=frames, reference_data=list(reference_data) or None)
+                 sam_maps=sam_maps, frames=frames, reference_data=list(reference_data) or None,
+                 overwrite=overwrite)
     if as_json:
         echo_json(result, indent=2)
         return

@@ -45,14 +45,18 @@ def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, no_b
                             reference_crop)
     from geosr.models import load_model
 
+    if write_card and weights is None:
+        raise ParameterError("--write-card rewrites the card of a weights file: name it with "
+                             "--weights FILE (bundled weights belong to the installed package)")
     refs = None
     if reference is not None:
         net, img, guide = reference_crop(dataset, model=model, scale=scale, weights=weights,
                                          reference=reference, reference_bands=reference_bands,
-                                         reference_resampling=reference_resampling, crop=crop)
+                                         reference_resampling=reference_resampling, crop=crop,
+                                         device=device)
         imgs, refs = [img], [guide]
     else:
-        net = load_model(model, scale=scale, weights=weights, device="cpu")
+        net = load_model(model, scale=scale, weights=weights, device=device)
         if getattr(net, "reference_based", False):
             raise ParameterError(f"{model!r} is reference-guided: measure it on a raster and "
                                  "its reference, geosr halo LR.tif --reference REF.tif --model "

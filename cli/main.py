@@ -56,6 +56,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         from geosr.errors import GeosrError, OptionConflictError
 
+        from .signals import terminate_as_interrupt
+
         debug = bool(ctx.params.get("debug"))
         if not debug:
             # libtiff prints some write errors (e.g. "No space left on device") straight to
@@ -66,7 +68,8 @@ class LazyGroup(click.Group):
             _SHOWN.clear()  # once per command, also when one process runs several
             warnings.showwarning = _show_warning
         try:
-            return super().invoke(ctx)
+            with terminate_as_interrupt():
+                return super().invoke(ctx)
         except OptionConflictError as err:  # options that exclude each other: a usage error
             raise click.UsageError(str(err)) from None
         except GeosrError as err:

@@ -126,3 +126,7 @@ threads_option = click.option(
     help=f"Local threads that read and super-resolve blocks (without a cluster; default "
          f"{DEFAULT_THREADS}). Capped at the CPU cores and what fits in memory: quietly for the "
          f"default, with a warning for a count you give.")
+
+#: one meaning wherever a command writes a file (upscale's): replace an existing output — never
+#: an input, and only a regular file (geosr/io/write.py check_output)
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")

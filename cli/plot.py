@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import overwrite_option
+
 
 def _parse_bands(text: str | None) -> list[int] | None:
     if text is None:
@@ -54,9 +56,11 @@ def plot() -> None:
               help="Percentile stretch of the original window, applied to every panel "
                    "[default: none for uint8, 2,98 otherwise].")
 @click.option("--png", "png", required=True, type=click.Path(dir_okay=False),
-              help="Output PNG file.")
+              help="Output PNG file (never IN, OUT or --hr).")
+@overwrite_option
 def compare(src: str, outs: tuple[str, ...], labels: str | None, hr: str | None,
-            window: str | None, bands: str | None, stretch: str | None, png: str) -> None:
+            window: str | None, bands: str | None, stretch: str | None, png: str,
+            overwrite: bool) -> None:
     """Original (or --hr), bicubic and each OUT side by side over the same ground window of IN.
 
     Example: geosr plot compare lr.tif psnr.tif gan.tif --hr hr.tif --labels PSNR,GAN
@@ -65,7 +69,7 @@ def compare(src: str, outs: tuple[str, ...], labels: str | None, hr: str | None,
     from geosr.plot import compare_figure
 
     fig = compare_figure(src, list(outs), png=png, window=window, bands=_parse_bands(bands),
-                         stretch=_parse_stretch(stretch), hr=hr,
+                         stretch=_parse_stretch(stretch), hr=hr, overwrite=overwrite,
                          labels=None if labels is None else [x.strip() for x in
                                                              labels.split(",")])
     click.echo(f"wrote {fig.png} ({fig.size_px[0]}x{fig.size_px[1]} px)")
@@ -74,10 +78,11 @@ def compare(src: str, outs: tuple[str, ...], labels: str | None, hr: str | None,
 @plot.command("metrics")
 @click.argument("evaluation", metavar="EVAL.json", type=click.Path(dir_okay=False))
 @click.option("--png", "png", required=True, type=click.Path(dir_okay=False),
-              help="Output PNG file.")
-def metrics(evaluation: str, png: str) -> None:
+              help="Output PNG file (never EVAL.json).")
+@overwrite_option
+def metrics(evaluation: str, png: str, overwrite: bool) -> None:
     """PSNR/SSIM bars from `geosr evaluate --json` output (one model or a list of models)."""
     from geosr.plot import metrics_figure
 
-    fig = metrics_figure(evaluation, png=png)
+    fig = metrics_figure(evaluation, png=png, overwrite=overwrite)
     click.echo(f"wrote {fig.png} ({fig.size_px[0]}x{fig.size_px[1]} px)")

@@ -60,6 +60,8 @@ import click
                    "the robust range geosr upscale would use for the rasters).")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Resume from a checkpoint (OUT/last.pt).")
+@click.option("--overwrite", is_flag=True, default=None,
+              help="Replace the weights and checkpoint an earlier run left in --out.")
 @click.option("--init-weights", type=click.Path(dir_okay=False), default=None,
               help="Start from these weights where they fit (fine-tune, e.g. x4 from x2, "
                    "1 band from RGB): a file or the name of bundled weights, e.g. "

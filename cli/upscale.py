@@ -2,10 +2,8 @@
 locally or on a dask.distributed cluster (``--scheduler`` / ``--workers``)."""
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from contextlib import contextmanager
 
 import click
 
@@ -15,50 +13,7 @@ from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
                       halo_option, reference_options, threads_option, weights_option)
 from .progress import Progress
-
-
-@contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM → :class:`geosr.errors.Interrupted` in the main thread (exit 143), so the
-    temporary output is removed exactly as for Ctrl-C (SIGINT → KeyboardInterrupt, exit 130).
-
-    Only the first signal counts: it starts the cleanup and the process's way out, and every
-    later SIGINT/SIGTERM (Ctrl-C pressed again, a supervisor repeating SIGTERM) is ignored from
-    then on, so it cannot cut the cleanup short or abort interpreter shutdown."""
-    from geosr.errors import Interrupted
-
-    sigs = (signal.SIGINT, signal.SIGTERM)
-
-    def first_only() -> None:
-        for sig in sigs:
-            signal.signal(sig, signal.SIG_IGN)
-
-    def on_term(signum, frame):
-        first_only()
-        raise Interrupted("terminated; no output was written", signum=signum)
-
-    def on_int(signum, frame):
-        first_only()
-        raise KeyboardInterrupt
-
-    try:
-        old = {sig: signal.getsignal(sig) for sig in sigs}
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_int)
-    except ValueError:  # not the main thread (e.g. inside a test runner thread)
-        yield
-        return
-    try:
-        yield
-    except BaseException:
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            raise  # interrupted: the process is on its way out, keep ignoring signals
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        raise
-    else:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+from .signals import terminate_as_interrupt
 
 
 @click.command(context_settings={"show_default": True})
@@ -178,9 +133,13 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
             else:
                 click.echo(f"failed: {item.src}: {item.reason}", err=True)
 
+    if report_html and not _is_many(src, dst):  # before the work, not after it
+        from geosr.report import report_path
+
+        _check_report_path(report_path(dst), overwrite=overwrite)
     started = time.perf_counter()
     try:
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt("terminated; no output was written"):
             res = upscale_paths(src, dst, scale=scale, target_gsd=target_gsd,
                                 scheduler=scheduler, workers=workers, devices=devices, jobs=jobs,
                                 threads=threads, overwrite=overwrite, resume=resume,
@@ -193,7 +152,8 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     if mode != "json":  # the JSON-lines contract (QGIS) has no notice event
         _synthesis_notice(res)
     if report_html:
-        _write_reports(res, src, bands, time.perf_counter() - started, mode)
+        _write_reports(res, src, bands, time.perf_counter() - started, mode,
+                       overwrite=overwrite)
     if isinstance(res, BatchResult):
         _report_batch(res, mode)
         return
@@ -235,9 +195,26 @@ def _synthesis_notice(res) -> None:
             return
 
 
-def _write_reports(res, src: str, bands, seconds: float, mode: str) -> None:
-    """``--report``: ``OUT.report.html`` beside each output written now, with its time. It
-    belongs to that output, so an older one is replaced."""
+def _check_report_path(page, *, overwrite: bool) -> None:
+    """``OUT.report.html`` may be replaced only with ``--overwrite``, and never through a
+    symlink: the name is geosr's, not the user's, so a link there points at a file nobody asked
+    geosr to replace."""
+    import os
+
+    from geosr.errors import OutputError
+    from geosr.io import check_output
+
+    if os.path.islink(page):
+        raise OutputError(f"the report {str(page)!r} is a symlink (to "
+                          f"{os.path.realpath(page)!r}), which geosr does not write through; "
+                          "remove the link or run without --report")
+    check_output(page, overwrite=overwrite)
+
+
+def _write_reports(res, src: str, bands, seconds: float, mode: str, *,
+                   overwrite: bool) -> None:
+    """``--report``: ``OUT.report.html`` beside each output written now, with its time
+    (:func:`_check_report_path`'s rule; a single file's was checked before the run)."""
     from geosr.batch import BatchResult
     from geosr.errors import GeosrError, OutputError
     from geosr.report import report_path, write_report
@@ -247,10 +224,13 @@ def _write_reports(res, src: str, bands, seconds: float, mode: str) -> None:
     for s, d, secs in done:
         page = report_path(d)
         try:
-            write_report(s, d, page, overwrite=True, src_bands=bands, timings={"upscale": secs})
+            _check_report_path(page, overwrite=overwrite)
+            write_report(s, d, page, overwrite=overwrite, src_bands=bands,
+                         timings={"upscale": secs})
         except GeosrError as err:
+            again = f"`geosr report {s} {d} {page}{' --overwrite' if overwrite else ''}`"
             raise OutputError(f"{d} was written, but its report was not ({err}); write it "
-                              f"with `geosr report {s} {d} {page}`") from None
+                              f"with {again}") from None
         if mode == "bar":
             click.echo(f"wrote {page}", err=True)
 

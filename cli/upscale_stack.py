@@ -60,7 +60,7 @@ def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_ban
     from geosr.stack import upscale_stack as run
 
     from .options import parse_data_range
-    from .upscale import _terminate_as_interrupt
+    from .signals import terminate_as_interrupt
 
     if all_frames is None:
         if len(paths) < 2:
@@ -89,7 +89,7 @@ def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_ban
                 click.echo(f"  {i}: {f.path} ({when}{warp}){mark}", err=True)
 
     try:
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt("terminated; no output was written"):
             res = run(frames, dst, model=model, target=target,
                       target_date=target_date,
                       masks=list(masks) or None, mask_band=mask_band, resampling=resampling,

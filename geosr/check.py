@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import consistency as C
-from .errors import InputError
+from .errors import InputError, OutputError
 from .geo.grid import Axis
 
 #: LR pixels of context around a block: D reaches 3, bicubic upsampling 2.
@@ -51,13 +51,17 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
                          "from this LR (same bands)")
     ay, ax = grid_axes(lr_m, sr_m)
     s = _scale(ay, ax)
-    out_map = check_output(map_path, overwrite=overwrite) if map_path else None
-    out_png = check_output(png, overwrite=overwrite) if png else None
+    inputs = [str(lr_path), str(sr_path)]
+    out_map = check_output(map_path, src=inputs, overwrite=overwrite) if map_path else None
+    out_png = check_output(png, src=inputs, overwrite=overwrite) if png else None
+    if out_map is not None and out_png is not None and out_map.resolve() == out_png.resolve():
+        raise OutputError(f"--map and --png both name {str(out_map)!r}; give the map (GeoTIFF) "
+                          "and the figure (PNG) different names")
     bands = tuple(range(lr_m.count))
     nb = len(bands)
     writer = None
     if out_map is not None:
-        writer = GeoTIFFWriter(out_map, _map_meta(sr_m), overwrite=overwrite).open()
+        writer = GeoTIFFWriter(out_map, _map_meta(sr_m), overwrite=overwrite)
     k = max(1, math.ceil(max(sr_m.width, sr_m.height) / FIGURE_PX))
     fig_maps = np.full((2, -(-sr_m.height // k), -(-sr_m.width // k)), np.nan, np.float32)
     acc = {"n_lr": 0, "abs": np.zeros(nb), "sq": np.zeros(nb), "sum": np.zeros(nb), "max": 0.0,
@@ -65,6 +69,8 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
            "n_in": 0}
     bounds = C.dtype_bounds(sr_m.dtype)
     try:
+        if writer is not None:  # under the guard: an interrupt inside open() removes its file
+            writer.open()
         for blk in plan_blocks(lr_m.height, lr_m.width, block=BLOCK, halo=HALO):
             fr, fc = blk.fetch_rows, blk.fetch_cols
             # the SR pixels whose centres lie in the fetch window and in the block itself
@@ -138,8 +144,8 @@ def check(lr_path: str | Path, sr_path: str | Path, *, map_path: str | Path | No
     result["map"] = str(out_map) if out_map else None
     # SR pixels are LR's shape shrunk per axis: drawn with that aspect, the map is not stretched
     aspect = float(ax.ratio / ay.ratio)
-    result["png"] = (str(_figure(fig_maps, out_png, s=s, result=result, aspect=aspect))
-                     if out_png else None)
+    result["png"] = (str(_figure(fig_maps, out_png, s=s, result=result, aspect=aspect,
+                                 overwrite=overwrite, inputs=inputs)) if out_png else None)
     return result
 
 
@@ -240,7 +246,7 @@ def _map_meta(sr_m):
 
 
 def _figure(maps: np.ndarray, png: Path, *, s: Any, result: dict[str, Any],
-            aspect: float = 1.0) -> Path:
+            aspect: float = 1.0, overwrite: bool = False, inputs: list[str] = ()) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -264,7 +270,7 @@ def _figure(maps: np.ndarray, png: Path, *, s: Any, result: dict[str, Any],
                  fontsize=10)
     from .io.write import write_figure
 
-    write_figure(fig, png, facecolor="white")
+    write_figure(fig, png, overwrite=overwrite, srcs=inputs, facecolor="white")
     return png
 
 

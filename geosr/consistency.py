@@ -734,10 +734,10 @@ def write_angle_map(path: str | Path, reference: np.ndarray, estimate: np.ndarra
         src = read_meta(str(like))
         meta = replace(meta, transform=src.transform, crs=src.crs,
                        area_or_point=src.area_or_point)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    dst = check_output(path, overwrite=True)  # evaluate's maps are redone on every run
-    writer = GeoTIFFWriter(dst, meta).open()
+    dst = check_output(path, overwrite=True)  # evaluate checked it before scoring
+    writer = GeoTIFFWriter(dst, meta)
     try:
+        writer.open()  # inside: an interrupt during open() removes its file too
         writer.write((0, h), (0, w), ang[None])
         return str(writer.commit())
     except BaseException:

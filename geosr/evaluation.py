@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import metrics as M
-from .errors import InputError, ParameterError
+from .errors import InputError, OutputError, ParameterError
 from .images import HRImage, dtype_range, list_images, read_image
 
 
@@ -362,7 +362,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
              consistency_iterations: int | None = None, metrics: Any = None,
              sam_maps: str | Path | None = None, frames: int | None = None,
              stack: Any = None,
-             reference_data: Sequence[str | Path] | None = None) -> dict[str, Any]:
+             reference_data: Sequence[str | Path] | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a model on a folder of HR images with the standard SR protocol.
 
     Parameters
@@ -395,7 +396,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
         averaged (:func:`geosr.consistency.measure`, docs/consistency.md).
     sam_maps
         A folder for ``<stem>_sam.tif``: the per-pixel spectral angle (degrees) between HR and
-        SR of each multi-band image scored on its bands, on the HR image's grid.
+        SR of each multi-band image scored on its bands, on the HR image's grid. Existing
+        files are replaced only with ``overwrite``, and never an image being evaluated.
     frames
         Evaluate on synthetic stacks of this many LR frames made from each HR image
         (:mod:`geosr.train.stacks`, docs/multitemporal.md): multi-frame models get the stack,
@@ -498,6 +500,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     rows = []
     cases = [(f, img, None, None) for f, img in zip(files, images)]
     cases += [(p.path, p.image, p.reference, p.peak) for p in pairs]
+    if sam_maps:  # before any scoring: a map that cannot be written fails now, not at the end
+        _check_sam_maps(Path(sam_maps), [str(c[0]) for c in cases], overwrite=overwrite)
     for i, (f, img, ref, peak) in enumerate(cases):
         vr = None  # evaluate_image: what geosr upscale maps the LR image by (input_range)
         card_vr = _card_value_range(card, img.data.dtype)
@@ -521,7 +525,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
                                    data_range=rng, self_ensemble=self_ensemble,
                                    channels=channels, device=dev, consistency=cmode,
                                    consistency_iterations=csteps, metrics=metrics,
-                                   sam_map=Path(sam_maps) / f"{Path(f).stem}_sam.tif"
+                                   sam_map=sam_map_path(Path(sam_maps), f)
                                    if sam_maps else None, source=f, index=i,
                                    reference=ref if guided else None, **stack_kw))
     result: dict[str, Any] = {
@@ -552,6 +556,24 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     result["seconds"] = time.perf_counter() - t0
     result["device"] = str(dev)
     return result
+
+
+def sam_map_path(folder: Path, source: str | Path) -> Path:
+    """Where ``evaluate(sam_maps=folder)`` writes the spectral-angle map of ``source``."""
+    return folder / f"{Path(source).stem}_sam.tif"
+
+
+def _check_sam_maps(folder: Path, sources: list[str], *, overwrite: bool) -> None:
+    """The --sam-maps folder (made if missing) and every map path: never an image being
+    evaluated, an existing file only with ``overwrite``."""
+    from .io import check_output
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--sam-maps {str(folder)!r} is not a folder; give a folder for the "
+                          "<stem>_sam.tif maps")
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        check_output(sam_map_path(folder, src), src=sources, overwrite=overwrite)
 
 
 def _data_kind(images: Sequence[HRImage]) -> dict[str, Any] | None:

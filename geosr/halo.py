@@ -33,16 +33,17 @@ Reference = tuple  # (ref (C_ref, H*s, W*s), ref_valid (1, H*s, W*s), gain (C,) 
 def _run(model: torch.nn.Module, x: np.ndarray, reference: Reference | None, win=None):
     """``model`` on ``x`` (C, h, w); with a reference, the window ``win`` (output rows, cols)
     of it (the whole reference without ``win``)."""
-    t = torch.from_numpy(np.ascontiguousarray(x))[None]
+    dev = next(model.parameters(), torch.empty(0)).device  # --device: where the model is
+    t = torch.from_numpy(np.ascontiguousarray(x))[None].to(dev)
     if reference is None:
-        return model(t)[0].float().numpy()
+        return model(t)[0].float().cpu().numpy()
     ref, valid, gain = reference
     if win is not None:
         ref, valid = (a[:, win[0]:win[1], win[2]:win[3]] for a in (ref, valid))
     dt = t.dtype
-    kw = {} if gain is None else {"ref_gain": torch.as_tensor(gain, dtype=dt)}
-    r, v = (torch.from_numpy(np.ascontiguousarray(a)).to(dt)[None] for a in (ref, valid))
-    return model(t, r, ref_valid=v, **kw)[0].float().numpy()
+    kw = {} if gain is None else {"ref_gain": torch.as_tensor(gain, dtype=dt, device=dev)}
+    r, v = (torch.from_numpy(np.ascontiguousarray(a)).to(dev, dt)[None] for a in (ref, valid))
+    return model(t, r, ref_valid=v, **kw)[0].float().cpu().numpy()
 
 
 def tiled_forward(model: torch.nn.Module, image: np.ndarray, *, tile: int, halo: int,
@@ -149,8 +150,8 @@ def degraded_crops(dataset: str, *, scale: int, in_chans: int | None, crop: int 
 
 def reference_crop(src: str, *, model: str, scale: int, reference: str,
                    weights: str | None = None, reference_bands: Any = None,
-                   reference_resampling: str | None = None, crop: int = 192
-                   ) -> tuple[torch.nn.Module, np.ndarray, Reference]:
+                   reference_resampling: str | None = None, crop: int = 192,
+                   device: str = "cpu") -> tuple[torch.nn.Module, np.ndarray, Reference]:
     """The model, the centre ``crop`` (LR pixels) of raster ``src`` on [0, 1] and its reference
     on the crop's output grid, planned and prepared as ``geosr upscale --reference`` does:
     nodata filled, the network's normalisation (a linear model's input scaled by the robust
@@ -162,7 +163,7 @@ def reference_crop(src: str, *, model: str, scale: int, reference: str,
 
     meta = read_meta(src)
     sampler = lambda sel: read_sample(src, sel, meta)  # noqa: E731
-    job, net = plan_job(meta, model=model, scale=scale, weights=weights, device="cpu",
+    job, net = plan_job(meta, model=model, scale=scale, weights=weights, device=device,
                         sampler=sampler, src=src)
     job = plan_reference(job, net, reference, bands=reference_bands,
                          resampling=reference_resampling or RESAMPLINGS[0], sampler=sampler)

@@ -203,8 +203,9 @@ def pansharpen_file(ms: str | os.PathLike, pan: str | os.PathLike, dst: str | os
                        "distance did not change")
     # the PAN's own transform: equal to the enlarged MS grid within pan_ratio's tolerance
     meta = replace(up_meta, tags=tags, transform=pan_meta.transform, path=None)
-    writer = GeoTIFFWriter(dst_p, meta, overwrite=overwrite).open()
+    writer = GeoTIFFWriter(dst_p, meta, overwrite=overwrite)
     try:
+        writer.open()  # inside: an interrupt during open() removes its file too
         writer.write((0, meta.height), (0, meta.width), out)
         return writer.commit()
     except BaseException:

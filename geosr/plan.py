@@ -269,7 +269,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
                        gcps=tuple(scale_gcps(meta.gcps, *factors)) if meta.gcps else (),
                        tags=tags,
                        rpcs=scale_rpcs(meta.rpcs, *factors) if meta.rpcs is not None else None,
-                       path=None).without_statistics()
+                       path=None).for_output()
     job = Job(model=ref, scale=scale, tile=t, halo=h, block=b, bands=sel, meta_in=meta_sel,
               meta_out=meta_out, lo=None if norm is None else tuple(norm[0]),
               hi=None if norm is None else tuple(norm[1]), fill=tuple(float(v) for v in mean),

@@ -261,7 +261,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
                    bands: Sequence[int] | None = None, scale: int | None = None,
                    model: str | None = None, labels: Sequence[str] | None = None,
                    hr: str | Path | None = None, stretch: tuple[float, float] | None = None,
-                   dpi: int = 100, panel_inches: float = 4.0) -> Figure:
+                   dpi: int = 100, panel_inches: float = 4.0, overwrite: bool = False) -> Figure:
     """Original (nearest-enlarged) or the HR reference, bicubic and one or more SR results over
     the same ground window, one panel each.
 
@@ -271,7 +271,8 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         The input raster and the geosr output(s) made from it (same bounds, ``scale`` x finer);
         several outputs (e.g. a PSNR and a GAN model) get a panel each.
     png
-        Where to write the figure.
+        Where to write the figure: never one of the rasters it is drawn from; an existing file
+        only with ``overwrite``.
     labels
         Captions of the output panels, one per output; default: ``model``, else each output's
         ``GEOSR_MODEL`` tag (file names where two agree). Outputs tagged
@@ -292,6 +293,8 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
         uint8 data, (2, 98) otherwise (uint16, float, ...).
     dpi, panel_inches
         Resolution and width of each panel in the PNG.
+    overwrite
+        Replace an existing ``png`` (never an input).
     """
     import rasterio
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -299,6 +302,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
     from rasterio.windows import Window as RioWindow
 
     from .geo.gsd import describe_gsd
+    from .io import read_meta
 
     if isinstance(window, str):
         window = Window.parse(window)
@@ -310,6 +314,9 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
              [Path(p) for p in out_path])
     if not paths:
         raise ParameterError("give at least one OUT raster to compare")
+    sources = [Path(src_path), *paths, *([Path(hr)] if hr is not None else [])]
+    for p_ in sources:  # missing, empty, truncated, not a raster: upscale's one-line errors
+        read_meta(p_)
     with ExitStack() as stack:
         src = stack.enter_context(rasterio.open(src_path))
         outs = [stack.enter_context(rasterio.open(p)) for p in paths]
@@ -450,7 +457,7 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
                         int(math.floor(bb.x1)), int(math.floor(H - bb.y0)))
     from .io.write import write_figure
 
-    write_figure(fig, png, dpi=dpi, facecolor="white")
+    write_figure(fig, png, overwrite=overwrite, srcs=sources, dpi=dpi, facecolor="white")
     from PIL import Image
 
     with Image.open(png) as im:
@@ -482,12 +489,14 @@ def _load_evaluation(evaluation: Any) -> list[dict[str, Any]]:
     return runs
 
 
-def metrics_figure(evaluation: Any, *, png: str | Path, dpi: int = 100) -> Figure:
+def metrics_figure(evaluation: Any, *, png: str | Path, dpi: int = 100,
+                   overwrite: bool = False) -> Figure:
     """PSNR and SSIM bars per image (and the mean) for one or several evaluated models.
 
     ``evaluation`` is a path to, or the parsed content of, ``geosr evaluate --json`` output: an
     object with ``psnr``, ``ssim``, ``model``, ``scale`` and optional ``images``
-    (``[{name, psnr, ssim}]``), or a list of such objects.
+    (``[{name, psnr, ssim}]``), or a list of such objects. ``png`` is never that file; an
+    existing ``png`` is replaced only with ``overwrite``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
@@ -542,7 +551,8 @@ def metrics_figure(evaluation: Any, *, png: str | Path, dpi: int = 100) -> Figur
     fig.tight_layout()
     from .io.write import write_figure
 
-    write_figure(fig, png, dpi=dpi, facecolor="white")
+    srcs = [evaluation] if isinstance(evaluation, (str, Path)) else []
+    write_figure(fig, png, overwrite=overwrite, srcs=srcs, dpi=dpi, facecolor="white")
     from PIL import Image
 
     with Image.open(png) as im:

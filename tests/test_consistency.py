@@ -246,6 +246,28 @@ def test_evaluate_per_band_psnr_and_angle_map_for_multispectral(make_geotiff, tm
     assert np.nanmax(ang) > 0
 
 
+def test_angle_maps_never_replace_dataset_images_or_files_without_overwrite(make_geotiff,
+                                                                            tmp_path):
+    import hashlib
+
+    from geosr.errors import OutputError
+    from geosr.evaluation import evaluate
+
+    a = make_geotiff("a.tif", bands=4, height=24, width=24, dtype="uint16")
+    b = make_geotiff("a_sam.tif", bands=4, height=24, width=24, dtype="uint16", seed=1)
+    digest = hashlib.sha256(b.read_bytes()).hexdigest()
+    with pytest.raises(OutputError, match=r"is the input file"):  # a.tif's map is an input
+        evaluate([a, b], model="bicubic", scale=2, sam_maps=tmp_path, overwrite=True)
+    assert hashlib.sha256(b.read_bytes()).hexdigest() == digest
+    maps = tmp_path / "maps"
+    evaluate(a, model="bicubic", scale=2, sam_maps=maps)
+    with pytest.raises(OutputError, match=r"already exists; pass --overwrite"):
+        evaluate(a, model="bicubic", scale=2, sam_maps=maps)
+    evaluate(a, model="bicubic", scale=2, sam_maps=maps, overwrite=True)
+    with pytest.raises(OutputError, match=r"is not a folder"):
+        evaluate(a, model="bicubic", scale=2, sam_maps="/dev/null")
+
+
 def test_hard_alternates_with_clipping_for_integer_ranges():
     """Dark pixels next to 0: one projection asks for negative values that uint8 clips away;
     alternating projection and clipping keeps the degraded output much closer to the input."""

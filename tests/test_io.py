@@ -314,3 +314,29 @@ def test_sibling_names_are_unique_and_fit(tmp_path):
     assert sa != sb and len(sa.name.encode()) <= 255 and sa.parent == tmp_path
     assert sibling(tmp_path / "x.tif", ".j", prefix=".") == tmp_path / ".x.tif.j"
     assert len(sibling(tmp_path / ("é" * 127 + ".tif"), ".geosr-journal.json").name.encode()) <= 255
+
+
+@pytest.mark.parametrize("driver", ["GTiff", "PNG"])
+def test_a_nodata_values_mask_becomes_the_outputs_mask_band(make_geotiff, tmp_path, driver):
+    """NODATA_VALUES (GDAL's all-bands nodata; a PNG's transparent colour) is an ordinary
+    input: its pixels are invalid in the output's mask band, which replaces the tag."""
+    with rasterio.open(make_geotiff("d.tif", bands=3, height=16, width=16)) as ds:
+        data = ds.read()
+    data = np.clip(data, 1, 255)
+    data[:, 4:8, 2:6] = 0
+    data[0, 10, 10] = 0  # one band at its value is not invalid: every band must be
+    src = tmp_path / f"ndv.{'tif' if driver == 'GTiff' else 'png'}"
+    with rasterio.open(src, "w", driver=driver, width=16, height=16, count=3, dtype="uint8",
+                       **({"crs": "EPSG:32633", "transform": rasterio.transform.from_origin(
+                           500000, 4100000, 2, 2)} if driver == "GTiff" else {})) as ds:
+        ds.write(data)
+        ds.update_tags(NODATA_VALUES="0 0 0")
+    with rasterio.open(src) as ds:
+        assert ds.read_masks(1)[5, 3] == 0 and ds.read_masks(1)[10, 10] == 255  # GDAL's rule
+    out = upscale_file(src, tmp_path / f"o_{driver}.tif", model="nearest", scale=2)
+    with rasterio.open(out) as ds:
+        assert "NODATA_VALUES" not in ds.tags()
+        assert all(rasterio.enums.MaskFlags.per_dataset in f and rasterio.enums.MaskFlags.nodata
+                   not in f for f in ds.mask_flag_enums)
+        want = np.where((data == 0).all(axis=0), 0, 255).repeat(2, 0).repeat(2, 1)
+        assert np.array_equal(ds.read_masks(1), want)

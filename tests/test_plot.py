@@ -310,3 +310,43 @@ def test_compare_several_outputs_errors_and_cli(make_geotiff, tmp_path):
     res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(a), str(b), "--labels",
                                    "L1", "--png", str(png)])
     assert res.exit_code == 1 and "one label per OUT" in res.stderr
+
+
+def test_figures_never_replace_an_input_and_existing_files_only_with_overwrite(make_geotiff,
+                                                                              tmp_path):
+    import hashlib
+    import os
+
+    from geosr.errors import OutputError, RasterReadError
+
+    src = make_geotiff("in.tif", height=32, width=32)
+    out = upscale_with("bilinear", src, tmp_path / "out.tif", scale=2)
+    hr = upscale_with("lanczos", src, tmp_path / "hr.tif", scale=2)
+    os.symlink("in.tif", tmp_path / "in_link.tif")
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (src, out, hr)}
+    for target in (src, out, hr, tmp_path / "in_link.tif"):
+        with pytest.raises(OutputError, match="is the input file"):
+            compare_figure(src, out, hr=hr, png=target, overwrite=True)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in digests} == digests
+    png = tmp_path / "cmp.png"
+    png.write_bytes(b"older")
+    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+        compare_figure(src, out, png=png)
+    assert png.read_bytes() == b"older"
+    fig = compare_figure(src, out, png=png, overwrite=True)
+    assert fig.png == png and png.read_bytes()[:4] == b"\x89PNG"
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps(EVAL_BICUBIC))
+    text = ev.read_text()
+    with pytest.raises(OutputError, match="is the input file"):
+        metrics_figure(ev, png=ev, overwrite=True)
+    with pytest.raises(OutputError, match="already exists"):
+        metrics_figure(ev, png=png)
+    assert ev.read_text() == text and metrics_figure(ev, png=png, overwrite=True).png == png
+    # a raster cut short opens fine; it is refused before any drawing, as upscale refuses it
+    cut = tmp_path / "cut.tif"
+    big = make_geotiff("big.tif", height=200, width=200, blocksize=64)
+    cut.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    with pytest.raises(RasterReadError, match="complete and not corrupt"):
+        compare_figure(src, cut, png=tmp_path / "new.png")
+    assert not (tmp_path / "new.png").exists()

@@ -324,6 +324,23 @@ def test_refusals(tmp_path, pair, make_geotiff):
     assert report_path(tmp_path / "out.tif").name == "out.report.html"
 
 
+def test_a_raster_cut_short_is_refused_before_any_page(tmp_path, pair, make_geotiff):
+    """A truncated GeoTIFF opens and has a full header: the report validates IN and OUT as
+    upscale does (read_meta reads their last block), not half-way through drawing."""
+    from geosr.errors import RasterReadError
+    from geosr.report import write_report
+
+    src, out = pair
+    big = make_geotiff("big.tif", height=200, width=200, blocksize=64)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    before = cut.read_bytes()
+    for a, b in ((cut, out), (src, cut)):
+        with pytest.raises(RasterReadError, match=r"cannot read .*cut\.tif.* complete and not"):
+            write_report(a, b, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists() and cut.read_bytes() == before
+
+
 # --------------------------------------------------------------------------------------------
 # In a real browser
 # --------------------------------------------------------------------------------------------

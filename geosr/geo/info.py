@@ -154,14 +154,17 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    from ..io.read import inspect_meta
+
     p = str(path)
-    if not Path(p).exists() and "://" not in p and not p.startswith("/vsi"):
-        raise InputError(f"{p}: no such file; check the path")
     try:
         with warnings.catch_warnings():
             # a missing geotransform is reported in the output, not as a warning
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            ds = rasterio.open(p)
+            # missing, empty, truncated, not a raster: upscale's one-line errors (a truncated
+            # file opens fine; inspect_meta reads its last block); any data type is described
+            meta = inspect_meta(p)
+            ds = rasterio.open(meta.path or p)
     except RasterioIOError as err:
         raise RasterReadError(f"{p}: GDAL cannot read it as a raster ({err}); "
                               f"check that it is a complete GeoTIFF") from None

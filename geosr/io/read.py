@@ -88,14 +88,17 @@ class RasterMeta:
             return tuple(self.band_nodata)
         return (self.nodata,) * self.count
 
-    def without_statistics(self) -> "RasterMeta":
-        """This metadata without GDAL's cached statistics (``STATISTICS_*`` tags, from a file's
-        ``.aux.xml`` or from QGIS): they describe the pixels they were computed on, not an
-        output made from them, and GDAL and QGIS trust them for stretches and histograms
-        (``gdal_translate -outsize`` drops them as well)."""
+    def for_output(self) -> "RasterMeta":
+        """The metadata an output made from these pixels inherits: without the tags that
+        describe the input's own pixels. GDAL's cached statistics (``STATISTICS_*``, from a
+        ``.aux.xml`` or QGIS) describe other pixels, and GDAL and QGIS trust them for
+        stretches and histograms (``gdal_translate -outsize`` drops them as well);
+        ``NODATA_VALUES`` (a pixel is invalid where every band has its value: GDAL's
+        nodata-derived per-dataset mask) is carried by the output's mask band instead."""
 
         def keep(tags: dict) -> dict:
-            return {k: v for k, v in tags.items() if not k.startswith("STATISTICS_")}
+            return {k: v for k, v in tags.items()
+                    if not k.startswith("STATISTICS_") and k != "NODATA_VALUES"}
 
         return replace(self, tags=keep(self.tags),
                        band_tags=tuple(keep(t) for t in self.band_tags))
@@ -150,7 +153,26 @@ def _check_readable(path: Path) -> None:
 
 def read_meta(path: str | os.PathLike) -> RasterMeta:
     """Open ``path`` with GDAL, validate it and return its :class:`RasterMeta`. URLs and STAC
-    ``item.json#ASSET`` inputs are resolved first (:func:`geosr.io.remote.resolve_source`)."""
+    ``item.json#ASSET`` inputs are resolved first (:func:`geosr.io.remote.resolve_source`).
+    Beyond :func:`inspect_meta`: a data type, size and geotransform geosr can super-resolve."""
+    meta = inspect_meta(path)
+    path = meta.path or str(path)
+    if meta.dtype not in SUPPORTED_DTYPES:
+        how = ("convert complex data to amplitude first, e.g. with gdal_translate"
+               if "complex" in meta.dtype else
+               "convert it first, e.g. gdal_translate -ot Float64, or -ot Int32 if the values fit")
+        raise InputError(f"{str(path)!r} has data type {meta.dtype}, which geosr cannot "
+                         f"super-resolve; supported: {', '.join(SUPPORTED_DTYPES)} ({how})")
+    if meta.width == 0 or meta.height == 0 or meta.count == 0:
+        raise InputError(f"{str(path)!r} is empty ({meta.count} bands, {meta.width}×{meta.height} "
+                         "pixels); nothing to super-resolve")
+    _check_transform(meta, str(path))
+    return meta
+
+
+def inspect_meta(path: str | os.PathLike) -> RasterMeta:
+    """The :class:`RasterMeta` of any raster GDAL reads completely (a truncated file fails:
+    its last block is read), whatever its data type: what ``geosr info`` describes."""
     path = resolve_source(path)
     p = Path(path)
     if not str(path).startswith("/vsi"):
@@ -171,16 +193,6 @@ def read_meta(path: str | os.PathLike) -> RasterMeta:
             "complete and not corrupt? Try `gdalinfo` on it") from None
     except (rasterio.errors.RasterioError, ValueError) as err:
         raise RasterReadError(f"cannot read {str(path)!r}: {first_line(err)}") from None
-    if meta.dtype not in SUPPORTED_DTYPES:
-        how = ("convert complex data to amplitude first, e.g. with gdal_translate"
-               if "complex" in meta.dtype else
-               "convert it first, e.g. gdal_translate -ot Float64, or -ot Int32 if the values fit")
-        raise InputError(f"{str(path)!r} has data type {meta.dtype}, which geosr cannot "
-                         f"super-resolve; supported: {', '.join(SUPPORTED_DTYPES)} ({how})")
-    if meta.width == 0 or meta.height == 0 or meta.count == 0:
-        raise InputError(f"{str(path)!r} is empty ({meta.count} bands, {meta.width}×{meta.height} "
-                         "pixels); nothing to super-resolve")
-    _check_transform(meta, str(path))
     return meta
 
 

@@ -7,7 +7,7 @@ import functools
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import rasterio
@@ -79,12 +79,14 @@ def _quiet_libtiff() -> None:
         pass
 
 
-def check_output(dst: str | os.PathLike, *, src: str | os.PathLike | None = None,
+def check_output(dst: str | os.PathLike, *,
+                 src: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                  overwrite: bool = False) -> Path:
-    """Refuse outputs that would lose data or cannot be written, before any work starts."""
+    """Refuse outputs that would lose data or cannot be written, before any work starts.
+    ``src``: the run's input file(s), which the output may never be."""
     d = _regular_target(Path(dst))
-    if src is not None:
-        s = Path(src)
+    sources = [] if src is None else [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    for s in map(Path, sources):
         try:
             same = d.resolve() == s.resolve()
         except (OSError, RuntimeError):  # a looping input link: reading it will say so
@@ -95,8 +97,9 @@ def check_output(dst: str | os.PathLike, *, src: str | os.PathLike | None = None
             except OSError:
                 same = False
         if same:
-            raise OutputError(f"output {str(d)!r} is the input file; choose another output path "
-                              "(geosr never overwrites its input)")
+            what = f" {str(s)!r}" if len(sources) > 1 else ""
+            raise OutputError(f"output {str(d)!r} is the input file{what}; choose another output "
+                              "path (geosr never overwrites its input)")
     if d.is_dir():
         raise OutputError(f"output {str(d)!r} is a directory; give a file name such as "
                           f"{str(d / 'out.tif')!r}")
@@ -222,16 +225,20 @@ def tiff_layout(meta: RasterMeta) -> dict:
     return out
 
 
-def write_figure(fig: Any, png: str | os.PathLike, **savefig: Any) -> Path:
-    """Save the matplotlib figure ``fig`` as the PNG ``png`` the way every output is written: a
+def write_figure(fig: Any, png: str | os.PathLike, *, overwrite: bool = False,
+                 srcs: Sequence[str | os.PathLike] = (), **savefig: Any) -> Path:
+    """Save the matplotlib figure ``fig`` as the PNG ``png`` the way every output is written:
+    checked by :func:`check_output` (never one of ``srcs``, the files the figure is drawn from,
+    however it is spelled: links included; an existing file only with ``overwrite``), a
     temporary file beside it, then a rename, so a failed or interrupted save leaves no half
     picture, and only a regular file (or a free name) is ever replaced."""
     d = _regular_target(Path(png))
     if d.is_dir():
         raise OutputError(f"figure {str(d)!r} is a folder; give a file name such as "
                           f"{str(d / 'figure.png')!r}")
-    write_atomically(d, lambda tmp: fig.savefig(tmp, format="png", **savefig), overwrite=True,
-                     what="figure")
+    d = check_output(png, src=list(srcs), overwrite=overwrite)
+    write_atomically(d, lambda tmp: fig.savefig(tmp, format="png", **savefig),
+                     overwrite=overwrite, what="figure")
     return Path(png)
 
 
@@ -507,8 +514,9 @@ def write_raster(da, path: str | os.PathLike, *, overwrite: bool = False, compre
     if arr.ndim == 2:
         arr = arr[None]
     arr = arr.rechunk({0: -1})  # all bands of a window in one computation
-    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog, overwrite=overwrite).open()
+    writer = GeoTIFFWriter(dst, meta, compress=compress, cog=cog, overwrite=overwrite)
     try:
+        writer.open()  # inside: an interrupt during open() removes its file too
         rows, cols = (np.cumsum((0,) + c) for c in arr.chunks[1:])
         for i in range(len(rows) - 1):
             for j in range(len(cols) - 1):

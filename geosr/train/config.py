@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
+from ..errors import OutputError, ParameterError
 
 
 @dataclass
@@ -96,6 +96,8 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     resume: str | None = None
+    #: replace the weights and checkpoint an earlier run left in ``out``
+    overwrite: bool = False
     #: start from these weights where they fit (another scale or band count: fine-tuning)
     init_weights: str | None = None
     #: multi-frame models: frames per synthetic training stack (default: the model's window,
@@ -192,10 +194,29 @@ class TrainConfig:
         from .losses import parse_loss_spec
 
         parse_loss_spec(self.loss)
+        self._check_out()
         self._check_disc_args()
         self._check_stack()
         self._check_reference()
         return self
+
+    def _check_out(self) -> None:
+        """``out`` must be a folder that holds no earlier run's results, unless this run
+        continues it (``resume``) or replaces it (``overwrite``); never a data folder."""
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"--out {str(out)!r} is a file, not a folder; give a folder for "
+                              "final.safetensors and last.pt")
+        for d in [*self.data, *self.val_data, *self.reference_data]:
+            if Path(d).is_dir() and out.exists() and out.resolve() == Path(d).resolve():
+                raise OutputError(f"--out {str(out)!r} is the --data folder {str(d)!r}; write "
+                                  "the weights to a folder of their own")
+        held = [n for n in ("final.safetensors", "last.pt") if (out / n).exists()]
+        if held and not (self.resume or self.overwrite):
+            raise OutputError(f"--out {str(out)!r} already holds an earlier run's "
+                              f"{' and '.join(held)}; continue it with --resume "
+                              f"{str(out / 'last.pt')!r}, replace it with --overwrite, or give "
+                              "another --out")
 
     def _check_disc_args(self) -> None:
         import inspect

@@ -102,6 +102,17 @@ def _machine(device: torch.device) -> str:
     return f"{platform.node()} CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
+def _check_creatable(folder: Path) -> None:
+    """Refuse an output folder that could not be made, before any training: its nearest
+    existing ancestor must be a writable folder."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {str(folder)!r} cannot be made: {str(p)!r} is not a writable "
+                          "folder; choose another --out")
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -131,7 +142,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        raise WeightsError(f"cannot read checkpoint {str(p)!r}: {err}") from None
+        why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        why = why if len(why) > 8 else "not a torch checkpoint"  # torch says e.g. just "101"
+        raise WeightsError(f"cannot read checkpoint {str(p)!r} ({why}); resume from OUT/last.pt "
+                           "of an earlier geosr train run") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{str(p)!r} is not a geosr training checkpoint; for weights use "
                            "--weights, for resuming give OUT/last.pt")
@@ -207,7 +221,7 @@ class Trainer:
                 self.log(f"recipe configuration of a new {self.spec.name}: {defaults}")
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        _check_creatable(self.out)  # made at the first save: a failed run leaves no empty folder
         torch.manual_seed(cfg.seed)
         # losses first: a missing VGG file should fail before minutes of data loading
         self.loss = CompositeLoss(cfg.loss, vgg_weights=cfg.vgg_weights, gan_type=cfg.gan_type,
@@ -431,6 +445,7 @@ class Trainer:
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
         path = path or self.out / "last.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(self.state(), path)
         return path
 
@@ -775,6 +790,7 @@ class Trainer:
             "uint8" if card["value_range"] == [0.0, 255.0] and card["dtype"] == "uint8" else
             "the robust 0.1-99.9 % range of the training rasters' statistics samples")
         path = self.out / "final.safetensors"
+        self.out.mkdir(parents=True, exist_ok=True)
         sd = {k: v.contiguous() for k, v in net.state_dict().items()}
         save_weights(sd, path, card=card)
         return path

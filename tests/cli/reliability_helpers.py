@@ -171,3 +171,25 @@ def readonly_dir(path: Path, method: str):
             path.chmod(0o755)
         return
     raise ValueError(method)
+
+
+
+def bad_rasters(d: Path) -> dict[str, Path]:
+    """Inputs every raster-reading command must refuse in upscale's words, made in ``d``: a
+    text file named .tif, an empty file and a tiled GeoTIFF cut in half (it opens; its last
+    blocks are missing)."""
+    import numpy as np
+    import rasterio
+
+    text, empty, trunc = d / "notes.tif", d / "empty.tif", d / "truncated.tif"
+    text.write_text("this is a text file, not a GeoTIFF\n")
+    empty.write_bytes(b"")
+    big = d / "big.tif"
+    with rasterio.open(big, "w", driver="GTiff", width=200, height=200, count=3,
+                       dtype="uint8", tiled=True, blockxsize=64, blockysize=64,
+                       crs="EPSG:32633", transform=rasterio.Affine(2, 0, 500000, 0, -2,
+                                                                  4100000)) as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 200, 200), dtype=np.uint8))
+    trunc.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    big.unlink()
+    return {"text": text, "zero-byte": empty, "truncated": trunc}

@@ -102,6 +102,23 @@ def test_check_errors_say_how_to_fix(pair, make_geotiff, tmp_path):
     assert res.exit_code == 1 and "band" in res.stderr
 
 
+def test_check_never_writes_over_its_inputs_even_with_overwrite(pair, tmp_path):
+    import hashlib
+
+    lr, hard, _, _ = pair
+    link = tmp_path / "lr_link.tif"
+    link.symlink_to(lr)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (lr, hard)}
+    for opt, target in (("--map", lr), ("--png", hard), ("--png", link)):
+        res = run(lr, hard, opt, target, "--overwrite")
+        assert res.exit_code == 1 and "is the input file" in res.stderr, res.stderr
+    same = tmp_path / "both"
+    res = run(lr, hard, "--map", same, "--png", same)
+    assert res.exit_code == 1 and "--map and --png both name" in res.stderr
+    assert not same.exists()
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (lr, hard)}
+
+
 def _degradation(n_lr: int, n_sr: int) -> np.ndarray:
     """D of one axis as a dense matrix, straight from MATLAB's geometry (metrics.resize_matrix)
     with the grids' exact ratio: the reference the block-wise windows must reproduce."""

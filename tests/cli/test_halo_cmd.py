@@ -55,3 +55,19 @@ def test_measure_and_record_effective_halo(tmp_path, make_geotiff):
     assert job.halo == 0
     job, _ = plan_job(read_meta(src), model="espcn", scale=2)  # bundled file untouched
     assert job.halo == 4
+
+
+def test_halo_device_is_used_and_bundled_cards_are_not_rewritten(tmp_path):
+    import hashlib
+
+    src_w = bundled_weights("espcn", scale=2, bands=3)
+    digest = hashlib.sha256(src_w.read_bytes()).hexdigest()
+    data = _images(tmp_path / "imgs")
+    base = ["halo", str(data), "--model", "espcn", "--scale", "2", "--crop", "48", "--tile", "16"]
+    r = CliRunner().invoke(cli, [*base, "--write-card"])
+    assert r.exit_code == 1 and "--write-card rewrites the card of a weights file" in r.stderr
+    assert hashlib.sha256(src_w.read_bytes()).hexdigest() == digest
+    r = CliRunner().invoke(cli, [*base, "--device", "tpu"])  # was accepted and ignored
+    assert r.exit_code == 1 and "tpu" in r.stderr, r.output
+    r = CliRunner().invoke(cli, [*base, "--device", "cpu", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["receptive_field"] == 4

@@ -135,14 +135,31 @@ def test_geographic_and_feet(make_geotiff):
 
 def test_missing_file():
     code, _, err = run_info("/nonexistent/x.tif")
-    assert code == 1 and "no such file" in err
+    assert code == 1 and "does not exist; check the path" in err
 
 
 def test_not_a_raster(tmp_path):
     p = tmp_path / "x.tif"
     p.write_bytes(b"not a tiff at all")
     code, _, err = run_info(str(p))
-    assert code == 1 and "cannot read it as a raster" in err
+    assert code == 1 and "cannot read '" in err and "as a raster" in err
+
+
+@pytest.mark.parametrize("kind", ["text", "zero-byte", "truncated"])
+def test_bad_raster_gets_upscales_line(tmp_path, kind):
+    """A truncated GeoTIFF opens and has a full header; info refuses it as upscale does, in
+    the same words (and an empty file too), instead of describing it."""
+    from reliability_helpers import assert_clean_failure, bad_rasters, digest, invoke
+
+    bad = bad_rasters(tmp_path)[kind]
+    before = digest(bad)
+    up = invoke("upscale", bad, tmp_path / "up.tif", "-m", "bicubic", "-s", "2", "-q")
+    expected = assert_clean_failure(up.exit_code, up.stderr)
+    for args in ([], ["--json"]):
+        res = invoke("info", bad, *args)
+        assert assert_clean_failure(res.exit_code, res.stderr) == expected
+        assert res.stdout == ""
+    assert digest(bad) == before
 
 
 # Expected (x, y) GSD in metres of the shared GeoTIFFs (README table); relative tolerance 0.5 %.

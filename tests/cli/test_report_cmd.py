@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from geosr_cli.main import cli
@@ -68,3 +69,53 @@ def test_upscale_report_for_many_files(tmp_path, make_geotiff):
     assert pages == ["a_x2.report.html", "b_x2.report.html"]
     data = _data(outdir / "b_x2.report.html")
     assert data["input"].endswith("b.tif") and data["timings"]["upscale"] > 0
+
+
+@pytest.mark.parametrize("kind", ["text", "zero-byte", "truncated"])
+@pytest.mark.parametrize("role", ["IN", "OUT"])
+def test_report_bad_raster_gets_upscales_line(tmp_path, make_geotiff, kind, role):
+    from reliability_helpers import Snapshot, assert_clean_failure, bad_rasters, invoke
+
+    src = make_geotiff("in.tif", bands=3, height=40, width=48)
+    out = tmp_path / "out.tif"
+    assert invoke("upscale", src, out, "-m", "bicubic", "-s", "2", "-q").exit_code == 0
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad = bad_rasters(bad_dir)[kind]
+    up = invoke("upscale", bad, tmp_path / "up.tif", "-m", "bicubic", "-s", "2", "-q")
+    expected = assert_clean_failure(up.exit_code, up.stderr)
+    snap = Snapshot(tmp_path, bad_dir, watch=bad)
+    args = [bad, out] if role == "IN" else [src, bad]
+    res = invoke("report", *args, tmp_path / "r.html")
+    assert assert_clean_failure(res.exit_code, res.stderr) == expected
+    snap.assert_unchanged()
+
+
+def test_upscale_report_replaces_a_report_only_with_overwrite(tmp_path, make_geotiff):
+    from reliability_helpers import assert_clean_failure, digest, invoke
+
+    src = make_geotiff("in.tif", bands=3, height=24, width=20)
+    out, page = tmp_path / "out.tif", tmp_path / "out.report.html"
+    page.write_text("an older page, or someone's notes\n")
+    res = invoke("upscale", src, out, "-m", "bicubic", "-s", "2", "--report", "-q")
+    # refused before the run: no output made for a report that could not be written
+    assert_clean_failure(res.exit_code, res.stderr,
+                         match=r"output '.*out\.report\.html' already exists; pass --overwrite")
+    assert page.read_text() == "an older page, or someone's notes\n" and not out.exists()
+    res = invoke("upscale", src, out, "-m", "bicubic", "-s", "2", "--report", "-q",
+                 "--overwrite")
+    assert res.exit_code == 0, res.stderr
+    assert _data(page)["timings"]["upscale"] > 0
+    # a link in the report's place is never written through, even with --overwrite
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    before = digest(precious)
+    link = tmp_path / "two.report.html"
+    link.symlink_to(precious)
+    for flags in ([], ["--overwrite"]):
+        res = invoke("upscale", src, tmp_path / "two.tif", "-m", "bicubic", "-s", "2",
+                     "--report", "-q", *flags)
+        assert_clean_failure(res.exit_code, res.stderr,
+                             match=r"two\.report\.html' is a symlink .*remove the link")
+        assert digest(precious) == before and link.is_symlink()
+        assert not (tmp_path / "two.tif").exists()

@@ -242,3 +242,26 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch):
     r = CliRunner().invoke(cli, ["models"])
     assert r.exit_code == 1
     assert "internal error: BrokenPipeError" in r.output
+
+
+def test_sigterm_on_any_command_removes_its_unfinished_output(raster, tmp_path):
+    """Not only upscale: SIGTERM on `geosr check` (here while its map is being written) ends
+    with 143 and one line, and leaves no temporary file beside the output."""
+    from geosr.engine import upscale_file
+
+    sr = upscale_file(raster, tmp_path / "sr.tif", model="bicubic", scale=2)
+    out_dir = tmp_path / "maps"
+    out_dir.mkdir()
+    proc = subprocess.Popen([*GEOSR, "check", str(raster), str(sr), "--map",
+                             str(out_dir / "m.tif")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=spawn_env())
+    deadline = time.monotonic() + 60
+    while not list(out_dir.glob(".*tmp*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "check never started its map"
+        time.sleep(0.01)
+    assert proc.poll() is None, "check had finished before the signal"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert_clean_failure(proc.returncode, err, expect_code=143,
+                         match=r"terminated; unfinished outputs were removed")
+    assert list(out_dir.iterdir()) == []

@@ -55,6 +55,35 @@ def test_train_errors(folder, tmp_path):
     assert res.exit_code == 1 and "--vgg-weights" in res.output and "never downloads" in res.output
 
 
+def test_train_never_replaces_an_earlier_runs_weights_without_being_told(folder, tmp_path):
+    import hashlib
+
+    out = tmp_path / "run"
+    args = ["train", "--model", "espcn", "--scale", "2", "--data", str(folder), "--out",
+            str(out), "--max-steps", "1", "--batch", "2", "--patch", "16", "--device", "cpu",
+            "--val-every", "0"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    before = hashlib.sha256((out / "final.safetensors").read_bytes()).hexdigest()
+    res = CliRunner().invoke(cli, [*args, "--seed", "5"])
+    assert res.exit_code == 1 and "already holds an earlier run's final.safetensors and " \
+        "last.pt" in res.stderr and "--resume" in res.stderr and "--overwrite" in res.stderr
+    assert hashlib.sha256((out / "final.safetensors").read_bytes()).hexdigest() == before
+    res = CliRunner().invoke(cli, [*args, "--seed", "5", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert hashlib.sha256((out / "final.safetensors").read_bytes()).hexdigest() != before
+    for bad, says in ((folder, "is the --data folder"), ("/dev/null", "is a file, not a folder")):
+        res = CliRunner().invoke(cli, [*args[:8], str(bad), *args[9:]])
+        assert res.exit_code == 1 and says in res.stderr, res.output
+    assert not (folder / "final.safetensors").exists()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint")
+    fresh = tmp_path / "fresh"
+    res = CliRunner().invoke(cli, [*args[:8], str(fresh), *args[9:], "--resume", str(notes)])
+    assert res.exit_code == 1 and "cannot read checkpoint" in res.stderr \
+        and "OUT/last.pt" in res.stderr, res.output
+    assert not fresh.exists()  # a failed run leaves no empty folder behind
+
+
 def test_train_on_one_geotiff_validates_on_its_held_out_rows(make_geotiff, tmp_path):
     scene = make_geotiff("scene.tif", bands=1, height=96, width=40, dtype="uint16")
     out = tmp_path / "run"
