@@ -145,6 +145,16 @@ def test_not_a_raster(tmp_path):
     assert code == 1 and "cannot read '" in err and "as a raster" in err
 
 
+def test_a_raster_geosr_cannot_enlarge_is_still_described(make_geotiff):
+    """info describes any raster GDAL reads (int64 here), where upscale refuses the dtype."""
+    import numpy as np
+
+    src = make_geotiff("i64.tif", data=np.arange(2 * 16 * 16, dtype=np.int64).reshape(2, 16, 16))
+    code, out, err = run_info(str(src), "--json")
+    assert code == 0, err
+    assert json.loads(out)["gsd_m"] == [2.0, 2.0]
+
+
 @pytest.mark.parametrize("kind", ["text", "zero-byte", "truncated"])
 def test_bad_raster_gets_upscales_line(tmp_path, kind):
     """A truncated GeoTIFF opens and has a full header; info refuses it as upscale does, in
