@@ -38,7 +38,10 @@ def _fmt(v: float) -> str:
               show_default=True, help="Score Y (8-bit RGB), grey, or all bands.")
 @click.option("--allow-random-weights", is_flag=True,
               help="Evaluate a network without weights (random init; for testing only).")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Compute device: auto (first GPU if any, else CPU), cpu, cuda, cuda:N or mps "
+                   "(default cpu: in float32 on the CPU, the protocol the models' cards and "
+                   "docs report).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
 @click.option("--consistency", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
               help="As geosr upscale --consistency: make the output's degradation reproduce "

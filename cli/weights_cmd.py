@@ -16,8 +16,11 @@ def weights() -> None:
               help="Registered model name; 'auto' reads the architecture from the file.")
 @click.option("--scale", "-s", type=click.IntRange(min=1), default=None,
               help="Scale the weights are for (needed when the file does not fix it).")
-@click.option("--bands", type=click.IntRange(min=1), default=None,
-              help="Band count (default: the file's first convolution).")
+@click.option("--in-chans", "bands", type=click.IntRange(min=1), default=None,
+              help="Model bands, as geosr train --in-chans (default: the file's first "
+                   "convolution).")
+# --bands names which bands a run reads in upscale; the old spelling here stays for a release
+@click.option("--bands", "bands_alias", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--value-range", nargs=2, type=float, default=(0.0, 255.0), show_default=True,
               metavar="LO HI", help="Data range the release was trained on (card value_range).")
 @click.option("--input-range", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -25,8 +28,8 @@ def weights() -> None:
 @click.option("--half", is_flag=True, help="Store float16 tensors.")
 @click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
 def convert(src: str, dst: str, model: str, scale: int | None, bands: int | None,
-            value_range: tuple[float, float], input_range: float | None, half: bool,
-            overwrite: bool) -> None:
+            bands_alias: int | None, value_range: tuple[float, float],
+            input_range: float | None, half: bool, overwrite: bool) -> None:
     """Convert a checkpoint (state dict or whole pickled model, read without running code)
     to a geosr .safetensors file with a model card, so the next load needs no unpickler."""
     from pathlib import Path
@@ -35,6 +38,7 @@ def convert(src: str, dst: str, model: str, scale: int | None, bands: int | None
     from geosr.models.card import read_sidecar, sidecar_path
     from geosr.models.loading import convert_checkpoint
 
+    bands = bands if bands is not None else bands_alias
     s, d = Path(src), Path(dst)
     if d.exists() and d.resolve() == s.resolve():
         raise OutputError(f"{d} is the input file; name another output")
