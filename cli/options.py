@@ -62,12 +62,13 @@ def parse_data_range(value: str | None):
     try:
         parts = [float(v) for v in value.split(",")]
     except ValueError:
-        raise click.BadParameter(f"expected HI or LO,HI, got {value!r}") from None
+        raise click.BadParameter(f"expected HI or LO,HI, got {value!r}",
+                                 param_hint="'--data-range'") from None
     if len(parts) == 1:
         return parts[0]
     if len(parts) == 2:
         return tuple(parts)
-    raise click.BadParameter(f"expected HI or LO,HI, got {value!r}")
+    raise click.BadParameter(f"expected HI or LO,HI, got {value!r}", param_hint="'--data-range'")
 
 
 def _finite(obj):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import (AOIMissError, BatchError, GeosrError, InputError, Interrupted,
-                     OptionConflictError, OutputError)
+                     OptionConflictError, OutputError, ParameterError)
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -308,6 +308,9 @@ def upscale_many(sources, out_dir: str | os.PathLike, *,
             warnings.warn(why, GeosrWarning, stacklevel=2)
     block_pool = (cf.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="geosr-block")
                   if own_pool else client)
+    if jobs is not None and (isinstance(jobs, bool) or int(jobs) < 1):
+        raise ParameterError(f"jobs must be >= 1 (files processed at once), got {jobs}; omit "
+                             "--jobs for the default")
     if jobs is None:
         from .distributed import cluster_threads
 

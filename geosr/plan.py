@@ -235,7 +235,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     t, h = _round_up(t, m), _round_up(h, m)
     blend = 0 < h < rf  # decided by the model's halo; the projection's own reach is added
     h = _round_up(h + footprint(cmode, csteps), m)
-    if block is not None and int(block) < 0:
+    if block is not None and int(block) < 1:
         raise ParameterError(f"block must be a positive number of pixels, got {block}; omit "
                              "--block for the default")
     if batch_size is not None and int(batch_size) < 1:

@@ -49,3 +49,14 @@ def test_an_empty_list_fails_like_an_empty_folder(tmp_path, text):
     with pytest.raises(InputError, match="names no rasters"):
         upscale_paths(f"@{lst}", str(tmp_path / "out"), scale=2, model="nearest")
     assert not (tmp_path / "out").exists()
+
+
+def test_zero_jobs_is_refused_not_taken_for_the_default(make_geotiff, tmp_path):
+    from geosr.batch import upscale_many
+    from geosr.errors import ParameterError
+
+    make_geotiff("a.tif", bands=1, height=16, width=16)
+    with pytest.raises(ParameterError, match=r"jobs must be >= 1"):
+        upscale_many([str(tmp_path / "a.tif")], tmp_path / "out", model="bicubic", scale=2,
+                     jobs=0)
+    assert not (tmp_path / "out" / "a_x2.tif").exists()

@@ -189,6 +189,7 @@ def test_bad_input_files(env, make_geotiff, kind, match):
     (["--halo", "-1"], 1, r"halo must be >= 0"),
     (["--halo", "100000"], 1, r"halo 100000 is too large; use at most 2048"),
     (["--block", "-5"], 1, r"block must be a positive number"),
+    (["--block", "0"], 1, r"block must be a positive number"),  # was quietly the default
     (["--batch-size", "-1"], 1, r"batch size must be >= 1"),
     (["--threads", "0"], 1, r"threads must be a whole number >= 1"),
     (["-m", "no-such-model"], 1, r"unknown model 'no-such-model'; known models: .*bicubic.*"
