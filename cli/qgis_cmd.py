@@ -149,6 +149,10 @@ def install(profile: str, qgis_dir: Path | None, link: bool, executable: Path | 
     from geosr.errors import InputError, OutputError
 
     src = plugin_source()
+    if qgis_dir is not None and not qgis_dir.is_dir():  # a typo would grow a profile tree
+        raise InputError(f"--qgis-dir {str(qgis_dir)!r} does not exist; give the QGIS 3 "
+                         "settings folder (the one holding profiles/), or leave --qgis-dir out "
+                         "for the default")
     pdir = profile_dir(qgis_dir, profile)
     plugins = pdir / "python" / "plugins"
     target = plugins / PLUGIN

@@ -136,6 +136,13 @@ def test_install_copies_enables_and_keeps_other_settings(tmp_path):
     assert "other_plugin=false" in ini and "symbolsListGroupsIndex=0" in ini
 
 
+def test_install_refuses_a_mistyped_settings_folder(tmp_path):
+    res = CliRunner().invoke(cli, ["qgis", "install", "--qgis-dir", str(tmp_path / "QGSI3"),
+                                   "--no-executable"])
+    assert res.exit_code == 1 and "--qgis-dir" in res.stderr and "does not exist" in res.stderr
+    assert not (tmp_path / "QGSI3").exists()
+
+
 def test_install_link_and_default_dir_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("QGIS_CUSTOM_CONFIG_PATH", str(tmp_path / "custom"))
     res = CliRunner().invoke(cli, ["qgis", "install", "--link", "--no-executable"])
