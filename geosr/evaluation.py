@@ -159,6 +159,15 @@ def _run_bands(model: Any, lr: np.ndarray, in_chans: int | None, **kw: Any) -> n
                          f"--allow-random-weights with a matching network) or a classical model")
 
 
+def _check_size(img: HRImage, scale: float, *, cropped: tuple[int, int] | None = None) -> None:
+    """An HR image must give an LR image of at least 4x4 pixels at ``scale``."""
+    h, w = img.data.shape[-2:]
+    if min(cropped or (h, w)) < scale * 4:
+        side = math.ceil(scale * 4)
+        raise InputError(f"{img.name}: {w}x{h} pixels is too small for x{scale:g}; use images "
+                         f"of at least {side}x{side} pixels, or a smaller --scale")
+
+
 def crop_to_scale(img: np.ndarray, scale: float) -> np.ndarray:
     """Crop the bottom/right so the LR size ``HR / scale`` is whole on both axes (modcrop for
     integer scales; for 2.5 the HR side becomes a multiple of 5)."""
@@ -228,9 +237,7 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     cons = dict(consistency=consistency, consistency_iterations=consistency_iterations)
     hr = crop_to_scale(img.data, scale)
     if min(hr.shape[-2:]) < scale * 4:
-        side = math.ceil(scale * 4)
-        raise InputError(f"{img.name}: {hr.shape[-2:]} is too small for x{scale}; use images "
-                         f"of at least {side}x{side} pixels")
+        _check_size(img, scale, cropped=hr.shape[-2:])
     valid = None if img.valid is None else crop_to_scale(img.valid, scale)
     border = shave_border(scale)
     dt = hr.dtype
@@ -452,6 +459,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
                            else reference_data)
         if limit:
             pairs = pairs[:max(0, limit - len(files))]
+    if scale is not None:  # before the model is built for the scale (a 1e9 factor is GiBs)
+        for img in images + [p.image for p in pairs]:
+            _check_size(img, scale)
     from .device import resolve_device
 
     dev = resolve_device(device)

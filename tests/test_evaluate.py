@@ -246,3 +246,12 @@ def test_card_range_applies_only_to_its_dtype():
     assert _card_value_range({"value_range": [0, 65535], "dtype": "mixed"}, np.uint16) is None
     assert _card_value_range({"value_range": [0, 10000], "dtype": "uint16"},
                              np.dtype("uint16")) == (0.0, 10000.0)
+
+
+def test_an_absurd_scale_is_refused_by_image_size_before_the_model_is_built(png_folder):
+    """x1e9 once built a 52 GiB bicubic phase table before any size check."""
+    with pytest.raises(InputError, match=r"61x50 pixels is too small for x1e\+09; use images of "
+                                         r"at least"):
+        evaluate(png_folder, model="bicubic", scale=1e9)
+    with pytest.raises(InputError, match=r"61x50 pixels is too small for x13"):
+        evaluate(png_folder, model="bicubic", scale=13)
