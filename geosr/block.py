@@ -42,7 +42,8 @@ def process_block(job: Job, data: np.ndarray, blk: Block, predictor=None, *,
     inner = data[inner_rc]
     inner_valid = valid[inner_rc]
     # the output-sized mask only matters when there is a nodata value to write; it marks
-    # nodata pixels only (masked pixels keep their values and get the mask band)
+    # nodata pixels only (masked pixels carry the fill value, like nodata pixels before the
+    # network, and the mask band marks them invalid)
     has_nodata = any(nd is not None for nd in nodata)
     out_valid = None
     if has_nodata:

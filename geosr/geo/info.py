@@ -20,7 +20,7 @@ from .gsd import (
     print_size_in,
 )
 from .grid import measuring_grid
-from .tags import TAG_KEYS
+from .tags import TAG_KEYS, measured_factor
 
 
 
@@ -65,6 +65,8 @@ class RasterInfo:
     #: ``GEOSR_FRAMES`` / ``GEOSR_TARGET_FRAME``: the frames of a multi-frame run and its target.
     frames: str | None = None
     target_frame: str | None = None
+    #: ``GEOSR_PASSES``: every geosr pass, e.g. ``espcn x3; nearest x2``.
+    passes: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the ``geosr info --json`` schema)."""
@@ -90,6 +92,7 @@ class RasterInfo:
             "scale_factor": (int(self.scale_factor) if float(self.scale_factor).is_integer()
                              else self.scale_factor),
             "model": self.model,
+            "passes": self.passes,
             "weights": self.weights,
             "note": self.note,
             "is_geosr_output": self.is_geosr_output,
@@ -218,11 +221,16 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         source = (gsd[0] * factor, gsd[1] * factor)
     else:
         source = gsd
+    measured = measured_factor(source, gsd) if is_output else None
     if factor is None:
-        if is_output and gsd is not None and source is not None:
-            factor = math.sqrt((source[0] / gsd[0]) * (source[1] / gsd[1]))
-        else:
-            factor = 1.0
+        factor = measured if measured is not None else 1.0
+    elif measured is not None and not 0.98 < factor / measured < 1.02:
+        # GDAL copies geosr's tags when it resamples or reprojects an output: the grid, not
+        # the last pass's tag, says how much finer than the sensor's GSD the pixels are now
+        extra_notes.append(f"resampled outside geosr since its last pass: the tags record "
+                           f"{factor:g}x, the pixels are {measured:.4g}x finer than the "
+                           f"sensor's GSD")
+        factor = measured
     scale = max_map_scale_denominator(gsd, dpi=dpi) if gsd else None
     src_scale = max_map_scale_denominator(source, dpi=dpi) if source else None
     return RasterInfo(
@@ -240,6 +248,7 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         reference=tags.get(TAG_KEYS["reference"]) or None,
         frames=tags.get(TAG_KEYS["frames"]) or None,
         target_frame=tags.get(TAG_KEYS["target_frame"]) or None,
+        passes=tags.get(TAG_KEYS["passes"]) or None,
     )
 
 
@@ -262,13 +271,17 @@ def provenance_sentence(info: RasterInfo) -> str:
             return (f"pixel size {_fmt_pair(info.gsd_m)} in map units (the ground sampling "
                     f"distance of this imagery; about {_fmt_pair(g)} on the ground at the "
                     f"centre, where the projection's scale is not 1)")
+        # resampling by other tools leaves no trace geosr could read: say what it rests on
         return (f"pixel size {_fmt_pair(info.gsd_m)} (the ground sampling distance of this "
-                f"imagery{where})")
+                f"imagery{where}, as far as the file records: it names no resampling)")
     f = info.scale_factor
     fs = f"{f:g}" if math.isclose(f, round(f), rel_tol=1e-6) else f"{f:.3g}"
-    how = f"{info.model} " if info.model else ""
-    what = "super-resolution" if info.model not in ("nearest", "bilinear", "bicubic",
-                                                    "lanczos") else "interpolation"
+    passes = [p for p in (info.passes or "").split("; ") if p] or [info.model or ""]
+    models = [p.rsplit(" x", 1)[0] for p in passes]
+    classical = all(m in ("nearest", "bilinear", "bicubic", "lanczos") for m in models)
+    what = "interpolation" if classical else "super-resolution"
+    how = (f"{info.model} " if info.model else "") if len(passes) == 1 else ""
+    what += f" in {len(passes)} passes" if len(passes) > 1 else ""
     return (f"pixel size {_fmt_pair(info.gsd_m)} (nominal, {fs}x {how}{what} of "
             f"{_fmt_pair(info.source_gsd_m)} imagery; the sensor's ground sampling distance is "
             f"still {_fmt_pair(info.source_gsd_m)})")

@@ -95,7 +95,6 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
     and a note saying that the sensor's GSD did not change. ``synthesised`` (from
     :func:`synthesis_label`) marks invented detail; an earlier pass's mark is kept."""
     from .. import __version__
-    from ..errors import GeosrError
 
     k, prev = TAG_KEYS, meta.tags
     sx, sy = scale if isinstance(scale, tuple) else (scale, scale)
@@ -114,6 +113,12 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
         # the total factor from the grids themselves: right after crops, and after resampling
         # by other tools too, as long as the sensor's pixel size is known
         total = math.sqrt(sx * src_px / px * sy * src_py / py)
+        # ... in one CRS's units: a file reprojected since (gdalwarp copies the tags) has
+        # pixel sizes in other units (degrees against metres), where only GSDs in metres compare
+        metres = measured_factor((_float(prev, "source_gsd_x"), _float(prev, "source_gsd_y")),
+                                 _grid_gsd(grid, meta))
+        if metres is not None and not 0.9 < total / (scale * metres) < 1.1:
+            total = scale * metres
     else:  # no grid to measure: the factors multiply
         total = scale * (prev_factor if earlier else 1.0)
     passes = [p for p in (prev.get(k["passes"]) or "").split("; ") if p] if earlier else []
@@ -129,13 +134,8 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
     if earlier:
         gx, gy = _float(prev, "source_gsd_x"), _float(prev, "source_gsd_y")
         gsd = (gx, gy) if gx is not None and gy is not None else None
-    elif grid is not None and grid[1] is not None:
-        from .gsd import gsd_m
-
-        try:
-            gsd = gsd_m(grid[1], grid[0], width=meta.width, height=meta.height)
-        except GeosrError:  # a CRS without metres: the note says it without numbers
-            gsd = None
+    else:  # a CRS without metres: the note says it without numbers
+        gsd = _grid_gsd(grid, meta)
     if synthesised:
         tags[k["synthesised_detail"]] = synthesised
     elif earlier and prev.get(k["synthesised_detail"]):
@@ -149,6 +149,28 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
         tags[k["note"]] = (f"{how}: pixel size is nominal; resampling does not change the "
                            "sensor's ground sampling distance")
     return tags
+
+
+def measured_factor(source_gsd: tuple[float | None, float | None] | None,
+                    gsd: tuple[float, float] | None) -> float | None:
+    """How many times finer than the sensor's GSD (metres) a grid's GSD (metres) is: the
+    geometric mean of the two axes; None when either is unknown."""
+    if not gsd or not source_gsd or None in source_gsd or not all(gsd):
+        return None
+    return math.sqrt(source_gsd[0] / gsd[0] * source_gsd[1] / gsd[1])
+
+
+def _grid_gsd(grid: Any, meta: Any) -> tuple[float, float] | None:
+    """GSD in metres of ``measuring_grid``'s result, None without one or without metres."""
+    if grid is None or grid[1] is None:
+        return None
+    from ..errors import GeosrError
+    from .gsd import gsd_m
+
+    try:
+        return gsd_m(grid[1], grid[0], width=meta.width, height=meta.height)
+    except GeosrError:
+        return None
 
 
 def _fmt_factor(f: float) -> str:
@@ -217,4 +239,4 @@ def read_tag(tags: Mapping[str, str], name: str) -> str | None:
 
 
 __all__ = ["TAG_KEYS", "output_tags", "reference_tags", "stack_tags", "weights_label", "synthesis_label", "read_tag",
-           "metadata_values", "ACQUISITION_DATE_KEYS", "REFERENCE_SENSOR_KEYS"]
+           "metadata_values", "measured_factor", "ACQUISITION_DATE_KEYS", "REFERENCE_SENSOR_KEYS"]

@@ -115,3 +115,60 @@ def test_a_raster_without_georeferencing_counts_its_factor_over_passes(tmp_path)
     assert t[TAG_KEYS["scale_factor"]] == "6"
     assert t[TAG_KEYS["passes"]] == "nearest x2; nearest x3"
     assert TAG_KEYS["source_gsd_x"] not in t
+
+
+def _resampled_by_gdal(src, dst, *, crs, transform, width, height):
+    """What gdalwarp/gdal_translate leave: the geosr output's tags on another grid (GDAL copies
+    dataset tags), here written directly so the test needs no GDAL tools."""
+    from rasterio.warp import reproject
+
+    with rasterio.open(src) as s:
+        tags, data = s.tags(), s.read()
+        out = np.zeros((s.count, height, width), dtype=data.dtype)
+        reproject(data, out, src_transform=s.transform, src_crs=s.crs, dst_transform=transform,
+                  dst_crs=crs)
+    with rasterio.open(dst, "w", driver="GTiff", width=width, height=height, count=out.shape[0],
+                       dtype=out.dtype, crs=crs, transform=transform) as d:
+        d.write(out)
+        d.update_tags(**tags)
+    return dst
+
+
+def test_a_reprojected_output_counts_its_factor_in_metres_not_in_mixed_units(make_geotiff,
+                                                                           tmp_path):
+    """An output reprojected to degrees keeps its metre tags: the next pass's total is the
+    ratio of GSDs in metres (it was 379591x), and info agrees."""
+    from geosr.geo.gsd import gsd_m
+
+    src = make_geotiff("utm.tif", transform=Affine(10, 0, 500000, 0, -10, 4100000))
+    one = tmp_path / "x2.tif"
+    upscale_file(src, one, model="bicubic", scale=2)  # 5 m pixels of a 10 m sensor
+    deg = 5 / 111_000  # about 5 m
+    geo = _resampled_by_gdal(one, tmp_path / "geo.tif", crs="EPSG:4326",
+                             transform=Affine(deg, 0, 15.0, 0, -deg, 37.05), width=80, height=60)
+    two = upscale_file(geo, tmp_path / "geo_x2.tif", model="nearest", scale=2)
+    with rasterio.open(two) as ds:
+        now = gsd_m(ds.crs, ds.transform, width=ds.width, height=ds.height)
+    want = np.sqrt(10 / now[0] * 10 / now[1])  # metres against metres
+    got = float(_tags(two)[TAG_KEYS["scale_factor"]])
+    assert got == pytest.approx(want, rel=1e-3) and 3 < got < 6
+    assert raster_info(two).scale_factor == pytest.approx(want, rel=1e-3)
+
+
+def test_info_measures_the_factor_of_an_output_resampled_by_another_tool(make_geotiff, tmp_path):
+    from geosr.geo.info import provenance_sentence
+
+    src = make_geotiff("s10.tif", transform=Affine(10, 0, 500000, 0, -10, 4100000))
+    one = tmp_path / "x2.tif"
+    upscale_file(src, one, model="bicubic", scale=2)
+    finer = _resampled_by_gdal(one, tmp_path / "x4_gdal.tif", crs="EPSG:32633",
+                               transform=Affine(2.5, 0, 500000, 0, -2.5, 4100000),
+                               width=320, height=256)
+    info = raster_info(finer)
+    assert info.scale_factor == pytest.approx(4.0)  # the tag still says 2
+    assert any("resampled outside geosr since its last pass" in n for n in info.gsd_notes)
+    two = upscale_file(one, tmp_path / "x4.tif", model="nearest", scale=2)
+    sentence = provenance_sentence(raster_info(two))
+    assert "4x interpolation in 2 passes" in sentence  # not "4x nearest interpolation"
+    plain = raster_info(src)
+    assert "it names no resampling" in provenance_sentence(plain)
