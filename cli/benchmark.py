@@ -17,22 +17,29 @@ from .options import (bundled_by_name, device_option, echo_json, halo_option, re
               callback=bundled_by_name,
               help="Weights file or the name of bundled weights (random weights are fine for "
                    "timing).")
-@click.option("--tile", type=int, default=None)
-@click.option("--batch", type=int, default=None)
+@click.option("--tile", type=int, default=None,
+              help="Tile edge in LR pixels, as in geosr upscale (default: upscale's).")
+@click.option("--batch-size", "batch", type=int, default=None,
+              help="Tiles per batch, as in geosr upscale (default: automatic).")
+# --batch means patches per step in geosr train; this spelling stays for a release
+@click.option("--batch", "batch_alias", type=int, default=None, hidden=True)
 @halo_option
 @threads_option
 @click.option("--seconds", type=float, default=5.0, show_default=True,
               help="Duration of the model-only measurement.")
-@click.option("--compile", "compile_", is_flag=True)
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the model (GPU), as in geosr upscale.")
 @click.option("--no-baseline", is_flag=True, help="Skip the peer-style tiler.")
 @reference_options
 @click.option("--json", "as_json", is_flag=True)
-def benchmark(model, scale, device, size, weights, tile, batch, halo, threads, seconds, compile_,
-              no_baseline, reference, reference_bands, reference_resampling, as_json):
+def benchmark(model, scale, device, size, weights, tile, batch, batch_alias, halo, threads,
+              seconds, compile_, no_baseline, reference, reference_bands, reference_resampling,
+              as_json):
     """Measure useful LR megapixels/s: model-only ceiling, end to end, peer-style tiler.
 
     Reference-guided models (hpf, ttsr): --reference REF.tif; the synthetic raster lies on
     REF's grid coarsened SCALE times, and end to end includes warping and reading REF."""
+    batch = batch if batch is not None else batch_alias
     from geosr.benchmark import run_benchmark
 
     r = run_benchmark(model=model, scale=scale, device=device, size=size, weights=weights,
