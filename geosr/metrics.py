@@ -258,15 +258,18 @@ def sam(a: np.ndarray, b: np.ndarray, *, mask: np.ndarray | None = None) -> floa
 
 def ergas(reference: np.ndarray, estimate: np.ndarray, *, scale: float,
           mask: np.ndarray | None = None) -> float:
-    """ERGAS = 100/scale * sqrt(mean_b (RMSE_b / mean_b)^2) for (C, H, W); lower is better."""
+    """ERGAS = 100/scale * sqrt(mean_b (RMSE_b / mean_b)^2) for (C, H, W); lower is better.
+    A band whose reference mean is 0 has no relative error: it counts 0 when it is exact, else
+    makes ERGAS infinite (``null`` in the CLI's JSON), without a numpy overflow warning."""
     r = np.asarray(reference, np.float64).reshape(reference.shape[0], -1)
     e = np.asarray(estimate, np.float64).reshape(estimate.shape[0], -1)
     if mask is not None:
         r, e = r[:, mask.ravel()], e[:, mask.ravel()]
     rmse2 = ((r - e) ** 2).mean(axis=1)
     mu2 = r.mean(axis=1) ** 2
-    mu2 = np.where(mu2 == 0, np.finfo(np.float64).tiny, mu2)
-    return float(100.0 / scale * math.sqrt(float((rmse2 / mu2).mean())))
+    ratio = np.where(mu2 > 0, rmse2 / np.where(mu2 > 0, mu2, 1.0),
+                     np.where(rmse2 > 0, np.inf, 0.0))
+    return float(100.0 / scale * math.sqrt(float(ratio.mean())))
 
 
 # --- measures of detail that need no downloaded network (perceptual SR, docs/perceptual.md) ---

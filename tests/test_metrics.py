@@ -123,3 +123,18 @@ def test_modcrop_shave():
     assert M.modcrop(x, 4).shape == (3, 12, 8)
     assert M.shave(x, 2).shape == (3, 9, 6)
     assert M.shave(x, 0).shape == x.shape
+
+
+def test_ergas_of_a_band_with_zero_mean_is_exact_or_infinite_without_warnings():
+    import warnings
+
+    from geosr.metrics import ergas
+
+    r = np.zeros((2, 8, 8))
+    r[0] += 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the numpy overflow warning leaked to the CLI
+        assert ergas(r, r.copy(), scale=2) == 0.0
+        e = r.copy()
+        e[1, 0, 0] = 1.0
+        assert ergas(r, e, scale=2) == float("inf")
