@@ -319,7 +319,8 @@ def test_train_cli_frames(stack_folder, tmp_path):
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "o" / "final.json").read_text())
     assert card["training"]["frames"] == 2 and card["training"]["stack"]["noise"] == 0.01
-    res = CliRunner().invoke(cli, [*args, "--patch", "36"])  # LR 9: not a multiple of 2
+    fresh = [*args[:8], str(tmp_path / "o2"), *args[9:]]  # "o" holds the run above
+    res = CliRunner().invoke(cli, [*fresh, "--patch", "36"])  # LR 9: not a multiple of 2
     assert res.exit_code == 1 and "--patch" in res.output
     res = CliRunner().invoke(cli, ["train", "--model", "espcn", "--scale", "2", "--data",
                                    str(stack_folder), "--out", str(tmp_path / "e"),

@@ -235,10 +235,10 @@ def test_reference_options_belong_to_reference_models(tmp_path):
     from geosr.train.config import TrainConfig
 
     with pytest.raises(ParameterError, match="reference-guided"):
-        TrainConfig(model="espcn", scale=2, data=[str(tmp_path)], out=str(tmp_path),
+        TrainConfig(model="espcn", scale=2, data=[str(tmp_path)], out=str(tmp_path / "o"),
                     max_steps=1, reference_data=[str(tmp_path)]).validate()
     with pytest.raises(ParameterError, match="not both"):
-        TrainConfig(model="ttsr", scale=4, data=[str(tmp_path)], out=str(tmp_path),
+        TrainConfig(model="ttsr", scale=4, data=[str(tmp_path)], out=str(tmp_path / "o"),
                     max_steps=1, reference_data=[str(tmp_path)]).validate()
 
 
