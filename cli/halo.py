@@ -41,13 +41,10 @@ def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, no_b
     raster that guides it, prepared as geosr upscale --reference does (centre crop of CROP
     LR pixels); each tile gets its own window of the reference."""
     from geosr.errors import ParameterError
-    from geosr.halo import (degraded_crops, measure_effective_halo, record_effective_halo,
-                            reference_crop)
+    from geosr.halo import (check_card_writable, degraded_crops, measure_effective_halo,
+                            record_effective_halo, reference_crop)
     from geosr.models import load_model
 
-    if write_card and weights is None:
-        raise ParameterError("--write-card rewrites the card of a weights file: name it with "
-                             "--weights FILE (bundled weights belong to the installed package)")
     refs = None
     if reference is not None:
         net, img, guide = reference_crop(dataset, model=model, scale=scale, weights=weights,
@@ -66,6 +63,8 @@ def halo(dataset, model, scale, weights, tile, threshold, crop, max_images, no_b
                                  f"field ({net.receptive_field} px) is already tiny")
         imgs = degraded_crops(dataset, scale=scale, in_chans=net.in_chans, crop=crop,
                               max_images=max_images)
+    if write_card:
+        check_card_writable(net)  # before minutes of measuring
     r = measure_effective_halo(net, imgs, tile=tile, threshold=threshold, blend=not no_blend,
                                references=refs)
     r.update(model=model, scale=scale, images=len(imgs), crop=crop,

@@ -136,7 +136,8 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     if report_html and not _is_many(src, dst):  # before the work, not after it
         from geosr.report import report_path
 
-        _check_report_path(report_path(dst), overwrite=overwrite)
+        # a --resume run finishes the same job: its report is this output's to replace
+        _check_report_path(report_path(dst), overwrite=overwrite or resume)
     started = time.perf_counter()
     try:
         with terminate_as_interrupt("terminated; no output was written"):
@@ -153,7 +154,7 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
         _synthesis_notice(res)
     if report_html:
         _write_reports(res, src, bands, time.perf_counter() - started, mode,
-                       overwrite=overwrite)
+                       overwrite=overwrite or resume)
     if isinstance(res, BatchResult):
         _report_batch(res, mode)
         return

@@ -228,6 +228,10 @@ def upscale_many(sources, out_dir: str | os.PathLike, *,
     from .models import list_models
 
     list_models()  # fill the model registry once, before file threads look models up
+    if jobs is not None:
+        from .runners import check_threads  # a count of threads, as --threads
+
+        jobs = check_threads(jobs, name="jobs")
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -308,9 +312,6 @@ def upscale_many(sources, out_dir: str | os.PathLike, *,
             warnings.warn(why, GeosrWarning, stacklevel=2)
     block_pool = (cf.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="geosr-block")
                   if own_pool else client)
-    if jobs is not None and (isinstance(jobs, bool) or int(jobs) < 1):
-        raise ParameterError(f"jobs must be >= 1 (files processed at once), got {jobs}; omit "
-                             "--jobs for the default")
     if jobs is None:
         from .distributed import cluster_threads
 

@@ -582,8 +582,14 @@ def _check_sam_maps(folder: Path, sources: list[str], *, overwrite: bool) -> Non
         raise OutputError(f"--sam-maps {str(folder)!r} is not a folder; give a folder for the "
                           "<stem>_sam.tif maps")
     folder.mkdir(parents=True, exist_ok=True)
+    seen: dict[Path, str] = {}
     for src in sources:
-        check_output(sam_map_path(folder, src), src=sources, overwrite=overwrite)
+        target = sam_map_path(folder, src)
+        if target in seen:  # one name for two images: the second map would replace the first
+            raise OutputError(f"{seen[target]!r} and {src!r} would both write "
+                              f"{str(target)!r}; evaluate them in separate runs or rename one")
+        seen[target] = src
+        check_output(target, src=sources, overwrite=overwrite)
 
 
 def _data_kind(images: Sequence[HRImage]) -> dict[str, Any] | None:

@@ -186,18 +186,37 @@ def reference_crop(src: str, *, model: str, scale: int, reference: str,
     return net.eval(), x, (ref.astype(np.float32), valid.astype(np.float32), gain)
 
 
-def record_effective_halo(model: torch.nn.Module, result: dict) -> str:
+def check_card_writable(model: torch.nn.Module, *, allow_bundled: bool = False) -> str:
+    """The weights file whose card :func:`record_effective_halo` may rewrite (checked before
+    any measuring): a file, and not one of the installed package's bundled weights."""
+    from pathlib import Path
+
+    from .errors import WeightsError
+    from .models.bundled import weight_dirs
+
+    path = getattr(model, "weights_path", None)
+    if not path:
+        raise WeightsError("--write-card needs a weights file: name it with --weights FILE")
+    if not allow_bundled and Path(path).resolve().parent in {d.resolve() for d in weight_dirs()}:
+        raise WeightsError(f"--write-card would rewrite the bundled {Path(path).name}, part of "
+                           "the installed package; copy it (with its .json) and pass the copy "
+                           "as --weights")
+    return str(path)
+
+
+def record_effective_halo(model: torch.nn.Module, result: dict, *,
+                          allow_bundled: bool = False) -> str:
     """Store ``result`` as ``effective_halo`` in the card of the model's weights file (re-saved
-    in the file's own precision); the engine then uses it as the default halo. Returns the path."""
+    in the file's own precision); the engine then uses it as the default halo. Returns the path.
+    The bundled weights belong to the installed package: only ``allow_bundled`` (this
+    project's tools/bundled_weights.py) rewrites them."""
     from pathlib import Path
 
     from .errors import WeightsError
     from .models.card import weights_sha256
     from .models.checkpoint_io import read_checkpoint, repin_shared_body, save_weights
 
-    path = getattr(model, "weights_path", None)
-    if not path:
-        raise WeightsError("--write-card needs a weights file (--weights or bundled weights)")
+    path = check_card_writable(model, allow_bundled=allow_bundled)
     card = {k: v for k, v in (getattr(model, "card", None) or {}).items()
             if k not in ("sha256", "weights_file")}
     card["effective_halo"] = {k: result[k] for k in ("effective_halo", "receptive_field", "tile",

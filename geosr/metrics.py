@@ -269,6 +269,7 @@ def ergas(reference: np.ndarray, estimate: np.ndarray, *, scale: float,
     mu2 = r.mean(axis=1) ** 2
     ratio = np.where(mu2 > 0, rmse2 / np.where(mu2 > 0, mu2, 1.0),
                      np.where(rmse2 > 0, np.inf, 0.0))
+    ratio[np.isnan(mu2) | np.isnan(rmse2)] = np.nan  # NaN pixels make it NaN, as before
     return float(100.0 / scale * math.sqrt(float(ratio.mean())))
 
 

@@ -63,11 +63,12 @@ def check_threads(threads: Any, *, name: str = "threads") -> int | None:
     if threads is None:
         return None
     try:
-        n = int(threads)
-    except (TypeError, ValueError):
-        n = 0
-    if isinstance(threads, bool) or n < 1 or n != threads:
-        fix = "--threads 1" if name == "threads" else f"{name}=1"
+        f = float(threads)
+        n = int(f)
+    except (TypeError, ValueError, OverflowError):
+        f, n = 0.0, 0
+    if isinstance(threads, bool) or n < 1 or n != f:
+        fix = f"--{name} 1" if name in ("threads", "jobs") else f"{name}=1"
         raise ParameterError(f"{name} must be a whole number >= 1, got {threads!r}; use {fix} "
                              "or more")
     return n

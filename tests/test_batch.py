@@ -56,7 +56,7 @@ def test_zero_jobs_is_refused_not_taken_for_the_default(make_geotiff, tmp_path):
     from geosr.errors import ParameterError
 
     make_geotiff("a.tif", bands=1, height=16, width=16)
-    with pytest.raises(ParameterError, match=r"jobs must be >= 1"):
+    with pytest.raises(ParameterError, match=r"jobs must be a whole number >= 1, got 0; use --jobs 1"):
         upscale_many([str(tmp_path / "a.tif")], tmp_path / "out", model="bicubic", scale=2,
                      jobs=0)
     assert not (tmp_path / "out" / "a_x2.tif").exists()

@@ -853,3 +853,20 @@ def test_api_refuses_wrong_argument_types_with_one_clear_error(make_geotiff, tmp
     with pytest.raises(InputError, match=r"missing\.tif"):  # read_meta's one line
         gsd(tmp_path / "missing.tif")
     assert not list(tmp_path.glob("[pwj]*.tif"))
+
+
+def test_lazy_api_keeps_what_the_user_set_on_the_array(make_geotiff, tmp_path):
+    """Relabelled bands keep their metadata (pixels did not move); a nodata written with
+    rio.write_nodata wins over the file's."""
+    import rioxarray
+
+    from geosr.io import write_raster
+
+    src = _described(make_geotiff)
+    da = open_raster(src).assign_coords(band=["r", "g", "n"])
+    out = write_raster(upscale(da, model="bicubic", scale=2), tmp_path / "named.tif")
+    assert _band_metadata(out)[3] == ("DN", "DN", "W")  # units kept under any labels
+    rx = rioxarray.open_rasterio(src, chunks={"x": 16, "y": 16}).rio.write_nodata(7)
+    out = write_raster(upscale(rx, model="bicubic", scale=2), tmp_path / "nd.tif")
+    with rasterio.open(out) as ds:
+        assert ds.nodata == 7

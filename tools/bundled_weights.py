@@ -343,7 +343,8 @@ def carry_effective_halo(dst: Path, old: dict | None, root: Path, out: Path) -> 
         rows.append({**r, "images": len(imgs)})
         print(f"{dst.name}: effective halo {r['effective_halo']} px on {folder.name}")
     best = max(rows, key=lambda r: r["effective_halo"])
-    record_effective_halo(net, {**best, "images": sum(r["images"] for r in rows)})
+    record_effective_halo(net, {**best, "images": sum(r["images"] for r in rows)},
+                          allow_bundled=True)
 
 
 def ship(run: Path, name: str, card_json: str | None, root: Path, out: Path, *,

@@ -20,7 +20,7 @@ from .gsd import (
     print_size_in,
 )
 from .grid import measuring_grid
-from .tags import TAG_KEYS, measured_factor
+from .tags import TAG_KEYS, grid_factor
 
 
 
@@ -221,10 +221,14 @@ def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
         source = (gsd[0] * factor, gsd[1] * factor)
     else:
         source = gsd
-    measured = measured_factor(source, gsd) if is_output else None
+    grid = measuring_grid(t, crs)  # the GCP fit above, or the geotransform, or None
+    measured = grid_factor(tags, grid, width=info_common["width"],
+                           height=info_common["height"]) if is_output else None
+    if measured is None and is_output and source is not None and gsd is not None:
+        measured = math.sqrt(source[0] / gsd[0] * source[1] / gsd[1])  # no pixel-size tags
     if factor is None:
         factor = measured if measured is not None else 1.0
-    elif measured is not None and not 0.98 < factor / measured < 1.02:
+    elif measured is not None and not 0.99 < factor / measured < 1.01:
         # GDAL copies geosr's tags when it resamples or reprojects an output: the grid, not
         # the last pass's tag, says how much finer than the sensor's GSD the pixels are now
         extra_notes.append(f"resampled outside geosr since its last pass: the tags record "

@@ -109,18 +109,10 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
         (src_px is not None and src_py is not None) or grid is None)
     if not earlier:
         src_px, src_py = px, py
-    if earlier and src_px and px:
-        # the total factor from the grids themselves: right after crops, and after resampling
-        # by other tools too, as long as the sensor's pixel size is known
-        total = math.sqrt(sx * src_px / px * sy * src_py / py)
-        # ... in one CRS's units: a file reprojected since (gdalwarp copies the tags) has
-        # pixel sizes in other units (degrees against metres), where only GSDs in metres compare
-        metres = measured_factor((_float(prev, "source_gsd_x"), _float(prev, "source_gsd_y")),
-                                 _grid_gsd(grid, meta))
-        if metres is not None and not 0.9 < total / (scale * metres) < 1.1:
-            total = scale * metres
-    else:  # no grid to measure: the factors multiply
-        total = scale * (prev_factor if earlier else 1.0)
+    now = grid_factor(prev, grid, width=meta.width, height=meta.height) if earlier else None
+    # the total factor from the grids themselves: right after crops, and after resampling by
+    # other tools too; with no grid to measure, the factors multiply
+    total = scale * (now if now is not None else prev_factor if earlier else 1.0)
     passes = [p for p in (prev.get(k["passes"]) or "").split("; ") if p] if earlier else []
     if earlier and not passes:
         passes = [f"{prev.get(k['model']) or 'unknown'} x{prev.get(k['scale_factor'])}"]
@@ -134,8 +126,14 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
     if earlier:
         gx, gy = _float(prev, "source_gsd_x"), _float(prev, "source_gsd_y")
         gsd = (gx, gy) if gx is not None and gy is not None else None
-    else:  # a CRS without metres: the note says it without numbers
-        gsd = _grid_gsd(grid, meta)
+    elif grid is not None and grid[1] is not None:
+        from ..errors import GeosrError
+        from .gsd import gsd_m
+
+        try:
+            gsd = gsd_m(grid[1], grid[0], width=meta.width, height=meta.height)
+        except GeosrError:  # a CRS without metres: the note says it without numbers
+            gsd = None
     if synthesised:
         tags[k["synthesised_detail"]] = synthesised
     elif earlier and prev.get(k["synthesised_detail"]):
@@ -151,26 +149,38 @@ def output_tags(meta: Any, *, scale: float | tuple[float, float], model: str,
     return tags
 
 
-def measured_factor(source_gsd: tuple[float | None, float | None] | None,
-                    gsd: tuple[float, float] | None) -> float | None:
-    """How many times finer than the sensor's GSD (metres) a grid's GSD (metres) is: the
-    geometric mean of the two axes; None when either is unknown."""
-    if not gsd or not source_gsd or None in source_gsd or not all(gsd):
-        return None
-    return math.sqrt(source_gsd[0] / gsd[0] * source_gsd[1] / gsd[1])
+def grid_factor(tags: Mapping[str, str], grid: Any, *, width: int,
+                height: int) -> float | None:
+    """How many times finer than the sensor's pixels the grid of a geosr output is now (the
+    geometric mean of the axes), from its tags and ``measuring_grid``'s (transform, crs); None
+    when it cannot be measured. The one rule for the next pass's total and for ``geosr info``.
 
-
-def _grid_gsd(grid: Any, meta: Any) -> tuple[float, float] | None:
-    """GSD in metres of ``measuring_grid``'s result, None without one or without metres."""
-    if grid is None or grid[1] is None:
+    The pixel sizes compare exactly in one CRS (crops, other tools' resampling). A file
+    reprojected since (gdalwarp copies the tags) has them in other units: on a projected grid
+    the GSDs in metres compare instead (exact there: pixel size times metres per unit); on a
+    geographic grid, whose metres vary with latitude (a crop moves the centre), only when the
+    two disagree by more than 10x (degrees against metres)."""
+    src = _float(tags, "source_pixel_size_x"), _float(tags, "source_pixel_size_y")
+    if grid is None:
         return None
-    from ..errors import GeosrError
-    from .gsd import gsd_m
+    px, py = pixel_size(grid[0])
+    ratio = math.sqrt(src[0] / px * src[1] / py) if None not in src and px and py else None
+    metres = None
+    gx, gy = _float(tags, "source_gsd_x"), _float(tags, "source_gsd_y")
+    if gx and gy and grid[1] is not None:
+        from ..errors import GeosrError
+        from .gsd import gsd_m
 
-    try:
-        return gsd_m(grid[1], grid[0], width=meta.width, height=meta.height)
-    except GeosrError:
-        return None
+        try:
+            nx, ny = gsd_m(grid[1], grid[0], width=width, height=height)
+            metres = math.sqrt(gx / nx * gy / ny)
+        except (GeosrError, ZeroDivisionError):
+            metres = None
+    if metres is None or ratio is None:
+        return ratio if metres is None else metres
+    if getattr(grid[1], "is_geographic", False):
+        return ratio if 0.1 < ratio / metres < 10 else metres
+    return metres
 
 
 def _fmt_factor(f: float) -> str:
@@ -239,4 +249,4 @@ def read_tag(tags: Mapping[str, str], name: str) -> str | None:
 
 
 __all__ = ["TAG_KEYS", "output_tags", "reference_tags", "stack_tags", "weights_label", "synthesis_label", "read_tag",
-           "metadata_values", "measured_factor", "ACQUISITION_DATE_KEYS", "REFERENCE_SENSOR_KEYS"]
+           "metadata_values", "grid_factor", "ACQUISITION_DATE_KEYS", "REFERENCE_SENSOR_KEYS"]

@@ -404,13 +404,15 @@ BANDS_KEY = "geosr_bands"
 
 def _selected_bands(meta: RasterMeta, da) -> RasterMeta | None:
     """``meta`` following a band selection made in xarray (``da.sel(band=[2, 3])``): its bands
-    picked by the array's ``band`` coordinate. None when the coordinate does not name them."""
+    picked by the array's ``band`` coordinate. As many bands as ``meta``: ``meta`` itself (a
+    relabelled coordinate does not move pixels; the coordinate may be anything). None when
+    fewer bands are not named by the coordinate."""
+    if int(da.shape[0]) == meta.count:
+        return meta
     labels = list(da.encoding.get(BANDS_KEY, range(1, meta.count + 1)))
     if "band" not in da.coords or len(labels) != meta.count:
-        return meta if int(da.shape[0]) == meta.count else None
+        return None
     values = np.atleast_1d(np.asarray(da["band"].values)).tolist()
-    if values == labels:
-        return meta
     pos = {v: i for i, v in enumerate(labels)}
     if not values or any(v not in pos for v in values):
         return None
@@ -440,7 +442,19 @@ def _source_meta(da) -> RasterMeta | None:
     names = da.attrs.get("long_name")
     if isinstance(names, (tuple, list)) and len(names) == meta.count:
         meta = replace(meta, descriptions=tuple(str(n) for n in names))  # the user's renames
+    try:
+        nodata = da.rio.nodata  # what the user set (rio.write_nodata) wins over the file's
+    except Exception:  # noqa: BLE001 - no rio accessor: the file's
+        return meta
+    if not _same_nodata(nodata, meta.nodata):
+        meta = replace(meta, nodata=None if nodata is None else float(nodata), band_nodata=())
     return meta
+
+
+def _same_nodata(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(a == b or (np.isnan(a) and np.isnan(b)))
 
 
 def _same_value(attr: Any, tag: str) -> bool:

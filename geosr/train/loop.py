@@ -625,21 +625,24 @@ class Trainer:
         previous = None
         if threading.current_thread() is threading.main_thread():
             def handler(signum: int, frame: Any) -> None:
-                # first Ctrl-C: finish the current step, checkpoint, stop; second: abort now
+                # first Ctrl-C or SIGTERM: finish the current step, checkpoint, stop; a second
+                # signal: abort now
                 if self._stop_signal is not None:
                     raise KeyboardInterrupt
                 self._stop_signal = signum
                 self.log("interrupt received: stopping after this step (Ctrl-C again to abort)")
 
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = {sig: signal.signal(sig, handler)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             result = self._run(steps)
         except KeyboardInterrupt:
             raise Interrupted(f"training aborted at step {self.step}; the last checkpoint in "
-                              f"{self.out} (if any) can be resumed") from None
+                              f"{self.out} (if any) can be resumed",
+                              signum=self._stop_signal or 2) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, old in (previous or {}).items():
+                signal.signal(sig, old)
             torch.set_num_threads(self._prev_threads)
         if result.stopped_by == "interrupt":
             raise Interrupted(f"training interrupted at step {self.step}; resume with "

@@ -64,8 +64,9 @@ def test_halo_device_is_used_and_bundled_cards_are_not_rewritten(tmp_path):
     digest = hashlib.sha256(src_w.read_bytes()).hexdigest()
     data = _images(tmp_path / "imgs")
     base = ["halo", str(data), "--model", "espcn", "--scale", "2", "--crop", "48", "--tile", "16"]
-    r = CliRunner().invoke(cli, [*base, "--write-card"])
-    assert r.exit_code == 1 and "--write-card rewrites the card of a weights file" in r.stderr
+    for named in ([], ["--weights", "espcn_x2_3b"]):  # implicit, or bundled by name
+        r = CliRunner().invoke(cli, [*base, "--write-card", *named])
+        assert r.exit_code == 1 and "would rewrite the bundled espcn_x2_3b" in r.stderr
     assert hashlib.sha256(src_w.read_bytes()).hexdigest() == digest
     r = CliRunner().invoke(cli, [*base, "--device", "tpu"])  # was accepted and ignored
     assert r.exit_code == 1 and "tpu" in r.stderr, r.output

@@ -172,3 +172,23 @@ def test_info_measures_the_factor_of_an_output_resampled_by_another_tool(make_ge
     assert "4x interpolation in 2 passes" in sentence  # not "4x nearest interpolation"
     plain = raster_info(src)
     assert "it names no resampling" in provenance_sentence(plain)
+
+
+def test_a_crop_of_a_geographic_output_keeps_its_factor(make_geotiff, tmp_path):
+    """Metres per degree change with latitude: a crop moves the centre, not the factor."""
+    src = make_geotiff("geo.tif", crs="EPSG:4326", height=200, width=60,
+                       transform=Affine(1e-3, 0, 10.0, 0, -1e-3, 60.0))
+    one = upscale_file(src, tmp_path / "x2.tif", model="bicubic", scale=2)
+    crop = tmp_path / "crop.tif"
+    with rasterio.open(one) as ds:  # the southernmost rows, a degree's fifth from the centre
+        win = rasterio.windows.Window(0, 300, 120, 100)
+        profile = dict(ds.profile, width=120, height=100,
+                       transform=ds.window_transform(win))
+        with rasterio.open(crop, "w", **profile) as c:
+            c.write(ds.read(window=win))
+            c.update_tags(**ds.tags())
+    info = raster_info(crop)
+    assert info.scale_factor == pytest.approx(2.0)
+    assert not any("resampled outside geosr" in n for n in info.gsd_notes)
+    two = upscale_file(crop, tmp_path / "x4.tif", model="nearest", scale=2)
+    assert _tags(two)[TAG_KEYS["scale_factor"]] == "4"
