@@ -28,7 +28,7 @@ GAN_NAME = "edsr-baseline_x4_3b_gan"
 GAN = WEIGHTS_DIR / f"{GAN_NAME}.safetensors"
 #: every shipped GAN and its generator (session 15's MSRResNet GAN was not shipped:
 #: docs/perceptual.md)
-SHIPPED_GANS = [(GAN_NAME, "edsr-baseline")]
+SHIPPED_GANS = [(GAN_NAME, "edsr-baseline"), ("rrdbnet_x4_3b_gan", "rrdbnet")]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -25,7 +25,7 @@ BUNDLED = list_bundled()
 REQUIRED = {("espcn", 2, 3), ("espcn", 3, 3), ("espcn", 4, 3), ("espcn", 2, 1), ("espcn", 4, 1),
             ("edsr-baseline", 2, 3), ("edsr-baseline", 2, 1),
             ("edsr-baseline", 4, 1), ("edsr-baseline", 3, 3),
-            ("edsr-baseline", 4, 3), ("msrresnet", 4, 3)}
+            ("edsr-baseline", 4, 3), ("msrresnet", 4, 3), ("rrdbnet", 4, 3)}
 #: The engine's preference when no model is named (geosr.models.bundled.default_model_name).
 PREFERENCE = ("rdn", "edsr-baseline", "espcn")
 
