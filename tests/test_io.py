@@ -231,7 +231,7 @@ def test_metadata_domains_are_kept_per_dataset_and_per_band(make_geotiff, tmp_pa
     for cog in (False, True):
         out = tmp_path / f"dom_{cog}.tif"
         if cog and not COG_KEEPS_DOMAINS:  # GDAL < 3.8 (e.g. rasterio 1.3's wheels): said
-            with pytest.warns(GeosrWarning, match=r"COG driver drops metadata domains"):
+            with pytest.warns(GeosrWarning, match=r"COG driver drops the metadata domains"):
                 upscale_file(src, out, model="nearest", scale=2, cog=cog)
             continue
         upscale_file(src, out, model="nearest", scale=2, cog=cog)
