@@ -381,7 +381,7 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
     takes DataArray frames and then returns a lazy DataArray."""
     from .batch import output_name, resolve_factor
     from .distributed import cluster_client, resolve_cluster
-    from .errors import OptionConflictError, ParameterError
+    from .errors import OptionConflictError, OutputError, ParameterError
 
     if (dst is None) == (all_frames is None):
         raise OptionConflictError("give either an output file or --all-frames FOLDER, not both"
@@ -421,9 +421,15 @@ def upscale_stack(sources: str | os.PathLike | Sequence[str | os.PathLike],
         client = client if client is not None else own
         if all_frames is None:
             return _upscale_one(stack, Path(dst), options, client=client, **io)
-        folder.mkdir(parents=True, exist_ok=True)
         outs = [folder / output_name(f.path, scale, target_gsd=target_gsd)
                 for f in stack.frames]
+        named: dict[Path, str] = {}
+        for f, out in zip(stack.frames, outs):  # one name for two frames: one output lost
+            if out in named:
+                raise OutputError(f"frames {named[out]!r} and {f.path!r} would both be written "
+                                  f"to {str(out)!r}; rename one of them, or run them apart")
+            named[out] = f.path
+        folder.mkdir(parents=True, exist_ok=True)
         todo = []
         for i, out in enumerate(outs):
             if out.exists() and not overwrite:  # finished earlier (also by a resumed run)
@@ -494,7 +500,7 @@ def _upscale_one(stack: Stack, dst: Path, options: dict, *, client, cog: bool, c
     from .predictor import predictor_for
     from .runners import run_blocks, runs_in_this_process
 
-    dst_p = check_run(dst, sources=[f.path for f in stack.frames], threads=threads,
+    dst_p = check_run(dst, sources=_paths(stack), threads=threads,  # frames and masks
                       overwrite=overwrite, resume=resume)
     with _env():
         job, net, window, pos = plan_stack(stack, **options)
@@ -570,7 +576,7 @@ def _upscale_all(stack: Stack, dsts: dict[int, Path], options: dict, *, client, 
                              compress=compress, overwrite=overwrite, resume=resume,
                              threads=threads, progress=progress, should_stop=should_stop)
                 for i, d in dsts.items()]
-    paths = {i: check_run(d, sources=[f.path for f in stack.frames], threads=threads,
+    paths = {i: check_run(d, sources=_paths(stack), threads=threads,  # frames and masks
                           overwrite=overwrite, resume=resume) for i, d in dsts.items()}
     with _env():
         first = next(iter(jobs.values()))

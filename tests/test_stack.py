@@ -347,3 +347,27 @@ def test_default_model_is_the_best_bundled_multi_frame_network(make_geotiff, tmp
         out = tmp_path / f"x{scale}.tif"
         upscale_stack(paths, out, scale=scale, threads=1)
         assert _read(out)[3]["GEOSR_MODEL"] == want
+
+
+def test_masks_are_inputs_and_two_frames_never_share_an_output(make_geotiff, tmp_path):
+    import hashlib
+
+    from geosr.errors import OutputError
+
+    h, w = 20, 18
+    frames = _frames(make_geotiff, 3, height=h, width=w, bands=1)
+    masks = [make_geotiff(f"m{i}.tif", data=_blobs((h, w), 10 + i)[None]) for i in range(3)]
+    before = hashlib.sha256(masks[1].read_bytes()).hexdigest()
+    link = tmp_path / "mask_link.tif"
+    link.symlink_to(masks[1])
+    for out in (masks[1], link):  # a mask is read like a frame: never an output
+        with pytest.raises(OutputError, match=r"is the input file"):
+            upscale_stack(frames, out, scale=2, masks=masks, overwrite=True)
+    assert hashlib.sha256(masks[1].read_bytes()).hexdigest() == before
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    same = [shutil.copy(frames[0], tmp_path / "d1" / "f.tif"),
+            shutil.copy(frames[1], tmp_path / "d2" / "f.tif"), frames[2]]
+    with pytest.raises(OutputError, match=r"would both be written to"):
+        upscale_stack(same, None, scale=2, all_frames=tmp_path / "all", overwrite=True)
+    assert not (tmp_path / "all").exists()
