@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import (AOIMissError, BatchError, GeosrError, InputError, Interrupted,
-                     OptionConflictError, OutputError, ParameterError)
+                     OptionConflictError, OutputError)
 
 #: Extensions picked up when SRC is a folder.
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
