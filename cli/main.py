@@ -3,6 +3,8 @@
 Commands live one per module and are imported only when invoked, so ``geosr --help`` does not
 import torch. Errors from the library (:class:`geosr.errors.GeosrError`) become one line on
 stderr and exit code 1 (130/143 for interrupts); ``--debug`` shows the traceback instead.
+A wrong command line (an unknown option, a value not among the choices, a missing argument)
+is one such line too, with exit code 2 as for any Unix tool's usage error.
 """
 from __future__ import annotations
 
@@ -38,8 +40,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as geosr shows every error: one line, naming the help to read."""
+
+    #: the command whose help to name when there is no context (an option conflict)
+    command: str = "geosr"
+
+    def show(self, file=None) -> None:
+        cmd = self.ctx.command_path if self.ctx is not None else self.command
+        click.echo(f"geosr: error: {_one_line(self.format_message())} (see '{cmd} --help')",
+                   file=file, err=file is None)
+
+
+def _one_line_usage(err: click.UsageError) -> OneLineUsageError:
+    if isinstance(err, OneLineUsageError):
+        return err
+    new = OneLineUsageError(err.format_message(), err.ctx)
+    new.exit_code = err.exit_code
+    return new
+
+
 class LazyGroup(click.Group):
     """Imports a command's module only when the command is listed or run."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:  # the group's own options (`geosr --bogus`)
+            raise _one_line_usage(err) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, (mod, _) in COMMANDS.items()
@@ -71,7 +99,11 @@ class LazyGroup(click.Group):
             with terminate_as_interrupt():
                 return super().invoke(ctx)
         except OptionConflictError as err:  # options that exclude each other: a usage error
-            raise click.UsageError(str(err)) from None
+            usage = OneLineUsageError(str(err))
+            usage.command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            raise usage from None
+        except click.UsageError as err:  # a sub-command's arguments: one line, exit code 2
+            raise _one_line_usage(err) from None
         except GeosrError as err:
             if _debug(ctx):
                 raise

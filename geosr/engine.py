@@ -304,9 +304,7 @@ def check_run(dst: str | os.PathLike, *, sources, threads, overwrite: bool,
     ``threads`` >= 1, and ``dst`` writable and none of ``sources`` (``io.check_output``),
     and not the finished output of a resumable run unless ``overwrite``."""
     check_threads(threads)
-    dst_p = None
-    for src in sources:  # never over any input
-        dst_p = check_output(dst, src=src, overwrite=overwrite or resume)
+    dst_p = check_output(dst, src=list(sources), overwrite=overwrite or resume)  # no input
     if dst_p.exists() and resume and not overwrite:
         raise OutputError(f"output {str(dst_p)!r} already exists (the run finished); pass "
                           "--overwrite to redo it")

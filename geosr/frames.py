@@ -288,6 +288,22 @@ def _check_mask(f: Frame) -> None:
         raise InputError(f"mask {f.mask!r} is {m.width}x{m.height} pixels but its frame "
                          f"{f.path!r} is {f.meta.width}x{f.meta.height}; a mask is on its "
                          "frame's grid, pixel for pixel (gdalwarp it onto the frame first)")
+    # a georeferenced mask must be on its frame's grid; one without georeferencing is taken
+    # pixel for pixel (masks exported by tools that drop it)
+    if f.mask is not None and m.has_transform and f.meta.has_transform and (
+            (m.crs is not None and f.meta.crs is not None and m.crs != f.meta.crs)
+            or not _same_grid(m, f.meta)):
+        from .geo.grid import bounds_of, pixel_size
+
+        what = ("in another CRS" if m.crs is not None and f.meta.crs is not None
+                and m.crs != f.meta.crs else "on another grid (origin or pixel size)")
+        left, bottom, right, top = bounds_of(f.meta.transform, f.meta.width, f.meta.height)
+        px, py = pixel_size(f.meta.transform)
+        srs = f"-t_srs {f.meta.crs.to_string()} " if f.meta.crs is not None else ""
+        raise InputError(f"mask {f.mask!r} is {what} than its frame {f.path!r}; a mask is on "
+                         "its frame's grid, pixel for pixel: warp it onto the frame first, "
+                         f"e.g. gdalwarp -r near {srs}-tr {px:.10g} {py:.10g} -te {left:.10g} "
+                         f"{bottom:.10g} {right:.10g} {top:.10g} MASK.tif MASK_on_frame.tif")
     if f.mask_band > m.count:
         raise ParameterError(f"--mask-band {f.mask_band}: {f.mask or f.path!r} has only "
                              f"{m.count} band(s); use --mask-band 1..{m.count}")

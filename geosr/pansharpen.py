@@ -50,10 +50,61 @@ def _fix_hint(ms, pan, ratio: int) -> str:
 
     left, bottom, right, top = bounds_of(ms.transform, ms.width, ms.height)
     px, py = _px(ms)
-    r = max(ratio, 1)
-    return (f"resample the PAN onto the MS grid refined {r}x, e.g. gdalwarp -t_srs "
-            f"{ms.crs.to_string() if ms.crs else 'MS_CRS'} -tr {px / r:.10g} {py / r:.10g} "
-            f"-te {left:.10g} {bottom:.10g} {right:.10g} {top:.10g} -r cubic PAN.tif PAN_grid.tif")
+    return (f"resample the PAN onto the MS grid refined {ratio}x, e.g. gdalwarp -t_srs "
+            f"{ms.crs.to_string() if ms.crs else 'MS_CRS'} -tr {px / ratio:.10g} "
+            f"{py / ratio:.10g} -te {left:.10g} {bottom:.10g} {right:.10g} {top:.10g} -r cubic "
+            "PAN.tif PAN_grid.tif")
+
+
+def _suggested_ratio(ms, pan) -> int:
+    """The refinement the PAN's pixel size asks for (pixel counts when the CRSs' units differ,
+    as between degrees and metres)."""
+    (mx, my), (qx, qy) = _px(ms), _px(pan)
+    if ms.crs == pan.crs or ms.crs.linear_units == pan.crs.linear_units:
+        return max(round(min(mx / qx, my / qy)), 1)
+    return max(round(pan.width / ms.width), 1)
+
+
+def _covered(ms, pan) -> float:
+    """The fraction of the MS extent the PAN covers (same CRS)."""
+    from .geo.grid import bounds_of
+
+    a = bounds_of(ms.transform, ms.width, ms.height)
+    b = bounds_of(pan.transform, pan.width, pan.height)
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / ((a[2] - a[0]) * (a[3] - a[1]))
+
+
+def _grid_problem(ms, pan, ratio: int) -> str:
+    """What is wrong with a PAN grid that is not the MS grid refined, and how to fix it."""
+    from .geo.grid import bounds_of
+
+    px, ppx = _px(ms), _px(pan)
+    grids = (f"the PAN grid ({pan.width}x{pan.height}, {ppx[0]:.6g} x {ppx[1]:.6g}) is not the "
+             f"MS grid ({ms.width}x{ms.height}, {px[0]:.6g} x {px[1]:.6g}) refined by an integer "
+             "factor over the same bounds and CRS")
+    if ms.crs != pan.crs:
+        return (f"{grids}: the PAN is in {_crs_name(pan.crs)}, the MS in {_crs_name(ms.crs)}; "
+                f"{_fix_hint(ms, pan, max(ratio, 2))}")
+    if ratio < 2:
+        return (f"{grids}: the PAN's pixels are not at least twice as fine as the MS's; "
+                "pan-sharpening needs a PAN of a finer resolution (e.g. Landsat band 8 with "
+                "bands 2-4, or a WorldView PAN with its MS)")
+    part = _covered(ms, pan)
+    if part < 0.999:
+        left, bottom, right, top = bounds_of(pan.transform, pan.width, pan.height)
+        return (f"{grids}: the PAN covers only {part:.0%} of the MS extent; cut the MS to the "
+                f"PAN's extent first (gdal_translate -projwin {left:.10g} {top:.10g} "
+                f"{right:.10g} {bottom:.10g} MS.tif MS_part.tif, then this command with "
+                f"MS_part.tif), or {_fix_hint(ms, pan, ratio)} -dstnodata VALUE (outside the "
+                "PAN the output is then the MS enlarged)")
+    return f"{grids}; {_fix_hint(ms, pan, ratio)}"
+
+
+def _crs_name(crs) -> str:
+    epsg = crs.to_epsg() if crs is not None else None
+    return f"EPSG:{epsg}" if epsg else (crs.to_string() if crs is not None else "no CRS")
 
 
 #: How far (in PAN pixels, at any corner) the PAN grid may lie from the MS grid refined by the
@@ -89,11 +140,7 @@ def pan_ratio(ms, pan) -> int:
         want = scale_transform(ms.transform, r)
         ok = _misfit(want, pan) <= GRID_TOLERANCE
     if not ok:
-        px, ppx = _px(ms), _px(pan)
-        raise InputError(
-            f"the PAN grid ({pan.width}x{pan.height}, {ppx[0]:.6g} x {ppx[1]:.6g}) is not the MS "
-            f"grid ({ms.width}x{ms.height}, {px[0]:.6g} x {px[1]:.6g}) refined by an integer "
-            f"factor over the same bounds and CRS; {_fix_hint(ms, pan, r)}")
+        raise InputError(_grid_problem(ms, pan, _suggested_ratio(ms, pan)))
     return r
 
 
@@ -175,9 +222,8 @@ def pansharpen_file(ms: str | os.PathLike, pan: str | os.PathLike, dst: str | os
     if method not in METHODS:
         raise ParameterError(f"unknown pan-sharpening method {method!r}; use one of "
                              f"{', '.join(METHODS)}")
-    check_output(dst, src=pan, overwrite=overwrite)  # never the PAN itself
-    dst_p = check_output(dst, src=ms, overwrite=overwrite)
-    ms_meta, pan_meta = read_meta(ms), read_meta(pan)
+    ms_meta, pan_meta = read_meta(ms), read_meta(pan)  # bad inputs first: they are the news
+    dst_p = check_output(dst, src=[ms, pan], overwrite=overwrite)
     ratio = pan_ratio(ms_meta, pan_meta)
     model = model or DEFAULT_MODEL
     with tempfile.TemporaryDirectory(prefix="geosr-pansharpen-") as tmp:

@@ -2,6 +2,11 @@
 pan-sharpening quality indices (metrics.q2n, q_index) on synthetic GeoTIFFs in tmp_path."""
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import rasterio
@@ -85,10 +90,11 @@ def test_brovey_keeps_band_ratios(tmp_path):
     assert not np.allclose(out, up)  # the PAN's detail did arrive
 
 
-@pytest.mark.parametrize("pan_pixel,x0", [(3.0, X0), (2.0, X0 + 0.7)])
-def test_bad_grid_refused_in_one_line(tmp_path, pan_pixel, x0):
+@pytest.mark.parametrize("pan_pixel,x0,hint", [(1.5, X0, "gdalwarp -t"), (2.0, X0 + 0.7, "gdalwarp -t"),
+                                                (3.0, X0, "not at least twice as fine")])
+def test_bad_grid_refused_in_one_line(tmp_path, pan_pixel, x0, hint):
     """A PAN at a non-integer ratio, or shifted by 0.35 of its pixel, is refused with how to
-    fix it."""
+    fix it; one not twice as fine as the MS is refused as such."""
     from geosr_cli.main import cli
 
     ms = _write(tmp_path / "ms.tif", np.ones((4, 24, 24), np.uint16), 4.0)
@@ -97,8 +103,51 @@ def test_bad_grid_refused_in_one_line(tmp_path, pan_pixel, x0):
     res = CliRunner().invoke(cli, ["pansharpen", str(ms), str(pan), str(tmp_path / "o.tif")])
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("geosr: error:") and "gdalwarp -t" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("geosr: error:") and hint in lines[0]
     assert not (tmp_path / "o.tif").exists()
+
+
+def _suggested(message: str, tool: str, src, dst) -> list[str]:
+    """The ``tool ...`` command an error message suggests, with its placeholders filled in."""
+    cmd = re.search(rf"({tool} -[^,()]*?(?:PAN|MS)\.tif \w+\.tif(?: -dstnodata VALUE)?)",
+                    message).group(1)
+    words = shlex.split(cmd.replace("-dstnodata VALUE", "-dstnodata 0"))
+    return [str(src) if w in ("PAN.tif", "MS.tif") else str(dst) if w.endswith(".tif") else w
+            for w in words]
+
+
+@pytest.mark.skipif(shutil.which("gdalwarp") is None or shutil.which("gdal_translate") is None,
+                    reason="GDAL's command-line tools are not installed")
+@pytest.mark.parametrize("case", ["quarter", "other_crs"])
+def test_bad_grid_message_names_the_cause_and_its_commands_work(tmp_path, case):
+    """A PAN covering a quarter of the MS, or in another CRS, is named as such, and the
+    commands the message suggests, run by GDAL's own tools, give inputs that are accepted."""
+    from geosr.errors import InputError
+    from geosr.pansharpen import pansharpen_file
+
+    rng = np.random.default_rng(0)
+    ms = _write(tmp_path / "ms.tif", rng.integers(100, 900, (4, 24, 24), np.uint16), 4.0)
+    n = 24 if case == "quarter" else 48
+    pan = tmp_path / "pan.tif"
+    _write(pan, rng.integers(100, 900, (1, n, n), np.uint16), 2.0)
+    if case == "other_crs":  # the same numbers labelled with the next UTM zone
+        with rasterio.open(pan, "r+") as ds:
+            ds.crs = "EPSG:32634"
+    with pytest.raises(InputError) as err:
+        pansharpen_file(ms, pan, tmp_path / "o.tif")
+    msg = str(err.value)
+    if case == "quarter":
+        assert "covers only 25% of the MS extent" in msg and "refined 2x" in msg, msg
+        part = tmp_path / "ms_part.tif"
+        subprocess.run(_suggested(msg, "gdal_translate", ms, part), check=True)
+        pansharpen_file(part, pan, tmp_path / "a.tif")
+    else:
+        assert "the PAN is in EPSG:32634, the MS in EPSG:32633" in msg, msg
+    grid = tmp_path / "pan_grid.tif"
+    subprocess.run(_suggested(msg, "gdalwarp", pan, grid), check=True)
+    out = pansharpen_file(ms, grid, tmp_path / "b.tif")
+    with rasterio.open(out) as o:
+        assert (o.width, o.height) == (48, 48)
 
 
 def test_cli_writes_and_multiband_pan_refused(tmp_path):

@@ -202,7 +202,8 @@ def test_masked_pixels_never_contribute(make_geotiff, tmp_path):
     frames = _frames(make_geotiff, 4, height=h, width=w)
     shifted = Affine(2.0, 0, 500000.0 - 0.6, 0, -2.0, 4100000.0 + 0.8)
     frames[3] = make_geotiff("t3.tif", data=rasterio.open(frames[3]).read(), transform=shifted)
-    masks = [make_geotiff(f"m{i}.tif", data=_blobs((h, w), i)[None]) for i in range(4)]
+    masks = [make_geotiff(f"m{i}.tif", data=_blobs((h, w), i)[None],
+                          transform=shifted if i == 3 else None) for i in range(4)]  # frame's grid
     kw = dict(model="temporal-median", scale=2, target=2, masks=masks, tile=9, block=20)
     with pytest.warns(UserWarning, match="t3.tif"):
         a = upscale_stack(frames, tmp_path / "a.tif", **kw)
@@ -225,6 +226,38 @@ def test_masked_pixels_never_contribute(make_geotiff, tmp_path):
     with pytest.warns(UserWarning, match="t3.tif"):
         c = upscale_stack(frames, tmp_path / "c.tif", model="temporal-median", scale=2, target=2)
     assert not np.array_equal(_read(c)[0], da)
+
+
+@needs_gdal
+def test_mask_on_another_grid_or_crs_refused_with_a_gdalwarp_that_works(make_geotiff, tmp_path):
+    """A georeferenced --masks raster of the right size on another CRS or grid is refused (it
+    would flag the wrong ground), and the gdalwarp the message suggests puts it on the frame."""
+    import shlex
+
+    from geosr.errors import InputError
+
+    frames = _frames(make_geotiff, 3, height=20, width=18)
+    ok = [make_geotiff(f"m{i}.tif", data=_blobs((20, 18), i)[None]) for i in range(2)]
+    moved = make_geotiff("moved.tif", data=_blobs((20, 18), 2)[None],
+                         transform=Affine(2.0, 0, 500010.0, 0, -2.0, 4100000.0))
+    other = make_geotiff("other.tif", data=_blobs((20, 18), 2)[None], crs="EPSG:32634")
+    unreferenced = tmp_path / "plain.tif"  # no georeferencing: pixel for pixel, as before
+    with rasterio.open(unreferenced, "w", driver="GTiff", width=18, height=20, count=1,
+                       dtype="uint8") as ds:
+        ds.write(_blobs((20, 18), 2)[None])
+    for bad, what in ((moved, r"on another grid \(origin or pixel size\)"), (other, "in another CRS")):
+        with pytest.raises(InputError, match=f"mask .*{what} than its frame") as err:
+            upscale_stack(frames, tmp_path / "o.tif", model="temporal-median", scale=2,
+                          masks=[*ok, bad])
+        assert not (tmp_path / "o.tif").exists()
+    cmd = shlex.split(str(err.value).split("e.g. ")[1])
+    fixed = tmp_path / "fixed.tif"
+    subprocess.run([w.replace("MASK.tif", str(other)).replace("MASK_on_frame.tif", str(fixed))
+                    for w in cmd], check=True, capture_output=True)
+    upscale_stack(frames, tmp_path / "o.tif", model="temporal-median", scale=2,
+                  masks=[*ok, fixed])
+    upscale_stack(frames, tmp_path / "p.tif", model="temporal-median", scale=2,
+                  masks=[*ok, unreferenced])
 
 
 def test_mask_band_of_each_frame_equals_mask_files(make_geotiff, tmp_path):

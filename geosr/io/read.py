@@ -189,7 +189,7 @@ def inspect_meta(path: str | os.PathLike) -> RasterMeta:
         if is_remote(path):
             raise remote_error(path, _gdal_reason(err)) from None
         raise RasterReadError(
-            f"cannot read {str(path)!r} as a raster ({first_line(err)}); is it a GeoTIFF, "
+            f"cannot read {str(path)!r} as a raster ({_gdal_reason(err)}); is it a GeoTIFF, "
             "complete and not corrupt? Try `gdalinfo` on it") from None
     except (rasterio.errors.RasterioError, ValueError) as err:
         raise RasterReadError(f"cannot read {str(path)!r}: {first_line(err)}") from None

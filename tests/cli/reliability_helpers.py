@@ -46,22 +46,19 @@ def error_lines(stderr: str) -> list[str]:
 
 def assert_clean_failure(code: int, stderr: str, *, expect_code: int = 1,
                          match: str | None = None) -> str:
-    """Exit ``expect_code`` and exactly one ``geosr: error:`` line (click's usage format for 2),
-    no traceback. Returns the message."""
+    """Exit ``expect_code`` (2: a usage error) and exactly one ``geosr: error:`` line, no
+    traceback. Returns the message."""
     import re
 
     assert "Traceback" not in stderr, stderr
     assert code == expect_code, (code, stderr)
     lines = error_lines(stderr)
-    if expect_code == 2:  # click: "Usage: ..." / "Try ..." / "Error: <message>"
-        errs = [ln for ln in lines if ln.startswith("Error:")]
-        assert len(errs) == 1, stderr
-        msg = errs[0]
-    else:
-        assert len(lines) == 1, f"expected one error line, got {lines!r}"
-        msg = lines[0]
-        assert msg.startswith("geosr: error: "), msg
-        assert "internal error" not in msg, msg
+    assert len(lines) == 1, f"expected one error line, got {lines!r}"
+    msg = lines[0]
+    assert msg.startswith("geosr: error: "), msg
+    assert "internal error" not in msg, msg
+    if expect_code == 2:  # a usage error names the help to read
+        assert msg.endswith("--help')"), msg
     if match is not None:
         assert re.search(match, msg), f"{match!r} not in {msg!r}"
     return msg
