@@ -164,6 +164,11 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
         raise ParameterError(f"--mask-band is a 1-based band number, got {mask_band}; use 1 "
                              "or more")
     metas = [read_meta(p) for p in paths]
+    _check_distinct(paths)  # (one mask file may serve several frames: "no clouds")
+    if len(paths) == 1:
+        warnings.warn("one frame: this is single-image super-resolution (geosr upscale does the "
+                      "same); give the other acquisitions of the scene to use them",
+                      GeosrWarning, stacklevel=2)
     frames = [Frame(p, m, frame_date(m), mp, None if mask_band is None and mp is None
                     else int(mask_band or 1))
               for p, m, mp in zip(paths, metas, mpaths)]
@@ -177,6 +182,23 @@ def resolve_stack(sources: str | os.PathLike | Sequence[str | os.PathLike], *,
     for f in frames:
         _check_mask(f)
     return Stack(tuple(frames), idx, ordered, resampling)
+
+
+def _check_distinct(paths: Sequence[str]) -> None:
+    """Refuse one file given twice (also through a link): it would count twice."""
+    seen: dict[object, str] = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # /vsi... and remote sources: by name
+            key = p
+        if key in seen:
+            first = seen[key]
+            same = "" if os.path.abspath(first) == os.path.abspath(p) else f" as {first!r}"
+            raise InputError(f"frame {p!r} is given twice (the same file{same}); a stack lists "
+                             "each acquisition once — check the globs and lists for overlaps")
+        seen[key] = p
 
 
 def order_frames(frames: Sequence[Frame], *, target: int | None = None,

@@ -260,6 +260,25 @@ def test_mask_on_another_grid_or_crs_refused_with_a_gdalwarp_that_works(make_geo
                   masks=[*ok, unreferenced])
 
 
+def test_a_frame_given_twice_is_refused_and_one_frame_is_named(make_geotiff, tmp_path):
+    """The same file twice (by name or through a link) would count twice in the fusion; one
+    mask may serve several frames; a one-frame stack says it is single-image SR."""
+    from geosr.errors import GeosrWarning, InputError
+
+    frames = _frames(make_geotiff, 2, height=20, width=18)
+    link = tmp_path / "link.tif"
+    link.symlink_to(frames[0])
+    for dup in ([*frames, frames[1]], [*frames, link]):
+        with pytest.raises(InputError, match="is given twice"):
+            upscale_stack(dup, tmp_path / "o.tif", model="temporal-median", scale=2)
+    assert not (tmp_path / "o.tif").exists()
+    clear = make_geotiff("clear.tif", data=np.zeros((1, 20, 18), np.uint8))
+    upscale_stack(frames, tmp_path / "o.tif", model="temporal-median", scale=2,
+                  masks=[clear, clear])
+    with pytest.warns(GeosrWarning, match="one frame: this is single-image"):
+        upscale_stack(frames[:1], tmp_path / "one.tif", model="temporal-median", scale=2)
+
+
 def test_mask_band_of_each_frame_equals_mask_files(make_geotiff, tmp_path):
     h, w = 30, 26
     frames = _frames(make_geotiff, 3, height=h, width=w, bands=2)
