@@ -3,6 +3,8 @@ work. The result, a :class:`Job`, is plain picklable data that every worker, thr
 runs from; planning itself changes no state."""
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -107,7 +109,13 @@ def plan_axes(meta: RasterMeta, *, scale: Any = None,
     corner, as ``gdalwarp -tr`` does (docs/scales.md)."""
     if target_gsd is None:
         sx, sy = parse_pair(scale, "--scale", validate_scale)
-        return scaled_axis(meta.height, sy), scaled_axis(meta.width, sx)
+        axes = scaled_axis(meta.height, sy), scaled_axis(meta.width, sx)
+        for ax, n in zip(axes, (meta.height, meta.width)):
+            if ax.n_out <= n:  # a factor this close to 1 rounds back to the input's size
+                raise ParameterError(f"--scale {scale} gives the {meta.width}x{meta.height} "
+                                     f"raster no more pixels ({n} stay {ax.n_out}); use a "
+                                     f"scale of at least {math.ceil((n + 0.5) / n * 1e4) / 1e4:g}")
+        return axes
     from .geo.gsd import gsd_m
 
     tx, ty = parse_pair(target_gsd, "--target-gsd", validate_gsd)
@@ -142,6 +150,9 @@ def parse_bands(bands: Any, count: int) -> tuple[int, ...]:
         except ValueError:
             raise ParameterError(f"--bands must be 1-based band numbers like 1,2,3; got {bands!r}") from None
     out = tuple(int(b) - 1 for b in bands)
+    if not out:
+        raise ParameterError(f"--bands names no band; give 1-based band numbers like 1,2,3 "
+                             f"(the raster has {count})")
     bad = [b + 1 for b in out if not 0 <= b < count]
     if not out or bad:
         raise ParameterError(f"band(s) {bad or bands} out of range: the raster has {count} band(s) "
@@ -191,8 +202,9 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     asked = ",".join(map(str, scale)) if isinstance(scale, (tuple, list)) else scale
     out_w, out_h = axes[1].n_out, axes[0].n_out
     if out_w > MAX_EDGE or out_h > MAX_EDGE:
+        fix = "a larger --target-gsd" if target_gsd is not None else "a smaller --scale"
         raise ResourceError(f"output would be {out_w}×{out_h} pixels, beyond GeoTIFF's limit; "
-                            "use a smaller --scale or process a subset")
+                            f"use {fix} or process a subset")
     scale = nominal_scale(axes)
     sel = parse_bands(bands, meta.count)
     meta_sel = meta.select_bands(list(sel))

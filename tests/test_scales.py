@@ -259,3 +259,28 @@ def test_default_model_for_factors_networks_cannot_serve_is_arbitrary_scale(scen
     out = upscale_file(scene, tmp_path / "o.tif", scale=scale)
     with rasterio.open(out) as o:
         assert get_spec(o.tags()["GEOSR_MODEL"]).extra.get("arbitrary_scale")
+
+
+@pytest.mark.parametrize("n,scale", [(48, 1.0000001), (48, 1.01), (7, "1.05,2")])
+def test_a_scale_that_adds_no_pixel_is_refused_with_one_that_does(n, scale):
+    """A factor so close to 1 that round(n·s) == n is refused before any model is built (it
+    used to reach an arbitrary-scale model as 'scale 1'), naming the least factor that works."""
+    from geosr.io.read import RasterMeta
+    from geosr.plan import plan_axes
+
+    meta = RasterMeta(width=n, height=n, count=1, dtype="uint8", transform=Affine.identity(),
+                      crs=None)
+    with pytest.raises(ParameterError, match="no more pixels") as err:
+        plan_axes(meta, scale=scale)
+    least = float(str(err.value).rsplit("at least ", 1)[1])
+    y, x = plan_axes(meta, scale=least)
+    assert y.n_out == x.n_out == n + 1
+
+
+def test_empty_bands_and_a_target_gsd_past_the_limit_say_what_to_change(scene, tmp_path):
+    from geosr.errors import ResourceError
+
+    with pytest.raises(ParameterError, match="--bands names no band"):
+        upscale_file(scene, tmp_path / "a.tif", model="bicubic", scale=2, bands="")
+    with pytest.raises(ResourceError, match="use a larger --target-gsd"):
+        upscale_file(scene, tmp_path / "b.tif", model="bicubic", target_gsd=1e-9)
