@@ -54,8 +54,8 @@ def _fmt(v: float) -> str:
                    "/ hallucination fractions against HR).")
 @click.option("--sam-maps", type=click.Path(file_okay=False), default=None,
               help="Write each multi-band image's per-pixel spectral angle (HR vs SR, "
-                   "degrees) to DIR/<stem>_sam.tif on the image's grid (images scored on their "
-                   "bands: not 8-bit RGB, which is scored on Y unless --channels all).")
+                   "degrees) to DIR/<stem>_sam.tif on the image's grid (8-bit RGB too, whose "
+                   "PSNR is on Y).")
 @click.option("--overwrite", is_flag=True, help="Replace existing --sam-maps files.")
 @click.option("--frames", type=click.IntRange(min=1), default=None,
               help="Evaluate on synthetic stacks of T LR frames made from each HR image "

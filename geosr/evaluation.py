@@ -332,10 +332,10 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
             from .consistency import psnr_per_band
 
             row["psnr_per_band"] = psnr_per_band(a, b, data_range=rng, mask=mask)
-            if sam_map is not None:  # per-pixel angles on the HR grid (source's georeferencing)
-                from .consistency import write_angle_map
+        if sam_map is not None:  # per-pixel angles on the HR grid (source's georeferencing)
+            from .consistency import write_angle_map
 
-                row["sam_map"] = write_angle_map(sam_map, hr, sr, valid=valid, like=source)
+            row["sam_map"] = write_angle_map(sam_map, hr, sr, valid=valid, like=source)
     if metrics:  # on what is scored: Y for 8-bit RGB, else the bands
         from .consistency import measure
 
@@ -403,7 +403,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
         averaged (:func:`geosr.consistency.measure`, docs/consistency.md).
     sam_maps
         A folder for ``<stem>_sam.tif``: the per-pixel spectral angle (degrees) between HR and
-        SR of each multi-band image scored on its bands, on the HR image's grid. Existing
+        SR of each multi-band image (8-bit RGB too, whose PSNR is on Y), on the HR image's grid
+        (what the ``sam`` column averages). Existing
         files are replaced only with ``overwrite``, and never an image being evaluated.
     frames
         Evaluate on synthetic stacks of this many LR frames made from each HR image

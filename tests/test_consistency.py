@@ -230,14 +230,20 @@ def test_evaluate_metrics_json(tmp_path):
     assert bad.exit_code == 1 and "unknown metric" in bad.stderr
 
 
-def test_evaluate_per_band_psnr_and_angle_map_for_multispectral(make_geotiff, tmp_path):
+@pytest.mark.parametrize("bands,dtype", [(4, "uint16"), (3, "uint8")])
+def test_evaluate_per_band_psnr_and_angle_map_for_multispectral(make_geotiff, tmp_path, bands,
+                                                                dtype):
+    """Multispectral: per-band PSNR and the angle map; 8-bit RGB (PSNR on Y): the map too."""
     from geosr.evaluation import evaluate
 
-    src = make_geotiff("ms.tif", bands=4, height=48, width=47, dtype="uint16")
+    src = make_geotiff("ms.tif", bands=bands, height=48, width=47, dtype=dtype)
     r = evaluate(src, model="bicubic", scale=2, sam_maps=tmp_path / "maps")
     row = r["images"][0]
-    assert len(row["psnr_per_band"]) == 4
-    assert min(row["psnr_per_band"]) <= row["psnr"] <= max(row["psnr_per_band"])
+    if bands == 4:
+        assert len(row["psnr_per_band"]) == 4
+        assert min(row["psnr_per_band"]) <= row["psnr"] <= max(row["psnr_per_band"])
+    else:
+        assert row["mode"] == "y" and "psnr_per_band" not in row
     with rasterio.open(row["sam_map"]) as ds, rasterio.open(src) as s:
         assert (ds.width, ds.height) == (46, 48)  # cropped to a multiple of the scale
         assert ds.crs == s.crs and ds.transform == s.transform
