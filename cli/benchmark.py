@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import click
 
-from .options import (bundled_by_name, device_option, echo_json, halo_option, reference_options,
+from .options import (bundled_by_name, scale_option, device_option, echo_json, halo_option, reference_options,
                       threads_option)
 
 
 @click.command()
 @click.option("--model", "-m", default="edsr-baseline", show_default=True)
-@click.option("--scale", "-s", type=int, default=2, show_default=True)
+@scale_option(whole=True, default=2, show_default=True, help="Whole upscaling factor.")
 @device_option
 @click.option("--size", type=int, default=None,
               help="Edge of the synthetic GeoTIFF (default 4096 on GPU, 1024 on CPU).")

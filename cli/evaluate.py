@@ -8,7 +8,7 @@ import click
 from geosr.consistency import (DEFAULT_ITERATIONS, DEFAULT_MODE, METRICS, MODES,
                                format_measures)
 
-from .options import bundled_by_name, echo_json
+from .options import bundled_by_name, echo_json, parse_data_range, scale_option
 
 
 def _fmt(v: float) -> str:
@@ -21,7 +21,7 @@ def _fmt(v: float) -> str:
               help="Registered model name (geosr models); default: the one --weights is for, "
                    "else the one geosr upscale runs on such data (with the same bundled "
                    "weights, e.g. 1-band weights for 16-bit data).")
-@click.option("--scale", "-s", type=float, default=None,
+@scale_option(default=None,
               help="Upscaling factor (non-integer, e.g. 2.5, for arbitrary-scale models); "
                    "default: the one --weights is for, when the file fixes it.")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None,
@@ -30,8 +30,10 @@ def _fmt(v: float) -> str:
                    "bundled weights; its "
                    "architecture and scale are used unless --model/--scale are given.")
 @click.option("--self-ensemble", is_flag=True, help="Average over the 8 flips/rotations (x8).")
-@click.option("--data-range", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Value range of non-8-bit data: the PSNR/SSIM peak (default: the dtype's "
+@click.option("--data-range", default=None, callback=lambda ctx, p, v: parse_data_range(v),
+              metavar="HI|LO,HI",
+              help="Value range of non-8-bit data, HI or LO,HI as in upscale: its width is the "
+                   "PSNR/SSIM peak (default: the dtype's "
                    "range) and, as in upscale, what networks normalise from (default: the "
                    "card's range, else the data's robust range, as upscale).")
 @click.option("--channels", type=click.Choice(["auto", "y", "all"]), default="auto",

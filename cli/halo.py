@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import click
 
-from .options import bundled_by_name, device_option, echo_json, reference_options
+from .options import (bundled_by_name, device_option, echo_json, reference_options,
+                      scale_option)
 
 
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True))
 @click.option("--model", "-m", required=True, help="Registered network name.")
-@click.option("--scale", "-s", type=int, required=True,
+@scale_option(whole=True, required=True,
               help="Whole factor the halo is measured at (an arbitrary-scale model: measure it "
                    "at the whole factor nearest the one you run; tiles of any factor overlap "
                    "by the same LR halo).")

@@ -55,6 +55,43 @@ allow_random_option = click.option(
     help="Testing only: run a network with random weights.")
 
 
+class ScaleParam(click.ParamType):
+    """``--scale`` of every command, checked by the one rule (``geosr.scales.validate_scale``:
+    a factor > 1) as the command line is read. ``pairs``: ``X,Y`` per axis is accepted (and
+    the text kept as given); ``whole``: the command needs a whole factor (2, 3, 4)."""
+
+    name = "scale"
+
+    def __init__(self, *, pairs: bool = False, whole: bool = False) -> None:
+        self.pairs, self.whole = pairs, whole
+
+    def get_metavar(self, param, ctx=None) -> str:  # click >= 8.2 passes ctx
+        return "S[,SY]" if self.pairs else "S"
+
+    def convert(self, value, param, ctx):
+        from geosr.errors import ParameterError
+        from geosr.scales import parse_pair, validate_scale
+
+        try:
+            if self.pairs:
+                parse_pair(value, "--scale", validate_scale)
+                return value.strip() if isinstance(value, str) else value
+            if isinstance(value, str) and "," in value:
+                raise ParameterError(f"this command takes one factor, not X,Y: got {value!r}")
+            scale = validate_scale(value)
+        except ParameterError as err:
+            self.fail(str(err), param, ctx)
+        if self.whole and not isinstance(scale, int):
+            self.fail(f"this command takes a whole factor (2, 3, 4, ...), got {value!r}", param,
+                      ctx)
+        return scale
+
+
+def scale_option(*, pairs: bool = False, whole: bool = False, **kw):
+    """The ``--scale/-s`` option (:class:`ScaleParam`); ``kw``: default, required, help."""
+    return click.option("--scale", "-s", type=ScaleParam(pairs=pairs, whole=whole), **kw)
+
+
 def parse_data_range(value: str | None):
     """'255' -> 255.0, '0,10000' -> (0.0, 10000.0)."""
     if value is None:

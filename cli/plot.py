@@ -14,7 +14,7 @@ def _parse_bands(text: str | None) -> list[int] | None:
     try:
         return [int(b) for b in text.split(",") if b.strip()]
     except ValueError:
-        raise ParameterError(f"--bands {text!r} must be band numbers separated by commas, "
+        raise ParameterError(f"--show-bands {text!r} must be band numbers separated by commas, "
                              f"e.g. 1,2,3 or 4,3,2") from None
 
 
@@ -50,8 +50,10 @@ def plot() -> None:
 @click.option("--window", default=None, metavar="COL,ROW,W,H",
               help="Window in source pixels: col_off,row_off,width,height "
                    "[default: central 64x64].")
-@click.option("--bands", default=None, metavar="B[,B,B]",
+@click.option("--show-bands", "bands", default=None, metavar="B[,B,B]",
               help="1 or 3 band numbers to show [default: 1,2,3, or 1 for single-band].")
+# --bands means bands to process in upscale; this spelling stays hidden for a release
+@click.option("--bands", "bands_alias", default=None, hidden=True)
 @click.option("--stretch", default=None, metavar="LOW,HIGH",
               help="Percentile stretch of the original window, applied to every panel "
                    "[default: none for uint8, 2,98 otherwise].")
@@ -59,8 +61,8 @@ def plot() -> None:
               help="Output PNG file (never IN, OUT or --hr).")
 @overwrite_option
 def compare(src: str, outs: tuple[str, ...], labels: str | None, hr: str | None,
-            window: str | None, bands: str | None, stretch: str | None, png: str,
-            overwrite: bool) -> None:
+            window: str | None, bands: str | None, bands_alias: str | None,
+            stretch: str | None, png: str, overwrite: bool) -> None:
     """Original (or --hr), bicubic and each OUT side by side over the same ground window of IN.
 
     Example: geosr plot compare lr.tif psnr.tif gan.tif --hr hr.tif --labels PSNR,GAN
@@ -68,7 +70,7 @@ def compare(src: str, outs: tuple[str, ...], labels: str | None, hr: str | None,
     """
     from geosr.plot import compare_figure
 
-    fig = compare_figure(src, list(outs), png=png, window=window, bands=_parse_bands(bands),
+    fig = compare_figure(src, list(outs), png=png, window=window, bands=_parse_bands(bands or bands_alias),
                          stretch=_parse_stretch(stretch), hr=hr, overwrite=overwrite,
                          labels=None if labels is None else [x.strip() for x in
                                                              labels.split(",")])

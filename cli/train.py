@@ -5,10 +5,12 @@ import json
 
 import click
 
+from .options import scale_option
+
 
 @click.command("train")
 @click.option("--model", "-m", default=None, help="Registered network name (geosr models).")
-@click.option("--scale", "-s", type=click.FloatRange(min=1), default=None,
+@scale_option(default=None,
               help="Upscaling factor (arbitrary-scale networks: the one validated; each step "
                    "draws its factor in [--scale-min, --scale-max]).")
 @click.option("--scale-min", type=click.FloatRange(min=1), default=None,
@@ -58,8 +60,9 @@ import click
 @click.option("--value-range", nargs=2, type=float, default=None,
               help="LO HI mapping GeoTIFF values to [0, 1] (default: 0..255 for 8-bit, else "
                    "the robust range geosr upscale would use for the rasters).")
-@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Resume from a checkpoint (OUT/last.pt).")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[CHECKPOINT]",
+              help="Continue the interrupted run in --out (its last.pt), as upscale --resume "
+                   "continues an interrupted output; or from CHECKPOINT (another run's last.pt).")
 @click.option("--overwrite", is_flag=True, default=None,
               help="Replace the weights and checkpoint an earlier run left in --out.")
 @click.option("--init-weights", type=click.Path(dir_okay=False), default=None,
@@ -118,6 +121,8 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
     overrides["val_data"] = list(val_data) or None
     overrides["value_range"] = list(value_range) if value_range else None
     cfg = cfg.merged(**overrides)
+    if cfg.resume == "":  # bare --resume: this --out's interrupted run
+        cfg = cfg.merged(resume=_own_checkpoint(cfg.out))
 
     def log(msg: str) -> None:
         click.echo(msg, err=as_json)
@@ -129,3 +134,20 @@ def train(config_file: str | None, as_json: bool, value_range: tuple[float, floa
             "steps": result.steps, "seconds": result.seconds, "steps_per_s": result.steps_per_s,
             "stopped_by": result.stopped_by, **plain_metrics(result.metrics),
         }, indent=2))
+
+
+def _own_checkpoint(out: str | None) -> str:
+    """``OUT/last.pt``, the checkpoint a bare ``--resume`` continues from."""
+    from pathlib import Path
+
+    from geosr.errors import ParameterError
+
+    if not out:
+        raise ParameterError("--resume without a CHECKPOINT continues the run in --out; give "
+                             "--out (or --resume OUT/last.pt)")
+    ck = Path(out) / "last.pt"
+    if not ck.is_file():
+        raise ParameterError(f"--resume: there is no interrupted run in --out {out!r} ({ck} "
+                             "does not exist); run without --resume to start one, or give the "
+                             "checkpoint: --resume FILE")
+    return str(ck)

@@ -11,7 +11,7 @@ from geosr.aoi import AOI_CROPS
 from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
 
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
-                      halo_option, reference_options, threads_option, weights_option)
+                      halo_option, scale_option, reference_options, threads_option, weights_option)
 from .progress import Progress
 from .signals import terminate_as_interrupt
 
@@ -20,7 +20,7 @@ from .signals import terminate_as_interrupt
 @click.argument("src", type=click.Path(dir_okay=True, path_type=str))
 @click.argument("dst", type=click.Path(path_type=str))
 @model_option
-@click.option("--scale", "-s", type=str, default=None, metavar="S[,SY]",
+@scale_option(pairs=True, default=None,
               help="Upscaling factor > 1, e.g. 4 or 2.5, or X,Y per axis (default: the one "
                    "--weights FILE is for, else 2). The bounds stay; the output has round(n·S) "
                    "pixels per axis. Non-integer factors need an arbitrary-scale model.")
@@ -42,7 +42,8 @@ from .signals import terminate_as_interrupt
               help="Inference precision (auto: bf16/fp16 on GPU, fp32 on CPU).")
 @click.option("--batch-size", type=int, default=None, help="Tiles per batch (default: automatic).")
 @click.option("--bands", default=None, help="1-based bands to process, e.g. 1,2,3 (default: all).")
-@click.option("--data-range", default=None,
+@click.option("--data-range", default=None, callback=lambda ctx, p, v: parse_data_range(v),
+              metavar="HI|LO,HI",
               help="Value range networks normalise from: HI or LO,HI (default: dtype/card/data).")
 @click.option("--consistency", type=click.Choice(MODES), default=DEFAULT_MODE,
               help="Make the output, degraded back (the training bicubic), reproduce the input: "
@@ -115,7 +116,7 @@ def upscale(src, dst, model, scale, target_gsd, weights, tile, halo, block, devi
     options = dict(model=model, weights=weights, tile=tile, halo=halo, block=block, device=device,
                    precision=precision, bands=bands, cog=cog, compress=compress,
                    allow_random_weights=allow_random_weights,
-                   data_range=parse_data_range(data_range), batch_size=batch_size,
+                   data_range=data_range, batch_size=batch_size,
                    compile=compile_, consistency=consistency,
                    consistency_iterations=consistency_iterations, aoi_crop=aoi_crop)
     if reference is not None:  # reference-guided models (geosr/reference.py)

@@ -59,7 +59,6 @@ def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_ban
     """
     from geosr.stack import upscale_stack as run
 
-    from .options import parse_data_range
     from .signals import terminate_as_interrupt
 
     if all_frames is None:
@@ -71,7 +70,6 @@ def upscale_stack(paths, model, target, target_date, all_frames, masks, mask_ban
         frames, dst = list(paths), None
     quiet, mode = shared.pop("quiet"), shared.pop("progress_mode")
     mode = "none" if quiet else mode
-    shared["data_range"] = parse_data_range(shared["data_range"])
     prog = Progress(mode, desc="upscale-stack")
     said: dict = {}
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import scale_option
+
 
 @click.group()
 def weights() -> None:
@@ -14,7 +16,7 @@ def weights() -> None:
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", "model", default="auto", show_default=True,
               help="Registered model name; 'auto' reads the architecture from the file.")
-@click.option("--scale", "-s", type=click.IntRange(min=1), default=None,
+@scale_option(whole=True, default=None,
               help="Scale the weights are for (needed when the file does not fix it).")
 @click.option("--in-chans", "bands", type=click.IntRange(min=1), default=None,
               help="Model bands, as geosr train --in-chans (default: the file's first "
@@ -62,7 +64,7 @@ def convert(src: str, dst: str, model: str, scale: int | None, bands: int | None
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="Perceptual strength: 0 = the PSNR model, 1 = the GAN model (ESRGAN: 0.8).")
-@click.option("--scale", "-s", type=click.IntRange(min=1), default=None,
+@scale_option(whole=True, default=None,
               help="Scale the weights are for (needed when the files do not fix it).")
 @click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
 def interpolate(psnr: str, gan: str, dst: str, alpha: float, scale: int | None,

@@ -190,11 +190,31 @@ def shave_border(scale: float) -> int:
     return int(math.ceil(float(scale) - 1e-9))
 
 
+def value_span(data_range: Any) -> tuple[float, float] | None:
+    """``data_range`` as (lo, hi), as ``geosr upscale --data-range`` reads it: R is 0..R, a pair
+    is LO,HI; its width is the PSNR/SSIM peak."""
+    if data_range is None:
+        return None
+    try:
+        lo, hi = (0.0, float(data_range)) if np.isscalar(data_range) else map(float, data_range)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ParameterError(f"data range must be finite with hi > lo, got {data_range}; e.g. "
+                             "--data-range 10000 or --data-range 0,10000")
+    return lo, hi
+
+
+def _peak(data_range: Any) -> float | None:
+    span = value_span(data_range)
+    return None if span is None else span[1] - span[0]
+
+
 def input_range(model: Any, lr: np.ndarray, *, data_range: float | None = None,
                 valid: np.ndarray | None = None) -> tuple[float, float]:
     """What ``geosr upscale`` maps this LR image to [0, 1] by, so that evaluation scores what
     upscale writes (:func:`geosr.pixels.normalisation` on the image's statistics sample):
-    ``data_range`` (0..R), the card's range for the image's dtype, [0, 255] for uint8, else
+    ``data_range`` (R: 0..R, or LO,HI), the card's range for the image's dtype, [0, 255] for uint8, else
     one robust range of its finite pixels common to all bands — of the ``valid`` ones (h, w)
     where nodata is known, as the engine leaves nodata out of its sample. Linear models, which
     any range leaves unchanged, get the dtype's range (or the sample's)."""
@@ -309,12 +329,12 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
         else:
             a, b = hr[0].astype(np.float64), sr[0].astype(np.float64)
         a, b = M.shave(a, border), M.shave(b, border)
-        rng = 255.0 if dt == np.uint8 else float(data_range or 255.0)
+        rng = 255.0 if dt == np.uint8 else (_peak(data_range) or 255.0)
         row["psnr"] = M.psnr(a, b, data_range=rng, mask=mask)
         row["ssim"] = M.ssim(a, b, data_range=rng, mask=mask)
     else:
         if data_range:
-            rng = float(data_range)
+            rng = _peak(data_range)
         elif dtype_range(dt) is not None:
             lo, hi = dtype_range(dt)
             rng = hi - lo
@@ -389,8 +409,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     self_ensemble
         Average the x8 flips/rotations (geometric self-ensemble).
     data_range
-        Value range for non-8-bit data, as ``geosr upscale --data-range``: inputs are scaled
-        by ``1/data_range``, and PSNR/SSIM use it as peak (default: the dtype's range). Without
+        Value range for non-8-bit data, as ``geosr upscale --data-range`` (R for 0..R, or
+        (LO, HI)): inputs are mapped from it to [0, 1], and PSNR/SSIM use its width as peak
+        (default: the dtype's range). Without
         it inputs are scaled as ``geosr upscale`` scales them (:func:`input_range`: the weights
         card's ``value_range`` for the data's dtype, [0, 255] for uint8, else the robust range
         of the LR image), so the score is the score of what upscale writes.
@@ -443,8 +464,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
     from .scales import validate_scale  # the one scale rule (2.0 -> 2, "2.5" -> 2.5)
 
     scale = 1 if scale in (1, "1") else validate_scale(scale)
-    if data_range is not None and data_range <= 0:
-        raise ParameterError(f"data range must be positive, got {data_range}")
+    value_span(data_range)  # checked before any work
     if dataset is None and not reference_data:
         raise ParameterError("nothing to evaluate: give DATASET (a folder of HR images) or "
                              "--reference-data PAIRS (ms<NAME>.tif / pan<NAME>.tif pairs)")
@@ -526,7 +546,7 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
             from .eval_triplets import synthetic_case
 
             hr = crop_to_scale(img.data, scale)
-            span = card_vr or ((0.0, float(data_range)) if data_range else dtype_range(hr.dtype))
+            span = card_vr or value_span(data_range) or dtype_range(hr.dtype)
             if span is None:
                 raise ParameterError(f"{img.name}: {hr.dtype} data has no natural value range; "
                                      "pass --data-range R")

@@ -67,3 +67,43 @@ def test_new_model_errors_say_the_fix():
         create_model("hpf", scale=2)(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 8, 8))
     with pytest.raises(ParameterError, match=r"use -3\.\.2"):
         create_model("temporal-median", scale=2)(torch.zeros(1, 3, 1, 4, 4), target=3)
+
+
+def _commands():
+    """Every (name, click command) of the CLI, sub-commands of groups included."""
+    import click
+
+    from geosr_cli.main import cli
+
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        cmd = cli.get_command(ctx, name)
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(ctx):
+                yield f"{name} {sub}", cmd.get_command(ctx, sub)
+        else:
+            yield name, cmd
+
+
+def test_one_meaning_per_flag_across_commands():
+    """--scale reads by one rule everywhere; --bands (visible) means bands to process, only
+    where bands are processed; --data-range is HI or LO,HI everywhere; --resume continues an
+    interrupted run (a flag, or train's optional checkpoint)."""
+    from geosr_cli.options import ScaleParam
+
+    seen = {"--scale": [], "--bands": [], "--data-range": [], "--resume": []}
+    for name, cmd in _commands():
+        for p in cmd.params:
+            for flag in set(p.opts) & set(seen):
+                if not getattr(p, "hidden", False):
+                    seen[flag].append((name, p))
+    assert len(seen["--scale"]) >= 7
+    for name, p in seen["--scale"]:
+        assert isinstance(p.type, ScaleParam), name
+    assert {n for n, _ in seen["--bands"]} == {"upscale", "upscale-stack"}
+    assert len(seen["--data-range"]) >= 3
+    for name, p in seen["--data-range"]:
+        assert p.callback is not None, name
+        assert p.callback(None, p, "0,10") == (0.0, 10.0) and p.callback(None, p, "7") == 7.0
+    for name, p in seen["--resume"]:
+        assert p.is_flag or (p.flag_value == "" and not p.required), name

@@ -183,7 +183,7 @@ def test_cli_plot(make_geotiff, tmp_path):
     out = upscale_with("lanczos", src, tmp_path / "out.tif", scale=2)
     png = tmp_path / "cmp.png"
     res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(out), "--window",
-                                   "0,0,16,16", "--bands", "3,2,1", "--stretch", "1,99",
+                                   "0,0,16,16", "--show-bands", "3,2,1", "--stretch", "1,99",
                                    "--png", str(png)])
     assert res.exit_code == 0, res.output[-2000:]
     assert png.is_file() and "wrote" in res.stdout
@@ -193,9 +193,9 @@ def test_cli_plot(make_geotiff, tmp_path):
     assert res.exit_code == 0, res.output[-2000:]
     with Image.open(tmp_path / "m.png") as im:
         assert im.size[0] > 100
-    res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(out), "--bands", "a",
+    res = CliRunner().invoke(cli, ["plot", "compare", str(src), str(out), "--show-bands", "a",
                                    "--png", str(png)])
-    assert res.exit_code == 1 and "--bands" in res.stderr
+    assert res.exit_code == 1 and "--show-bands" in res.stderr
 
 
 def test_compare_real_geosr_upscale_output(make_geotiff, tmp_path):

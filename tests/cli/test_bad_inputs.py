@@ -171,11 +171,12 @@ def test_bad_input_files(env, make_geotiff, kind, match):
 
 
 @pytest.mark.parametrize("args, code, match", [
-    (["-s", "0"], 1, r"scale must be a number greater than 1 \(e.g. 2, 3, 2.5\), got '0'"),
-    (["-s", "1"], 1, r"scale must be a number greater than 1 .*, got '1'"),
-    (["-s", "-3"], 1, r"scale must be a number greater than 1 .*, got '-3'"),
-    (["-s", "x"], 1, r"scale must be a number greater than 1 .*, got 'x'"),
-    (["-s", "2,3,4"], 1, r"--scale takes one value or two \(x,y\)"),
+    # --scale is read by the one rule as the command line is read: a usage error (exit 2)
+    (["-s", "0"], 2, r"scale must be a number greater than 1 \(e.g. 2, 3, 2.5\), got '0'"),
+    (["-s", "1"], 2, r"scale must be a number greater than 1 .*, got '1'"),
+    (["-s", "-3"], 2, r"scale must be a number greater than 1 .*, got '-3'"),
+    (["-s", "x"], 2, r"scale must be a number greater than 1 .*, got 'x'"),
+    (["-s", "2,3,4"], 2, r"--scale takes one value or two \(x,y\)"),
     (["-s", "100000"], 1, r"needs about [\d.]+ GiB of memory per block"),
     (["-s", "1e9"], 1, r"output would be \d+×\d+ pixels, beyond GeoTIFF's limit"),
     (["-s", "2.5", "-m", "edsr-baseline"], 1, r"model 'edsr-baseline' enlarges by whole factors "

@@ -58,3 +58,27 @@ def test_constant_image_gives_valid_json(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.output, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
     assert out["psnr"] is None and out["images"][0]["psnr"] is None
+
+
+def test_data_range_reads_as_in_upscale(make_geotiff, tmp_path):
+    """--data-range is HI or LO,HI as for upscale: R and 0,R score alike (peak R); the same
+    width elsewhere keeps the peak; a bad value is one usage line naming the option."""
+    src = make_geotiff("u16.tif", bands=4, height=40, width=48, dtype="uint16")
+
+    def score(rng):
+        res = CliRunner().invoke(cli, ["evaluate", str(src), "-m", "bicubic", "-s", "2",
+                                       "--data-range", rng, "--json"])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["images"][0]
+
+    a, b, c, d = score("10000"), score("0,10000"), score("5000,15000"), score("0,20000")
+    assert a["data_range"] == b["data_range"] == c["data_range"] == 10000
+    assert a["psnr"] == b["psnr"] == c["psnr"]  # bicubic is linear: only the peak matters
+    assert d["psnr"] == pytest.approx(a["psnr"] + 20 * np.log10(2))
+    bad = CliRunner().invoke(cli, ["evaluate", str(src), "-m", "bicubic", "-s", "2",
+                                   "--data-range", "1,2,3"])
+    assert bad.exit_code == 2 and "'--data-range'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = CliRunner().invoke(cli, ["evaluate", str(src), "-m", "bicubic", "-s", "2",
+                                   "--data-range", "5,5"])
+    assert bad.exit_code == 1 and "hi > lo" in bad.stderr

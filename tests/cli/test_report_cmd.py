@@ -37,7 +37,7 @@ def test_upscale_report_writes_beside_the_output(tmp_path, make_geotiff):
     assert again.exit_code == 1
     assert again.stderr.startswith("geosr: error: ") and "--overwrite" in again.stderr
     ok = CliRunner().invoke(cli, ["report", str(src), str(out), str(page), "--src-bands",
-                                  "3,1,2", "--bands", "2", "--dpi", "600", "--overwrite",
+                                  "3,1,2", "--show-bands", "2", "--dpi", "600", "--overwrite",
                                   "--no-check"])
     assert ok.exit_code == 0, ok.stderr
     data = _data(page)

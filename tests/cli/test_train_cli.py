@@ -121,3 +121,22 @@ def test_init_weights_takes_the_name_of_bundled_weights(make_geotiff, tmp_path):
                                    "--init-weights", "espcn_x9_1b"])
     assert res.exit_code == 1 and ("'espcn_x9_1b' is neither a weights file nor the name of "
                                    "bundled weights") in res.output
+
+
+def test_bare_resume_continues_the_run_in_out_exactly(folder, tmp_path):
+    """--resume alone continues --out's interrupted run (as upscale --resume continues an
+    output): 2 + 2 steps give the weights of 4; without a run there it says so."""
+    from safetensors.torch import load_file
+
+    base = ["train", "--model", "espcn", "--scale", "2", "--data", str(folder), "--batch", "2",
+            "--patch", "16", "--val-every", "0", "--device", "cpu", "--seed", "3",
+            "--lr-schedule", "none"]  # a schedule over --max-steps would differ between 2 and 4
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert CliRunner().invoke(cli, [*base, "--out", str(a), "--max-steps", "4"]).exit_code == 0
+    assert CliRunner().invoke(cli, [*base, "--out", str(b), "--max-steps", "2"]).exit_code == 0
+    res = CliRunner().invoke(cli, [*base, "--out", str(b), "--max-steps", "4", "--resume"])
+    assert res.exit_code == 0 and "resumed from step 2" in res.output, res.output
+    wa, wb = load_file(a / "final.safetensors"), load_file(b / "final.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    res = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "c"), "--resume"])
+    assert res.exit_code == 1 and "no interrupted run in --out" in res.stderr
