@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json
+from .options import dpi_option, echo_json
 
 
 @click.command("info")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--dpi", type=click.FloatRange(min=0, min_open=True), default=300.0,
-              show_default=True, help="Printer resolution for map scale and print size.")
+@dpi_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def info(path: str, dpi: float, as_json: bool) -> None:
     """Describe PATH: grid, GSD in metres, and what it means for map scale and printing.

@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import bundled_by_name
+
 
 def _fmt_params(n: int | None) -> str:
     if n is None:
@@ -17,10 +19,11 @@ def _fmt_params(n: int | None) -> str:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--describe", "describe", type=click.Path(dir_okay=False), default=None,
-              metavar="WEIGHTS",
+              metavar="WEIGHTS", callback=bundled_by_name,
               help="Instead of the table, say which model, scale, bands and configuration a "
-                   "weights file (geosr .safetensors or an official checkpoint) is for, and "
-                   "from which keys each was read.")
+                   "weights file (geosr .safetensors or an official checkpoint, or the name of "
+                   "bundled weights, as for --weights) is for, and from which keys each was "
+                   "read.")
 def models(as_json: bool, describe: str | None) -> None:
     """List every registered model: scales, parameters (x4 or first scale, 3 bands), receptive
     field (LR pixels), family, paper, and which scales/bands have bundled weights."""

@@ -92,6 +92,16 @@ def scale_option(*, pairs: bool = False, whole: bool = False, **kw):
     return click.option("--scale", "-s", type=ScaleParam(pairs=pairs, whole=whole), **kw)
 
 
+def dpi_option(**kw):
+    """``--dpi`` of every command that prints a map scale or print size (info, scale, report):
+    a positive resolution, default ``geosr.geo.gsd.DEFAULT_DPI``."""
+    from geosr.geo.gsd import DEFAULT_DPI
+
+    kw.setdefault("help", "Printer resolution in dots per inch, for map scale and print size.")
+    return click.option("--dpi", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_DPI,
+                        show_default=True, **kw)
+
+
 def parse_data_range(value: str | None):
     """'255' -> 255.0, '0,10000' -> (0.0, 10000.0)."""
     if value is None:

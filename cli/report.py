@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import dpi_option
+
 
 @click.command("report")
 @click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
@@ -15,9 +17,7 @@ import click
 @click.option("--src-bands", default=None, metavar="B,B,...",
               help="IN's bands that made OUT's, in order (what `geosr upscale --bands` was "
                    "given) [default: the same bands].")
-@click.option("--dpi", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Printer resolution for map scale and print size [default: geosr info's, "
-                   "300].")
+@dpi_option()
 @click.option("--detail-size", type=click.IntRange(16, 8192), default=None,
               help="Edge of the full-resolution centre crop, in OUT pixels [default: 512].")
 @click.option("--overview-size", type=click.IntRange(16, 8192), default=None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json
+from .options import dpi_option, echo_json
 
 
 @click.command("scale")
@@ -11,8 +11,7 @@ from .options import echo_json
               help="Ground sampling distance in metres -> map-scale denominator.")
 @click.option("--scale-denominator", type=float, default=None, metavar="N",
               help="Map scale 1:N -> GSD in metres needed to print it.")
-@click.option("--dpi", type=float, default=300.0, show_default=True,
-              help="Printer resolution in dots per inch.")
+@dpi_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def scale(gsd_m: float | None, scale_denominator: float | None, dpi: float,
           as_json: bool) -> None:

@@ -91,7 +91,7 @@ def test_one_meaning_per_flag_across_commands():
     interrupted run (a flag, or train's optional checkpoint)."""
     from geosr_cli.options import ScaleParam
 
-    seen = {"--scale": [], "--bands": [], "--data-range": [], "--resume": []}
+    seen = {"--scale": [], "--bands": [], "--data-range": [], "--resume": [], "--dpi": []}
     for name, cmd in _commands():
         for p in cmd.params:
             for flag in set(p.opts) & set(seen):
@@ -105,5 +105,10 @@ def test_one_meaning_per_flag_across_commands():
     for name, p in seen["--data-range"]:
         assert p.callback is not None, name
         assert p.callback(None, p, "0,10") == (0.0, 10.0) and p.callback(None, p, "7") == 7.0
+    from geosr.geo.gsd import DEFAULT_DPI
+
+    assert {n for n, _ in seen["--dpi"]} >= {"info", "scale", "report"}
+    for name, p in seen["--dpi"]:
+        assert p.default == DEFAULT_DPI and p.type.min == 0 and p.type.min_open, name
     for name, p in seen["--resume"]:
         assert p.is_flag or (p.flag_value == "" and not p.required), name

@@ -316,6 +316,11 @@ def gsd(source: Any) -> tuple[float, float]:
 # Map scale, DPI, print size
 # --------------------------------------------------------------------------------------------
 
+#: The printer resolution map scales and print sizes assume when none is given (info, scale,
+#: report).
+DEFAULT_DPI = 300.0
+
+
 def metres_per_dot(dpi: float) -> float:
     """Paper size of one printed dot in metres: ``0.0254 / dpi``."""
     return _in_range(METRES_PER_INCH / _positive(dpi, "dpi"), "the size of one printed dot",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import InputError, MissingCRSError, RasterReadError
 from .gsd import (
+    DEFAULT_DPI,
     describe_gsd,
     max_map_scale_denominator,
     print_size_cm,
@@ -148,7 +149,7 @@ def _bounds(t, width: int, height: int) -> tuple[float, float, float, float]:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def raster_info(path: str | Path, *, dpi: float = 300.0) -> RasterInfo:
+def raster_info(path: str | Path, *, dpi: float = DEFAULT_DPI) -> RasterInfo:
     """Read a raster's header and compute GSD, map scale and print size at ``dpi``.
 
     Rasters without a CRS are reported with ``gsd_m = None`` (and no map scale) instead of

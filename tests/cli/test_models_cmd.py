@@ -118,3 +118,16 @@ def test_multi_frame_and_reference_models_say_what_they_read(rows):
         assert row["reference_based"] == bool(spec.extra.get("reference_based")), name
         if row["reference_based"]:
             assert row["input"] == "image + reference"
+
+
+def test_describe_takes_a_bundled_name_as_weights_does():
+    """--describe reads a bundled name as every --weights does (the GAN variant is only ever
+    named, never a path a user has)."""
+    from geosr.models.bundled import bundled_by_name
+
+    if bundled_by_name("edsr-baseline_x4_3b_gan") is None:
+        pytest.skip("the perceptual variant is not bundled in this checkout")
+    res = CliRunner().invoke(cli, ["models", "--describe", "edsr-baseline_x4_3b_gan", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["arch"] == "edsr-baseline" and d["scale"] == 4 and d["source"] == "geosr card"
