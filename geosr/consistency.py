@@ -41,8 +41,9 @@ import numpy as np
 
 from .errors import ParameterError
 
-#: ``--consistency`` choices; ``off`` is the default everywhere.
-MODES = ("off", "soft", "hard")
+#: ``--consistency`` choices; ``off`` is the default everywhere. ``frames``: with every frame of
+#: a stack (geosr.multiframe), for multi-frame runs only.
+MODES = ("off", "soft", "hard", "frames")
 DEFAULT_MODE = "off"
 #: Back-projection steps of ``soft`` unless ``--consistency-iterations`` says otherwise.
 DEFAULT_ITERATIONS = 5
@@ -68,25 +69,37 @@ CORRECTNESS_QUANTILE = 0.75
 METRICS = ("consistency", "synthesis", "correctness")
 
 
-def validate_consistency(mode: Any, iterations: Any = None, *,
-                         palette: bool = False) -> tuple[str, int]:
+def validate_consistency(mode: Any, iterations: Any = None, *, palette: bool = False,
+                         where: str = "image") -> tuple[str, int]:
     """The one rule for ``--consistency``/``--consistency-iterations``: returns (mode, steps).
-    Every factor is supported, so the scale is not asked."""
+    Every factor is supported, so the scale is not asked. ``where``: ``image`` (upscale),
+    ``stack`` (upscale-stack) or ``evaluation`` (evaluate, where ``frames`` needs --frames:
+    checked there)."""
     m = DEFAULT_MODE if mode is None else str(mode).strip().lower()
     if m not in MODES:
         raise ParameterError(f"consistency must be one of {', '.join(MODES)}, got {mode!r}; "
                              "e.g. --consistency hard")
-    if iterations is not None and m != "soft":
-        raise ParameterError("--consistency-iterations applies to --consistency soft only; "
-                             "drop it or use --consistency soft")
-    n = DEFAULT_ITERATIONS if iterations is None else iterations
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_ITERATIONS:
-        raise ParameterError(f"consistency iterations must be an integer in 1..{MAX_ITERATIONS}, "
+    if m == "frames" and where != "evaluation":
+        raise ParameterError("--consistency frames (every frame of a stack) is measured by "
+                             "geosr evaluate --frames T for now, not yet run by "
+                             f"{'upscale-stack' if where == 'stack' else 'upscale'}; use hard "
+                             "or soft here")
+    if iterations is not None and m not in ("soft", "frames"):
+        raise ParameterError("--consistency-iterations applies to --consistency soft or frames "
+                             "only; drop it or use one of those")
+    if m == "frames":
+        from .multiframe import DEFAULT_ITERATIONS as frame_steps, MAX_ITERATIONS as frame_max
+    else:
+        frame_steps, frame_max = DEFAULT_ITERATIONS, MAX_ITERATIONS
+    n = frame_steps if iterations is None else iterations
+    top = frame_max if m == "frames" else MAX_ITERATIONS
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= top:
+        raise ParameterError(f"consistency iterations must be an integer in 1..{top}, "
                              f"got {iterations!r}")
     if m != "off" and palette:
         raise ParameterError("the raster is a palette (classified) image: class indices have "
                              "no radiometry to keep consistent; use --consistency off")
-    return m, int(n) if m == "soft" else 0
+    return m, int(n) if m in ("soft", "frames") else 0
 
 
 def footprint(mode: str, iterations: int = 0) -> int:

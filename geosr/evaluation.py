@@ -254,7 +254,12 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     (:func:`geosr.train.stacks.evaluation_stack`, ``stack`` its StackOptions) and HR its target
     frame: multi-frame models get the stack, single-image models its target frame.
     """
-    cons = dict(consistency=consistency, consistency_iterations=consistency_iterations)
+    every_frame = consistency == "frames"  # geosr.multiframe, on the model's output below
+    if every_frame and frames is None:
+        raise ParameterError("--consistency frames makes the output consistent with every "
+                             "frame of a stack; evaluate on stacks with --frames T")
+    cons = dict(consistency="off" if every_frame else consistency,
+                consistency_iterations=0 if every_frame else consistency_iterations)
     hr = crop_to_scale(img.data, scale)
     if min(hr.shape[-2:]) < scale * 4:
         _check_size(img, scale, cropped=hr.shape[-2:])
@@ -275,9 +280,10 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     if frames is not None:
         from .train.stacks import evaluation_stack, target_index
 
-        net_lr, hr, valid = evaluation_stack(hr, frames=frames, scale=scale, index=index,
-                                             span=float(vr[1] - vr[0]), options=stack,
-                                             valid=valid)
+        net_lr, hr, valid, clear = evaluation_stack(hr, frames=frames, scale=scale,
+                                                    index=index, span=float(vr[1] - vr[0]),
+                                                    options=stack, valid=valid, with_clear=True)
+        stack_lr = net_lr
         lr = net_lr[target_index(frames)]
         if not getattr(model, "multi_frame", False):
             net_lr = lr
@@ -304,14 +310,26 @@ def evaluate_image(model: Any, img: HRImage, *, scale: int | float, in_chans: in
     # published on the Y of the LR image, so that is what runs and is scored.
     on_y = (mode == "y" and in_chans == 1 and dt == np.uint8
             and bool(getattr(model, "y_channel", False)))
+    if on_y and every_frame:
+        raise ParameterError("--consistency frames is not for Y-channel models; evaluate a "
+                             "model of the image's bands")
     if on_y:
         sr_y = super_resolve(model, M.rgb_to_y(lr)[None], value_range=(0.0, 255.0),
                              self_ensemble=self_ensemble, device=device, **cons)[0]
         sr = np.clip(np.round(sr_y), 0, 255)[None]
     else:
-        sr = M.to_dtype(_run_bands(model, net_lr, in_chans, value_range=vr,
-                                   self_ensemble=self_ensemble, device=device, **cons,
-                                   **ref_kw), dt)
+        raw = _run_bands(model, net_lr, in_chans, value_range=vr, self_ensemble=self_ensemble,
+                         device=device, **cons, **ref_kw)
+        if every_frame:
+            from .multiframe import back_project_frames, estimate_shifts, refine_shifts
+
+            t0 = target_index(frames)
+            shifts = refine_shifts(raw, stack_lr, estimate_shifts(stack_lr, target=t0,
+                                                                  scale=scale, valid=clear),
+                                   target=t0, scale=scale, valid=clear)
+            raw = back_project_frames(raw, stack_lr, shifts, scale=scale, valid=clear,
+                                      iterations=consistency_iterations)
+        sr = M.to_dtype(raw, dt)
     if sr.shape[-2:] != hr.shape[-2:] or (not on_y and sr.shape != hr.shape):
         raise ParameterError(f"{img.name}: model output {sr.shape} does not match HR {hr.shape}; "
                              f"is the model built for x{scale}?")
@@ -449,7 +467,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
         raise ParameterError(f"channels must be auto, y or all, not {channels!r}")
     from .consistency import mean_measures, parse_metrics, validate_consistency
 
-    cmode, csteps = validate_consistency(consistency, consistency_iterations)
+    cmode, csteps = validate_consistency(consistency, consistency_iterations,
+                                         where="evaluation")
     metrics = parse_metrics(metrics)
     if weights is not None and (model is None or scale is None
                                 or (isinstance(model, str) and model.strip().lower() == "auto")):
@@ -523,6 +542,9 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
             check_frames(net, frames, name=name)
         opts = stack if isinstance(stack, StackOptions) else StackOptions.from_dict(stack)
         stack_kw = {"frames": frames, "stack": opts}
+    if cmode == "frames" and not stack_kw:
+        raise ParameterError("--consistency frames makes the output consistent with every "
+                             "frame of a stack; evaluate on stacks with --frames T")
     guided = bool(getattr(net, "reference_based", False))
     if guided and stack_kw:
         raise ParameterError(f"{name} is reference-guided: it is evaluated on single images "

@@ -214,6 +214,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
     check_palette_model(meta_sel, name)
     check_multi_frame(name, stack=frames is not None)
     cmode, csteps = validate_consistency(consistency, consistency_iterations,
+                                         where="image" if frames is None else "stack",
                                          palette=meta_sel.is_palette)
     if isinstance(scale, float):
         check_any_scale(name, axes, f"--target-gsd {target_gsd}" if target_gsd is not None

@@ -63,7 +63,7 @@ def test_halo_grows_by_the_projections_footprint(make_geotiff):
 def test_options_are_validated():
     with pytest.raises(ParameterError, match="consistency must be one of"):
         C.validate_consistency("strict")
-    with pytest.raises(ParameterError, match="soft only"):
+    with pytest.raises(ParameterError, match="soft or frames only"):
         C.validate_consistency("hard", 3)
     with pytest.raises(ParameterError, match="1..50"):
         C.validate_consistency("soft", 0)

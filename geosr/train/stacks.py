@@ -218,11 +218,11 @@ def synthesise(hr: torch.Tensor, *, frames: int, scale: int, options: StackOptio
 
 def synthesise_array(hr: np.ndarray, *, frames: int, scale: int, options: StackOptions,
                      index: int, span: float, seed: int = EVAL_SEED,
-                     valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
-                                                                np.ndarray | None]:
+                     valid: np.ndarray | None = None, with_clear: bool = False) -> tuple:
     """Evaluation's stack of one HR array (C, H, W) in its own dtype (modcropped): returns the
     frames (T, C, h, w) stored in that dtype, as ``geosr evaluate`` stores its LR images, the
-    target HR (the margin cropped) and the cropped validity mask."""
+    target HR (the margin cropped) and the cropped validity mask; ``with_clear`` adds the
+    frames' cloud-free pixels (T, h, w) bool, or None without clouds."""
     from ..metrics import to_dtype
 
     st = synthesise(torch.from_numpy(hr.astype(np.float64)), frames=frames, scale=scale,
@@ -230,19 +230,23 @@ def synthesise_array(hr: np.ndarray, *, frames: int, scale: int, options: StackO
     m = margin(options, scale)
     lr = to_dtype(st.frames.numpy(), hr.dtype)
     vm = None if valid is None else valid[..., m: hr.shape[-2] - m, m: hr.shape[-1] - m]
-    return lr, hr[..., m: hr.shape[-2] - m, m: hr.shape[-1] - m], vm
+    out = (lr, hr[..., m: hr.shape[-2] - m, m: hr.shape[-1] - m], vm)
+    if with_clear:
+        out += (None if st.clear is None else st.clear[:, 0].numpy() > 0.5,)
+    return out
 
 
 def evaluation_stack(hr: np.ndarray, *, frames: int, scale: Any, index: int, span: float,
-                     options: StackOptions | None = None, valid: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                     options: StackOptions | None = None, valid: np.ndarray | None = None,
+                     with_clear: bool = False) -> tuple:
     """``geosr evaluate --frames``: the stack of image ``index`` (seed :data:`EVAL_SEED`);
     see :func:`synthesise_array`. The target frame is ``frames[target_index(T)]``."""
     if not float(scale).is_integer():
         raise ParameterError(f"stacks are synthesised at integer scales, not {scale}; evaluate "
                              "--frames at x2, x3 or x4")
     return synthesise_array(hr, frames=frames, scale=int(scale), index=index, span=span,
-                            options=options or StackOptions(), valid=valid)
+                            options=options or StackOptions(), valid=valid,
+                            with_clear=with_clear)
 
 
 class StackSampler:
