@@ -596,6 +596,8 @@ def evaluate(dataset: str | Path | Sequence[str | Path] | None, *, model: Any = 
             result[key] = float(np.mean(vals))
     if cmode != "off":
         result["consistency_mode"] = cmode
+        if csteps:
+            result["consistency_iterations"] = csteps
     if guided or pairs:
         kinds = {"pairs": bool(pairs), "synthetic": guided and bool(files)}
         result["references"] = [k for k, on in kinds.items() if on] if guided else []

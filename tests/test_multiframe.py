@@ -116,7 +116,7 @@ def test_consistency_frames_only_where_there_are_frames(make_geotiff, tmp_path):
     kw = dict(model="bicubic", scale=4, frames=5)
     plain = evaluate(folder, **kw)
     every = evaluate(folder, consistency="frames", consistency_iterations=10, **kw)
-    assert every["consistency_mode"] == "frames"
+    assert every["consistency_mode"] == "frames" and every["consistency_iterations"] == 10
     assert every["psnr"] > plain["psnr"] + 0.5, (every["psnr"], plain["psnr"])
     with pytest.raises(ParameterError, match="--frames T"):
         evaluate(folder, model="bicubic", scale=4, consistency="frames")
