@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
@@ -116,15 +117,10 @@ def refine_shifts(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *, targe
     over its valid pixels. Phase correlation on small frames can miss by a pixel (Set5's
     butterfly: 2 of 4 frames), and one wrong shift makes back-projection diverge."""
     import torch
-    import torch.nn.functional as F
 
     s = _check_scale(scale)
     y = np.asarray(frames, np.float64)
     _, _, h, w = y.shape
-    lo, taps1 = degradation_taps(s)
-    n = taps1.size
-    kv = torch.from_numpy(taps1)[None, None, :, None]
-    kh = torch.from_numpy(taps1)[None, None, None, :]
     x = torch.from_numpy(np.asarray(sr, np.float64))
     out: list[tuple[int, int] | None] = []
     for k, sh in enumerate(shifts):
@@ -134,16 +130,14 @@ def refine_shifts(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *, targe
         best, where = math.inf, sh
         for dy in range(sh[0] - radius, sh[0] + radius + 1):
             for dx in range(sh[1] - radius, sh[1] + radius + 1):
-                a0, a1 = _span(h, h * s, dy, s, lo, n)
-                b0, b1 = _span(w, w * s, dx, s, lo, n)
-                if a1 - a0 < 4 or b1 - b0 < 4:
+                fw = _FrameWindow.of((h, w), (dy, dx), s)
+                if fw is None or min(fw.lr[0].stop - fw.lr[0].start,
+                                     fw.lr[1].stop - fw.lr[1].start) < 4:
                     continue
-                win = x[:, s * a0 + dy + lo: s * (a1 - 1) + dy + lo + n,
-                        s * b0 + dx + lo: s * (b1 - 1) + dx + lo + n][:, None]
-                r = (torch.from_numpy(y[k, :, a0:a1, b0:b1])[:, None]
-                     - F.conv2d(F.conv2d(win, kv, stride=(s, 1)), kh, stride=(1, s))) ** 2
+                a, b = fw.lr
+                r = (torch.from_numpy(y[k, :, a, b])[:, None] - fw.degrade(x)) ** 2
                 if valid is not None:
-                    m = torch.from_numpy(np.asarray(valid[k, a0:a1, b0:b1], np.float64))
+                    m = torch.from_numpy(np.asarray(valid[k, a, b], np.float64))
                     err = float((r * m).sum() / max(1.0, float(m.sum()) * r.shape[0]))
                 else:
                     err = float(r.mean())
@@ -153,11 +147,56 @@ def refine_shifts(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *, targe
     return out
 
 
-def _span(n_lr: int, n_hr: int, shift: int, s: int, lo: int, taps: int) -> tuple[int, int]:
-    """LR pixels [a0, a1) of a frame shifted by ``shift`` HR pixels whose taps lie in [0, n_hr)."""
-    a0 = max(0, math.ceil((-shift - lo) / s))
-    a1 = min(n_lr, (n_hr - taps - shift - lo) // s + 1)
-    return a0, max(a0, a1)
+@dataclass(frozen=True)
+class _FrameWindow:
+    """Where frame k meets the HR image: its LR pixels ``lr`` (rows, cols) whose taps lie
+    inside the image, and the HR window ``hr`` (rows, cols) those taps cover; ``D S_k`` and its
+    adjoint on them (separable: rows, then columns)."""
+
+    lr: tuple[slice, slice]
+    hr: tuple[slice, slice]
+    scale: int
+
+    @classmethod
+    def of(cls, lr_shape: tuple[int, int], shift: Sequence[int], s: int) -> "_FrameWindow | None":
+        lo, taps = degradation_taps(s)
+        n = taps.size
+        lr, hr = [], []
+        for n_lr, d in zip(lr_shape, shift):
+            a0 = max(0, math.ceil((-d - lo) / s))
+            a1 = min(n_lr, (n_lr * s - n - d - lo) // s + 1)
+            if a1 <= a0:
+                return None
+            lr.append(slice(a0, a1))
+            hr.append(slice(s * a0 + d + lo, s * (a1 - 1) + d + lo + n))
+        return cls((lr[0], lr[1]), (hr[0], hr[1]), s)
+
+    def degrade(self, x):
+        """``D S_k x`` on the window: (C, 1, rows, cols) from x (C, H, W)."""
+        import torch.nn.functional as F
+
+        kv, kh = _kernels(self.scale)
+        win = x[:, self.hr[0], self.hr[1]][:, None]
+        s = self.scale
+        return F.conv2d(F.conv2d(win, kv, stride=(s, 1)), kh, stride=(1, s))
+
+    def adjoint(self, r):
+        """``S_kᵀ Dᵀ r`` on the HR window: (C, rows, cols), the exact adjoint of
+        :meth:`degrade`."""
+        import torch.nn.functional as F
+
+        kv, kh = _kernels(self.scale)
+        s = self.scale
+        return F.conv_transpose2d(F.conv_transpose2d(r, kh, stride=(1, s)), kv,
+                                  stride=(s, 1))[:, 0]
+
+
+@lru_cache(maxsize=8)
+def _kernels(s: int):
+    import torch
+
+    taps = torch.from_numpy(degradation_taps(s)[1])
+    return taps[None, None, :, None], taps[None, None, None, :]
 
 
 def back_project_frames(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *, scale,
@@ -168,7 +207,6 @@ def back_project_frames(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *,
     :func:`estimate_shifts` (None: left out); ``valid`` (T, h, w) marks the pixels that count.
     Returns float64 in the data's units."""
     import torch
-    import torch.nn.functional as F
 
     s = _check_scale(scale)
     if isinstance(iterations, bool) or not 0 <= int(iterations) <= MAX_ITERATIONS:
@@ -179,10 +217,6 @@ def back_project_frames(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *,
         raise ParameterError(f"the output {sr.shape} is not x{s} of the frames {y.shape[1:]}")
     if len(shifts) != t_count:
         raise ParameterError(f"{len(shifts)} shifts for {t_count} frames")
-    lo, taps1 = degradation_taps(s)
-    n = taps1.size
-    kv = torch.from_numpy(taps1)[None, None, :, None]  # separable: rows, then columns
-    kh = torch.from_numpy(taps1)[None, None, None, :]
     x = torch.from_numpy(np.array(sr, np.float64))
     v = None if valid is None else torch.from_numpy(np.asarray(valid, np.float64))
     used = [(k, sh) for k, sh in enumerate(shifts) if sh is not None]
@@ -191,16 +225,14 @@ def back_project_frames(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *,
                       f"{MAX_SHIFT_LR} LR pixels) or without common valid pixels are left out "
                       "of the multi-frame back-projection", GeosrWarning, stacklevel=2)
     plans = []
-    for k, (dy, dx) in used:
-        a0, a1 = _span(h, h * s, dy, s, lo, n)
-        b0, b1 = _span(w, w * s, dx, s, lo, n)
-        if a1 <= a0 or b1 <= b0:
+    for k, shift in used:
+        fw = _FrameWindow.of((h, w), shift, s)
+        if fw is None:
             continue
-        rows = slice(s * a0 + dy + lo, s * (a1 - 1) + dy + lo + n)
-        cols = slice(s * b0 + dx + lo, s * (b1 - 1) + dx + lo + n)
-        yk = torch.from_numpy(y[k, :, a0:a1, b0:b1])[:, None]
-        mk = None if v is None else v[k, a0:a1, b0:b1][None, None]
-        plans.append((rows, cols, yk, mk))
+        a, b = fw.lr
+        yk = torch.from_numpy(y[k, :, a, b])[:, None]
+        mk = None if v is None else v[k, a, b][None, None]
+        plans.append((fw, yk, mk))
     mu = float(step) * s * s / max(1, len(plans))
     prev = x
     for i in range(int(iterations)):
@@ -210,14 +242,11 @@ def back_project_frames(sr: np.ndarray, frames: np.ndarray, shifts: Sequence, *,
         prev = x
         x = z
         grad = torch.zeros_like(x)
-        for rows, cols, yk, mk in plans:
-            win = x[:, rows, cols][:, None]
-            r = yk - F.conv2d(F.conv2d(win, kv, stride=(s, 1)), kh, stride=(1, s))
+        for fw, yk, mk in plans:
+            r = yk - fw.degrade(x)
             if mk is not None:
                 r = r * mk
-            back = F.conv_transpose2d(F.conv_transpose2d(r, kh, stride=(1, s)), kv,
-                                      stride=(s, 1))  # Dᵀ: the exact adjoint, window-sized
-            grad[:, rows, cols] += back[:, 0]
+            grad[:, fw.hr[0], fw.hr[1]] += fw.adjoint(r)
         x = x + mu * grad
     return x.numpy()
 
