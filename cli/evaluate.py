@@ -7,6 +7,7 @@ import click
 
 from geosr.consistency import (DEFAULT_ITERATIONS, DEFAULT_MODE, METRICS, MODES,
                                format_measures)
+from geosr.multiframe import DEFAULT_ITERATIONS as FRAME_ITERATIONS
 
 from .options import bundled_by_name, echo_json, parse_data_range, scale_option
 
@@ -47,9 +48,12 @@ def _fmt(v: float) -> str:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
 @click.option("--consistency", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
               help="As geosr upscale --consistency: make the output's degradation reproduce "
-                   "its input (hard, soft) before scoring.")
+                   "its input (hard, soft) before scoring; with --frames also 'frames': "
+                   "consistent with every frame of the stack (multi-frame back-projection, "
+                   "docs/multitemporal.md).")
 @click.option("--consistency-iterations", type=int, default=None,
-              help=f"Back-projection steps of --consistency soft (default {DEFAULT_ITERATIONS}).")
+              help=f"Back-projection steps of --consistency soft (default {DEFAULT_ITERATIONS}) "
+                   f"or frames (default {FRAME_ITERATIONS}).")
 @click.option("--metrics", default=None, metavar=",".join(METRICS),
               help="Also measure these (docs/consistency.md): consistency (degraded SR vs LR), "
                    "synthesis (detail added over bicubic), correctness (improvement / omission "

@@ -8,7 +8,7 @@ import time
 import click
 
 from geosr.aoi import AOI_CROPS
-from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, MODES
+from geosr.consistency import DEFAULT_ITERATIONS, DEFAULT_MODE, RUN_MODES
 
 from .options import (allow_random_option, device_option, model_option, parse_data_range,
                       halo_option, scale_option, reference_options, threads_option, weights_option)
@@ -45,7 +45,7 @@ from .signals import terminate_as_interrupt
 @click.option("--data-range", default=None, callback=lambda ctx, p, v: parse_data_range(v),
               metavar="HI|LO,HI",
               help="Value range networks normalise from: HI or LO,HI (default: dtype/card/data).")
-@click.option("--consistency", type=click.Choice(MODES), default=DEFAULT_MODE,
+@click.option("--consistency", type=click.Choice(RUN_MODES), default=DEFAULT_MODE,
               help="Make the output, degraded back (the training bicubic), reproduce the input: "
                    "hard = exactly (a projection), soft = N back-projection steps, off = as the "
                    "model made it (docs/consistency.md).")

@@ -41,9 +41,10 @@ import numpy as np
 
 from .errors import ParameterError
 
-#: ``--consistency`` choices; ``off`` is the default everywhere. ``frames``: with every frame of
-#: a stack (geosr.multiframe), for multi-frame runs only.
-MODES = ("off", "soft", "hard", "frames")
+#: ``--consistency`` choices of a run (upscale, upscale-stack); ``off`` is the default everywhere.
+RUN_MODES = ("off", "soft", "hard")
+#: and of evaluation, which adds ``frames``: with every frame of a stack (geosr.multiframe)
+MODES = RUN_MODES + ("frames",)
 DEFAULT_MODE = "off"
 #: Back-projection steps of ``soft`` unless ``--consistency-iterations`` says otherwise.
 DEFAULT_ITERATIONS = 5
