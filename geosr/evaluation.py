@@ -27,6 +27,7 @@ import numpy as np
 from . import metrics as M
 from .errors import InputError, OutputError, ParameterError
 from .images import HRImage, dtype_range, list_images, read_image
+from .pixels import value_span
 
 
 def self_ensemble_forward(model: Any, x: Any, *refs: Any, **kw: Any) -> Any:
@@ -190,22 +191,8 @@ def shave_border(scale: float) -> int:
     return int(math.ceil(float(scale) - 1e-9))
 
 
-def value_span(data_range: Any) -> tuple[float, float] | None:
-    """``data_range`` as (lo, hi), as ``geosr upscale --data-range`` reads it: R is 0..R, a pair
-    is LO,HI; its width is the PSNR/SSIM peak."""
-    if data_range is None:
-        return None
-    try:
-        lo, hi = (0.0, float(data_range)) if np.isscalar(data_range) else map(float, data_range)
-    except (TypeError, ValueError):
-        lo = hi = math.nan
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise ParameterError(f"data range must be finite with hi > lo, got {data_range}; e.g. "
-                             "--data-range 10000 or --data-range 0,10000")
-    return lo, hi
-
-
 def _peak(data_range: Any) -> float | None:
+    """The PSNR/SSIM peak ``--data-range`` gives: the width of its span."""
     span = value_span(data_range)
     return None if span is None else span[1] - span[0]
 
@@ -214,7 +201,8 @@ def input_range(model: Any, lr: np.ndarray, *, data_range: float | None = None,
                 valid: np.ndarray | None = None) -> tuple[float, float]:
     """What ``geosr upscale`` maps this LR image to [0, 1] by, so that evaluation scores what
     upscale writes (:func:`geosr.pixels.normalisation` on the image's statistics sample):
-    ``data_range`` (R: 0..R, or LO,HI), the card's range for the image's dtype, [0, 255] for uint8, else
+    ``data_range`` (R: 0..R, or LO,HI), the card's range for the image's dtype, [0, 255] for
+    uint8, else
     one robust range of its finite pixels common to all bands — of the ``valid`` ones (h, w)
     where nodata is known, as the engine leaves nodata out of its sample. Linear models, which
     any range leaves unchanged, get the dtype's range (or the sample's)."""

@@ -108,6 +108,21 @@ def sample_stats(sample: np.ndarray, nodata: float | None
     return mean, lo, hi
 
 
+def value_span(data_range: Any) -> tuple[float, float] | None:
+    """``--data-range`` as (lo, hi), the one reading of it (upscale, evaluate): R is 0..R, a
+    pair is LO,HI; finite with hi > lo."""
+    if data_range is None:
+        return None
+    try:
+        lo, hi = (0.0, float(data_range)) if np.isscalar(data_range) else map(float, data_range)
+    except (TypeError, ValueError):
+        lo = hi = float("nan")
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ParameterError(f"data range must be finite with hi > lo, got {data_range}; "
+                             "e.g. --data-range 255 or --data-range 0,10000")
+    return float(lo), float(hi)
+
+
 def normalisation(model: Any, dtype: str, sample_lo, sample_hi, data_range
                   ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """(lo, hi) per band for networks: ``data_range``, else the card's range for the same dtype,
@@ -117,10 +132,7 @@ def normalisation(model: Any, dtype: str, sample_lo, sample_hi, data_range
         return None
     n = len(sample_lo)
     if data_range is not None:
-        lo, hi = (0.0, float(data_range)) if np.isscalar(data_range) else map(float, data_range)
-        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-            raise ParameterError(f"data range must be finite with hi > lo, got {data_range}; "
-                                 "e.g. --data-range 255 or --data-range 0,10000")
+        lo, hi = value_span(data_range)
         return (lo,) * n, (hi,) * n
     card = getattr(model, "card", None) or {}
     vr = card.get("value_range")
