@@ -52,10 +52,13 @@ class OneLineUsageError(click.UsageError):
                    file=file, err=file is None)
 
 
-def _one_line_usage(err: click.UsageError) -> OneLineUsageError:
-    if isinstance(err, OneLineUsageError):
+def _one_line_usage(err: click.UsageError, command: str = "geosr") -> click.UsageError:
+    """``err`` as one line; ``command`` names the help when the parser gave no context (an
+    option missing its value). A bare ``geosr`` or group keeps click's help (no error)."""
+    if isinstance(err, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
         return err
     new = OneLineUsageError(err.format_message(), err.ctx)
+    new.command = command
     new.exit_code = err.exit_code
     return new
 
@@ -103,7 +106,8 @@ class LazyGroup(click.Group):
             usage.command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
             raise usage from None
         except click.UsageError as err:  # a sub-command's arguments: one line, exit code 2
-            raise _one_line_usage(err) from None
+            sub = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            raise _one_line_usage(err, sub) from None
         except GeosrError as err:
             if _debug(ctx):
                 raise

@@ -85,21 +85,54 @@ def _grid_problem(ms, pan, ratio: int) -> str:
              f"MS grid ({ms.width}x{ms.height}, {px[0]:.6g} x {px[1]:.6g}) refined by an integer "
              "factor over the same bounds and CRS")
     if ms.crs != pan.crs:
-        return (f"{grids}: the PAN is in {_crs_name(pan.crs)}, the MS in {_crs_name(ms.crs)}; "
-                f"{_fix_hint(ms, pan, max(ratio, 2))}")
+        where = f"{grids}: the PAN is in {_crs_name(pan.crs)}, the MS in {_crs_name(ms.crs)}"
+        if not _overlaps(ms, pan):
+            return (f"{where}, and reprojected it does not overlap the MS at all: is its CRS "
+                    f"label right? If the PAN is in {_crs_name(ms.crs)} too, relabel it "
+                    f"(gdal_translate -a_srs {_crs_name(ms.crs)} PAN.tif PAN_fixed.tif)")
+        return f"{where}; {_fix_hint(ms, pan, max(ratio, 2))} -dstnodata VALUE"
     if ratio < 2:
         return (f"{grids}: the PAN's pixels are not at least twice as fine as the MS's; "
                 "pan-sharpening needs a PAN of a finer resolution (e.g. Landsat band 8 with "
                 "bands 2-4, or a WorldView PAN with its MS)")
     part = _covered(ms, pan)
     if part < 0.999:
-        left, bottom, right, top = bounds_of(pan.transform, pan.width, pan.height)
-        return (f"{grids}: the PAN covers only {part:.0%} of the MS extent; cut the MS to the "
-                f"PAN's extent first (gdal_translate -projwin {left:.10g} {top:.10g} "
-                f"{right:.10g} {bottom:.10g} MS.tif MS_part.tif, then this command with "
-                f"MS_part.tif), or {_fix_hint(ms, pan, ratio)} -dstnodata VALUE (outside the "
-                "PAN the output is then the MS enlarged)")
+        c0, r0, c1, r1 = _ms_pixels_of(ms, pan)
+        cut = (f"cut the MS to the PAN's extent first (gdal_translate -srcwin {c0} {r0} "
+               f"{c1 - c0} {r1 - r0} MS.tif MS_part.tif, then this command with MS_part.tif), "
+               "or " if c1 > c0 and r1 > r0 else "")
+        return (f"{grids}: the PAN covers only {part:.0%} of the MS extent; {cut}"
+                f"{_fix_hint(ms, pan, ratio)} -dstnodata VALUE (outside the PAN the output is "
+                "then the MS enlarged)")
     return f"{grids}; {_fix_hint(ms, pan, ratio)}"
+
+
+def _ms_pixels_of(ms, pan) -> tuple[int, int, int, int]:
+    """The MS pixels (col0, row0, col1, row1) under the PAN's extent, its edges rounded to the
+    nearest MS pixel edges (the PAN's pixel sizes are rounded too: SpaceNet's 0.499993 m under
+    1.000048 m), clipped to the MS."""
+    from .geo.grid import apply, bounds_of
+
+    left, bottom, right, top = bounds_of(pan.transform, pan.width, pan.height)
+    inv = ~ms.transform
+    cols, rows = zip(*(apply(inv, x, y) for x, y in ((left, top), (right, bottom))))
+    c0, c1 = sorted(int(round(c)) for c in cols)
+    r0, r1 = sorted(int(round(r)) for r in rows)
+    return max(c0, 0), max(r0, 0), min(c1, ms.width), min(r1, ms.height)
+
+
+def _overlaps(ms, pan) -> bool:
+    """Whether the PAN, reprojected, overlaps the MS at all."""
+    from rasterio.warp import transform_bounds
+
+    from .geo.grid import bounds_of
+
+    try:
+        b = transform_bounds(pan.crs, ms.crs, *bounds_of(pan.transform, pan.width, pan.height))
+    except Exception:  # a transformation that cannot be made: say nothing more
+        return True
+    a = bounds_of(ms.transform, ms.width, ms.height)
+    return b[0] < a[2] and b[2] > a[0] and b[1] < a[3] and b[3] > a[1]
 
 
 def _crs_name(crs) -> str:
@@ -235,6 +268,11 @@ def pansharpen_file(ms: str | os.PathLike, pan: str | os.PathLike, dst: str | os
     valid = valid_mask(ms_up, nodata)
     pan_px = _read_all(str(pan), pan_meta)
     pan_valid = valid_mask(pan_px, pan_meta.band_nodata or pan_meta.nodata)[0]
+    values = np.ma.getdata(pan_px)[0][pan_valid]
+    if values.size == 0 or float(values.min()) == float(values.max()):
+        what = "no valid pixels" if values.size == 0 else f"one value ({values.flat[0]:g}) only"
+        raise InputError(f"the PAN {str(pan)!r} has {what}: no detail to inject (a PAN warped "
+                         "from outside its extent?); check it with gdalinfo -stats")
     y = sharpen(np.ma.getdata(ms_up), np.ma.getdata(pan_px)[0], method=method, ratio=ratio,
                 valid=valid, pan_valid=pan_valid)
     out = cast_output(y, up_meta.dtype, nodata, valid)

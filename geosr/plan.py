@@ -20,7 +20,7 @@ from .geo.tags import output_tags, synthesis_label, weights_label
 from .io.read import RasterMeta
 from .io.write import check_nodata_storable
 from .modelref import ModelRef, build_model, model_digest
-from .pixels import normalisation, sample_stats
+from .pixels import normalisation, sample_stats, value_span
 from .scales import parse_pair, validate_gsd, validate_scale
 from .tiling import Block, Span, default_block, plan_blocks
 
@@ -139,24 +139,25 @@ def nominal_scale(axes: tuple[Axis, Axis]) -> int | float:
     return float(max(x.ratio, y.ratio))
 
 
-def parse_bands(bands: Any, count: int) -> tuple[int, ...]:
+def parse_bands(bands: Any, count: int, *, flag: str = "--bands") -> tuple[int, ...]:
     """1-based band numbers (a list or ``"1,2,3"``) → 0-based indices, checked against
-    ``count``; ``None`` selects all bands."""
+    ``count``; ``None`` selects all bands. ``flag``: the option named in errors."""
     if bands is None:
         return tuple(range(count))
     if isinstance(bands, str):
         try:
             bands = [int(b) for b in bands.replace(" ", "").split(",") if b]
         except ValueError:
-            raise ParameterError(f"--bands must be 1-based band numbers like 1,2,3; got {bands!r}") from None
+            raise ParameterError(f"{flag} must be 1-based band numbers like 1,2,3; got "
+                                 f"{bands!r}") from None
     out = tuple(int(b) - 1 for b in bands)
     if not out:
-        raise ParameterError(f"--bands names no band; give 1-based band numbers like 1,2,3 "
+        raise ParameterError(f"{flag} names no band; give 1-based band numbers like 1,2,3 "
                              f"(the raster has {count})")
     bad = [b + 1 for b in out if not 0 <= b < count]
     if not out or bad:
-        raise ParameterError(f"band(s) {bad or bands} out of range: the raster has {count} band(s) "
-                             f"(1..{count})")
+        raise ParameterError(f"{flag}: band(s) {bad or bands} out of range: the raster has "
+                             f"{count} band(s) (1..{count})")
     return out
 
 
@@ -186,6 +187,7 @@ def plan_job(meta: RasterMeta, *, model: str | None, scale: Any = None,
         from .errors import OptionConflictError
 
         raise OptionConflictError("give either --scale or --target-gsd, not both")
+    value_span(data_range)  # checked for every model, also those it does not change
     if weights is not None and ((scale is None and target_gsd is None) or model is None
                                 or model.strip().lower() == "auto"):
         # the file names its architecture and scale (geosr.models.weights_spec, the one rule)

@@ -352,7 +352,8 @@ def compare_figure(src_path: str | Path, out_path: str | Path | Sequence[str | P
             bands = [1, 2, 3] if src.count >= 3 else [1]
         bands = [int(b) for b in bands]
         if len(bands) not in (1, 3):
-            raise ParameterError(f"choose 1 or 3 bands to show, got {bands}")
+            raise ParameterError(f"choose 1 or 3 bands to show, got {bands} (--show-bands 1 "
+                                 "or --show-bands 1,2,3)")
         least = min(o.count for o in outs + ([ref] if ref is not None else []))
         bad = [b for b in bands if not 1 <= b <= min(src.count, least)]
         if bad:

@@ -572,10 +572,10 @@ def render_report(src: str | os.PathLike, out: str | os.PathLike, *,
         match = match_grids(s_ds, o_ds)
         if bands is None:
             bands = [1, 2, 3] if o_ds.count >= 3 else [1]
-        show_out = [i + 1 for i in parse_bands(bands, o_ds.count)]
+        show_out = [i + 1 for i in parse_bands(bands, o_ds.count, flag="--show-bands")]
         if len(show_out) not in (1, 3):
             raise ParameterError(f"choose 1 or 3 bands to show, got {list(show_out)} "
-                                 f"(e.g. --bands 1 or --bands 1,2,3)")
+                                 f"(e.g. --show-bands 1 or --show-bands 1,2,3)")
         if src_bands is None:
             if s_ds.count != o_ds.count:
                 raise InputError(
@@ -583,7 +583,7 @@ def render_report(src: str | os.PathLike, out: str | os.PathLike, *,
                     f"made OUT's (--src-bands, as given to geosr upscale --bands)")
             all_in = list(range(1, s_ds.count + 1))
         else:
-            all_in = [i + 1 for i in parse_bands(src_bands, s_ds.count)]
+            all_in = [i + 1 for i in parse_bands(src_bands, s_ds.count, flag="--src-bands")]
             if len(all_in) != o_ds.count:
                 raise ParameterError(f"--src-bands names {len(all_in)} band(s) but OUT has "
                                      f"{o_ds.count}; give one IN band per OUT band")

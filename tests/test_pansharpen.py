@@ -118,21 +118,31 @@ def _suggested(message: str, tool: str, src, dst) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("gdalwarp") is None or shutil.which("gdal_translate") is None,
                     reason="GDAL's command-line tools are not installed")
-@pytest.mark.parametrize("case", ["quarter", "other_crs"])
+@pytest.mark.parametrize("case", ["quarter", "mislabelled", "reprojected"])
 def test_bad_grid_message_names_the_cause_and_its_commands_work(tmp_path, case):
-    """A PAN covering a quarter of the MS, or in another CRS, is named as such, and the
-    commands the message suggests, run by GDAL's own tools, give inputs that are accepted."""
+    """A PAN over the bottom-right quarter of the MS, one labelled with the wrong CRS, or one
+    really in another CRS, is named as such, and the commands the message suggests, run by
+    GDAL's own tools, give inputs that are accepted."""
     from geosr.errors import InputError
     from geosr.pansharpen import pansharpen_file
 
     rng = np.random.default_rng(0)
     ms = _write(tmp_path / "ms.tif", rng.integers(100, 900, (4, 24, 24), np.uint16), 4.0)
-    n = 24 if case == "quarter" else 48
     pan = tmp_path / "pan.tif"
-    _write(pan, rng.integers(100, 900, (1, n, n), np.uint16), 2.0)
-    if case == "other_crs":  # the same numbers labelled with the next UTM zone
+    if case == "quarter":  # PAN pixels of the MS's bottom-right quarter
+        _write(pan, rng.integers(100, 900, (1, 24, 24), np.uint16), 2.0, x0=X0 + 48.0)
+        with rasterio.open(pan, "r+") as ds:
+            ds.transform = Affine(2.0, 0, X0 + 48.0, 0, -2.0, Y0 - 48.0)
+    else:
+        _write(pan, rng.integers(100, 900, (1, 48, 48), np.uint16), 2.0)
+    if case == "mislabelled":  # the same numbers labelled with the next UTM zone
         with rasterio.open(pan, "r+") as ds:
             ds.crs = "EPSG:32634"
+    if case == "reprojected":
+        moved = tmp_path / "pan_32634.tif"
+        subprocess.run(["gdalwarp", "-q", "-t_srs", "EPSG:32634", "-r", "cubic", str(pan),
+                        str(moved)], check=True)
+        pan = moved
     with pytest.raises(InputError) as err:
         pansharpen_file(ms, pan, tmp_path / "o.tif")
     msg = str(err.value)
@@ -141,13 +151,31 @@ def test_bad_grid_message_names_the_cause_and_its_commands_work(tmp_path, case):
         part = tmp_path / "ms_part.tif"
         subprocess.run(_suggested(msg, "gdal_translate", ms, part), check=True)
         pansharpen_file(part, pan, tmp_path / "a.tif")
-    else:
+    if case == "mislabelled":
+        assert "does not overlap the MS at all: is its CRS label right?" in msg, msg
+        fixed = tmp_path / "pan_fixed.tif"
+        subprocess.run(_suggested(msg, "gdal_translate", pan, fixed), check=True)
+        pansharpen_file(ms, fixed, tmp_path / "a.tif")
+        return
+    if case == "reprojected":
         assert "the PAN is in EPSG:32634, the MS in EPSG:32633" in msg, msg
     grid = tmp_path / "pan_grid.tif"
     subprocess.run(_suggested(msg, "gdalwarp", pan, grid), check=True)
     out = pansharpen_file(ms, grid, tmp_path / "b.tif")
     with rasterio.open(out) as o:
         assert (o.width, o.height) == (48, 48)
+
+
+def test_a_pan_without_detail_is_refused(tmp_path):
+    """A constant PAN (what a warp from outside its extent leaves) injects nothing: refused."""
+    from geosr.errors import InputError
+    from geosr.pansharpen import pansharpen_file
+
+    ms = _write(tmp_path / "ms.tif", np.full((4, 24, 24), 300, np.uint16), 4.0)
+    pan = _write(tmp_path / "pan.tif", np.zeros((1, 48, 48), np.uint16), 2.0)
+    with pytest.raises(InputError, match="has one value \\(0\\) only: no detail"):
+        pansharpen_file(ms, pan, tmp_path / "o.tif")
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_cli_writes_and_multiband_pan_refused(tmp_path):

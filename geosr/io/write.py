@@ -104,8 +104,7 @@ def check_output(dst: str | os.PathLike, *,
         raise OutputError(f"output {str(d)!r} is a directory; give a file name such as "
                           f"{str(d / 'out.tif')!r}")
     if d.exists() and not overwrite:
-        raise OutputError(f"output {str(d)!r} already exists; pass --overwrite (overwrite=True) "
-                          "to replace it")
+        raise OutputError(f"output {str(d)!r} already exists; pass --overwrite to replace it")
     parent = d.parent if str(d.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output directory {str(parent)!r} does not exist; create it first")

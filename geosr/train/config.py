@@ -214,9 +214,8 @@ class TrainConfig:
         held = [n for n in ("final.safetensors", "last.pt") if (out / n).exists()]
         if held and not (self.resume or self.overwrite):
             raise OutputError(f"--out {str(out)!r} already holds an earlier run's "
-                              f"{' and '.join(held)}; continue it with --resume (resume="
-                              f"{str(out / 'last.pt')!r}), replace it with --overwrite, or give "
-                              "another --out")
+                              f"{' and '.join(held)}; continue it with --resume, replace it "
+                              "with --overwrite, or give another --out")
 
     def _check_disc_args(self) -> None:
         import inspect

@@ -200,6 +200,8 @@ def test_bad_input_files(env, make_geotiff, kind, match):
     (["--device", "tpu"], 1, r"(unknown|unsupported) device 'tpu'"),
     (["-m", "espcn", "--data-range", "inf", "--allow-random-weights"], 1,
      r"data range must be finite"),
+    # checked for every model, also one it does not change (one flag, one rule)
+    (["-m", "bicubic", "--data-range", "5,5"], 1, r"data range must be finite with hi > lo"),
     (["--target-gsd", "-1"], 1, r"--target-gsd must be a positive number of metres"),
     (["--target-gsd", "100"], 1, r"--target-gsd 100,100 m is not finer than the input's"),
     (["--scale", "2", "--target-gsd", "1"], 2, r"either --scale or --target-gsd"),
@@ -231,6 +233,10 @@ def test_network_without_weights(env):
 def test_missing_argument_is_a_usage_error(env):
     res = invoke("upscale", env.good)
     assert_clean_failure(res.exit_code, res.stderr, expect_code=2, match=r"Missing argument")
+    # an option without its value names the command's help, not the group's
+    res = invoke("upscale", env.good, env.out, "--tile")
+    assert_clean_failure(res.exit_code, res.stderr, expect_code=2,
+                         match=r"'--tile' requires an argument\. \(see '\S+ upscale --help'\)")
 
 
 @pytest.mark.parametrize("which, match", [
