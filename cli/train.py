@@ -141,11 +141,12 @@ def _own_checkpoint(out: str | None) -> str:
     from pathlib import Path
 
     from geosr.errors import ParameterError
+    from geosr.train.config import CHECKPOINT_NAME
 
     if not out:
         raise ParameterError("--resume without a CHECKPOINT continues the run in --out; give "
                              "--out (or --resume OUT/last.pt)")
-    ck = Path(out) / "last.pt"
+    ck = Path(out) / CHECKPOINT_NAME
     if not ck.is_file():
         raise ParameterError(f"--resume: there is no interrupted run in --out {out!r} ({ck} "
                              "does not exist); run without --resume to start one, or give the "

@@ -86,7 +86,9 @@ def _grid_problem(ms, pan, ratio: int) -> str:
              "factor over the same bounds and CRS")
     if ms.crs != pan.crs:
         where = f"{grids}: the PAN is in {_crs_name(pan.crs)}, the MS in {_crs_name(ms.crs)}"
-        if not _overlaps(ms, pan):
+        from .geo.grid import footprints_meet
+
+        if footprints_meet(pan, ms) is False:  # (None: cannot tell, say nothing more)
             return (f"{where}, and reprojected it does not overlap the MS at all: is its CRS "
                     f"label right? If the PAN is in {_crs_name(ms.crs)} too, relabel it "
                     f"(gdal_translate -a_srs {_crs_name(ms.crs)} PAN.tif PAN_fixed.tif)")
@@ -119,20 +121,6 @@ def _ms_pixels_of(ms, pan) -> tuple[int, int, int, int]:
     c0, c1 = sorted(int(round(c)) for c in cols)
     r0, r1 = sorted(int(round(r)) for r in rows)
     return max(c0, 0), max(r0, 0), min(c1, ms.width), min(r1, ms.height)
-
-
-def _overlaps(ms, pan) -> bool:
-    """Whether the PAN, reprojected, overlaps the MS at all."""
-    from rasterio.warp import transform_bounds
-
-    from .geo.grid import bounds_of
-
-    try:
-        b = transform_bounds(pan.crs, ms.crs, *bounds_of(pan.transform, pan.width, pan.height))
-    except Exception:  # a transformation that cannot be made: say nothing more
-        return True
-    a = bounds_of(ms.transform, ms.width, ms.height)
-    return b[0] < a[2] and b[2] > a[0] and b[1] < a[3] and b[3] > a[1]
 
 
 def _crs_name(crs) -> str:

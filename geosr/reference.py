@@ -218,21 +218,6 @@ def _temporary_copy(da) -> str:
     return path
 
 
-def _overlap(ref_meta, out_meta) -> bool:
-    """Whether the reference's footprint meets the output's (bounds in the output CRS)."""
-    from rasterio.warp import transform_bounds
-
-    from .geo.grid import bounds_of
-
-    rb = bounds_of(ref_meta.transform, ref_meta.width, ref_meta.height)
-    ob = bounds_of(out_meta.transform, out_meta.width, out_meta.height)
-    try:
-        rb = transform_bounds(ref_meta.crs, out_meta.crs, *rb, densify_pts=21)
-    except Exception:  # noqa: BLE001 - a footprint that cannot be projected meets nothing
-        return False
-    return rb[0] < ob[2] and rb[2] > ob[0] and rb[1] < ob[3] and rb[3] > ob[1]
-
-
 def plan_reference(job, net: Any, reference: Any, *, bands: Any = None,
                    resampling: str = RESAMPLINGS[0], sampler: Callable | None = None):
     """``job`` with its reference planned (or ``job`` unchanged without one): the model checked,
@@ -263,7 +248,9 @@ def plan_reference(job, net: Any, reference: Any, *, bands: Any = None,
         raise ReferenceInputError(
             "the input has no CRS or geotransform, so the reference cannot be placed on its "
             "grid; georeference the input first (gdal_edit.py -a_srs EPSG:XXXX -a_ullr ...)")
-    if not _overlap(ref_meta, out):
+    from .geo.grid import footprints_meet
+
+    if not footprints_meet(ref_meta, out):  # (None: cannot be projected there, meets nothing)
         raise ReferenceOverlapError(
             f"the reference {os.path.basename(path)!r} does not overlap the input at all; give "
             "a reference that covers (part of) the input's area (check both with gdalinfo)")

@@ -77,6 +77,21 @@ def bounds_of(transform: Affine, width: int, height: int) -> tuple[float, float,
     return min(xs), min(ys), max(xs), max(ys)
 
 
+def footprints_meet(a, b) -> bool | None:
+    """Whether raster ``a``'s footprint meets ``b``'s (two RasterMeta-like objects: transform,
+    width, height, crs), compared in ``b``'s CRS (densified bounds); None when ``a``'s
+    footprint cannot be projected there."""
+    from rasterio.warp import transform_bounds
+
+    ab = bounds_of(a.transform, a.width, a.height)
+    bb = bounds_of(b.transform, b.width, b.height)
+    try:
+        ab = transform_bounds(a.crs, b.crs, *ab, densify_pts=21)
+    except Exception:  # noqa: BLE001 - a projection that cannot be made
+        return None
+    return ab[0] < bb[2] and ab[2] > bb[0] and ab[1] < bb[3] and ab[3] > bb[1]
+
+
 def pixel_size(transform: Affine) -> tuple[float, float]:
     """Length of a pixel's x and y sides in CRS units (rotation-aware)."""
     # hypot: no overflow of the squares for huge values (issue 17)

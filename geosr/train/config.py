@@ -13,6 +13,9 @@ from typing import Any
 
 from ..errors import OutputError, ParameterError
 
+#: The checkpoint a run keeps in its --out (what --resume continues from).
+CHECKPOINT_NAME = "last.pt"
+
 
 @dataclass
 class TrainConfig:
@@ -211,7 +214,7 @@ class TrainConfig:
             if Path(d).is_dir() and out.exists() and out.resolve() == Path(d).resolve():
                 raise OutputError(f"--out {str(out)!r} is the --data folder {str(d)!r}; write "
                                   "the weights to a folder of their own")
-        held = [n for n in ("final.safetensors", "last.pt") if (out / n).exists()]
+        held = [n for n in ("final.safetensors", CHECKPOINT_NAME) if (out / n).exists()]
         if held and not (self.resume or self.overwrite):
             raise OutputError(f"--out {str(out)!r} already holds an earlier run's "
                               f"{' and '.join(held)}; continue it with --resume, replace it "

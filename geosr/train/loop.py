@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import Interrupted, OutputError, ParameterError, WeightsError
-from .config import TrainConfig
+from .config import CHECKPOINT_NAME, TrainConfig
 
 CHECKPOINT_FORMAT = "geosr-train-checkpoint/1"
 
@@ -444,7 +444,7 @@ class Trainer:
         self.log(f"resumed from step {self.step}")
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
-        path = path or self.out / "last.pt"
+        path = path or self.out / CHECKPOINT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(self.state(), path)
         return path
